@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ABI between the XDP dataplane and the TypeScript control plane.
+ *
+ * Every struct here is mirrored by a codec in src/maps/codecs.ts, and
+ * test/abi.test.ts checks those codecs against the BTF of the compiled
+ * object, so a field added here without its codec fails the tests.
+ *
+ * Rules: fixed-width fields, network byte order spelled in the type
+ * (__be16/__be32), explicit padding, no bitfields, a size assertion per
+ * struct. Addresses are 16 bytes plus a family so IPv6 needs no layout
+ * change: an IPv4 address lives in addr[0], addr[1..3] are zero.
+ */
+#ifndef XVS_ABI_H
+#define XVS_ABI_H
+
+#include <linux/types.h>
+
+/* Map capacities. The connection table size is set at load time. */
+#define XVS_MAX_SERVICES 1024
+#define XVS_MAX_REALS 16384
+#define XVS_CONN_TABLE_DEFAULT 1048576
+
+#define XVS_AF_INET 2
+#define XVS_AF_INET6 10
+
+/* Forwarding methods, per real server as in ipvsadm (-g -i -m). */
+#define XVS_FWD_DR 1
+#define XVS_FWD_TUN 2
+#define XVS_FWD_NAT 3
+#define XVS_FWD_FULLNAT 4
+
+/* How the dataplane indexes a service's scheduler table. */
+#define XVS_LOOKUP_SEQ 0      /* next slot of a shared sequence counter */
+#define XVS_LOOKUP_HASH_SRC 1 /* hash of the client address */
+#define XVS_LOOKUP_HASH_DST 2 /* hash of the destination (VIP) address */
+
+/* struct xvs_real.flags */
+#define XVS_REAL_F_REMOVED (1U << 0) /* deleted: existing flows go on, no new ones */
+
+/* TCP connection states as IPVS names them (input-only table). */
+#define XVS_CS_NONE 0
+#define XVS_CS_ESTABLISHED 1
+#define XVS_CS_SYN_RECV 2
+#define XVS_CS_FIN_WAIT 3
+#define XVS_CS_CLOSE 4
+#define XVS_CS_UDP 5
+
+struct xvs_svc_key {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family;
+};
+_Static_assert(sizeof(struct xvs_svc_key) == 20, "xvs_svc_key");
+
+struct xvs_svc {
+	__u32 id;       /* index into the per-service arrays and tables */
+	__u32 flags;    /* reserved for persistence and friends */
+	__u8 sched;     /* scheduler code (XVS_SCHED_* in src/schedulers) */
+	__u8 lookup;    /* XVS_LOOKUP_* */
+	__u8 pad0[2];
+	__u32 tbl_size; /* slots in this service's scheduler table */
+};
+_Static_assert(sizeof(struct xvs_svc) == 16, "xvs_svc");
+
+struct xvs_real {
+	__be32 addr[4];
+	__be16 port;    /* equals the service port for DR and TUN */
+	__u8 family;
+	__u8 fwd;       /* XVS_FWD_* */
+	__u32 weight;
+	__u32 flags;    /* XVS_REAL_F_* */
+	__u32 svc_id;
+	__u32 gen;      /* bumped when the slot is reused; flows carry it */
+	__u32 pad0;
+};
+_Static_assert(sizeof(struct xvs_real) == 40, "xvs_real");
+
+struct xvs_conn_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad0[2];
+};
+_Static_assert(sizeof(struct xvs_conn_key) == 40, "xvs_conn_key");
+
+struct xvs_conn {
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the latest packet */
+	__u32 real_id;
+	__u32 real_gen;     /* must equal xvs_real.gen, else the flow is stale */
+	__u32 svc_id;
+	__u8 state;         /* XVS_CS_* */
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct xvs_conn) == 24, "xvs_conn");
+
+/* Per-CPU, per service and per real server. */
+struct xvs_stats {
+	__u64 conns;
+	__u64 inpkts;
+	__u64 inbytes;
+	__u64 outpkts;
+	__u64 outbytes;
+};
+_Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
+
+/* One entry, written by the control plane. */
+struct xvs_config {
+	__be32 tun_saddr[4]; /* outer source of IPIP packets */
+	__u32 flags;
+	__u32 pad0;
+};
+_Static_assert(sizeof(struct xvs_config) == 24, "xvs_config");
+
+/* Indexes of the per-CPU counter array xvs_counters: what happened to each
+ * packet that did not simply go out. Names are listed in src/maps/counters.ts. */
+#define XVS_CNT_RX 0             /* every frame the program saw */
+#define XVS_CNT_PASS_NOT_IP 1    /* not IPv4 (or IPv6 without services) */
+#define XVS_CNT_PASS_NO_SVC 2    /* IP, but not a virtual service */
+#define XVS_CNT_MALFORMED 3      /* truncated or invalid headers: passed to the kernel */
+#define XVS_CNT_PASS_FRAGMENT 4  /* fragments go to the kernel */
+#define XVS_CNT_PASS_NO_CONN 5   /* TCP non-SYN without a flow, as IPVS does */
+#define XVS_CNT_NO_REAL 6        /* no real server available: ICMP port unreachable */
+#define XVS_CNT_NO_NEIGH 7       /* next hop MAC unresolved: dropped */
+#define XVS_CNT_FIB_FAIL 8       /* no route to the real server: dropped */
+#define XVS_CNT_FRAG_NEEDED 9    /* ICMP fragmentation-needed sent */
+#define XVS_CNT_PASS_TOO_BIG 10  /* too big for the tunnel, no DF: kernel */
+#define XVS_CNT_TX 11            /* forwarded on the ingress interface */
+#define XVS_CNT_REDIRECT 12      /* forwarded on another interface */
+#define XVS_CNT_ERROR 13         /* helper failure (adjust_head and friends) */
+#define XVS_CNT_BAD_MODE 14      /* real server mode not handled by this dataplane */
+#define XVS_CNT_MAX 16
+
+#endif

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Small XDP programs around the director, not part of it:
+ *  - xdp_pass: attached to the switch-side peer of a veth so that frames the
+ *    director sends with XDP_TX are received (veth needs an XDP program on
+ *    the peer for that).
+ *  - xdp_macswap: the benchmark floor, the least an XDP_TX forwarder can do.
+ *  - xdp_sink: counts and drops what reaches it (bench receiver).
+ *  - xdp_gen: live-frame generator: rewrites the whole frame from a template
+ *    every run (live-frame pages come back with whatever was written).
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define GEN_MAX 128
+
+struct gen_tmpl {
+	__u32 len;       /* bytes of frame to write, <= GEN_MAX */
+	__u32 vary_port; /* when set, bytes [port_off, +2) get a fresh value per run */
+	__u32 port_off;
+	__u32 pad0;
+	__u8 frame[GEN_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_tmpl);
+} gen_tmpl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} aux_count SEC(".maps");
+
+SEC("xdp")
+int xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int xdp_macswap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u8 tmp[ETH_ALEN];
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int xdp_sink(struct xdp_md *ctx)
+{
+	__u32 k = 0;
+	__u64 *c = bpf_map_lookup_elem(&aux_count, &k);
+
+	if (c)
+		*c += 1;
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int xdp_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 k = 0, k1 = 1;
+	struct gen_tmpl *t = bpf_map_lookup_elem(&gen_tmpl, &k);
+	__u64 *seq = bpf_map_lookup_elem(&aux_count, &k1);
+
+	if (!t || !seq)
+		return XDP_ABORTED;
+	if (data + GEN_MAX > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(data, t->frame, GEN_MAX);
+	if (t->vary_port) {
+		__u32 off = t->port_off;
+		__u16 v = (__u16)(*seq)++;
+
+		if (off > GEN_MAX - 2)
+			return XDP_ABORTED;
+		*(__u16 *)(data + off) = v | 0x400;
+	}
+	return XDP_TX;
+}
+
+char LICENSE[] SEC("license") = "GPL";
