@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef XVS_COMMON_H
+#define XVS_COMMON_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* A helper's "not decided yet, go on" (Katran's FURTHER_PROCESSING). */
+#define XVS_CONTINUE -1
+
+#define XVS_VLAN_MAX 2
+#define XVS_L2_MAX (ETH_HLEN + 4 * XVS_VLAN_MAX)
+
+/* What the parser learned; offsets are from ctx->data, ports in network order. */
+struct xvs_pkt {
+	__u32 l2_len;
+	__u32 ip_hlen;
+	__u16 tot_len;  /* IPv4 total length, host order */
+	__u8 proto;
+	__u8 tcp_flags;
+	__u8 df;
+	__u8 tos;
+	__u8 pad0[2];
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+};
+
+#define XVS_TCP_FIN 0x01
+#define XVS_TCP_SYN 0x02
+#define XVS_TCP_RST 0x04
+#define XVS_TCP_ACK 0x10
+
+static __always_inline __u16 xvs_csum_fold(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+static __always_inline void xvs_ipv4_csum(struct iphdr *iph)
+{
+	__u16 *w = (__u16 *)iph;
+	__u32 s = 0;
+
+	iph->check = 0;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		s += w[i];
+	iph->check = xvs_csum_fold(s);
+}
+
+/* Moves the L2 header (l2_len of 14, 18 or 22 bytes) from data+from to
+ * data+to after an adjust_head; a stack copy keeps overlapping moves right. */
+static __always_inline int xvs_move_l2(struct xdp_md *ctx, __u32 l2_len, __u32 from, __u32 to)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 tmp[XVS_L2_MAX];
+
+	if (from > 64 || to > 64)
+		return -1;
+	if (data + from + XVS_L2_MAX > data_end || data + to + XVS_L2_MAX > data_end)
+		return -1;
+	if (l2_len == ETH_HLEN) {
+		__builtin_memcpy(tmp, data + from, ETH_HLEN);
+		__builtin_memcpy(data + to, tmp, ETH_HLEN);
+	} else if (l2_len == ETH_HLEN + 4) {
+		__builtin_memcpy(tmp, data + from, ETH_HLEN + 4);
+		__builtin_memcpy(data + to, tmp, ETH_HLEN + 4);
+	} else if (l2_len == ETH_HLEN + 8) {
+		__builtin_memcpy(tmp, data + from, ETH_HLEN + 8);
+		__builtin_memcpy(data + to, tmp, ETH_HLEN + 8);
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+#endif

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* ICMP "destination unreachable" built in place and sent back where the
+ * packet came from: fragmentation needed (PMTUD through the tunnel) and port
+ * unreachable (a service with no real server, as IPVS answers). */
+#ifndef XVS_ICMP_H
+#define XVS_ICMP_H
+
+#include <linux/icmp.h>
+#include "common.h"
+#include "maps.h"
+
+#define XVS_ICMP_ROOM (sizeof(struct iphdr) + sizeof(struct icmphdr))
+/* Quoted: the offending IP header (options included) and 8 bytes after it. */
+#define XVS_ICMP_QUOTE_MAX (60 + 8)
+
+static __always_inline int xvs_icmp_unreach(struct xdp_md *ctx, const struct xvs_pkt *p, __u8 code, __u16 mtu)
+{
+	__u32 l2 = p->l2_len, quote = p->ip_hlen + 8, frame_len;
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct iphdr *iph;
+	struct icmphdr *ic;
+	__u8 mac[ETH_ALEN];
+	__u16 *w;
+	__u32 sum = 0;
+
+	if (quote > XVS_ICMP_QUOTE_MAX || l2 > XVS_L2_MAX)
+		return XDP_DROP;
+	if (bpf_xdp_adjust_head(ctx, -(int)XVS_ICMP_ROOM))
+		goto err;
+	if (xvs_move_l2(ctx, l2, XVS_ICMP_ROOM, 0))
+		goto err;
+	frame_len = l2 + XVS_ICMP_ROOM + quote;
+	if (bpf_xdp_adjust_tail(ctx, (int)frame_len - (int)bpf_xdp_get_buff_len(ctx)))
+		goto err;
+
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		goto err;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+
+	iph = data + l2;
+	ic = (void *)(iph + 1);
+	if ((void *)(ic + 1) > data_end)
+		goto err;
+	iph->version = 4;
+	iph->ihl = 5;
+	iph->tos = 0xc0; /* internetwork control, as the kernel's icmp_send */
+	iph->tot_len = bpf_htons(XVS_ICMP_ROOM + quote);
+	iph->id = 0;
+	iph->frag_off = 0;
+	iph->ttl = 64;
+	iph->protocol = IPPROTO_ICMP;
+	iph->saddr = p->daddr;
+	iph->daddr = p->saddr;
+	xvs_ipv4_csum(iph);
+
+	ic->type = ICMP_DEST_UNREACH;
+	ic->code = code;
+	ic->checksum = 0;
+	ic->un.frag.__unused = 0;
+	ic->un.frag.mtu = bpf_htons(mtu);
+
+	w = (__u16 *)ic;
+#pragma unroll
+	for (int i = 0; i < (sizeof(struct icmphdr) + XVS_ICMP_QUOTE_MAX) / 2; i++) {
+		if (i * 2 >= sizeof(struct icmphdr) + quote)
+			break;
+		if ((void *)(w + i + 1) > data_end)
+			goto err;
+		sum += w[i];
+	}
+	ic->checksum = xvs_csum_fold(sum);
+	return XDP_TX;
+
+err:
+	xvs_count(XVS_CNT_ERROR);
+	return XDP_DROP;
+}
+
+#endif

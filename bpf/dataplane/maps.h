@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The director's maps. Names are the ABI the control plane opens and pins. */
+#ifndef XVS_MAPS_H
+#define XVS_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "xvs_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, struct xvs_svc_key);
+	__type(value, struct xvs_svc);
+} xvs_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct xvs_real);
+} xvs_reals SEC(".maps");
+
+/* One table of real ids per service, swapped whole by the control plane so
+ * the dataplane never sees a half-written table; sizes differ per service
+ * (BPF_F_INNER_MAP), e.g. one wrr cycle or a prime for Maglev. */
+struct xvs_sched_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct xvs_sched_inner);
+} xvs_sched_tables SEC(".maps");
+
+/* Shared (not per-CPU) so a sequence table is walked in one global order,
+ * as IPVS does; it is touched once per new flow only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u64);
+} xvs_sched_pos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_CONN_TABLE_DEFAULT);
+	__type(key, struct xvs_conn_key);
+	__type(value, struct xvs_conn);
+} xvs_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct xvs_stats);
+} xvs_svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct xvs_stats);
+} xvs_real_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} xvs_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_config);
+} xvs_config SEC(".maps");
+
+static __always_inline void xvs_count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&xvs_counters, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+#endif
