@@ -1,0 +1,38 @@
+import * as C from '../maps/codecs.js';
+import type { Dataplane } from './dataplane.js';
+
+// IPVS's TCP and UDP timeouts (ip_vs_proto_tcp.c / _udp.c defaults, the
+// `ipvsadm --set tcp tcpfin udp` values), by XVS_CS_* state.
+const STATE = { NONE: 0, ESTABLISHED: 1, SYN_RECV: 2, FIN_WAIT: 3, CLOSE: 4, UDP: 5 } as const;
+const TIMEOUT_S: Record<number, number> = {
+  [STATE.NONE]: 2,
+  [STATE.ESTABLISHED]: 900,
+  [STATE.SYN_RECV]: 60,
+  [STATE.FIN_WAIT]: 120,
+  [STATE.CLOSE]: 10,
+  [STATE.UDP]: 300,
+};
+
+export interface ConnCounts { active: number; inactive: number }
+
+/**
+ * ActiveConn/InActConn per real id, as ipvsadm -L shows them, counted from
+ * the connection table itself: an entry counts while its state's timeout has
+ * not run out since its last packet.
+ */
+export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>): Map<number, ConnCounts> {
+  const out = new Map<number, ConnCounts>();
+  const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
+  const { values } = dp.conns.raw.lookupBatch(4096);
+  for (const vb of values) {
+    const c = C.conn.decode(vb);
+    if (gens.get(c.real_id) !== c.real_gen) continue;
+    const ageS = (now - c.last_seen_ns) / 1e9;
+    if (ageS > (TIMEOUT_S[c.state] ?? 2)) continue;
+    const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
+    if (c.state === STATE.ESTABLISHED) n.active++;
+    else n.inactive++;
+    out.set(c.real_id, n);
+  }
+  return out;
+}

@@ -1,0 +1,86 @@
+import { BpfObject, attachXdp, detachXdp, ifIndex } from '../loader/index.js';
+import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
+import * as C from '../maps/codecs.js';
+import { bpfObject } from '../paths.js';
+import { logger } from '../log.js';
+
+const log = logger('dataplane');
+
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/xvs';
+export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
+
+/** Every map of the director, pinned so a restarted xvsd finds its flows. */
+export const DIRECTOR_MAPS = [
+  'xvs_services', 'xvs_reals', 'xvs_sched_tables', 'xvs_sched_pos', 'xvs_conns',
+  'xvs_svc_stats', 'xvs_real_stats', 'xvs_counters', 'xvs_config',
+] as const;
+
+export interface DataplaneOptions {
+  /** Omitted: load only (packet tests, benchmarks). */
+  interface?: string;
+  xdpMode?: 'native' | 'generic';
+  /** Omitted: no pinning (tests); maps die with the object. */
+  pinDir?: string;
+  connTableSize?: number;
+  objectPath?: string;
+}
+
+/** The loaded director program and typed views of its maps. */
+export class Dataplane {
+  readonly services: TypedMap<C.SvcKey, C.Svc>;
+  readonly reals: TypedMap<number, C.Real>;
+  readonly schedTables: RawMap;
+  readonly schedPos: RawMap;
+  readonly conns: TypedMap<C.ConnKey, C.Conn>;
+  readonly svcStats: PerCpuMap<number, C.Stats>;
+  readonly realStats: PerCpuMap<number, C.Stats>;
+  readonly counters: PerCpuMap<number, number>;
+  readonly config: TypedMap<number, C.Config>;
+  readonly progFd: number;
+  ifindex = 0;
+  attachedMode: 'native' | 'generic' | undefined;
+
+  private constructor(readonly obj: BpfObject, readonly connTableSize: number) {
+    this.services = new TypedMap(obj.map('xvs_services'), C.svcKey, C.svc);
+    this.reals = new TypedMap(obj.map('xvs_reals'), C.u32Codec, C.real);
+    this.schedTables = obj.map('xvs_sched_tables');
+    this.schedPos = obj.map('xvs_sched_pos');
+    this.conns = new TypedMap(obj.map('xvs_conns'), C.connKey, C.conn);
+    this.svcStats = new PerCpuMap(obj.map('xvs_svc_stats'), C.u32Codec, C.stats);
+    this.realStats = new PerCpuMap(obj.map('xvs_real_stats'), C.u32Codec, C.stats);
+    this.counters = new PerCpuMap(obj.map('xvs_counters'), C.u32Codec, C.u64Codec);
+    this.config = new TypedMap(obj.map('xvs_config'), C.u32Codec, C.config);
+    this.progFd = obj.program('xvs_xdp').fd;
+  }
+
+  static load(o: DataplaneOptions = {}): Dataplane {
+    const connTableSize = o.connTableSize ?? DEFAULT_CONN_TABLE_SIZE;
+    const obj = BpfObject.open({
+      objectPath: o.objectPath ?? bpfObject('xvs'),
+      mapSizes: { xvs_conns: connTableSize },
+      ...(o.pinDir ? { pinDir: o.pinDir, pinMaps: DIRECTOR_MAPS } : {}),
+    });
+    try {
+      obj.load();
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+    const dp = new Dataplane(obj, connTableSize);
+    if (o.interface) {
+      dp.ifindex = ifIndex(o.interface);
+      dp.attachedMode = attachXdp(dp.ifindex, dp.progFd, o.xdpMode ?? 'native');
+      log.info({ interface: o.interface, mode: dp.attachedMode, pinDir: o.pinDir, connTableSize }, 'dataplane attached');
+    }
+    return dp;
+  }
+
+  detach(): void {
+    if (this.ifindex) detachXdp(this.ifindex, this.attachedMode);
+    this.ifindex = 0;
+  }
+
+  close(): void {
+    this.obj.close();
+  }
+}

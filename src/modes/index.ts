@@ -1,0 +1,50 @@
+import { XvsError } from '../errors.js';
+
+// What each LVS forwarding method needs from a real server and what the
+// dataplane does with the packet. Codes match XVS_FWD_* in xvs_abi.h.
+export const MODES = {
+  dr: {
+    code: 1,
+    flag: '-g',
+    listName: 'Route',
+    implemented: true,
+    portMapping: false,
+    contract: 'destination MAC := next hop of RIP (FIB), source MAC := egress MAC; IP and ports unchanged',
+  },
+  tun: {
+    code: 2,
+    flag: '-i',
+    listName: 'Tunnel',
+    implemented: true,
+    portMapping: false,
+    contract: 'IPIP: outer IPv4 (src director, dst RIP, TOS/TTL/ID/DF of the inner packet), MACs from the FIB; DF packets that no longer fit get ICMP frag-needed with MTU-20',
+  },
+  nat: { code: 3, flag: '-m', listName: 'Masq', implemented: false, portMapping: true, contract: 'DNAT to RIP:rport' },
+  fullnat: { code: 4, flag: '--fullnat', listName: 'FullNat', implemented: false, portMapping: true, contract: 'SNAT+DNAT, client address in TOA' },
+} as const;
+
+export type ModeName = keyof typeof MODES;
+
+export function modeByName(name: string): (typeof MODES)[ModeName] & { name: ModeName } {
+  if (!(name in MODES)) throw new XvsError('BAD_ARGUMENT', `unknown forwarding method '${name}'`, { hint: 'one of dr (-g), tun (-i), nat (-m)' });
+  const m = MODES[name as ModeName];
+  return { ...m, name: name as ModeName };
+}
+
+export function modeByCode(code: number): ModeName {
+  for (const [name, m] of Object.entries(MODES)) if (m.code === code) return name as ModeName;
+  throw new XvsError('BAD_ARGUMENT', `unknown forwarding code ${code}`);
+}
+
+/** Checks a real server against its service; returns the port to store. */
+export function validateReal(mode: ModeName, servicePort: number, realPort: number): number {
+  const m = MODES[mode];
+  if (!m.implemented) {
+    throw new XvsError('UNSUPPORTED', `forwarding method ${m.flag} (${mode}) is not implemented yet`, { hint: 'use -g (DR) or -i (TUN)' });
+  }
+  const port = realPort === 0 ? servicePort : realPort;
+  if (!m.portMapping && port !== servicePort) {
+    throw new XvsError('PORT_MAPPING', `${mode.toUpperCase()} cannot map port ${servicePort} to ${port}`);
+  }
+  return port;
+}
