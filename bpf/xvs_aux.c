@@ -86,12 +86,13 @@ int xdp_gen(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	__builtin_memcpy(data, t->frame, GEN_MAX);
 	if (t->vary_port) {
-		__u32 off = t->port_off;
+		__u32 off = t->port_off & (GEN_MAX - 1);
 		__u16 v = (__u16)(*seq)++;
+		__u16 *port = data + off;
 
-		if (off > GEN_MAX - 2)
+		if ((void *)(port + 1) > data_end)
 			return XDP_ABORTED;
-		*(__u16 *)(data + off) = v | 0x400;
+		*port = v | 0x400;
 	}
 	return XDP_TX;
 }

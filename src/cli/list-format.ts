@@ -1,0 +1,79 @@
+import { isIPv4 } from 'node:net';
+import type { Fwd, ListResult, RealView, ServiceView, StatsView } from '../control/protocol.js';
+
+// `ipvsadm -L -n` byte for byte (column widths, the trailing blanks of the
+// padded last column, sort order, K/M/G/T abbreviations), so scripts that
+// parse ipvsadm's listing can parse ours. Addresses are always numeric.
+
+export interface ListFormatOptions {
+  stats: boolean;
+  exact: boolean;
+  /** The "IP Virtual Server version" line; ipvsadm omits it when listing one service. */
+  header?: boolean;
+}
+
+const FWD_NAMES: Record<Fwd, string> = { dr: 'Route', tun: 'Tunnel', nat: 'Masq', fullnat: 'FullNat' };
+
+// The IPVS version ipvsadm prints; tools grep for it.
+const IPVS_VERSION = '1.2.1';
+
+/** ipvsadm's print_largenum: a 9-wide column, abbreviated past 8 digits unless exact. */
+export function largeNum(n: number, exact: boolean): string {
+  const s = String(n);
+  if (exact) return s.padStart(s.length <= 8 ? 9 : s.length + 1);
+  if (n < 1e8) return s.padStart(9);
+  const [div, unit] = n < 1e9 ? [1e3, 'K'] : n < 1e11 ? [1e6, 'M'] : n < 1e14 ? [1e9, 'G'] : [1e12, 'T'];
+  return `${Math.floor(n / div)}${unit}`.padStart(9);
+}
+
+function hostPort(addr: string, port: number): string {
+  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+// ipvsadm sorts by protocol, address (numerically), then port. IPv4 sorts
+// before IPv6; IPv6 addresses among themselves sort textually.
+function addrKey(addr: string): [number, number, string] {
+  if (!isIPv4(addr)) return [1, 0, addr];
+  return [0, addr.split('.').reduce((n, o) => n * 256 + Number(o), 0), ''];
+}
+
+function compareAddr(a: string, aPort: number, b: string, bPort: number): number {
+  const [fa, na, sa] = addrKey(a);
+  const [fb, nb, sb] = addrKey(b);
+  return fa - fb || na - nb || (sa < sb ? -1 : sa > sb ? 1 : 0) || aPort - bPort;
+}
+
+const PROTO_ORDER = { tcp: 6, udp: 17 } as const;
+
+function byService(a: ServiceView, b: ServiceView): number {
+  return PROTO_ORDER[a.proto] - PROTO_ORDER[b.proto] || compareAddr(a.addr, a.port, b.addr, b.port);
+}
+
+function statsColumns(s: StatsView, exact: boolean): string {
+  return [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes].map((n) => largeNum(n, exact)).join('');
+}
+
+function realLine(svc: ServiceView, r: RealView, opts: ListFormatOptions): string {
+  // A real stored without its own port forwards to the service port.
+  const name = hostPort(r.addr, r.port || svc.port).padEnd(28);
+  if (opts.stats) return `  -> ${name}${statsColumns(r.stats, opts.exact)}`;
+  return `  -> ${name} ${FWD_NAMES[r.fwd].padEnd(7)} ${String(r.weight).padEnd(6)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;
+}
+
+export function formatList(res: ListResult, opts: ListFormatOptions): string {
+  const lines: string[] = [];
+  if (opts.header ?? true) lines.push(`IP Virtual Server version ${IPVS_VERSION} (size=${res.connTableSize})`);
+  if (opts.stats) {
+    const heads = ['Conns', 'InPkts', 'OutPkts', 'InBytes', 'OutBytes'].map((h) => h.padStart(8)).join(' ');
+    lines.push(`${'Prot LocalAddress:Port'.padEnd(33)} ${heads}`, '  -> RemoteAddress:Port');
+  } else {
+    lines.push('Prot LocalAddress:Port Scheduler Flags', '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn');
+  }
+  for (const svc of [...res.services].sort(byService)) {
+    const name = `${svc.proto.toUpperCase()}  ${hostPort(svc.addr, svc.port)}`;
+    lines.push(opts.stats ? `${name.padEnd(33)}${statsColumns(svc.stats, opts.exact)}` : `${name} ${svc.scheduler}`);
+    const reals = [...svc.reals].sort((a, b) => compareAddr(a.addr, a.port || svc.port, b.addr, b.port || svc.port));
+    for (const r of reals) lines.push(realLine(svc, r, opts));
+  }
+  return `${lines.join('\n')}\n`;
+}

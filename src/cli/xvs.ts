@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import { rmSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { DEFAULT_PIN_DIR, DIRECTOR_MAPS } from '../daemon/dataplane.js';
+import { detachXdp, ifIndex } from '../loader/index.js';
+import { REALSERVER_DEFAULTS, setupRealServer, teardownRealServer, type RealServerOptions } from '../realserver/setup.js';
+import { request, DEFAULT_SOCKET } from '../control/socket.js';
+import { runDemo } from '../lab/demo.js';
+import { fail } from './common.js';
+
+// `xvs`: everything that is not the director (xvsd) or ipvsadm (xvsadm).
+// Handlers return lines; only main() prints.
+
+interface RsFlags { vip: string; mode: 'dr' | 'tun'; interface?: string; pinDir: string; stateDir: string; xdpMode: 'native' | 'generic' }
+
+function rsOptions(o: RsFlags): RealServerOptions {
+  return { vip: o.vip, mode: o.mode, pinDir: o.pinDir, stateDir: o.stateDir, xdpMode: o.xdpMode, ...(o.interface ? { interface: o.interface } : {}) };
+}
+
+function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
+  return new Command(name)
+    .description(name === 'setup'
+      ? 'configure this host as an LVS real server for a VIP (VIP on lo, ARP sysctls; TUN: rp_filter and the IPIP decap helper)'
+      : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls')
+    .requiredOption('--vip <ip>', 'virtual IP address')
+    .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun']).makeOptionMandatory())
+    .option('--interface <if>', 'interface facing the director (default: the route to the VIP)')
+    .option('--pin-dir <dir>', 'bpffs directory for the decap helper', REALSERVER_DEFAULTS.pinDir)
+    .option('--state-dir <dir>', 'where previous sysctl values are kept', REALSERVER_DEFAULTS.stateDir)
+    .addOption(new Option('--xdp-mode <mode>', 'XDP attach mode').choices(['native', 'generic']).default('native'))
+    .action(async (o: RsFlags) => {
+      out.push(...(name === 'setup' ? await setupRealServer(rsOptions(o)) : await teardownRealServer(rsOptions(o))));
+    });
+}
+
+export function buildProgram(out: string[]): Command {
+  const program = new Command('xvs').description('xvs tools: real-server set-up, the lab demo, dataplane clean-up').exitOverride();
+  const rs = new Command('realserver').description('real-server set-up for DR and TUN');
+  rs.addCommand(realserverCommand('setup', out).exitOverride());
+  rs.addCommand(realserverCommand('teardown', out).exitOverride());
+  program.addCommand(rs.exitOverride());
+  program.command('demo')
+    .description('bring up the namespace lab, start xvsd, add a DR service with two real servers, send requests, show the listing')
+    .option('--requests <n>', 'HTTP requests to send', '200')
+    .action(async (o: { requests: string }) => { await runDemo({ requests: Number(o.requests), emit: (l) => process.stdout.write(`${l}\n`) }); });
+  program.command('status')
+    .description('dataplane counters of a running xvsd')
+    .option('--socket <path>', 'control socket', DEFAULT_SOCKET)
+    .action(async (o: { socket: string }) => { out.push(JSON.stringify(await request(o.socket, { op: 'status' }), null, 2)); });
+  program.command('down')
+    .description('detach the director from an interface and remove its pinned maps (drops all flows)')
+    .requiredOption('--interface <if>', 'interface xvsd was attached to')
+    .option('--pin-dir <dir>', 'bpffs directory of the pinned maps', DEFAULT_PIN_DIR)
+    .action((o: { interface: string; pinDir: string }) => {
+      detachXdp(ifIndex(o.interface));
+      for (const m of DIRECTOR_MAPS) rmSync(`${o.pinDir}/${m}`, { force: true });
+      out.push(`detached from ${o.interface}; unpinned ${DIRECTOR_MAPS.length} maps under ${o.pinDir}`);
+    });
+  return program;
+}
+
+async function main(): Promise<void> {
+  const out: string[] = [];
+  await buildProgram(out).parseAsync(process.argv);
+  if (out.length) process.stdout.write(`${out.join('\n')}\n`);
+}
+
+main().catch((e: unknown) => fail('xvs', e));

@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+import { main } from './xvsadm-main.js';
+
+await main();

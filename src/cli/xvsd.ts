@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+import { rmSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { serve, DEFAULT_SOCKET } from '../control/socket.js';
+import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, DIRECTOR_MAPS } from '../daemon/dataplane.js';
+import { Director } from '../daemon/director.js';
+import { checkPinDir, enableForwarding } from '../daemon/host.js';
+import { logger } from '../log.js';
+import { ifIndex } from '../loader/index.js';
+import { fail, positiveInt } from './common.js';
+
+const log = logger('xvsd');
+
+interface XvsdOptions {
+  interface: string;
+  xdpMode: 'native' | 'generic';
+  socket: string;
+  pinDir: string;
+  connTableSize: number;
+  tunnelSource?: string;
+  teardownOnExit?: boolean;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = new Command('xvsd')
+    .description('the xvs director: loads the XDP dataplane on an interface and serves xvsadm')
+    .requiredOption('--interface <if>', 'interface that receives traffic for the virtual services')
+    .addOption(new Option('--xdp-mode <mode>', 'XDP attach mode').choices(['native', 'generic']).default('native'))
+    .option('--socket <path>', 'control socket', DEFAULT_SOCKET)
+    .option('--pin-dir <dir>', 'bpffs directory for the pinned maps', DEFAULT_PIN_DIR)
+    .option('--conn-table-size <n>', 'connection table entries', positiveInt, DEFAULT_CONN_TABLE_SIZE)
+    .option('--tunnel-source <ip>', 'outer source address of IPIP packets (default: the route\'s source)')
+    .option('--teardown-on-exit', 'detach and unpin on exit (default: leave the dataplane running for a restart)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  program.parse(argv);
+  const o = program.opts<XvsdOptions>();
+
+  ifIndex(o.interface);
+  checkPinDir(o.pinDir);
+  const prevForwarding = enableForwarding(o.interface);
+  const dp = Dataplane.load({ interface: o.interface, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
+  const director = new Director(dp, o.tunnelSource === undefined ? {} : { tunnelSource: o.tunnelSource });
+  const server = await serve(o.socket, (req) => director.handle(req));
+  log.info({ interface: o.interface, socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding }, 'xvsd ready');
+
+  const stop = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    server.close();
+    if (o.teardownOnExit) {
+      dp.detach();
+      for (const m of DIRECTOR_MAPS) rmSync(`${o.pinDir}/${m}`, { force: true });
+      log.info('dataplane detached and unpinned');
+    } else {
+      log.info('dataplane left running; a restarted xvsd re-attaches to its pinned maps');
+    }
+    dp.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main(process.argv).catch((e: unknown) => fail('xvsd', e));

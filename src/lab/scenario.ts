@@ -1,0 +1,119 @@
+// Drives the lab the way an operator would: xvsd in the director namespace,
+// xvsadm and `xvs realserver` as commands, curl and a Node client as clients.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from '../control/socket.js';
+import { XvsError } from '../errors.js';
+import { packageRoot } from '../paths.js';
+import { nsExec, run, type Lab, type LabHost } from './topology.js';
+
+const bin = (name: string) => path.join(packageRoot, 'dist', 'src', name);
+
+export interface DirectorHandle {
+  socket: string;
+  pinDir: string;
+  pid: number;
+  xvsadm(args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** The director holds the VIP (it answers ARP for it) and runs xvsd. */
+export async function startDirector(lab: Lab, opts: { connTableSize?: number } = {}): Promise<DirectorHandle> {
+  const socket = path.join(lab.dir, 'xvsd.sock');
+  const pinDir = path.join(lab.bpffs, 'director');
+  await run('ip', ['-n', lab.director.ns, 'addr', 'replace', `${lab.vip}/32`, 'dev', lab.director.ifname]);
+  const args = ['netns', 'exec', lab.director.ns, process.execPath, bin('cli/xvsd.js'),
+    '--interface', lab.director.ifname, '--socket', socket, '--pin-dir', pinDir,
+    '--conn-table-size', String(opts.connTableSize ?? 65536)];
+  const child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XVS_LOG_LEVEL: 'warn' } });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 8192) stderr += d; });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new XvsError('SYSTEM', `xvsd exited with ${child.exitCode}: ${stderr.trim()}`);
+    try {
+      await request(socket, { op: 'status' }, 1000);
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new XvsError('SYSTEM', `xvsd did not answer on ${socket} within 15 s: ${stderr.trim()}`);
+      }
+      await sleep(100);
+    }
+  }
+  return {
+    socket,
+    pinDir,
+    pid: child.pid ?? 0,
+    xvsadm: (a) => run(process.execPath, [bin('cli/xvsadm.js'), '--socket', socket, ...a]),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
+
+export async function realServerSetup(lab: Lab, host: LabHost, mode: 'dr' | 'tun', action: 'setup' | 'teardown' = 'setup'): Promise<string> {
+  return nsExec(host.ns, process.execPath, [bin('cli/xvs.js'), 'realserver', action, '--vip', lab.vip, '--mode', mode,
+    '--interface', host.ifname, '--pin-dir', path.join(lab.bpffs, host.name), '--state-dir', path.join(lab.dir, host.name)]);
+}
+
+/** n HTTP requests from the client, one TCP connection each; returns who answered. */
+export async function curlMany(lab: Lab, n: number, port = 80): Promise<string[]> {
+  const url = `http://${lab.vip}:${port}/`;
+  const names: string[] = [];
+  for (let done = 0; done < n;) {
+    const k = Math.min(50, n - done);
+    const out = await nsExec(lab.client.ns, 'curl', ['-s', '--fail', '--max-time', '3', '-H', 'Connection: close', ...Array<string>(k).fill(url)], { timeoutMs: 60_000 });
+    names.push(...out.split('\n').filter(Boolean));
+    done += k;
+  }
+  return names;
+}
+
+export interface KeepAliveResult { localPorts: number[]; servers: string[] }
+
+export async function keepAliveRequests(lab: Lab, connections: number, requests: number, port = 80): Promise<KeepAliveResult[]> {
+  const out = await nsExec(lab.client.ns, process.execPath, [bin('lab/client.js'), '--url', `http://${lab.vip}:${port}/`,
+    '--connections', String(connections), '--requests', String(requests)], { timeoutMs: 60_000 });
+  return JSON.parse(out) as KeepAliveResult[];
+}
+
+/** Source MACs of every packet from the VIP that reached the client while fn ran. */
+export async function captureReplySources<T>(lab: Lab, fn: () => Promise<T>): Promise<{ result: T; macs: Map<string, number> }> {
+  const file = path.join(lab.dir, `capture-${Date.now()}.txt`);
+  const cap = spawn('ip', ['netns', 'exec', lab.client.ns, 'tcpdump', '-i', lab.client.ifname, '-e', '-nn', '-l', '-q',
+    `tcp and src host ${lab.vip}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  cap.stdout.setEncoding('utf8').on('data', (d: string) => { text += d; });
+  const started = new Promise<void>((resolve) => {
+    cap.stderr.setEncoding('utf8').on('data', (d: string) => { if (d.includes('listening')) resolve(); });
+    setTimeout(resolve, 3000);
+  });
+  await started;
+  try {
+    const result = await fn();
+    await sleep(300);
+    return { result, macs: countMacs(text) };
+  } finally {
+    cap.kill('SIGINT');
+    await new Promise<void>((resolve) => { if (cap.exitCode !== null) resolve(); else cap.once('exit', () => resolve()); });
+    void file;
+  }
+}
+
+function countMacs(text: string): Map<string, number> {
+  const macs = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^\S+\s+([0-9a-f:]{17}) >/.exec(line);
+    if (m?.[1]) macs.set(m[1], (macs.get(m[1]) ?? 0) + 1);
+  }
+  return macs;
+}

@@ -1,0 +1,82 @@
+// One codec per struct in bpf/include/xvs_abi.h, members in C order and named
+// as in C (test/abi.test.ts holds them to the BTF). Ports are host-order
+// numbers, addresses are strings whose family is the struct's `family`.
+import { addr16, be16, pad, scalar, struct, u8, u32, u64, type ValueOf } from './codec.js';
+
+export const svcKey = struct('xvs_svc_key', [
+  addr16('addr', 'family'),
+  be16('port'),
+  u8('proto'),
+  u8('family'),
+] as const);
+
+export const svc = struct('xvs_svc', [
+  u32('id'),
+  u32('flags'),
+  u8('sched'),
+  u8('lookup'),
+  pad('pad0', 2),
+  u32('tbl_size'),
+] as const);
+
+export const real = struct('xvs_real', [
+  addr16('addr', 'family'),
+  be16('port'),
+  u8('family'),
+  u8('fwd'),
+  u32('weight'),
+  u32('flags'),
+  u32('svc_id'),
+  u32('gen'),
+  pad('pad0', 4),
+] as const);
+
+export const connKey = struct('xvs_conn_key', [
+  addr16('saddr', 'family'),
+  addr16('daddr', 'family'),
+  be16('sport'),
+  be16('dport'),
+  u8('proto'),
+  u8('family'),
+  pad('pad0', 2),
+] as const);
+
+export const conn = struct('xvs_conn', [
+  u64('last_seen_ns'),
+  u32('real_id'),
+  u32('real_gen'),
+  u32('svc_id'),
+  u8('state'),
+  pad('pad0', 3),
+] as const);
+
+export const stats = struct('xvs_stats', [
+  u64('conns'),
+  u64('inpkts'),
+  u64('inbytes'),
+  u64('outpkts'),
+  u64('outbytes'),
+] as const);
+
+/** tun_saddr has no family member: an address with only addr[0] set reads as IPv4. */
+export const config = struct('xvs_config', [
+  addr16('tun_saddr'),
+  u32('flags'),
+  pad('pad0', 4),
+] as const);
+
+/** __u32 keys of array maps and __u32 values (scheduler tables). */
+export const u32Codec = scalar(u32('u32'));
+/** __u64 values (plain per-CPU counters). */
+export const u64Codec = scalar(u64('u64'));
+
+export type SvcKey = ValueOf<typeof svcKey>;
+export type Svc = ValueOf<typeof svc>;
+export type Real = ValueOf<typeof real>;
+export type ConnKey = ValueOf<typeof connKey>;
+export type Conn = ValueOf<typeof conn>;
+export type Stats = ValueOf<typeof stats>;
+export type Config = ValueOf<typeof config>;
+
+/** The codecs checked against BTF, by C struct name. */
+export const abiCodecs = { svcKey, svc, real, connKey, conn, stats, config } as const;

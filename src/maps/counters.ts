@@ -1,0 +1,24 @@
+// Indexes of the per-CPU counter array xvs_counters (XVS_CNT_* in
+// bpf/include/xvs_abi.h): what happened to each packet the dataplane saw.
+export const COUNTERS = {
+  rx: 0,
+  pass_not_ip: 1,
+  pass_no_svc: 2,
+  malformed: 3,
+  pass_fragment: 4,
+  pass_no_conn: 5,
+  no_real: 6,
+  no_neigh: 7,
+  fib_fail: 8,
+  frag_needed: 9,
+  pass_too_big: 10,
+  tx: 11,
+  redirect: 12,
+  error: 13,
+  bad_mode: 14,
+} as const;
+
+export type CounterName = keyof typeof COUNTERS;
+
+/** Entries in xvs_counters; indexes past the named ones are spare. */
+export const XVS_CNT_MAX = 16;
