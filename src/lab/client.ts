@@ -11,12 +11,14 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '10' },
     requests: { type: 'string', default: '10' },
     'timeout-ms': { type: 'string', default: '3000' },
+    'interval-ms': { type: 'string', default: '0' },
   },
 });
 const url = values.url;
 const conns = Number(values.connections);
 const perConn = Number(values.requests);
 const timeout = Number(values['timeout-ms']);
+const interval = Math.min(Number(values['interval-ms']), 10_000);
 if (!url || !(conns > 0 && conns <= 1000) || !(perConn > 0 && perConn <= 1000)) {
   process.stderr.write('usage: client --url URL [--connections 1-1000] [--requests 1-1000]\n');
   process.exit(2);
@@ -44,6 +46,7 @@ async function connection(): Promise<{ localPorts: number[]; servers: string[] }
       const r = await get(agent);
       servers.push(r.server);
       localPorts.push(r.localPort);
+      if (interval > 0 && i + 1 < perConn) await new Promise((res) => setTimeout(res, interval));
     }
   } finally {
     agent.destroy();

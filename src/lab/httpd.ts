@@ -38,6 +38,7 @@ const server = http.createServer((req, res) => {
   req.resume();
   req.on('end', () => (holdMs > 0 ? setTimeout(answer, holdMs) : answer()));
 });
+// Long enough for a test to send several requests over one connection.
 server.keepAliveTimeout = 30_000;
 
 server.listen(port, values.host, () => {

@@ -80,9 +80,9 @@ export async function curlMany(lab: Lab, n: number, port = 80): Promise<string[]
 
 export interface KeepAliveResult { localPorts: number[]; servers: string[] }
 
-export async function keepAliveRequests(lab: Lab, connections: number, requests: number, port = 80): Promise<KeepAliveResult[]> {
-  const out = await nsExec(lab.client.ns, process.execPath, [bin('lab/client.js'), '--url', `http://${lab.vip}:${port}/`,
-    '--connections', String(connections), '--requests', String(requests)], { timeoutMs: 60_000 });
+export async function keepAliveRequests(lab: Lab, connections: number, requests: number, opts: { port?: number; intervalMs?: number } = {}): Promise<KeepAliveResult[]> {
+  const out = await nsExec(lab.client.ns, process.execPath, [bin('lab/client.js'), '--url', `http://${lab.vip}:${opts.port ?? 80}/`,
+    '--connections', String(connections), '--requests', String(requests), '--interval-ms', String(opts.intervalMs ?? 0)], { timeoutMs: 60_000 });
   return JSON.parse(out) as KeepAliveResult[];
 }
 

@@ -96,8 +96,6 @@ function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: Xdp
   return { vip, mode: o.mode, xdpMode };
 }
 
-// ---- state file ----------------------------------------------------------
-
 function stateFile(o: RealServerOptions): string {
   return path.join(o.stateDir ?? REALSERVER_DEFAULTS.stateDir, REALSERVER_DEFAULTS.stateFile);
 }
@@ -123,8 +121,6 @@ function saveState(file: string, s: State): void {
   writeFileSync(tmp, `${JSON.stringify(s, null, 2)}\n`);
   renameSync(tmp, file);
 }
-
-// ---- interface -----------------------------------------------------------
 
 function prefixLen(dst: string): number {
   if (dst === 'default') return 0;
@@ -152,8 +148,6 @@ function checkInterface(name: string): number {
   }
   throw new XvsError('NO_INTERFACE', `interface ${name} does not exist`);
 }
-
-// ---- sysctls -------------------------------------------------------------
 
 const sysctlPath = (key: string): string => `/proc/sys/net/ipv4/conf/${key}`;
 const sysctlName = (key: string): string => `net.ipv4.conf.${key.replace('/', '.')}`;
@@ -208,8 +202,6 @@ function syncSysctls(s: State, ctx: Ctx): void {
   }
 }
 
-// ---- VIP on lo -----------------------------------------------------------
-
 async function loAddress(vip: string): Promise<{ label?: string; prefixlen: number } | null> {
   const out = await sh('ip', ['-j', '-4', 'addr', 'show', 'dev', 'lo']);
   const links = JSON.parse(out || '[]') as Array<{ addr_info?: Array<{ local: string; prefixlen: number; label?: string }> }>;
@@ -234,8 +226,6 @@ async function removeLoVip(vip: string, ctx: Ctx): Promise<void> {
   await sh('ip', ['addr', 'del', `${vip}/${a.prefixlen}`, 'dev', 'lo']);
   ctx.lines.push(`removed ${vip}/32 from lo`);
 }
-
-// ---- decap program -------------------------------------------------------
 
 function vipKey(vip: string): Buffer {
   return ipToAddr16(vip).bytes;
@@ -356,8 +346,6 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
   ctx.lines.push(`unpinned ${path.join(d.pinDir, DECAP_MAP)}`);
   s.decap = null;
 }
-
-// ---- entry points --------------------------------------------------------
 
 export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const { vip, mode, xdpMode } = validate(o);
