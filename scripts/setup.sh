@@ -19,6 +19,7 @@ have curl || need_pkgs+=(curl)
 have bpftool || need_pkgs+=(bpftool)
 have make || need_pkgs+=(make)
 have ping || need_pkgs+=(iputils-ping)
+have vagrant || need_pkgs+=(vagrant)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages (${need_pkgs[*]}); run as root to install them" >&2
