@@ -6,7 +6,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, serve } from '../src/control/socket.js';
-import type { Request } from '../src/control/protocol.js';
+import { parseRequest, type Request } from '../src/control/protocol.js';
 import { XvsError } from '../src/errors.js';
 
 async function withServer(
@@ -169,6 +169,85 @@ test('a daemon that never answers is a DAEMON timeout, not a hang', async () => 
     () => new Promise((resolve) => setTimeout(() => resolve('late'), 300)),
     async (path) => {
       await assert.rejects(request(path, { op: 'status' }, 100), (e: unknown) => e instanceof XvsError && e.code === 'DAEMON' && /within 100 ms/.test(e.message));
+    },
+  );
+});
+
+const KEY = { proto: 'tcp', addr: '192.0.2.80', port: 80 } as const;
+const REAL = { addr: '192.0.2.11', port: 0, fwd: 'dr', weight: 1 } as const;
+
+test('parseRequest: persistence, thresholds and timeouts are accepted in range', () => {
+  const ok: Request[] = [
+    { op: 'add-service', svc: { ...KEY, scheduler: 'wlc', persistent: 360 } },
+    { op: 'add-service', svc: { ...KEY, scheduler: 'wlc', persistent: 1, netmask: '255.255.255.0' } },
+    { op: 'edit-service', svc: { ...KEY, scheduler: 'rr', persistent: 2678400, netmask: '0.0.0.0' } },
+    { op: 'edit-service', svc: { ...KEY, scheduler: 'rr', persistent: 60, netmask: '255.255.255.255' } },
+    { op: 'add-service', svc: { proto: 'udp', addr: '2001:db8::1', port: 53, scheduler: 'wlc', persistent: 300 } },
+    { op: 'edit-service', svc: { proto: 'udp', addr: '2001:db8::1', port: 53, scheduler: 'wlc', persistent: 300, netmask: '255.255.255.255' } },
+    { op: 'add-real', key: KEY, real: { ...REAL, uthreshold: 2147483647, lthreshold: 0 } },
+    { op: 'edit-real', key: KEY, real: { ...REAL, uthreshold: 10, lthreshold: 10 } },
+    { op: 'add-real', key: KEY, real: { ...REAL, uthreshold: 10 } },
+    { op: 'set-timeouts', timeouts: { tcp: 0, tcpfin: 120, udp: 2678400 } },
+    { op: 'get-timeouts' },
+  ];
+  for (const req of ok) assert.deepEqual(parseRequest(JSON.stringify(req)), req, JSON.stringify(req));
+  // Unknown fields are dropped, absent optional ones stay absent.
+  assert.deepEqual(parseRequest(JSON.stringify({ op: 'get-timeouts', extra: 1 })), { op: 'get-timeouts' });
+  assert.deepEqual(parseRequest(JSON.stringify({ op: 'add-service', svc: { ...KEY, scheduler: 'wlc' } })), { op: 'add-service', svc: { ...KEY, scheduler: 'wlc' } });
+});
+
+test('parseRequest: bad persistence, thresholds and timeouts are BAD_ARGUMENT', () => {
+  const svc = (extra: object) => ({ op: 'add-service', svc: { ...KEY, scheduler: 'wlc', ...extra } });
+  const real = (extra: object) => ({ op: 'add-real', key: KEY, real: { ...REAL, ...extra } });
+  const bad: [unknown, RegExp][] = [
+    [svc({ persistent: 0 }), /svc\.persistent must be an integer 1\.\.2678400/],
+    [svc({ persistent: 2678401 }), /svc\.persistent/],
+    [svc({ persistent: '300' }), /svc\.persistent/],
+    [svc({ persistent: 1.5 }), /svc\.persistent/],
+    [svc({ persistent: null }), /svc\.persistent/],
+    [svc({ netmask: '255.255.255.0' }), /only meaningful with svc\.persistent/],
+    [svc({ persistent: 300, netmask: '255.0.255.0' }), /contiguous/],
+    [svc({ persistent: 300, netmask: '0.0.0.1' }), /contiguous/],
+    [svc({ persistent: 300, netmask: '24' }), /netmask/],
+    [svc({ persistent: 300, netmask: '255.255.255.00' }), /netmask/],
+    [svc({ persistent: 300, netmask: 0xffffff00 }), /netmask/],
+    [{ op: 'add-service', svc: { proto: 'tcp', addr: '2001:db8::1', port: 80, scheduler: 'wlc', persistent: 300, netmask: '255.255.255.0' } }, /IPv4 services only/],
+    [real({ uthreshold: -1 }), /real\.uthreshold must be an integer 0\.\.2147483647/],
+    [real({ uthreshold: 2147483648 }), /real\.uthreshold/],
+    [real({ lthreshold: '5' }), /real\.lthreshold/],
+    [real({ lthreshold: 5 }), /must not exceed/],
+    [real({ uthreshold: 5, lthreshold: 6 }), /must not exceed/],
+    [{ op: 'set-timeouts' }, /timeouts must be an object/],
+    [{ op: 'set-timeouts', timeouts: { tcp: 900, tcpfin: 120 } }, /timeouts\.udp/],
+    [{ op: 'set-timeouts', timeouts: { tcp: -1, tcpfin: 120, udp: 300 } }, /timeouts\.tcp must be an integer 0\.\.2678400/],
+    [{ op: 'set-timeouts', timeouts: { tcp: 900, tcpfin: 2678401, udp: 300 } }, /timeouts\.tcpfin/],
+    [{ op: 'set-timeouts', timeouts: [900, 120, 300] }, /timeouts must be an object/],
+  ];
+  for (const [req, message] of bad) {
+    assert.throws(() => parseRequest(JSON.stringify(req)), (e: unknown) => {
+      assert.ok(e instanceof XvsError, String(e));
+      assert.equal(e.code, 'BAD_ARGUMENT');
+      assert.match(e.message, message, JSON.stringify(req));
+      return true;
+    }, JSON.stringify(req));
+  }
+});
+
+test('set-timeouts and get-timeouts round-trip over the socket', async () => {
+  let timeouts = { tcp: 900, tcpfin: 120, udp: 300 };
+  await withServer(
+    async (req) => {
+      if (req.op === 'set-timeouts') {
+        timeouts = { tcp: req.timeouts.tcp || timeouts.tcp, tcpfin: req.timeouts.tcpfin || timeouts.tcpfin, udp: req.timeouts.udp || timeouts.udp };
+        return undefined;
+      }
+      return req.op === 'get-timeouts' ? timeouts : undefined;
+    },
+    async (path) => {
+      assert.equal(await request(path, { op: 'set-timeouts', timeouts: { tcp: 0, tcpfin: 60, udp: 0 } }), undefined);
+      assert.deepEqual(await request(path, { op: 'get-timeouts' }), { tcp: 900, tcpfin: 60, udp: 300 });
+      const lines = await rawExchange(path, '{"op":"set-timeouts","timeouts":{"tcp":1,"tcpfin":1}}\n');
+      assert.equal((JSON.parse(lines[0]!) as { error: { code: string } }).error.code, 'BAD_ARGUMENT');
     },
   );
 });

@@ -4,9 +4,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commandToRequest, parseIpvsadm, type RequestCommand } from '../src/cli/ipvsadm-args.js';
-import { formatList, largeNum } from '../src/cli/list-format.js';
+import { formatList, formatTimeouts, largeNum } from '../src/cli/list-format.js';
 import { extractSocket, runXvsadm } from '../src/cli/xvsadm-main.js';
-import type { ListResult, Request, StatsView } from '../src/control/protocol.js';
+import { parseRequest, type ListResult, type Request, type StatsView } from '../src/control/protocol.js';
 import { DEFAULT_SOCKET, request, serve } from '../src/control/socket.js';
 import { XvsError } from '../src/errors.js';
 
@@ -51,15 +51,56 @@ const accepted: [string[], Request][] = [
   [['-A', '-t', '[2001:DB8:0::1]:443'], { op: 'add-service', svc: { proto: 'tcp', addr: '2001:db8::1', port: 443, scheduler: 'wlc' } }],
   [['-a', '-t', '[2001:db8::1]:443', '-r', '2001:db8::11', '-m'],
     { op: 'add-real', key: { proto: 'tcp', addr: '2001:db8::1', port: 443 }, real: { addr: '2001:db8::11', port: 0, fwd: 'nat', weight: 1 } }],
+  // -p's value is optional: alone it is ipvsadm's IPVS_SVC_PERSISTENT_TIMEOUT, 360 s,
+  // and an option after it is not its value.
+  [['-A', ...T, '-p'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 360 } }],
+  [['-A', ...T, '-p', '-s', 'rr'], { op: 'add-service', svc: { ...K, scheduler: 'rr', persistent: 360 } }],
+  [['-A', '-p', '-t', '192.0.2.80:80'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 360 } }],
+  [['-Ap', '-t', '192.0.2.80:80'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 360 } }],
+  [['-A', ...T, '-p', '600'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 600 } }],
+  [['-A', ...T, '-p600'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 600 } }],
+  [['-A', ...T, '--persistent', '1'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 1 } }],
+  [['-A', ...T, '--persistent=2678400'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 2678400 } }],
+  [['-A', ...T, '-p', '-M', '255.255.255.0'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 360, netmask: '255.255.255.0' } }],
+  [['-A', ...T, '-M', '255.255.0.0', '-p', '900', '-s', 'sh'],
+    { op: 'add-service', svc: { ...K, scheduler: 'sh', persistent: 900, netmask: '255.255.0.0' } }],
+  [['-A', ...T, '-p', '--netmask', '0.0.0.0'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 360, netmask: '0.0.0.0' } }],
+  [['-A', ...T, '-p', '-M', '255.255.255.255'], { op: 'add-service', svc: { ...K, scheduler: 'wlc', persistent: 360, netmask: '255.255.255.255' } }],
+  [['-A', '-t', '[2001:db8::1]:443', '-p', '60'], { op: 'add-service', svc: { proto: 'tcp', addr: '2001:db8::1', port: 443, scheduler: 'wlc', persistent: 60 } }],
+  [['-E', ...T, '-s', 'rr', '-p', '120'], { op: 'edit-service', svc: { ...K, scheduler: 'rr', persistent: 120 } }],
+  // -E replaces the service: without -p it is no longer persistent.
+  [['-E', ...T, '-s', 'rr'], { op: 'edit-service', svc: { ...K, scheduler: 'rr' } }],
+  [['-a', ...T, '-r', '192.0.2.11', '-x', '100', '-y', '50'],
+    { op: 'add-real', key: K, real: { addr: '192.0.2.11', port: 0, fwd: 'dr', weight: 1, uthreshold: 100, lthreshold: 50 } }],
+  [['-a', ...T, '-r', '192.0.2.11', '-x', '2147483647'],
+    { op: 'add-real', key: K, real: { addr: '192.0.2.11', port: 0, fwd: 'dr', weight: 1, uthreshold: 2147483647 } }],
+  [['-a', ...T, '-r', '192.0.2.11', '-x', '0', '-y', '0'],
+    { op: 'add-real', key: K, real: { addr: '192.0.2.11', port: 0, fwd: 'dr', weight: 1, uthreshold: 0, lthreshold: 0 } }],
+  [['-e', ...T, '-r', '192.0.2.11', '--u-threshold', '10', '--l-threshold=10', '-w', '2'],
+    { op: 'edit-real', key: K, real: { addr: '192.0.2.11', port: 0, fwd: 'dr', weight: 2, uthreshold: 10, lthreshold: 10 } }],
+  [['--set', '900', '120', '300'], { op: 'set-timeouts', timeouts: { tcp: 900, tcpfin: 120, udp: 300 } }],
+  [['--set', '0', '0', '2678400'], { op: 'set-timeouts', timeouts: { tcp: 0, tcpfin: 0, udp: 2678400 } }],
+  [['-L', '--timeout'], { op: 'get-timeouts' }],
+  [['-l', '-n', '--timeout'], { op: 'get-timeouts' }],
+  [['-L', '-n', '--thresholds'], { op: 'list' }],
+  [['-L', '-n', '--thresholds', ...T], { op: 'list', key: K }],
 ];
 
 test('ipvsadm argv maps to the expected request', () => {
   for (const [argv, want] of accepted) assert.deepEqual(toRequest(argv), want, argv.join(' '));
 });
 
+test('every request xvsadm builds passes the daemon\'s parseRequest unchanged', () => {
+  for (const [argv] of accepted) {
+    const req = toRequest(argv);
+    assert.deepEqual(parseRequest(JSON.stringify(req)), req, argv.join(' '));
+  }
+});
+
 test('list options travel with the list command', () => {
   assert.deepEqual(parseIpvsadm(['-L', '-n', '--stats', '--exact']), { op: 'list', list: { numeric: true, stats: true, exact: true } });
   assert.deepEqual(parseIpvsadm(['-L']), { op: 'list', list: { numeric: false, stats: false, exact: false } });
+  assert.deepEqual(parseIpvsadm(['-L', '-n', '--thresholds']), { op: 'list', list: { numeric: true, stats: false, exact: false, thresholds: true } });
   assert.equal(parseIpvsadm(['-h']).op, 'help');
   assert.equal(parseIpvsadm(['--help']).op, 'help');
 });
@@ -97,13 +138,52 @@ const refused: [string[], string, RegExp?][] = [
   [['-A', '-t', '[192.0.2.80]:80'], 'BAD_ADDRESS'],
   [['-A', '-t', '[fe80::1%eth0]:80'], 'BAD_ADDRESS'],
   [['-a', ...T, '-r', '192.0.2.11:99999'], 'BAD_ADDRESS'],
-  [['-A', ...T, '-p'], 'UNSUPPORTED', /^-p \(--persistent\) is not supported yet$/],
-  [['-A', ...T, '-p', '300'], 'UNSUPPORTED'],
-  [['-A', ...T, '-M', '255.255.255.0'], 'UNSUPPORTED'],
   [['-A', '-f', '1'], 'UNSUPPORTED', /-f/],
-  [['-a', ...T, '-r', '192.0.2.11', '-x', '10'], 'UNSUPPORTED'],
-  [['-a', ...T, '-r', '192.0.2.11', '-y', '5'], 'UNSUPPORTED'],
-  [['--set', '900', '120', '300'], 'UNSUPPORTED', /--set/],
+  // persistence
+  [['-A', ...T, '-p', '0'], 'BAD_ARGUMENT', /^the -p timeout \(seconds\) must be an integer 1\.\.2678400, not '0'$/],
+  [['-A', ...T, '-p', '2678401'], 'BAD_ARGUMENT', /1\.\.2678400/],
+  [['-A', ...T, '-p', '5m'], 'BAD_ARGUMENT', /-p timeout/],
+  [['-A', ...T, '--persistent='], 'BAD_ARGUMENT', /-p timeout/],
+  [['-A', ...T, '-p', '300', '-p', '600'], 'BAD_ARGUMENT', /give one -p/],
+  [['-A', ...T, '-p', '-p'], 'BAD_ARGUMENT', /give one -p/],
+  [['-A', ...T, '-p', '-1'], 'BAD_ARGUMENT', /unknown option '-1'/],
+  [['-A', ...T, '-M', '255.255.255.0'], 'BAD_ARGUMENT', /^-M \(persistence granularity\) needs -p$/],
+  [['-E', ...T, '-M', '255.255.255.0'], 'BAD_ARGUMENT', /needs -p/],
+  [['-A', ...T, '-p', '-M', '255.0.255.0'], 'BAD_ARGUMENT', /contiguous/],
+  [['-A', ...T, '-p', '-M', '24'], 'BAD_ARGUMENT', /dotted IPv4 netmask/],
+  [['-A', ...T, '-p', '-M', '255.255.255.00'], 'BAD_ARGUMENT', /netmask/],
+  [['-A', ...T, '-p', '-M', '255.255.255.0', '-M', '255.255.0.0'], 'BAD_ARGUMENT', /give one netmask/],
+  [['-A', ...T, '-p', '-M'], 'BAD_ARGUMENT', /argument missing/],
+  [['-A', '-t', '[2001:db8::1]:443', '-p', '-M', '64'], 'UNSUPPORTED', /IPv6/],
+  [['-A', '-t', '192.0.2.80', '-p'], 'BAD_ADDRESS', /needs a port/],
+  [['-D', ...T, '-p'], 'BAD_ARGUMENT', /-p cannot be used with -D/],
+  [['-a', ...T, '-r', '192.0.2.11', '-p'], 'BAD_ARGUMENT', /-p cannot be used with -a/],
+  [['-L', '-M', '255.255.255.0'], 'BAD_ARGUMENT', /-M cannot be used with -L/],
+  // thresholds
+  [['-a', ...T, '-r', '192.0.2.11', '-y', '5'], 'BAD_ARGUMENT', /^-y \(lower threshold\) 5 is above -x \(upper threshold\) 0$/],
+  [['-a', ...T, '-r', '192.0.2.11', '-x', '5', '-y', '6'], 'BAD_ARGUMENT', /above/],
+  [['-a', ...T, '-r', '192.0.2.11', '-x', '2147483648'], 'BAD_ARGUMENT', /^-x \(upper threshold\) must be an integer 0\.\.2147483647/],
+  [['-a', ...T, '-r', '192.0.2.11', '-x', 'many'], 'BAD_ARGUMENT', /-x/],
+  [['-e', ...T, '-r', '192.0.2.11', '-y', '1.5'], 'BAD_ARGUMENT', /-y/],
+  [['-a', ...T, '-r', '192.0.2.11', '-x', '1', '-x', '2'], 'BAD_ARGUMENT', /give one upper threshold/],
+  [['-a', ...T, '-r', '192.0.2.11', '-x'], 'BAD_ARGUMENT'],
+  [['-d', ...T, '-r', '192.0.2.11', '-x', '3'], 'BAD_ARGUMENT', /-x cannot be used with -d/],
+  [['-A', ...T, '-y', '3'], 'BAD_ARGUMENT', /-y cannot be used with -A/],
+  // timeouts
+  [['--set', '900', '120'], 'BAD_ARGUMENT', /^--set takes 3 timeout values \(tcp tcpfin udp\), not 2$/],
+  [['--set', '900', '120', '300', '60'], 'BAD_ARGUMENT', /not 4/],
+  [['--set'], 'BAD_ARGUMENT', /argument missing/],
+  [['--set', '900', '120', 'x'], 'BAD_ARGUMENT', /--set timeout/],
+  [['--set', '900', '120', '2678401'], 'BAD_ARGUMENT', /0\.\.2678400/],
+  [['--set', '900', '120', '300', '-n'], 'BAD_ARGUMENT', /-n cannot be used with --set/],
+  [['--set', '900', '120', '300', '-L'], 'BAD_ARGUMENT', /one command at a time/],
+  [['-L', '--timeout', ...T], 'BAD_ARGUMENT', /cannot be used together/],
+  [['-L', '--timeout', '--stats'], 'BAD_ARGUMENT', /--timeout and --stats cannot be used together/],
+  [['-L', '--timeout', '--thresholds'], 'BAD_ARGUMENT', /cannot be used together/],
+  [['-L', '-c', '--thresholds'], 'BAD_ARGUMENT', /cannot be used together/],
+  [['-A', ...T, '--timeout'], 'BAD_ARGUMENT', /--timeout cannot be used with -A/],
+  [['-Z', '--thresholds'], 'BAD_ARGUMENT', /--thresholds cannot be used with -Z/],
+  [['-L', '--persistent-conn'], 'UNSUPPORTED', /--persistent-conn/],
   [['-R'], 'UNSUPPORTED'],
   [['-S', '-n'], 'UNSUPPORTED'],
   [['-L', '-c'], 'UNSUPPORTED'],
@@ -140,19 +220,20 @@ const zero: StatsView = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes:
 const sample: ListResult = {
   connTableSize: 4096,
   counters: {},
+  timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   services: [
     {
       ...U, scheduler: 'rr', stats: { conns: 7, inpkts: 7, outpkts: 0, inbytes: 420, outbytes: 0 },
-      reals: [{ addr: '192.0.2.21', port: 53, fwd: 'tun', weight: 0, activeConns: 0, inactConns: 2, stats: zero }],
+      reals: [{ addr: '192.0.2.21', port: 53, fwd: 'tun', weight: 0, uthreshold: 0, lthreshold: 0, activeConns: 0, inactConns: 2, stats: zero }],
     },
     {
       ...K, scheduler: 'wrr',
       stats: { conns: 123456789, inpkts: 1234567890, outpkts: 99999999, inbytes: 98765432109876, outbytes: 100000000000000 },
       reals: [
-        { addr: '192.0.2.12', port: 8080, fwd: 'nat', weight: 1, activeConns: 5, inactConns: 17,
+        { addr: '192.0.2.12', port: 8080, fwd: 'nat', weight: 1, uthreshold: 2147483647, lthreshold: 1000, activeConns: 5, inactConns: 17,
           stats: { conns: 100000000, inpkts: 999999999, outpkts: 1000000000, inbytes: 99999999999, outbytes: 100000000000 } },
-        { addr: '192.0.2.9', port: 80, fwd: 'fullnat', weight: 2, activeConns: 0, inactConns: 0, stats: zero },
-        { addr: '192.0.2.11', port: 80, fwd: 'dr', weight: 3, activeConns: 12345, inactConns: 0, stats: zero },
+        { addr: '192.0.2.9', port: 80, fwd: 'fullnat', weight: 2, uthreshold: 0, lthreshold: 0, activeConns: 0, inactConns: 0, stats: zero },
+        { addr: '192.0.2.11', port: 80, fwd: 'dr', weight: 3, uthreshold: 100, lthreshold: 0, activeConns: 12345, inactConns: 0, stats: zero },
       ],
     },
     { proto: 'tcp', addr: '10.0.0.1', port: 443, scheduler: 'wlc', stats: zero, reals: [] },
@@ -227,6 +308,90 @@ test('listing one service leaves out the version line', () => {
   assert.ok(out.includes('UDP  192.0.2.53:53 rr\n'));
 });
 
+const persistentSample: ListResult = {
+  connTableSize: 4096,
+  counters: {},
+  timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+  services: [
+    { proto: 'udp', addr: '2001:db8::1', port: 53, scheduler: 'wlc', persistent: 300, stats: zero, reals: [] },
+    { proto: 'tcp', addr: '192.0.2.81', port: 80, scheduler: 'sh', persistent: 60, netmask: '255.255.255.255', stats: zero, reals: [] },
+    { proto: 'tcp', addr: '192.0.2.80', port: 443, scheduler: 'rr', persistent: 600, netmask: '255.255.255.0', stats: zero, reals: [] },
+    {
+      ...K, scheduler: 'wlc', persistent: 360, stats: zero,
+      reals: [{ addr: '192.0.2.11', port: 80, fwd: 'dr', weight: 1, uthreshold: 0, lthreshold: 0, activeConns: 0, inactConns: 0, stats: zero }],
+    },
+  ],
+};
+
+test('persistent services show ipvsadm\'s flags: persistent T, and mask M unless it is /32', () => {
+  const want = [
+    'IP Virtual Server version 1.2.1 (size=4096)',
+    'Prot LocalAddress:Port Scheduler Flags',
+    '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn',
+    'TCP  192.0.2.80:80 wlc persistent 360',
+    '  -> 192.0.2.11:80                Route   1      0          0         ',
+    'TCP  192.0.2.80:443 rr persistent 600 mask 255.255.255.0',
+    'TCP  192.0.2.81:80 sh persistent 60',
+    'UDP  [2001:db8::1]:53 wlc persistent 300',
+    '',
+  ].join('\n');
+  assert.equal(formatList(persistentSample, { stats: false, exact: false }), want);
+  // The --thresholds layout keeps the flags; --stats has no room for them.
+  assert.ok(formatList(persistentSample, { stats: false, exact: false, thresholds: true }).includes('\nTCP  192.0.2.80:443 rr persistent 600 mask 255.255.255.0\n'));
+  assert.ok(formatList(persistentSample, { stats: true, exact: false }).includes(
+    '\nTCP  192.0.2.80:443                      0        0        0        0        0\n'));
+});
+
+test('--thresholds listing matches ipvsadm -L -n --thresholds', () => {
+  const want = [
+    'IP Virtual Server version 1.2.1 (size=4096)',
+    'Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn ',
+    '  -> RemoteAddress:Port',
+    'TCP  10.0.0.1:443 wlc',
+    'TCP  192.0.2.80:80 wrr',
+    '  -> 192.0.2.9:80                 0          0          0          0         ',
+    '  -> 192.0.2.11:80                100        0          12345      0         ',
+    '  -> 192.0.2.12:8080              2147483647 1000       5          17        ',
+    'UDP  192.0.2.53:53 rr',
+    '  -> 192.0.2.21:53                0          0          0          2         ',
+    '',
+  ].join('\n');
+  assert.equal(formatList(sample, { stats: false, exact: false, thresholds: true }), want);
+  // ipvsadm's print_title tests FMT_STATS first: --stats --thresholds is the stats layout.
+  assert.equal(formatList(sample, { stats: true, exact: false, thresholds: true }), formatList(sample, { stats: true, exact: false }));
+});
+
+test('the timeout line is ipvsadm -L --timeout', () => {
+  assert.equal(formatTimeouts({ tcp: 900, tcpfin: 120, udp: 300 }), 'Timeout (tcp tcpfin udp): 900 120 300\n');
+});
+
+test('xvsadm: --timeout, --set and --thresholds go through request', async () => {
+  const sent: Request[] = [];
+  const deps = {
+    request: async (req: Request) => {
+      sent.push(req);
+      return req.op === 'get-timeouts' ? { tcp: 900, tcpfin: 120, udp: 300 } : req.op === 'list' ? sample : undefined;
+    },
+  };
+  const timeout = await runXvsadm(['-L', '--timeout'], deps);
+  assert.deepEqual([timeout.stdout, timeout.stderr, timeout.exitCode], ['Timeout (tcp tcpfin udp): 900 120 300\n', '', 0]);
+  const set = await runXvsadm(['--set', '0', '60', '0'], deps);
+  assert.deepEqual([set.stdout, set.stderr, set.exitCode], ['', '', 0]);
+  const thr = await runXvsadm(['-L', '-n', '--thresholds'], deps);
+  assert.equal(thr.stdout, formatList(sample, { stats: false, exact: false, thresholds: true }));
+  const one = await runXvsadm(['-L', '-n', '--thresholds', ...T], deps);
+  assert.ok(one.stdout.startsWith('Prot LocalAddress:Port            Uthreshold'));
+  assert.deepEqual(sent, [
+    { op: 'get-timeouts' },
+    { op: 'set-timeouts', timeouts: { tcp: 0, tcpfin: 60, udp: 0 } },
+    { op: 'list' },
+    { op: 'list', key: K },
+  ]);
+  const bad = await runXvsadm(['-L', '--timeout'], { request: async () => undefined });
+  assert.deepEqual([bad.stdout, bad.exitCode], ['', 3]);
+  assert.match(bad.stderr, /^xvsadm: DAEMON: xvsd sent no timeouts/);
+});
+
 test('xvsadm: list goes through request and comes back formatted', async () => {
   const sent: [Request, string][] = [];
   const res = await runXvsadm(['-L', '-n', '--socket', '/tmp/xvs-test.sock'], {
@@ -273,7 +438,9 @@ test('xvsadm: no daemon is one line and a non-zero exit', async () => {
 test('xvsadm: a daemon error over a real socket keeps its code and exit status', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'xvsadm-'));
   const path = join(dir, 'xvsd.sock');
+  const seen: Request[] = [];
   const server = await serve(path, async (req) => {
+    seen.push(req);
     if (req.op === 'del-service') throw new XvsError('NO_SERVICE', `no service tcp ${req.key.addr}:${req.key.port}`);
     return sample;
   });
@@ -285,6 +452,12 @@ test('xvsadm: a daemon error over a real socket keeps its code and exit status',
     const list = await runXvsadm(['--socket', path, '-L', '-n', '--stats'], deps);
     assert.equal(list.exitCode, 0);
     assert.equal(list.stdout, formatList(sample, { stats: true, exact: false }));
+    // The new requests pass the daemon's validation on the way in.
+    for (const argv of [['--set', '900', '120', '300'], ['-A', ...T, '-p', '-M', '255.255.255.0'], ['-a', ...T, '-r', '192.0.2.11', '-x', '9', '-y', '3']]) {
+      const res = await runXvsadm(['--socket', path, ...argv], deps);
+      assert.deepEqual([res.stderr, res.exitCode], ['', 0], argv.join(' '));
+    }
+    assert.deepEqual(seen.slice(-3).map((r) => r.op), ['set-timeouts', 'add-service', 'add-real']);
   } finally {
     await new Promise((r) => server.close(r));
     await rm(dir, { recursive: true, force: true });

@@ -58,6 +58,73 @@ static __always_inline int xvs_schedule(const struct xvs_pkt *p, const struct xv
 	return 0;
 }
 
+static __always_inline __u64 xvs_timeout_ns(const struct xvs_config *cfg, __u8 state)
+{
+	__u32 s;
+
+	switch (state) {
+	case XVS_CS_ESTABLISHED:
+		s = cfg && cfg->timeout_tcp ? cfg->timeout_tcp : XVS_TIMEOUT_TCP;
+		break;
+	case XVS_CS_FIN_WAIT:
+		s = cfg && cfg->timeout_tcpfin ? cfg->timeout_tcpfin : XVS_TIMEOUT_TCPFIN;
+		break;
+	case XVS_CS_UDP:
+		s = cfg && cfg->timeout_udp ? cfg->timeout_udp : XVS_TIMEOUT_UDP;
+		break;
+	case XVS_CS_SYN_RECV:
+		s = XVS_TIMEOUT_SYN_RECV;
+		break;
+	default:
+		s = XVS_TIMEOUT_CLOSE;
+	}
+	return (__u64)s * 1000000000ULL;
+}
+
+static __always_inline int xvs_real_usable(const struct xvs_real *r, __u32 gen, __u32 svc_id)
+{
+	return r && r->gen == gen && r->svc_id == svc_id && !(r->flags & XVS_REAL_F_REMOVED);
+}
+
+static __always_inline void xvs_persist_key(struct xvs_persist_key *pk, const struct xvs_pkt *p, const struct xvs_svc *svc)
+{
+	__builtin_memset(pk, 0, sizeof(*pk));
+	pk->caddr[0] = p->saddr & svc->persist_mask;
+	pk->svc_id = svc->id;
+	pk->family = XVS_AF_INET;
+}
+
+/* The real server of a live persistence template, refreshed; -1 if none. */
+static __always_inline int xvs_persist_pick(const struct xvs_pkt *p, const struct xvs_svc *svc, __u64 now, __u32 *rid)
+{
+	struct xvs_persist_key pk;
+	struct xvs_persist *t;
+	struct xvs_real *r;
+	__u32 id;
+
+	xvs_persist_key(&pk, p, svc);
+	t = bpf_map_lookup_elem(&xvs_persist, &pk);
+	if (!t || now - t->last_seen_ns > (__u64)svc->persist_timeout * 1000000000ULL)
+		return -1;
+	id = t->real_id;
+	r = bpf_map_lookup_elem(&xvs_reals, &id);
+	if (!xvs_real_usable(r, t->real_gen, svc->id))
+		return -1;
+	t->last_seen_ns = now;
+	*rid = id;
+	return 0;
+}
+
+static __always_inline void xvs_persist_save(const struct xvs_pkt *p, const struct xvs_svc *svc, __u64 now,
+					     __u32 rid, __u32 gen)
+{
+	struct xvs_persist_key pk;
+	struct xvs_persist t = { .last_seen_ns = now, .real_id = rid, .real_gen = gen };
+
+	xvs_persist_key(&pk, p, svc);
+	bpf_map_update_elem(&xvs_persist, &pk, &t, BPF_ANY);
+}
+
 /* Finds or creates the flow; returns the real server, or NULL with *verdict
  * set (pass a stray TCP segment to the kernel, or no real server). */
 static __always_inline struct xvs_real *
@@ -71,16 +138,19 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 		.proto = p->proto,
 		.family = XVS_AF_INET,
 	};
+	__u32 zero = 0;
+	const struct xvs_config *cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	__u64 now = bpf_ktime_get_ns();
 	struct xvs_conn *c = bpf_map_lookup_elem(&xvs_conns, &key);
 	int syn = p->proto == IPPROTO_TCP &&
 		  (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
+	int persistent = svc->flags & XVS_SVC_F_PERSISTENT;
 	struct xvs_real *r;
 	struct xvs_conn nc = {};
 	__u32 rid;
 
 	*is_new = 0;
-	if (c) {
+	if (c && now - c->last_seen_ns <= xvs_timeout_ns(cfg, c->state)) {
 		__u32 cid = c->real_id;
 
 		r = bpf_map_lookup_elem(&xvs_reals, &cid);
@@ -89,8 +159,11 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 		    !(syn && (c->state == XVS_CS_CLOSE || c->state == XVS_CS_FIN_WAIT))) {
 			if (p->proto == IPPROTO_TCP)
 				c->state = xvs_tcp_next_state(c->state, p->tcp_flags);
-			if (now - c->last_seen_ns > XVS_TOUCH_NS)
+			if (now - c->last_seen_ns > XVS_TOUCH_NS) {
 				c->last_seen_ns = now;
+				if (c->flags & XVS_CONN_F_PERSIST)
+					xvs_persist_pick(p, svc, now, &rid);
+			}
 			*real_id = cid;
 			return r;
 		}
@@ -100,16 +173,25 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 		*verdict = XDP_PASS;
 		return NULL;
 	}
-	if (xvs_schedule(p, svc, &rid) < 0)
-		goto no_real;
-	r = bpf_map_lookup_elem(&xvs_reals, &rid);
-	if (!r || r->svc_id != svc->id || (r->flags & XVS_REAL_F_REMOVED))
-		goto no_real;
+	if (!persistent || xvs_persist_pick(p, svc, now, &rid) < 0) {
+		if (xvs_schedule(p, svc, &rid) < 0)
+			goto no_real;
+		r = bpf_map_lookup_elem(&xvs_reals, &rid);
+		if (!r || r->svc_id != svc->id || (r->flags & XVS_REAL_F_REMOVED))
+			goto no_real;
+		if (persistent)
+			xvs_persist_save(p, svc, now, rid, r->gen);
+	} else {
+		r = bpf_map_lookup_elem(&xvs_reals, &rid);
+		if (!r)
+			goto no_real;
+	}
 	nc.last_seen_ns = now;
 	nc.real_id = rid;
 	nc.real_gen = r->gen;
 	nc.svc_id = svc->id;
 	nc.state = p->proto == IPPROTO_TCP ? XVS_CS_SYN_RECV : XVS_CS_UDP;
+	nc.flags = persistent ? XVS_CONN_F_PERSIST : 0;
 	bpf_map_update_elem(&xvs_conns, &key, &nc, BPF_ANY);
 	*is_new = 1;
 	*real_id = rid;

@@ -56,6 +56,13 @@ struct {
 } xvs_conns SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_PERSIST_TABLE_DEFAULT);
+	__type(key, struct xvs_persist_key);
+	__type(value, struct xvs_persist);
+} xvs_persist SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XVS_MAX_SERVICES);
 	__type(key, __u32);

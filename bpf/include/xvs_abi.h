@@ -20,6 +20,7 @@
 #define XVS_MAX_SERVICES 1024
 #define XVS_MAX_REALS 16384
 #define XVS_CONN_TABLE_DEFAULT 1048576
+#define XVS_PERSIST_TABLE_DEFAULT 262144
 
 #define XVS_AF_INET 2
 #define XVS_AF_INET6 10
@@ -35,8 +36,15 @@
 #define XVS_LOOKUP_HASH_SRC 1 /* hash of the client address */
 #define XVS_LOOKUP_HASH_DST 2 /* hash of the destination (VIP) address */
 
+/* struct xvs_svc.flags */
+#define XVS_SVC_F_PERSISTENT (1U << 0) /* -p: clients stick to a real server via xvs_persist */
+
 /* struct xvs_real.flags */
-#define XVS_REAL_F_REMOVED (1U << 0) /* deleted: existing flows go on, no new ones */
+#define XVS_REAL_F_REMOVED (1U << 0)  /* deleted: existing flows go on, no new ones */
+#define XVS_REAL_F_OVERLOAD (1U << 1) /* over its upper threshold: out of the tables */
+
+/* struct xvs_conn.flags */
+#define XVS_CONN_F_PERSIST (1U << 0) /* refreshes its persistence template */
 
 /* TCP connection states as IPVS names them (input-only table). */
 #define XVS_CS_NONE 0
@@ -55,14 +63,16 @@ struct xvs_svc_key {
 _Static_assert(sizeof(struct xvs_svc_key) == 20, "xvs_svc_key");
 
 struct xvs_svc {
-	__u32 id;       /* index into the per-service arrays and tables */
-	__u32 flags;    /* reserved for persistence and friends */
-	__u8 sched;     /* scheduler code (XVS_SCHED_* in src/schedulers) */
-	__u8 lookup;    /* XVS_LOOKUP_* */
+	__u32 id;              /* index into the per-service arrays and tables */
+	__u32 flags;           /* XVS_SVC_F_* */
+	__u8 sched;            /* scheduler code (SCHEDULERS in src/schedulers) */
+	__u8 lookup;           /* XVS_LOOKUP_* */
 	__u8 pad0[2];
-	__u32 tbl_size; /* slots in this service's scheduler table */
+	__u32 tbl_size;        /* slots in this service's scheduler table */
+	__u32 persist_timeout; /* seconds a persistence template outlives its last packet */
+	__be32 persist_mask;   /* IPv4 netmask grouping clients into one template (-M) */
 };
-_Static_assert(sizeof(struct xvs_svc) == 16, "xvs_svc");
+_Static_assert(sizeof(struct xvs_svc) == 24, "xvs_svc");
 
 struct xvs_real {
 	__be32 addr[4];
@@ -72,10 +82,11 @@ struct xvs_real {
 	__u32 weight;
 	__u32 flags;    /* XVS_REAL_F_* */
 	__u32 svc_id;
-	__u32 gen;      /* bumped when the slot is reused; flows carry it */
-	__u32 pad0;
+	__u32 gen;         /* bumped when the slot is reused; flows carry it */
+	__u32 u_threshold; /* -x: the control plane stops new flows at this many */
+	__u32 l_threshold; /* -y: ... and resumes them at this many */
 };
-_Static_assert(sizeof(struct xvs_real) == 40, "xvs_real");
+_Static_assert(sizeof(struct xvs_real) == 44, "xvs_real");
 
 struct xvs_conn_key {
 	__be32 saddr[4];
@@ -94,9 +105,26 @@ struct xvs_conn {
 	__u32 real_gen;     /* must equal xvs_real.gen, else the flow is stale */
 	__u32 svc_id;
 	__u8 state;         /* XVS_CS_* */
-	__u8 pad0[3];
+	__u8 flags;         /* XVS_CONN_F_* */
+	__u8 pad0[2];
 };
 _Static_assert(sizeof(struct xvs_conn) == 24, "xvs_conn");
+
+/* Persistence template: one client (or client subnet) of one service. */
+struct xvs_persist_key {
+	__be32 caddr[4];    /* client address & the service's netmask */
+	__u32 svc_id;
+	__u8 family;
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct xvs_persist_key) == 24, "xvs_persist_key");
+
+struct xvs_persist {
+	__u64 last_seen_ns;
+	__u32 real_id;
+	__u32 real_gen;
+};
+_Static_assert(sizeof(struct xvs_persist) == 16, "xvs_persist");
 
 /* Per-CPU, per service and per real server. */
 struct xvs_stats {
@@ -110,11 +138,20 @@ _Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
 
 /* One entry, written by the control plane. */
 struct xvs_config {
-	__be32 tun_saddr[4]; /* outer source of IPIP packets */
+	__be32 tun_saddr[4];  /* outer source of IPIP packets */
 	__u32 flags;
-	__u32 pad0;
+	__u32 timeout_tcp;    /* ESTABLISHED, seconds (ipvsadm --set tcp) */
+	__u32 timeout_tcpfin; /* FIN_WAIT (--set tcpfin) */
+	__u32 timeout_udp;    /* UDP (--set udp) */
 };
-_Static_assert(sizeof(struct xvs_config) == 24, "xvs_config");
+_Static_assert(sizeof(struct xvs_config) == 32, "xvs_config");
+
+/* IPVS defaults, used while the control plane has written no config. */
+#define XVS_TIMEOUT_TCP 900
+#define XVS_TIMEOUT_TCPFIN 120
+#define XVS_TIMEOUT_UDP 300
+#define XVS_TIMEOUT_SYN_RECV 60
+#define XVS_TIMEOUT_CLOSE 10
 
 /* Indexes of the per-CPU counter array xvs_counters: what happened to each
  * packet that did not simply go out. Names are listed in src/maps/counters.ts. */

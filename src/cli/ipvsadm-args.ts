@@ -1,8 +1,11 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { Command as Commander, CommanderError } from 'commander';
+import { Command as Commander, CommanderError, Option } from 'commander';
 import { XvsError } from '../errors.js';
 import { DEFAULT_SCHEDULER, checkSchedulerName } from '../schedulers/registry.js';
-import type { Fwd, Proto, Request, ServiceKey } from '../control/protocol.js';
+import {
+  DEFAULT_PERSISTENT, MAX_THRESHOLD, MAX_TIMEOUT, netmaskBits,
+  type Fwd, type Proto, type RealSpec, type Request, type ServiceKey, type ServiceSpec, type Timeouts,
+} from '../control/protocol.js';
 
 // ipvsadm's command line, parsed into what xvsd is asked to do. The grammar
 // and defaults follow ipvsadm (one command option, -g and weight 1 for real
@@ -13,6 +16,8 @@ export interface ListOptions {
   numeric: boolean;
   stats: boolean;
   exact: boolean;
+  /** --thresholds; present only when given. --stats wins over it, as in ipvsadm. */
+  thresholds?: boolean;
 }
 
 export type RequestCommand =
@@ -27,13 +32,15 @@ export function commandToRequest(cmd: RequestCommand): Request {
 }
 
 export const USAGE = `Usage:
-  xvsadm -A|E -t|u service-address [-s scheduler]
+  xvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
   xvsadm -D -t|u service-address
   xvsadm -C
-  xvsadm -a|e -t|u service-address -r server-address [-g|i|m] [-w weight]
+  xvsadm -a|e -t|u service-address -r server-address [-g|i|m] [-w weight] [-x upper] [-y lower]
   xvsadm -d -t|u service-address -r server-address
-  xvsadm -L|l [-n] [--stats] [--exact] [-t|u service-address]
+  xvsadm -L|l [-n] [--stats|--thresholds] [--exact] [-t|u service-address]
+  xvsadm -L|l --timeout
   xvsadm -Z [-t|u service-address]
+  xvsadm --set tcp tcpfin udp
   xvsadm -h
 
 Commands:
@@ -46,6 +53,7 @@ Commands:
   --delete-server   -d   delete real server
   --list            -L|-l  list the table
   --zero            -Z   zero counters of a service or of all services
+  --set tcp tcpfin udp   set connection timeouts in seconds (0 keeps one as it is)
   --help            -h   this text
 
 Options:
@@ -53,17 +61,26 @@ Options:
   --udp-service   -u service-address   VIP:PORT, or [IPv6]:PORT
   --scheduler     -s scheduler         one of rr wrr lc wlc sed nq dh sh lblc lblcr mh
                                        (default ${DEFAULT_SCHEDULER})
+  --persistent    -p [timeout]         persistent service, timeout 1..${MAX_TIMEOUT} s
+                                       (default ${DEFAULT_PERSISTENT}); -E without -p makes it non-persistent
+  --netmask       -M netmask           persistence granularity, a dotted IPv4 mask
+                                       (default 255.255.255.255); needs -p
   --real-server   -r server-address    RIP[:PORT]; no port means the service port
   --gatewaying    -g                   direct routing (default)
   --ipip          -i                   IPIP tunnelling
   --masquerading  -m                   NAT
   --weight        -w weight            0..65535 (default 1); 0 quiesces the server
+  --u-threshold   -x uthreshold        upper connection threshold, 0 (default) = none
+  --l-threshold   -y lthreshold        lower connection threshold, 0 (default) = none;
+                                       not above the upper one
   --numeric       -n                   accepted; output is always numeric
   --stats                              list packet and byte counters
   --exact                              do not abbreviate large numbers
+  --thresholds                         list upper and lower connection thresholds
+  --timeout                            list the connection timeouts (tcp tcpfin udp)
   --socket PATH                        xvsd's control socket (default /run/xvs/xvsd.sock)
 
-Not supported yet: -f -p -M -x -y -c --rate -R -S --set and the sync daemon.
+Not supported yet: -f -6 -o -c --rate --persistent-conn --nosort -R -S and the sync daemon.
 `;
 
 const COMMANDS = [
@@ -79,7 +96,7 @@ const COMMANDS = [
   { attr: 'zero', flag: '-Z', op: 'zero' },
   { attr: 'restore', flag: '-R', op: undefined },
   { attr: 'save', flag: '-S', op: undefined },
-  { attr: 'set', flag: '--set', op: undefined },
+  { attr: 'set', flag: '--set', op: 'set-timeouts' },
   { attr: 'startDaemon', flag: '--start-daemon', op: undefined },
   { attr: 'stopDaemon', flag: '--stop-daemon', op: undefined },
 ] as const;
@@ -93,22 +110,22 @@ const OPTIONS = {
   fwmark: { name: '-f (--fwmark-service)', unsupported: true },
   ipv6: { name: '-6 (--ipv6)', unsupported: true },
   scheduler: { name: '-s', unsupported: false },
-  persistent: { name: '-p (--persistent)', unsupported: true },
-  netmask: { name: '-M (--netmask)', unsupported: true },
+  persistent: { name: '-p', unsupported: false },
+  netmask: { name: '-M', unsupported: false },
   ops: { name: '-o (--ops)', unsupported: true },
   real: { name: '-r', unsupported: false },
   fwd: { name: '-g/-i/-m', unsupported: false },
   weight: { name: '-w', unsupported: false },
-  uThreshold: { name: '-x (--u-threshold)', unsupported: true },
-  lThreshold: { name: '-y (--l-threshold)', unsupported: true },
+  uThreshold: { name: '-x', unsupported: false },
+  lThreshold: { name: '-y', unsupported: false },
   numeric: { name: '-n', unsupported: false },
   connection: { name: '-c (--connection)', unsupported: true },
   stats: { name: '--stats', unsupported: false },
   rate: { name: '--rate', unsupported: true },
   exact: { name: '--exact', unsupported: false },
-  timeout: { name: '--timeout', unsupported: true },
+  timeout: { name: '--timeout', unsupported: false },
   daemon: { name: '--daemon', unsupported: true },
-  thresholds: { name: '--thresholds', unsupported: true },
+  thresholds: { name: '--thresholds', unsupported: false },
   persistentConn: { name: '--persistent-conn', unsupported: true },
   nosort: { name: '--nosort', unsupported: true },
   mcastInterface: { name: '--mcast-interface', unsupported: true },
@@ -128,7 +145,18 @@ const ALLOWED: Record<Op, readonly Opt[]> = {
   'del-real': [...SVC, 'real'],
   list: [...SVC, 'numeric', 'connection', 'stats', 'rate', 'exact', 'timeout', 'daemon', 'thresholds', 'persistentConn', 'nosort'],
   zero: SVC,
+  'set-timeouts': [],
 };
+
+// ipvsadm's list conflicts: at most one of these picks what -L shows...
+const LIST_EXCLUSIVE: readonly Opt[] = ['connection', 'service', 'timeout', 'daemon'];
+// ...and those that are not a table take no table format.
+const LIST_NOT_TABLE: readonly Opt[] = ['connection', 'timeout', 'daemon'];
+const LIST_TABLE_FORMAT: readonly Opt[] = ['stats', 'rate', 'thresholds', 'persistentConn'];
+
+// -p's value is optional, so a -p without one must still be told apart from
+// none (and from two): a NUL cannot come from argv, so it marks "no value".
+const NO_VALUE = '\0';
 
 const collect = (v: string, prev: string[]): string[] => prev.concat(v);
 
@@ -152,16 +180,16 @@ function program(): Commander {
     .option('-f, --fwmark-service <mark>', '', collect, [])
     .option('-6, --ipv6')
     .option('-s, --scheduler <name>', '', collect, [])
-    .option('-p, --persistent [timeout]')
-    .option('-M, --netmask <mask>')
+    .addOption(new Option('-p, --persistent [timeout]').preset(NO_VALUE).argParser(collect).default([]))
+    .option('-M, --netmask <mask>', '', collect, [])
     .option('-o, --ops')
     .option('-r, --real-server <address>', '', collect, [])
     .option('-g, --gatewaying')
     .option('-i, --ipip')
     .option('-m, --masquerading')
     .option('-w, --weight <weight>', '', collect, [])
-    .option('-x, --u-threshold <n>')
-    .option('-y, --l-threshold <n>')
+    .option('-x, --u-threshold <n>', '', collect, [])
+    .option('-y, --l-threshold <n>', '', collect, [])
     .option('-n, --numeric')
     .option('-c, --connection')
     .option('--stats')
@@ -185,6 +213,10 @@ interface Parsed {
   scheduler: string[];
   realServer: string[];
   weight: string[];
+  persistent: string[];
+  netmask: string[];
+  uThreshold: string[];
+  lThreshold: string[];
 }
 
 function present(o: Parsed): Opt[] {
@@ -193,14 +225,14 @@ function present(o: Parsed): Opt[] {
     fwmark: o.fwmarkService.length > 0,
     ipv6: !!o.ipv6,
     scheduler: o.scheduler.length > 0,
-    persistent: o.persistent !== undefined,
-    netmask: o.netmask !== undefined,
+    persistent: o.persistent.length > 0,
+    netmask: o.netmask.length > 0,
     ops: !!o.ops,
     real: o.realServer.length > 0,
     fwd: !!(o.gatewaying || o.ipip || o.masquerading),
     weight: o.weight.length > 0,
-    uThreshold: o.uThreshold !== undefined,
-    lThreshold: o.lThreshold !== undefined,
+    uThreshold: o.uThreshold.length > 0,
+    lThreshold: o.lThreshold.length > 0,
     numeric: !!o.numeric,
     connection: !!o.connection,
     stats: !!o.stats,
@@ -263,7 +295,7 @@ function serviceKey(o: Parsed): ServiceKey {
   const [proto, text] = (o.tcpService.length > 0 ? ['tcp', o.tcpService[0]!] : ['udp', o.udpService[0]!]) as [Proto, string];
   const { addr, port } = parseEndpoint(text);
   if (port === undefined || port === 0) {
-    badAddress(`service '${text}' needs a port 1..65535`, 'a service is VIP:PORT, e.g. 192.0.2.80:80; port-less services need -p, not supported yet');
+    badAddress(`service '${text}' needs a port 1..65535`, 'a service is VIP:PORT, e.g. 192.0.2.80:80; port-less (all-port) persistent services are not supported');
   }
   return { proto, addr, port };
 }
@@ -273,6 +305,45 @@ function weightOf(o: Parsed): number {
   if (text === undefined) return 1;
   if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) badArg(`weight must be an integer 0..65535, not '${text}'`);
   return Number(text);
+}
+
+/** ipvsadm's string_to_number: a plain decimal integer in min..max. */
+function intArg(text: string, min: number, max: number, what: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) badArg(`${what} must be an integer ${min}..${max}, not '${text}'`);
+  return Number(text);
+}
+
+function persistenceOf(o: Parsed, key: ServiceKey): Pick<ServiceSpec, 'persistent' | 'netmask'> {
+  const [timeout] = o.persistent;
+  const [mask] = o.netmask;
+  if (timeout === undefined) {
+    // ipvsadm would send the mask and the kernel ignore it; say so instead.
+    if (mask !== undefined) badArg('-M (persistence granularity) needs -p');
+    return {};
+  }
+  const persistent = timeout === NO_VALUE ? DEFAULT_PERSISTENT : intArg(timeout, 1, MAX_TIMEOUT, 'the -p timeout (seconds)');
+  if (mask === undefined) return { persistent };
+  if (key.addr.includes(':')) throw new XvsError('UNSUPPORTED', '-M on an IPv6 service (a prefix length in ipvsadm) is not supported');
+  if (netmaskBits(mask) === undefined) badArg(`-M needs a contiguous dotted IPv4 netmask such as 255.255.255.0, not '${mask}'`);
+  return { persistent, netmask: mask };
+}
+
+function thresholdsOf(o: Parsed): Pick<RealSpec, 'uthreshold' | 'lthreshold'> {
+  const [u, l] = [o.uThreshold[0], o.lThreshold[0]];
+  const uthreshold = u === undefined ? undefined : intArg(u, 0, MAX_THRESHOLD, '-x (upper threshold)');
+  const lthreshold = l === undefined ? undefined : intArg(l, 0, MAX_THRESHOLD, '-y (lower threshold)');
+  // The kernel refuses l_threshold > u_threshold, counting a missing one as 0.
+  if ((lthreshold ?? 0) > (uthreshold ?? 0)) {
+    badArg(`-y (lower threshold) ${lthreshold} is above -x (upper threshold) ${uthreshold ?? 0}`);
+  }
+  return { ...(uthreshold !== undefined && { uthreshold }), ...(lthreshold !== undefined && { lthreshold }) };
+}
+
+function timeoutsOf(o: Parsed): Timeouts {
+  const values = o.set as string[];
+  if (values.length !== 3) badArg(`--set takes 3 timeout values (tcp tcpfin udp), not ${values.length}`);
+  const [tcp, tcpfin, udp] = values.map((v) => intArg(v, 0, MAX_TIMEOUT, '--set timeout (seconds)')) as [number, number, number];
+  return { tcp, tcpfin, udp };
 }
 
 function fwdOf(o: Parsed): Fwd {
@@ -311,6 +382,13 @@ export function parseIpvsadm(argv: string[]): Command {
   for (const opt of opts) {
     if (!ALLOWED[op].includes(opt)) badArg(`${OPTIONS[opt].name} cannot be used with ${cmd.flag}`);
   }
+  if (op === 'list') {
+    const shown = LIST_EXCLUSIVE.filter((opt) => opts.includes(opt));
+    if (shown.length > 1) badArg(`${OPTIONS[shown[0]!].name} and ${OPTIONS[shown[1]!].name} cannot be used together with ${cmd.flag}`);
+    const notTable = LIST_NOT_TABLE.find((opt) => opts.includes(opt));
+    const format = LIST_TABLE_FORMAT.find((opt) => opts.includes(opt));
+    if (notTable && format) badArg(`${OPTIONS[notTable].name} and ${OPTIONS[format].name} cannot be used together with ${cmd.flag}`);
+  }
   for (const opt of opts) {
     if (OPTIONS[opt].unsupported) throw new XvsError('UNSUPPORTED', `${OPTIONS[opt].name} is not supported yet`);
   }
@@ -319,9 +397,13 @@ export function parseIpvsadm(argv: string[]): Command {
   if (o.realServer.length > 1) badArg('give one real server (-r)');
   if (o.scheduler.length > 1) badArg('give one scheduler (-s)');
   if (o.weight.length > 1) badArg('give one weight (-w)');
+  if (o.persistent.length > 1) badArg('give one -p');
+  if (o.netmask.length > 1) badArg('give one netmask (-M)');
+  if (o.uThreshold.length > 1) badArg('give one upper threshold (-x)');
+  if (o.lThreshold.length > 1) badArg('give one lower threshold (-y)');
   if ([o.gatewaying, o.ipip, o.masquerading].filter(Boolean).length > 1) badArg('give one forwarding method: -g, -i or -m');
 
-  const needsService = op !== 'clear' && op !== 'list' && op !== 'zero';
+  const needsService = op !== 'clear' && op !== 'list' && op !== 'zero' && op !== 'set-timeouts';
   const needsReal = op === 'add-real' || op === 'edit-real' || op === 'del-real';
   const hasService = opts.includes('service');
   const hasReal = opts.includes('real');
@@ -333,18 +415,27 @@ export function parseIpvsadm(argv: string[]): Command {
   switch (op) {
     case 'clear':
       return { op };
+    case 'set-timeouts':
+      return { op, timeouts: timeoutsOf(o) };
     case 'list':
-      return { op, ...(key && { key }), list: { numeric: !!o.numeric, stats: !!o.stats, exact: !!o.exact } };
+      if (o.timeout) return { op: 'get-timeouts' };
+      return {
+        op,
+        ...(key && { key }),
+        list: { numeric: !!o.numeric, stats: !!o.stats, exact: !!o.exact, ...(o.thresholds ? { thresholds: true } : {}) },
+      };
     case 'zero':
       return key ? { op, key } : { op };
     case 'add-service':
     case 'edit-service':
-      return { op, svc: { ...key!, scheduler: checkSchedulerName(o.scheduler[0] ?? DEFAULT_SCHEDULER) } };
+      // -E replaces the whole service, as ipvsadm's: no -p makes it non-persistent.
+      return { op, svc: { ...key!, scheduler: checkSchedulerName(o.scheduler[0] ?? DEFAULT_SCHEDULER), ...persistenceOf(o, key!) } };
     case 'del-service':
       return { op, key: key! };
   }
   const real = parseEndpoint(o.realServer[0]!);
   const port = real.port ?? 0;
   if (op === 'del-real') return { op, key: key!, real: { addr: real.addr, port } };
-  return { op, key: key!, real: { addr: real.addr, port, fwd: fwdOf(o), weight: weightOf(o) } };
+  // -e replaces the whole real server, as ipvsadm's: no -x/-y means none.
+  return { op, key: key!, real: { addr: real.addr, port, fwd: fwdOf(o), weight: weightOf(o), ...thresholdsOf(o) } };
 }

@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import type { Fwd, ListResult, RealView, ServiceView, StatsView } from '../control/protocol.js';
+import { DEFAULT_NETMASK, type Fwd, type ListResult, type RealView, type ServiceView, type StatsView, type Timeouts } from '../control/protocol.js';
 
 // `ipvsadm -L -n` byte for byte (column widths, the trailing blanks of the
 // padded last column, sort order, K/M/G/T abbreviations), so scripts that
@@ -8,6 +8,8 @@ import type { Fwd, ListResult, RealView, ServiceView, StatsView } from '../contr
 export interface ListFormatOptions {
   stats: boolean;
   exact: boolean;
+  /** The --thresholds layout; --stats wins if both are set, as in ipvsadm. */
+  thresholds?: boolean;
   /** The "IP Virtual Server version" line; ipvsadm omits it when listing one service. */
   header?: boolean;
 }
@@ -53,10 +55,21 @@ function statsColumns(s: StatsView, exact: boolean): string {
   return [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes].map((n) => largeNum(n, exact)).join('');
 }
 
+// ipvsadm's " persistent T" flag, with " mask M" for an IPv4 service whose
+// granularity is coarser than one host.
+function flags(svc: ServiceView): string {
+  if (svc.persistent === undefined) return '';
+  const mask = svc.netmask !== undefined && svc.netmask !== DEFAULT_NETMASK && isIPv4(svc.addr) ? ` mask ${svc.netmask}` : '';
+  return ` persistent ${svc.persistent}${mask}`;
+}
+
 function realLine(svc: ServiceView, r: RealView, opts: ListFormatOptions): string {
   // A real stored without its own port forwards to the service port.
   const name = hostPort(r.addr, r.port || svc.port).padEnd(28);
   if (opts.stats) return `  -> ${name}${statsColumns(r.stats, opts.exact)}`;
+  if (opts.thresholds) {
+    return `  -> ${name} ${[r.uthreshold, r.lthreshold, r.activeConns, r.inactConns].map((n) => String(n).padEnd(10)).join(' ')}`;
+  }
   return `  -> ${name} ${FWD_NAMES[r.fwd].padEnd(7)} ${String(r.weight).padEnd(6)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;
 }
 
@@ -66,14 +79,22 @@ export function formatList(res: ListResult, opts: ListFormatOptions): string {
   if (opts.stats) {
     const heads = ['Conns', 'InPkts', 'OutPkts', 'InBytes', 'OutBytes'].map((h) => h.padStart(8)).join(' ');
     lines.push(`${'Prot LocalAddress:Port'.padEnd(33)} ${heads}`, '  -> RemoteAddress:Port');
+  } else if (opts.thresholds) {
+    const heads = ['Uthreshold', 'Lthreshold', 'ActiveConn', 'InActConn'].map((h) => h.padEnd(10)).join(' ');
+    lines.push(`${'Prot LocalAddress:Port'.padEnd(33)} ${heads}`, '  -> RemoteAddress:Port');
   } else {
     lines.push('Prot LocalAddress:Port Scheduler Flags', '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn');
   }
   for (const svc of [...res.services].sort(byService)) {
     const name = `${svc.proto.toUpperCase()}  ${hostPort(svc.addr, svc.port)}`;
-    lines.push(opts.stats ? `${name.padEnd(33)}${statsColumns(svc.stats, opts.exact)}` : `${name} ${svc.scheduler}`);
+    lines.push(opts.stats ? `${name.padEnd(33)}${statsColumns(svc.stats, opts.exact)}` : `${name} ${svc.scheduler}${flags(svc)}`);
     const reals = [...svc.reals].sort((a, b) => compareAddr(a.addr, a.port || svc.port, b.addr, b.port || svc.port));
     for (const r of reals) lines.push(realLine(svc, r, opts));
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** `ipvsadm -L --timeout`. */
+export function formatTimeouts(t: Timeouts): string {
+  return `Timeout (tcp tcpfin udp): ${t.tcp} ${t.tcpfin} ${t.udp}\n`;
 }

@@ -1,8 +1,8 @@
 import { XvsError, isXvsError } from '../errors.js';
-import type { ListResult, Request } from '../control/protocol.js';
+import type { ListResult, Request, Timeouts } from '../control/protocol.js';
 import { DEFAULT_SOCKET, request } from '../control/socket.js';
 import { commandToRequest, parseIpvsadm } from './ipvsadm-args.js';
-import { formatList } from './list-format.js';
+import { formatList, formatTimeouts } from './list-format.js';
 
 export interface XvsadmDeps {
   /** Sends one request to xvsd at socketPath (the --socket choice). */
@@ -48,10 +48,16 @@ export async function runXvsadm(argv: string[], deps: XvsadmDeps): Promise<Xvsad
     const cmd = parseIpvsadm(extracted.rest);
     if (cmd.op === 'help') return { stdout: cmd.text, stderr: '', exitCode: 0, socketPath };
     const result = await deps.request(commandToRequest(cmd), socketPath);
-    const stdout =
-      cmd.op === 'list'
-        ? formatList(result as ListResult, { stats: cmd.list.stats, exact: cmd.list.exact, header: cmd.key === undefined })
-        : '';
+    let stdout = '';
+    if (cmd.op === 'list') {
+      stdout = formatList(result as ListResult, {
+        stats: cmd.list.stats, exact: cmd.list.exact, thresholds: !!cmd.list.thresholds, header: cmd.key === undefined,
+      });
+    } else if (cmd.op === 'get-timeouts') {
+      const t = result as Partial<Timeouts> | null;
+      if (![t?.tcp, t?.tcpfin, t?.udp].every(Number.isInteger)) throw new XvsError('DAEMON', 'xvsd sent no timeouts for get-timeouts');
+      stdout = formatTimeouts(result as Timeouts);
+    }
     return { stdout, stderr: '', exitCode: 0, socketPath };
   } catch (e) {
     const err = isXvsError(e) ? e : new XvsError('SYSTEM', e instanceof Error ? e.message : String(e), { cause: e });

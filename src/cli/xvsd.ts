@@ -19,6 +19,8 @@ interface XvsdOptions {
   connTableSize: number;
   tunnelSource?: string;
   teardownOnExit?: boolean;
+  tickMs: number;
+  mhTableSize?: number;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -30,6 +32,8 @@ async function main(argv: string[]): Promise<void> {
     .option('--pin-dir <dir>', 'bpffs directory for the pinned maps', DEFAULT_PIN_DIR)
     .option('--conn-table-size <n>', 'connection table entries', positiveInt, DEFAULT_CONN_TABLE_SIZE)
     .option('--tunnel-source <ip>', 'outer source address of IPIP packets (default: the route\'s source)')
+    .option('--tick-ms <ms>', 'how often dynamic schedulers and thresholds are recomputed from the connection table', positiveInt, 200)
+    .option('--mh-table-size <n>', 'Maglev (mh) table size, a prime', positiveInt)
     .option('--teardown-on-exit', 'detach and unpin on exit (default: leave the dataplane running for a restart)')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -40,12 +44,24 @@ async function main(argv: string[]): Promise<void> {
   checkPinDir(o.pinDir);
   const prevForwarding = enableForwarding(o.interface);
   const dp = Dataplane.load({ interface: o.interface, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
-  const director = new Director(dp, o.tunnelSource === undefined ? {} : { tunnelSource: o.tunnelSource });
+  const director = new Director(dp, {
+    ...(o.tunnelSource === undefined ? {} : { tunnelSource: o.tunnelSource }),
+    ...(o.mhTableSize === undefined ? {} : { mhTableSize: o.mhTableSize }),
+  });
   const server = await serve(o.socket, (req) => director.handle(req));
+  // The tick reads the connection table; a failure is logged, never fatal.
+  const ticker = setInterval(() => {
+    try {
+      director.tick();
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'tick failed');
+    }
+  }, o.tickMs);
   log.info({ interface: o.interface, socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding }, 'xvsd ready');
 
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
+    clearInterval(ticker);
     server.close();
     if (o.teardownOnExit) {
       dp.detach();

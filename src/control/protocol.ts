@@ -14,8 +14,23 @@ export interface ServiceKey {
   port: number;
 }
 
+// ipvsadm's limits (ipvsadm.c): persistence and connection timeouts are at
+// most MAX_TIMEOUT = 86400*31 s; `-p` without a value sends
+// IPVS_SVC_PERSISTENT_TIMEOUT = 6*60 s (libipvs/libipvs.h; the man page's
+// "300 seconds" is out of date); -x/-y take 0..INT_MAX (the man page says
+// 0..65535, the code does not).
+export const MAX_TIMEOUT = 86400 * 31;
+export const DEFAULT_PERSISTENT = 6 * 60;
+export const MAX_THRESHOLD = 2 ** 31 - 1;
+/** Persistence granularity when none is given: per client host. */
+export const DEFAULT_NETMASK = '255.255.255.255';
+
 export interface ServiceSpec extends ServiceKey {
   scheduler: string;
+  /** Persistence timeout in seconds, 1..MAX_TIMEOUT; absent = not persistent. */
+  persistent?: number;
+  /** Dotted contiguous IPv4 mask; only with persistent; IPv6 services take only DEFAULT_NETMASK; absent = DEFAULT_NETMASK. */
+  netmask?: string;
 }
 
 /** In requests, port 0 means "the service's port". */
@@ -24,6 +39,16 @@ export interface RealSpec {
   port: number;
   fwd: Fwd;
   weight: number;
+  /** Connection thresholds, 0..MAX_THRESHOLD; 0 or absent = none. lthreshold <= uthreshold, as the kernel's IPVS insists. */
+  uthreshold?: number;
+  lthreshold?: number;
+}
+
+/** Connection timeouts in seconds (ipvsadm --set tcp tcpfin udp). */
+export interface Timeouts {
+  tcp: number;
+  tcpfin: number;
+  udp: number;
 }
 
 export type Request =
@@ -36,7 +61,11 @@ export type Request =
   | { op: 'clear' }
   | { op: 'zero'; key?: ServiceKey }
   | { op: 'list'; key?: ServiceKey }
-  | { op: 'status' };
+  | { op: 'status' }
+  /** Each value 0..MAX_TIMEOUT; 0 leaves that timeout unchanged, as ipvsadm --set. No result. */
+  | { op: 'set-timeouts'; timeouts: Timeouts }
+  /** Result: Timeouts. */
+  | { op: 'get-timeouts' };
 
 export type Op = Request['op'];
 
@@ -53,11 +82,14 @@ export interface RealView {
   port: number;
   fwd: Fwd;
   weight: number;
+  uthreshold: number;
+  lthreshold: number;
   activeConns: number;
   inactConns: number;
   stats: StatsView;
 }
 
+/** persistent and netmask as in ServiceSpec (inherited). */
 export interface ServiceView extends ServiceSpec {
   reals: RealView[];
   stats: StatsView;
@@ -67,6 +99,7 @@ export interface ListResult {
   connTableSize: number;
   services: ServiceView[];
   counters: Record<string, number>;
+  timeouts: Timeouts;
 }
 
 export interface ErrorBody {
@@ -80,7 +113,7 @@ export type Response = { ok: true; result?: unknown } | { ok: false; error: Erro
 
 export const OPS = [
   'add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real',
-  'clear', 'zero', 'list', 'status',
+  'clear', 'zero', 'list', 'status', 'set-timeouts', 'get-timeouts',
 ] as const satisfies readonly Op[];
 
 export const FWDS = ['dr', 'tun', 'nat', 'fullnat'] as const satisfies readonly Fwd[];
@@ -115,19 +148,54 @@ function key(v: unknown, what: string): ServiceKey {
   return { proto, addr: str(o, 'addr', what), port: int(o, 'port', what, 0, 65535) };
 }
 
+/** The mask as a number if `mask` is a dotted IPv4 netmask with contiguous ones (0.0.0.0 included). */
+export function netmaskBits(mask: string): number | undefined {
+  const parts = mask.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > 255)) return undefined;
+  const n = parts.reduce((acc, p) => acc * 256 + Number(p), 0);
+  const host = 0xffffffff - n; // the zero bits, which must all be at the bottom
+  return (host & (host + 1)) === 0 ? n : undefined;
+}
+
 function spec(v: unknown): ServiceSpec {
-  return { ...key(v, 'svc'), scheduler: str(obj(v, 'svc'), 'scheduler', 'svc') };
+  const o = obj(v, 'svc');
+  const out: ServiceSpec = { ...key(v, 'svc'), scheduler: str(o, 'scheduler', 'svc') };
+  if (o.persistent !== undefined) out.persistent = int(o, 'persistent', 'svc', 1, MAX_TIMEOUT);
+  if (o.netmask !== undefined) {
+    const mask = o.netmask;
+    if (typeof mask !== 'string' || netmaskBits(mask) === undefined) bad('svc.netmask must be a contiguous dotted IPv4 netmask such as 255.255.255.0');
+    if (out.persistent === undefined) bad('svc.netmask is only meaningful with svc.persistent');
+    // An IPv6 service may carry only the default (it is what a listing shows for one).
+    if (out.addr.includes(':') && mask !== DEFAULT_NETMASK) bad('svc.netmask other than 255.255.255.255 applies to IPv4 services only');
+    out.netmask = mask;
+  }
+  return out;
 }
 
 function real(v: unknown): RealSpec {
   const o = obj(v, 'real');
   const fwd = o.fwd;
   if (!FWDS.includes(fwd as Fwd)) bad(`real.fwd must be one of ${FWDS.join(' ')}`);
-  return {
+  const out: RealSpec = {
     addr: str(o, 'addr', 'real'),
     port: int(o, 'port', 'real', 0, 65535),
     fwd: fwd as Fwd,
     weight: int(o, 'weight', 'real', 0, 65535),
+  };
+  if (o.uthreshold !== undefined) out.uthreshold = int(o, 'uthreshold', 'real', 0, MAX_THRESHOLD);
+  if (o.lthreshold !== undefined) out.lthreshold = int(o, 'lthreshold', 'real', 0, MAX_THRESHOLD);
+  // ip_vs_add_dest/ip_vs_edit_dest refuse l_threshold > u_threshold outright (a
+  // missing upper threshold is 0 there too).
+  if ((out.lthreshold ?? 0) > (out.uthreshold ?? 0)) bad('real.lthreshold must not exceed real.uthreshold');
+  return out;
+}
+
+function timeouts(v: unknown): Timeouts {
+  const o = obj(v, 'timeouts');
+  return {
+    tcp: int(o, 'tcp', 'timeouts', 0, MAX_TIMEOUT),
+    tcpfin: int(o, 'tcpfin', 'timeouts', 0, MAX_TIMEOUT),
+    udp: int(o, 'udp', 'timeouts', 0, MAX_TIMEOUT),
   };
 }
 
@@ -158,8 +226,11 @@ export function parseRequest(line: string): Request {
     case 'zero':
     case 'list':
       return o.key === undefined ? { op: op as 'zero' | 'list' } : { op: op as 'zero' | 'list', key: key(o.key, 'key') };
+    case 'set-timeouts':
+      return { op: 'set-timeouts', timeouts: timeouts(o.timeouts) };
     case 'clear':
     case 'status':
-      return { op: op as 'clear' | 'status' };
+    case 'get-timeouts':
+      return { op: op as 'clear' | 'status' | 'get-timeouts' };
   }
 }

@@ -1,17 +1,21 @@
 import * as C from '../maps/codecs.js';
 import type { Dataplane } from './dataplane.js';
 
-// IPVS's TCP and UDP timeouts (ip_vs_proto_tcp.c / _udp.c defaults, the
-// `ipvsadm --set tcp tcpfin udp` values), by XVS_CS_* state.
+// Connection states (XVS_CS_*) and IPVS's TCP and UDP timeouts
+// (ip_vs_proto_tcp.c / _udp.c defaults, the `ipvsadm --set tcp tcpfin udp` values).
 const STATE = { NONE: 0, ESTABLISHED: 1, SYN_RECV: 2, FIN_WAIT: 3, CLOSE: 4, UDP: 5 } as const;
-const TIMEOUT_S: Record<number, number> = {
-  [STATE.NONE]: 2,
-  [STATE.ESTABLISHED]: 900,
-  [STATE.SYN_RECV]: 60,
-  [STATE.FIN_WAIT]: 120,
-  [STATE.CLOSE]: 10,
-  [STATE.UDP]: 300,
-};
+export const DEFAULT_TIMEOUTS = { tcp: 900, tcpfin: 120, udp: 300 } as const;
+
+/** Seconds an entry in this state lives after its last packet, as bpf/dataplane/flow.h decides. */
+function timeoutOf(state: number, t: { tcp: number; tcpfin: number; udp: number }): number {
+  switch (state) {
+    case STATE.ESTABLISHED: return t.tcp;
+    case STATE.FIN_WAIT: return t.tcpfin;
+    case STATE.UDP: return t.udp;
+    case STATE.SYN_RECV: return 60;
+    default: return 10;
+  }
+}
 
 export interface ConnCounts { active: number; inactive: number }
 
@@ -20,7 +24,7 @@ export interface ConnCounts { active: number; inactive: number }
  * the connection table itself: an entry counts while its state's timeout has
  * not run out since its last packet.
  */
-export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>): Map<number, ConnCounts> {
+export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>, timeouts: { tcp: number; tcpfin: number; udp: number }): Map<number, ConnCounts> {
   const out = new Map<number, ConnCounts>();
   const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
   const { values } = dp.conns.raw.lookupBatch(4096);
@@ -28,7 +32,7 @@ export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>): Ma
     const c = C.conn.decode(vb);
     if (gens.get(c.real_id) !== c.real_gen) continue;
     const ageS = (now - c.last_seen_ns) / 1e9;
-    if (ageS > (TIMEOUT_S[c.state] ?? 2)) continue;
+    if (ageS > timeoutOf(c.state, timeouts)) continue;
     const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
     if (c.state === STATE.ESTABLISHED) n.active++;
     else n.inactive++;

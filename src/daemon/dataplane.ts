@@ -11,7 +11,7 @@ export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
 
 /** Every map of the director, pinned so a restarted xvsd finds its flows. */
 export const DIRECTOR_MAPS = [
-  'xvs_services', 'xvs_reals', 'xvs_sched_tables', 'xvs_sched_pos', 'xvs_conns',
+  'xvs_services', 'xvs_reals', 'xvs_sched_tables', 'xvs_sched_pos', 'xvs_conns', 'xvs_persist',
   'xvs_svc_stats', 'xvs_real_stats', 'xvs_counters', 'xvs_config',
 ] as const;
 
@@ -32,6 +32,7 @@ export class Dataplane {
   readonly schedTables: RawMap;
   readonly schedPos: RawMap;
   readonly conns: TypedMap<C.ConnKey, C.Conn>;
+  readonly persist: TypedMap<C.PersistKey, C.Persist>;
   readonly svcStats: PerCpuMap<number, C.Stats>;
   readonly realStats: PerCpuMap<number, C.Stats>;
   readonly counters: PerCpuMap<number, number>;
@@ -46,6 +47,7 @@ export class Dataplane {
     this.schedTables = obj.map('xvs_sched_tables');
     this.schedPos = obj.map('xvs_sched_pos');
     this.conns = new TypedMap(obj.map('xvs_conns'), C.connKey, C.conn);
+    this.persist = new TypedMap(obj.map('xvs_persist'), C.persistKey, C.persist);
     this.svcStats = new PerCpuMap(obj.map('xvs_svc_stats'), C.u32Codec, C.stats);
     this.realStats = new PerCpuMap(obj.map('xvs_real_stats'), C.u32Codec, C.stats);
     this.counters = new PerCpuMap(obj.map('xvs_counters'), C.u32Codec, C.u64Codec);
@@ -57,7 +59,7 @@ export class Dataplane {
     const connTableSize = o.connTableSize ?? DEFAULT_CONN_TABLE_SIZE;
     const obj = BpfObject.open({
       objectPath: o.objectPath ?? bpfObject('xvs'),
-      mapSizes: { xvs_conns: connTableSize },
+      mapSizes: { xvs_conns: connTableSize, xvs_persist: Math.max(1024, connTableSize >>> 2) },
       ...(o.pinDir ? { pinDir: o.pinDir, pinMaps: DIRECTOR_MAPS } : {}),
     });
     try {

@@ -1,7 +1,7 @@
 // One codec per struct in bpf/include/xvs_abi.h, members in C order and named
 // as in C (test/abi.test.ts holds them to the BTF). Ports are host-order
 // numbers, addresses are strings whose family is the struct's `family`.
-import { addr16, be16, pad, scalar, struct, u8, u32, u64, type ValueOf } from './codec.js';
+import { addr16, be16, be32, pad, scalar, struct, u8, u32, u64, type ValueOf } from './codec.js';
 
 export const svcKey = struct('xvs_svc_key', [
   addr16('addr', 'family'),
@@ -17,6 +17,8 @@ export const svc = struct('xvs_svc', [
   u8('lookup'),
   pad('pad0', 2),
   u32('tbl_size'),
+  u32('persist_timeout'),
+  be32('persist_mask'),
 ] as const);
 
 export const real = struct('xvs_real', [
@@ -28,7 +30,8 @@ export const real = struct('xvs_real', [
   u32('flags'),
   u32('svc_id'),
   u32('gen'),
-  pad('pad0', 4),
+  u32('u_threshold'),
+  u32('l_threshold'),
 ] as const);
 
 export const connKey = struct('xvs_conn_key', [
@@ -47,7 +50,21 @@ export const conn = struct('xvs_conn', [
   u32('real_gen'),
   u32('svc_id'),
   u8('state'),
+  u8('flags'),
+  pad('pad0', 2),
+] as const);
+
+export const persistKey = struct('xvs_persist_key', [
+  addr16('caddr', 'family'),
+  u32('svc_id'),
+  u8('family'),
   pad('pad0', 3),
+] as const);
+
+export const persist = struct('xvs_persist', [
+  u64('last_seen_ns'),
+  u32('real_id'),
+  u32('real_gen'),
 ] as const);
 
 export const stats = struct('xvs_stats', [
@@ -62,7 +79,9 @@ export const stats = struct('xvs_stats', [
 export const config = struct('xvs_config', [
   addr16('tun_saddr'),
   u32('flags'),
-  pad('pad0', 4),
+  u32('timeout_tcp'),
+  u32('timeout_tcpfin'),
+  u32('timeout_udp'),
 ] as const);
 
 /** __u32 keys of array maps and __u32 values (scheduler tables). */
@@ -77,6 +96,8 @@ export type ConnKey = ValueOf<typeof connKey>;
 export type Conn = ValueOf<typeof conn>;
 export type Stats = ValueOf<typeof stats>;
 export type Config = ValueOf<typeof config>;
+export type PersistKey = ValueOf<typeof persistKey>;
+export type Persist = ValueOf<typeof persist>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, connKey, conn, stats, config } as const;
+export const abiCodecs = { svcKey, svc, real, connKey, conn, stats, config, persistKey, persist } as const;

@@ -1,28 +1,40 @@
 import { XvsError } from '../errors.js';
+import { checkReals } from './common.js';
+import { LBLC_TABLE_SIZE, planLblcState } from './lblc.js';
+import { LBLCR_TABLE_SIZE, planLblcrState } from './lblcr.js';
+import type { LocalityOptions, LocalityPlan } from './locality.js';
+import { plan, type LeastConnName } from './least-conn.js';
+import { buildMh } from './mh.js';
 import { buildRr } from './rr.js';
+import { buildDh, buildSh } from './sh-dh.js';
+import type { LoadReal, RealState, SchedInput } from './types.js';
 import { buildWrr } from './wrr.js';
 
 export { MAX_SEQ_TABLE } from './wrr.js';
+export type { HashReal, LoadReal, NewConnAs, RealState, SchedInput, SchedReal } from './types.js';
 
 // Every IPVS scheduler name, with the code the dataplane stores in
 // xvs_svc.sched and how it indexes the service's table (xvs_svc.lookup).
-// Codes are ABI: never renumber, only append.
+// Codes are ABI: never renumber, only append. A 'static' table depends on
+// the configuration only; a 'dynamic' one on live connection counts too, and
+// the daemon rebuilds it every tick.
 export const SCHEDULERS = {
-  rr: { code: 1, lookup: 'seq' },
-  wrr: { code: 2, lookup: 'seq' },
-  lc: { code: 3, lookup: 'seq' },
-  wlc: { code: 4, lookup: 'seq' },
-  sed: { code: 5, lookup: 'seq' },
-  nq: { code: 6, lookup: 'seq' },
-  dh: { code: 7, lookup: 'hash_dst' },
-  sh: { code: 8, lookup: 'hash_src' },
-  lblc: { code: 9, lookup: 'hash_dst' },
-  lblcr: { code: 10, lookup: 'hash_dst' },
-  mh: { code: 11, lookup: 'hash_src' },
+  rr: { code: 1, lookup: 'seq', kind: 'static' },
+  wrr: { code: 2, lookup: 'seq', kind: 'static' },
+  lc: { code: 3, lookup: 'seq', kind: 'dynamic' },
+  wlc: { code: 4, lookup: 'seq', kind: 'dynamic' },
+  sed: { code: 5, lookup: 'seq', kind: 'dynamic' },
+  nq: { code: 6, lookup: 'seq', kind: 'dynamic' },
+  dh: { code: 7, lookup: 'hash_dst', kind: 'static' },
+  sh: { code: 8, lookup: 'hash_src', kind: 'static' },
+  lblc: { code: 9, lookup: 'hash_dst', kind: 'dynamic' },
+  lblcr: { code: 10, lookup: 'hash_dst', kind: 'dynamic' },
+  mh: { code: 11, lookup: 'hash_src', kind: 'static' },
 } as const;
 
 export type SchedulerName = keyof typeof SCHEDULERS;
 export type Lookup = (typeof SCHEDULERS)[SchedulerName]['lookup'];
+export type SchedulerKind = (typeof SCHEDULERS)[SchedulerName]['kind'];
 
 /** Mirrors XVS_LOOKUP_* in bpf/include/xvs_abi.h. */
 export const LOOKUP_CODES = { seq: 0, hash_src: 1, hash_dst: 2 } as const;
@@ -30,26 +42,87 @@ export const LOOKUP_CODES = { seq: 0, hash_src: 1, hash_dst: 2 } as const;
 /** As ipvsadm: a service added without -s gets wlc. */
 export const DEFAULT_SCHEDULER: SchedulerName = 'wlc';
 
-/** A real server as a scheduler sees it; list order is ipvsadm insertion order. */
-export interface SchedReal {
-  id: number;
-  weight: number;
-}
+/**
+ * Picks a dynamic 'seq' table plans when the caller has no arrival rate to
+ * size it from (e.g. on a configuration change, before the first tick).
+ */
+export const DEFAULT_PICKS = 64;
 
 /** Real ids per slot. For 'seq' lookups the dataplane takes slot = counter++ % length. */
-export type TableBuilder = (reals: readonly SchedReal[]) => Uint32Array;
+export type TableBuilder = (input: SchedInput) => Uint32Array;
 
 export interface SchedulerInfo {
   name: SchedulerName;
   code: number;
   lookup: Lookup;
+  kind: SchedulerKind;
 }
 
 export interface Scheduler extends SchedulerInfo {
   build: TableBuilder;
 }
 
-const BUILDERS: Partial<Record<SchedulerName, TableBuilder>> = { rr: buildRr, wrr: buildWrr };
+const loads = (reals: readonly RealState[]): LoadReal[] =>
+  reals.map((r) => ({ id: r.id, weight: r.weight, active: r.active ?? 0, inactive: r.inactive ?? 0, overloaded: r.overloaded === true }));
+
+/** Lays the plan out so that slot (cursor % length) holds its first pick. */
+function fromCursor(planned: Uint32Array, cursor: number | bigint | undefined): Uint32Array {
+  const len = planned.length;
+  if (len === 0 || cursor === undefined) return planned;
+  const start = Number(BigInt(cursor) % BigInt(len));
+  if (start === 0) return planned;
+  const out = new Uint32Array(len);
+  out.set(planned.subarray(0, len - start), start);
+  out.set(planned.subarray(len - start), 0);
+  return out;
+}
+
+const leastConn = (name: LeastConnName): TableBuilder => (i) =>
+  fromCursor(plan(name, loads(i.reals), i.picks ?? DEFAULT_PICKS, { newConnAs: i.newConnAs }), i.cursor);
+
+// rr/wrr: IPVS skips overloaded reals while it walks the list; leaving them
+// out of the cycle gives each of the others the same share (the order inside
+// the cycle can differ from IPVS's while one is overloaded).
+const seqStatic = (build: (reals: RealState[]) => Uint32Array): TableBuilder => (i) => {
+  checkReals(i.reals);
+  return build(i.reals.filter((r) => r.overloaded !== true));
+};
+
+type LocalityPlanner = (reals: readonly LoadReal[], prev: LocalityPlan | undefined, size: number, opts: LocalityOptions) => LocalityPlan;
+
+/**
+ * lblc/lblcr carry IPVS's destination cache from one build to the next:
+ * which buckets a flow has used since they were assigned. The state lives
+ * in the scheduler object, one per service (schedulerByName makes a new one
+ * each call); a `previous` other than the last table built has no such
+ * record, and all its buckets count as cached.
+ */
+const locality = (planner: LocalityPlanner, defaultSize: number) => (): TableBuilder => {
+  let last: LocalityPlan | undefined;
+  return (i) => {
+    const prev = i.previous === undefined || i.previous === last?.table
+      ? last
+      : { table: i.previous, pinned: new Uint8Array(i.previous.length).fill(1) };
+    last = planner(loads(i.reals), prev, i.tableSize ?? defaultSize, { newConnAs: i.newConnAs, flows: i.flows });
+    return last.table;
+  };
+};
+
+const once = (build: TableBuilder) => (): TableBuilder => build;
+
+const BUILDERS: Record<SchedulerName, () => TableBuilder> = {
+  rr: once(seqStatic(buildRr)),
+  wrr: once(seqStatic(buildWrr)),
+  lc: once(leastConn('lc')),
+  wlc: once(leastConn('wlc')),
+  sed: once(leastConn('sed')),
+  nq: once(leastConn('nq')),
+  dh: once((i) => buildDh(i.reals, i.tableSize)),
+  sh: once((i) => buildSh(i.reals, i.tableSize)),
+  lblc: locality(planLblcState, LBLC_TABLE_SIZE),
+  lblcr: locality(planLblcrState, LBLCR_TABLE_SIZE),
+  mh: once((i) => buildMh(i.reals, i.tableSize)),
+};
 
 const NAMES_HINT = `one of ${Object.keys(SCHEDULERS).join(' ')}`;
 
@@ -57,7 +130,7 @@ export function isSchedulerName(name: string): name is SchedulerName {
   return Object.hasOwn(SCHEDULERS, name);
 }
 
-/** Accepts any IPVS name, implemented or not: what a CLI can check on its own. */
+/** Accepts any IPVS name: what a CLI can check on its own. */
 export function checkSchedulerName(name: string): SchedulerName {
   if (!isSchedulerName(name)) {
     throw new XvsError('BAD_ARGUMENT', `unknown scheduler '${name}'`, { hint: NAMES_HINT });
@@ -65,12 +138,14 @@ export function checkSchedulerName(name: string): SchedulerName {
   return name;
 }
 
-/** The scheduler a service can use now: known and with a table builder. */
+/**
+ * A scheduler and its table builder; keep one per service. build() is a pure
+ * function of its input except for lblc/lblcr, whose object remembers its
+ * last table (see `locality` above).
+ */
 export function schedulerByName(name: string): Scheduler {
   const known = checkSchedulerName(name);
-  const build = BUILDERS[known];
-  if (!build) throw new XvsError('UNSUPPORTED', `scheduler '${known}' is not implemented yet`);
-  return { name: known, ...SCHEDULERS[known], build };
+  return { name: known, ...SCHEDULERS[known], build: BUILDERS[known]() };
 }
 
 /** Decodes xvs_svc.sched; undefined for a code no scheduler has. */

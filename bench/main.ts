@@ -1,0 +1,89 @@
+// The bench proper; run.ts checks the machine first and imports this.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../src/paths.js';
+import { CPUS, pinMainThread } from './cpu.js';
+import { FRAME_LEN } from './frames.js';
+import { runLive, type LiveCase, type LiveResult, type Napi } from './live.js';
+import { runMicro } from './micro.js';
+import { createNet, destroyNet, NET } from './net.js';
+import { closeProgs, loadProgs, type Progs } from './progs.js';
+import { liveRows, microRows, render, toJson, type Env } from './report.js';
+
+const MICRO_CONN_TABLE = 1 << 20;
+/** Smaller than xdp_gen's port period (1024 frames), see report.ts. */
+const LIVE_CONN_TABLE = 512;
+export const RESULTS_FILE = path.join(packageRoot, 'dist', 'bench-results.json');
+
+/** Opt-in: on a 2-CPU VM the overdriven NAPI thread gives bimodal figures. */
+const THREADED = process.env.XVS_BENCH_THREADED === '1';
+
+const LIVE_CASES: readonly LiveCase[] = [
+  { name: 'generator alone (no XDP)', b: 'none', mode: null, flows: 'fixed' },
+  { name: 'xdp_sink (ceiling)', b: 'xdp_sink', mode: null, flows: 'fixed' },
+  { name: 'xdp_macswap (baseline)', b: 'xdp_macswap', mode: null, flows: 'fixed' },
+  { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'fixed' },
+  { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'new' },
+  { name: 'xvs_xdp TUN', b: 'xvs_xdp', mode: 'tun', flows: 'fixed' },
+];
+
+const progress = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
+
+function env(): Env {
+  return {
+    date: new Date().toISOString(), kernel: os.release(), cpus: CPUS,
+    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', node: process.version, frameBytes: FRAME_LEN,
+  };
+}
+
+async function liveAll(p: Progs, links: ReturnType<typeof createNet>): Promise<LiveResult[]> {
+  // With one CPU there is no second core for a NAPI thread.
+  const napis: Napi[] = THREADED && CPUS >= 2 ? ['softirq', 'threaded'] : ['softirq'];
+  const out: LiveResult[] = [];
+  pinMainThread(0);
+  try {
+    for (const napi of napis) {
+      // A thread needs NAPI, which veth has only with a program attached.
+      for (const c of LIVE_CASES.filter((x) => napi === 'softirq' || x.b !== 'none')) {
+        const r = await runLive(p, links, c, napi, 1);
+        progress(`${napi} ${c.name} ${c.flows}: ${(r.pps / 1e6).toFixed(3)} Mpps, ${r.sunk} of ${r.generated} frames sunk`);
+        out.push(r);
+      }
+    }
+  } finally {
+    pinMainThread('all');
+  }
+  return out;
+}
+
+export async function main(): Promise<void> {
+  const t0 = Date.now();
+  const e = env();
+  progress(`namespace ${NET.ns}`);
+  const links = createNet();
+  let p: Progs | null = null;
+  try {
+    p = await loadProgs(MICRO_CONN_TABLE);
+    const micro = await runMicro(p, links, progress);
+    closeProgs(p);
+    p = null;
+    // A fresh director for the chains: its own small conn table, no flows left from part 1.
+    p = await loadProgs(LIVE_CONN_TABLE);
+    const live = await liveAll(p, links);
+    const m = microRows(micro);
+    const l = liveRows(live);
+    const conns = { micro: MICRO_CONN_TABLE, live: LIVE_CONN_TABLE };
+    const extra = THREADED
+      ? ['   threaded: xb\'s NAPI is a kernel thread pinned to CPU 1 (xa\'s sink follows it there); the generator overdrives it.']
+      : ['   Set XVS_BENCH_THREADED=1 to add chains with xb\'s NAPI in a thread on CPU 1 (overdriven; unstable on small VMs).'];
+    const json = JSON.stringify(toJson(e, (Date.now() - t0) / 1000, NET.ns, m, l, conns), null, 2);
+    process.stdout.write(`${render(e, m, l, conns, extra)}\n\n${json}\n`);
+    mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
+    writeFileSync(RESULTS_FILE, `${json}\n`);
+    progress(`results written to ${path.relative(process.cwd(), RESULTS_FILE)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } finally {
+    if (p) closeProgs(p);
+    destroyNet();
+  }
+}

@@ -1,0 +1,124 @@
+// Per-packet cost through BPF_PROG_TEST_RUN on B's ingress, so fib lookups
+// resolve the real server and the director answers XDP_TX.
+import * as F from '../test/helpers/frames.js';
+import { FRAME_LEN, flowFrame, setFlow, type Mode } from './frames.js';
+import { NET, type Links } from './net.js';
+import { dirDelta, dirSnap, type DirSnap, type Progs } from './progs.js';
+import { ctxFor, inNs, median, msSince, nowNs, runTx, VerdictError, yieldToLoop } from './run-util.js';
+
+export const MICRO_LIMITS = {
+  /** repeat=N: a calibration run sizes each round to about roundMs of kernel time. */
+  calibrate: 100_000,
+  roundMs: 300,
+  rounds: 3,
+  maxRepeat: 50_000_000,
+  /** repeat=1 loops: whichever comes first. */
+  loopMs: 2500,
+  loopRuns: 200_000,
+  batchMs: 50,
+} as const;
+
+export interface MicroResult {
+  name: string;
+  method: 'repeat=N' | 'repeat=1';
+  prog: 'xdp_macswap' | 'xvs_xdp';
+  packets: number;
+  /** Kernel-reported: median of rounds (repeat=N) or sum/count (repeat=1). */
+  nsPerPkt: number;
+  /** repeat=1: median single run; repeat=N: wall clock around the syscalls / packets. */
+  nsAlt: number;
+  newFlows: number | null;
+  director: DirSnap | null;
+}
+
+interface Ctx { p: Progs; links: Links }
+
+function checkOutput(mode: Mode | null, out: Buffer): void {
+  if (mode === null) return;
+  const want = mode === 'dr' ? FRAME_LEN : FRAME_LEN + 20;
+  const rsMac = F.mac(NET.rsMac);
+  if (out.length !== want || !out.subarray(0, 6).equals(rsMac) || (mode === 'tun' && out[14 + 9] !== 4)) {
+    throw new VerdictError(`${mode} output is not a frame to the real server: ${out.subarray(0, 40).toString('hex')}`);
+  }
+}
+
+function repeatN(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mode | null): MicroResult {
+  const ctxIn = ctxFor(c.links.b, frame.length);
+  const before = mode ? dirSnap(c.p, mode) : null;
+  const cal = inNs(() => runTx(name, fd, { data: frame, ctxIn, repeat: MICRO_LIMITS.calibrate }));
+  checkOutput(mode, cal.data);
+  const perRound = Math.ceil((MICRO_LIMITS.roundMs * 1e6) / Math.max(cal.duration, 1));
+  const repeat = Math.min(MICRO_LIMITS.maxRepeat, Math.max(MICRO_LIMITS.calibrate, perRound));
+  const kernel: number[] = [];
+  let wallNs = 0;
+  for (let i = 0; i < MICRO_LIMITS.rounds; i++) {
+    const t0 = nowNs();
+    const r = inNs(() => runTx(name, fd, { data: frame, ctxIn, repeat }));
+    wallNs += Number(nowNs() - t0);
+    kernel.push(r.duration);
+  }
+  const packets = repeat * MICRO_LIMITS.rounds;
+  const d = before && mode ? dirDelta(before, dirSnap(c.p, mode)) : null;
+  const runs = packets + MICRO_LIMITS.calibrate;
+  if (d && d.counters.tx !== runs) throw new VerdictError(`${name}: director counted ${d.counters.tx} TX for ${runs} runs`);
+  return {
+    name, method: 'repeat=N', prog: mode ? 'xvs_xdp' : 'xdp_macswap', packets,
+    nsPerPkt: median(kernel), nsAlt: wallNs / packets, newFlows: d ? d.conns : null, director: d,
+  };
+}
+
+/** repeat=1: the kernel copies the input afresh per call, where TUN's reruns would wrap their own output. */
+async function single(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mode | null, newFlow: boolean): Promise<MicroResult> {
+  const ctxIn = ctxFor(c.links.b, frame.length);
+  const before = mode ? dirSnap(c.p, mode) : null;
+  const durations = new Uint32Array(MICRO_LIMITS.loopRuns);
+  const detail = () => (mode ? dirDelta(before!, dirSnap(c.p, mode)).counters : null);
+  let n = 0;
+  const t0 = nowNs();
+  while (n < MICRO_LIMITS.loopRuns && msSince(t0) < MICRO_LIMITS.loopMs) {
+    const tb = nowNs();
+    inNs(() => {
+      while (n < MICRO_LIMITS.loopRuns && msSince(tb) < MICRO_LIMITS.batchMs) {
+        if (newFlow) setFlow(frame, n);
+        const r = runTx(`${name}, run ${n + 1}`, fd, { data: frame, ctxIn, repeat: 1 }, detail);
+        if (n === 0) checkOutput(mode, r.data);
+        durations[n++] = r.duration;
+      }
+    });
+    await yieldToLoop();
+  }
+  const got = durations.subarray(0, n);
+  const d = before && mode ? dirDelta(before, dirSnap(c.p, mode)) : null;
+  if (d && d.counters.tx !== n) throw new VerdictError(`${name}: director counted ${d.counters.tx} TX for ${n} runs`);
+  if (d && newFlow && d.conns !== n) throw new VerdictError(`${name}: ${d.conns} new flows in ${n} runs`);
+  if (d && !newFlow && d.conns !== 0) throw new VerdictError(`${name}: ${d.conns} new flows on an established flow`);
+  return {
+    name, method: 'repeat=1', prog: mode ? 'xvs_xdp' : 'xdp_macswap', packets: n,
+    nsPerPkt: got.reduce((a, x) => a + x, 0) / n, nsAlt: median(got), newFlows: d ? d.conns : null, director: d,
+  };
+}
+
+/** The flow's first packet, so what follows runs the established path. */
+function prime(c: Ctx, mode: Mode, sport: number): Buffer {
+  const syn = flowFrame(mode, F.TCP.SYN, sport);
+  inNs(() => runTx(`${mode} priming SYN`, c.p.fd.director, { data: syn, ctxIn: ctxFor(c.links.b, syn.length) }));
+  return flowFrame(mode, F.TCP.ACK, sport);
+}
+
+export async function runMicro(p: Progs, links: Links, progress: (s: string) => void): Promise<MicroResult[]> {
+  const c = { p, links };
+  const out: MicroResult[] = [];
+  const step = (r: MicroResult) => {
+    out.push(r);
+    progress(`${r.name} (${r.method}): ${r.nsPerPkt.toFixed(1)} ns/pkt over ${r.packets} packets`);
+  };
+  const swapFrame = flowFrame('dr', F.TCP.ACK);
+  step(repeatN(c, 'baseline xdp_macswap', p.fd.macswap, swapFrame, null));
+  step(repeatN(c, 'DR established', p.fd.director, prime(c, 'dr', 40000), 'dr'));
+  step(await single(c, 'baseline xdp_macswap', p.fd.macswap, swapFrame, null, false));
+  step(await single(c, 'DR established', p.fd.director, prime(c, 'dr', 40001), 'dr', false));
+  step(await single(c, 'DR new flow', p.fd.director, flowFrame('dr', F.TCP.SYN), 'dr', true));
+  step(await single(c, 'TUN established', p.fd.director, prime(c, 'tun', 40000), 'tun', false));
+  step(await single(c, 'TUN new flow', p.fd.director, flowFrame('tun', F.TCP.SYN), 'tun', true));
+  return out;
+}

@@ -1,0 +1,101 @@
+// The bench's own network namespace: one veth pair, A (generator and sink
+// side) and B (the director's interface). Only documentation-range
+// addresses, and the namespace goes away however the process ends.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { ifIndex, withNetns } from '../src/loader/index.js';
+
+export const NET = {
+  ns: `xvs-bench${process.pid}`,
+  a: 'xa',
+  b: 'xb',
+  aMac: '02:00:00:00:01:fe',
+  bMac: '02:00:00:00:01:01',
+  dirAddr: '192.0.2.1',
+  vip: '192.0.2.80',
+  rs: '192.0.2.11',
+  rsMac: '02:00:00:00:00:0b',
+  client: '203.0.113.7',
+} as const;
+
+export interface Links { a: number; b: number }
+
+function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function nsSh(cmd: string, args: string[]): string {
+  return sh('ip', ['netns', 'exec', NET.ns, cmd, ...args]);
+}
+
+let created = false;
+
+/** Idempotent and synchronous, so it is safe from 'exit' and signal handlers. */
+export function destroyNet(): void {
+  if (!created) return;
+  created = false;
+  // Deleting the namespace deletes the veths, which detaches their programs.
+  try { sh('ip', ['netns', 'del', NET.ns]); } catch { /* already gone */ }
+}
+
+let hooked = false;
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', destroyNet);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      destroyNet();
+      process.stderr.write(`bench: interrupted by ${sig}, namespace ${NET.ns} removed\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+export function createNet(): Links {
+  hookExit();
+  if (existsSync(`/run/netns/${NET.ns}`)) sh('ip', ['netns', 'del', NET.ns]);
+  sh('ip', ['netns', 'add', NET.ns]);
+  created = true;
+  const ip = (...a: string[]) => sh('ip', ['-n', NET.ns, ...a]);
+  // No IPv6 on the veths: router solicitations and MLD reports would reach
+  // the sink and the director and spoil exact counts.
+  nsSh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  ip('link', 'add', 'name', NET.b, 'address', NET.bMac, 'type', 'veth', 'peer', 'name', NET.a, 'address', NET.aMac);
+  for (const d of ['lo', NET.a, NET.b]) ip('link', 'set', d, 'up');
+  ip('addr', 'add', `${NET.dirAddr}/24`, 'dev', NET.b);
+  ip('neigh', 'add', NET.rs, 'lladdr', NET.rsMac, 'dev', NET.b, 'nud', 'permanent');
+  // bpf_fib_lookup answers FWD_DISABLED on an interface that does not forward.
+  nsSh('sysctl', ['-qw', 'net.ipv4.conf.all.forwarding=1']);
+  return withNetns(NET.ns, () => ({ a: ifIndex(NET.a), b: ifIndex(NET.b) }));
+}
+
+/**
+ * B's NAPI in a kernel thread, so the program under test can run on another
+ * core than the generator (in softirq it runs on the generator's core, inside
+ * the generator's test run).
+ */
+export function setThreadedNapi(on: boolean): void {
+  nsSh('sh', ['-c', `echo ${on ? 1 : 0} > /sys/class/net/${NET.b}/threaded`]);
+}
+
+export interface XdpStats { packets: number; tx: number; drops: number }
+
+const STAT_NAMES = { xdp_packets: 'packets', xdp_tx: 'tx', xdp_drops: 'drops' } as const satisfies Record<string, keyof XdpStats>;
+
+/** veth's own receive-side XDP counters (ethtool -S), summed over queues. */
+export function xdpStats(dev: string): XdpStats {
+  const s: XdpStats = { packets: 0, tx: 0, drops: 0 };
+  for (const m of nsSh('ethtool', ['-S', dev]).matchAll(/^\s*rx_queue_\d+_(\w+): (\d+)$/gm)) {
+    const k = STAT_NAMES[m[1] as keyof typeof STAT_NAMES];
+    if (k) s[k] += Number(m[2]);
+  }
+  return s;
+}
+
+export function statsDelta(a: XdpStats, b: XdpStats): XdpStats {
+  const out = { ...b };
+  for (const k of Object.keys(b) as (keyof XdpStats)[]) out[k] = b[k] - a[k];
+  return out;
+}

@@ -1,0 +1,104 @@
+// Everything the bench loads: the director with a DR and a TUN service on
+// one real server, and the aux programs (baseline, sink, generator).
+import { Dataplane } from '../src/daemon/dataplane.js';
+import { Director } from '../src/daemon/director.js';
+import { BpfObject } from '../src/loader/index.js';
+import * as C from '../src/maps/codecs.js';
+import { PerCpuMap, type RawMap } from '../src/maps/map.js';
+import { bpfObject } from '../src/paths.js';
+import { PORTS, type Mode } from './frames.js';
+import { NET } from './net.js';
+
+const GEN_MAX = 128;
+const SINK_IDX = 0;
+/** xdp_gen's per-CPU sequence: one step per frame when it varies the port. */
+const SEQ_IDX = 1;
+
+export interface Progs {
+  dp: Dataplane;
+  director: Director;
+  aux: BpfObject;
+  fd: { director: number; macswap: number; sink: number; gen: number };
+  auxCount: PerCpuMap<number, number>;
+  genTmpl: RawMap;
+}
+
+export async function loadProgs(connTableSize: number): Promise<Progs> {
+  const dp = Dataplane.load({ connTableSize });
+  const aux = BpfObject.open({ objectPath: bpfObject('xvs_aux') });
+  try {
+    aux.load();
+    const director = new Director(dp, { neighbours: false });
+    for (const mode of ['dr', 'tun'] as const) {
+      const key = { proto: 'tcp' as const, addr: NET.vip, port: PORTS[mode] };
+      director.addService({ ...key, scheduler: 'rr' });
+      await director.addReal(key, { addr: NET.rs, port: 0, fwd: mode, weight: 1 });
+    }
+    return {
+      dp, director, aux,
+      fd: {
+        director: dp.progFd,
+        macswap: aux.program('xdp_macswap').fd,
+        sink: aux.program('xdp_sink').fd,
+        gen: aux.program('xdp_gen').fd,
+      },
+      auxCount: new PerCpuMap(aux.map('aux_count'), C.u32Codec, C.u64Codec),
+      genTmpl: aux.map('gen_tmpl'),
+    };
+  } catch (e) {
+    aux.close();
+    dp.close();
+    throw e;
+  }
+}
+
+export function closeProgs(p: Progs): void {
+  p.aux.close();
+  p.dp.close();
+}
+
+export function sinkCount(p: Progs): number {
+  return p.auxCount.sum(SINK_IDX) ?? 0;
+}
+
+export function genSeq(p: Progs): number {
+  return p.auxCount.sum(SEQ_IDX) ?? 0;
+}
+
+export function sinkPerCpu(p: Progs): number[] {
+  return p.auxCount.get(SINK_IDX) ?? [];
+}
+
+export function zeroSink(p: Progs): void {
+  p.auxCount.setAll(SINK_IDX, 0);
+}
+
+/** struct gen_tmpl: len, vary_port, port_off, pad, frame[128]. */
+export function setTemplate(p: Progs, frame: Buffer, varyPortAt: number | null): void {
+  if (frame.length !== GEN_MAX) throw new Error(`generator template must be ${GEN_MAX} bytes, got ${frame.length}`);
+  const v = Buffer.alloc(16 + GEN_MAX);
+  v.writeUInt32LE(frame.length, 0);
+  v.writeUInt32LE(varyPortAt === null ? 0 : 1, 4);
+  v.writeUInt32LE(varyPortAt ?? 0, 8);
+  frame.copy(v, 16);
+  p.genTmpl.update(Buffer.alloc(4), v);
+}
+
+/** Director state a case can be checked against: verdict counters and new flows. */
+export interface DirSnap { counters: Record<string, number>; conns: number; pkts: number }
+
+export function dirSnap(p: Progs, mode: Mode): DirSnap {
+  const svc = p.dp.services.get({ addr: NET.vip, port: PORTS[mode], proto: 6, family: 2 });
+  if (!svc) throw new Error(`bench service ${NET.vip}:${PORTS[mode]} is missing`);
+  const s = p.dp.svcStats.sum(svc.id);
+  return { counters: p.director.counters(), conns: s?.conns ?? 0, pkts: s?.inpkts ?? 0 };
+}
+
+export function dirDelta(a: DirSnap, b: DirSnap): DirSnap {
+  const counters: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.counters)) {
+    const d = v - (a.counters[k] ?? 0);
+    if (d !== 0) counters[k] = d;
+  }
+  return { counters, conns: b.conns - a.conns, pkts: b.pkts - a.pkts };
+}

@@ -1,0 +1,41 @@
+// The two hashes the tables depend on. Both are part of the contract between
+// directors: change either and every director must change with it.
+
+import { XvsError } from '../errors.js';
+import { ipv4Number } from './common.js';
+
+/**
+ * xvs_hash32 in bpf/dataplane/flow.h: Knuth's multiplicative hash of the
+ * host-order address, as IPVS sh/dh/lblc use. The dataplane takes
+ * hash32(addr) % table length, so the builders and tests use this to know
+ * which slot an address lands in.
+ */
+export function hash32(addr: number | string): number {
+  const a = typeof addr === 'number' ? addr : ipv4Number(addr);
+  if (a === undefined) throw new XvsError('BAD_ADDRESS', `'${addr}' is not an IPv4 address`);
+  return Math.imul(a >>> 0, 0x9e3779b1) >>> 0; // 2654435761
+}
+
+/** The slot the dataplane reads for this address in a hash_src/hash_dst table. */
+export function slotOf(addr: number | string, tableLength: number): number {
+  return hash32(addr) % tableLength;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * FNV-1a over the UTF-8 bytes with a seeded basis, then murmur3's fmix32.
+ * FNV alone leaves keys that differ in one late byte ("10.0.0.1:80" and
+ * "10.0.0.2:80") close in the high bits; the finalizer spreads them, and
+ * Maglev needs offsets and skips that look independent across reals.
+ */
+export function strHash32(s: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (const b of encoder.encode(s)) h = Math.imul(h ^ b, 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}

@@ -1,0 +1,68 @@
+/** A real server as a table builder sees it; list order is ipvsadm insertion order. */
+export interface SchedReal {
+  id: number;
+  weight: number;
+}
+
+/**
+ * A real server with the live state the dynamic schedulers read. Counts are
+ * IPVS's: active = ESTABLISHED connections, inactive = every other state
+ * (SYN_RECV, FIN_WAIT, TIME_WAIT, ...). overloaded mirrors
+ * IP_VS_DEST_F_OVERLOAD (over its upper connection threshold).
+ */
+export interface RealState extends SchedReal {
+  addr: string;
+  port: number;
+  active?: number;
+  inactive?: number;
+  overloaded?: boolean;
+}
+
+/** What the load-driven planners need: no address, counts required. */
+export interface LoadReal extends SchedReal {
+  active: number;
+  inactive: number;
+  overloaded?: boolean;
+}
+
+/** What the hashing builders need: the address orders the table, not list order. */
+export interface HashReal extends SchedReal {
+  addr: string;
+  port: number;
+  overloaded?: boolean;
+}
+
+/**
+ * How a connection the planner itself places is counted when it simulates the
+ * next pick. IPVS binds a new DR/TUN TCP connection as inactive (SYN_RECV)
+ * and moves it to active one round trip later, on the client's ACK; UDP
+ * connections stay active. See plan() for why 'active' is the default.
+ */
+export type NewConnAs = 'active' | 'inactive';
+
+export interface SchedInput {
+  reals: readonly RealState[];
+  /** seq planners (lc, wlc, sed, nq): how many consecutive new connections to plan. */
+  picks?: number;
+  /**
+   * lblc/lblcr: the table installed last time, so buckets keep their
+   * servers. Defaults to the table this scheduler object built last; pass it
+   * when that is not what the dataplane holds (e.g. read back after a restart).
+   */
+  previous?: Uint32Array;
+  /**
+   * lblc/lblcr: live flows per slot of the previous table, i.e. for each of
+   * the service's flows hash32(daddr) % previous.length. Tells which buckets
+   * IPVS would have cached; see LocalityOptions.flows.
+   */
+  flows?: Uint32Array;
+  /** Table length for sh, dh, mh, lblc and lblcr. */
+  tableSize?: number;
+  /**
+   * seq planners: xvs_sched_pos as the new table goes live. The plan is
+   * rotated so the next new flow (slot cursor % length) takes its first pick,
+   * without resetting the shared counter.
+   */
+  cursor?: number | bigint;
+  newConnAs?: NewConnAs;
+}
