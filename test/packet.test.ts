@@ -207,6 +207,48 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
     for (let i = 0; i < 4; i++) assert.notEqual(run(syn(86, 43100 + i)).data.subarray(0, 6).toString('hex'), aMac);
   });
 
+  const macOf = (r: { data: Buffer }) => r.data.subarray(0, 6).toString('hex');
+  const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+  test('persistence (-p -M /24): one client subnet stays on one real server across connections', async () => {
+    const key = { proto: 'tcp' as const, addr: VIP, port: 87 };
+    director.addService({ ...key, scheduler: 'rr', persistent: 360, netmask: '255.255.255.0' });
+    await director.addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
+    await director.addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
+    const first = macOf(run(syn(87, 45000)));
+    for (let i = 1; i < 8; i++) assert.equal(macOf(run(syn(87, 45000 + i))), first, `connection ${i} of the client`);
+    assert.equal(macOf(run(syn(87, 45100, { src: '203.0.113.200' }))), first, 'another client of the same /24');
+    const other = macOf(run(syn(87, 45200, { src: '198.51.100.99' })));
+    assert.notEqual(other, first, 'a client of another subnet takes the next rr pick');
+    for (let i = 1; i < 4; i++) assert.equal(macOf(run(syn(87, 45200 + i, { src: '198.51.100.99' }))), other);
+  });
+
+  test('persistence templates expire after their timeout', async () => {
+    const key = { proto: 'tcp' as const, addr: VIP, port: 88 };
+    director.addService({ ...key, scheduler: 'rr', persistent: 1 });
+    await director.addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
+    await director.addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
+    const first = macOf(run(syn(88, 46000)));
+    assert.equal(macOf(run(syn(88, 46001))), first);
+    await sleep(1300);
+    assert.notEqual(macOf(run(syn(88, 46002))), first, 'after the timeout rr picks again');
+  });
+
+  test('connection timeouts (--set): an idle UDP flow expires and is scheduled anew', async () => {
+    const key = { proto: 'udp' as const, addr: VIP, port: 54 };
+    director.addService({ ...key, scheduler: 'rr' });
+    await director.addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
+    await director.addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
+    director.setTimeouts({ tcp: 0, tcpfin: 0, udp: 1 });
+    assert.deepEqual(director.timeouts(), { tcp: 900, tcpfin: 120, udp: 1 });
+    const dgram = () => F.frame({ l2: inbound, src: CLIENT, dst: VIP, sport: 7000, dport: 54, proto: 'udp', payload: Buffer.from('x') });
+    const first = macOf(run(dgram()));
+    assert.equal(macOf(run(dgram())), first, 'within the timeout the flow stays');
+    await sleep(2300);
+    assert.notEqual(macOf(run(dgram())), first, 'after the timeout the flow is new');
+    director.setTimeouts({ tcp: 0, tcpfin: 0, udp: 300 });
+  });
+
   test('mutated frames: verdicts stay sane and DR never changes more than the MACs', () => {
     let seed = 12345;
     const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed; };
