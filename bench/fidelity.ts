@@ -4,12 +4,15 @@
 // (bench/fidelity-ipvs.ts), and (b) what xvs does: every tick the control
 // plane snapshots the counts and builds the table with the registry, and the
 // arrivals of the tick read consecutive slots (seq) or hash into it.
+// Variants ' (new=active)' / ' (new=inactive)' plan lc/wlc/sed/nq with a
+// fixed convention instead of the reals' arrivals, for comparison.
 
 import { hash32 } from '../src/schedulers/hash.js';
 import { buildMh } from '../src/schedulers/mh.js';
 import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedulerName } from '../src/schedulers/registry.js';
 import { buildDh, buildSh } from '../src/schedulers/sh-dh.js';
 import { ipvsReference, type Counts, type Pick } from './fidelity-ipvs.js';
+import { runSlowScenario } from './fidelity-slow.js';
 
 export const FIDELITY_PARAMS = {
   seed: 0x5eed,
@@ -147,17 +150,19 @@ export interface FidelityRow {
 
 const REAL_ID0 = 1000;
 
-export function simulate(w: Workload, name: SchedulerName, weights: readonly number[], newConnAs: NewConnAs, p: FidelityParams = FIDELITY_PARAMS): Omit<FidelityRow, 'variant' | 'mix' | 'seed'> {
+export function simulate(w: Workload, name: SchedulerName, weights: readonly number[], newConnAs: NewConnAs | undefined, p: FidelityParams = FIDELITY_PARAMS): Omit<FidelityRow, 'variant' | 'mix' | 'seed'> {
   const n = weights.length;
   const counts = (): Counts => ({ active: new Float64Array(n), inactive: new Float64Array(n) });
   const paths = { ipvs: counts(), xvs: counts() };
   const ref: Pick | undefined = name === 'mh' ? undefined : ipvsReference(name, weights, paths.ipvs);
   const of = { ipvs: new Int32Array(w.conns).fill(-1), xvs: new Int32Array(w.conns).fill(-1) };
   const sched = schedulerByName(name);
+  // New connections per real during the tick, as the daemon reads them from xvs_real_stats.
+  const arrivals = new Float64Array(n);
   const reals = (): RealState[] =>
     weights.map((weight, i) => ({
       id: REAL_ID0 + i, weight, addr: `192.0.2.${10 + i}`, port: 80,
-      active: paths.xvs.active[i]!, inactive: paths.xvs.inactive[i]!, overloaded: false,
+      active: paths.xvs.active[i]!, inactive: paths.xvs.inactive[i]!, overloaded: false, arrivals: arrivals[i]!,
     }));
   const daddrOf = name === 'dh' ? w.destU : w.destZ;
 
@@ -192,6 +197,7 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
       pos = 0; // the daemon resets xvs_sched_pos with each new plan
     }
     tickArrivals = 0;
+    arrivals.fill(0);
     // Past the first second, once the counts are more than a handful.
     if (nextTick < 1) return;
     imbalance.ipvs += skew(paths.ipvs);
@@ -229,6 +235,7 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
         const r = picked[path];
         if (r < 0) continue;
         of[path][c] = r;
+        if (path === 'xvs') arrivals[r]!++;
         paths[path].inactive[r]!++; // SYN_RECV
         tally[path][win * n + r]!++;
         if (lastReal[path][zi] === r) hits[path]++;
@@ -392,8 +399,8 @@ export async function runFidelityBench(): Promise<object> {
     const w = makeWorkload(p);
     arrivals += w.conns;
     for (const name of names) {
-      const variants: [string, NewConnAs][] = [['', 'active']];
-      if (SCHEDULERS[name].lookup === 'seq' && SCHEDULERS[name].kind === 'dynamic') variants.push([' (new=inactive)', 'inactive']);
+      const variants: [string, NewConnAs | undefined][] = [['', undefined]];
+      if (SCHEDULERS[name].lookup === 'seq' && SCHEDULERS[name].kind === 'dynamic') variants.push([' (new=active)', 'active'], [' (new=inactive)', 'inactive']);
       for (const [variant, as] of variants) {
         for (const [mix, weights] of Object.entries(WEIGHT_MIXES)) {
           rows.push({ ...simulate(w, name, weights, as, p), variant, mix, seed });
@@ -405,6 +412,7 @@ export async function runFidelityBench(): Promise<object> {
   const summary = summarize(rows);
   const disruption = measureDisruption();
   printShares(summary, FIDELITY_PARAMS.seeds.length);
+  const slowReal = runSlowScenario();
   printDisruption(disruption);
   const main = summary.filter((s) => s.variant === '');
   const over = main.filter((s) => s.sharePP > FIDELITY_PARAMS.goalPP);
@@ -415,7 +423,7 @@ export async function runFidelityBench(): Promise<object> {
       `\n${Math.round(arrivals / FIDELITY_PARAMS.seeds.length)} arrivals per run, ${FIDELITY_PARAMS.seeds.length} seeds, ${seconds.toFixed(1)} s`,
   );
   return {
-    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, summary, rows, disruption,
+    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, summary, rows, slowReal, disruption,
     goalPP: FIDELITY_PARAMS.goalPP, over: over.map((s) => `${s.scheduler} ${s.mix}`), seconds,
   };
 }

@@ -10,6 +10,9 @@ import { runMicro } from './micro.js';
 import { createNet, destroyNet, NET } from './net.js';
 import { closeProgs, loadProgs, type Progs } from './progs.js';
 import { liveRows, microRows, render, toJson, type Env } from './report.js';
+import { runFidelityBench } from './fidelity.js';
+import { runSchedSpeedBench } from './sched-speed.js';
+import { runTablePushBench } from './table-push.js';
 
 const MICRO_CONN_TABLE = 1 << 20;
 /** Smaller than xdp_gen's port period (1024 frames), see report.ts. */
@@ -77,8 +80,13 @@ export async function main(): Promise<void> {
     const extra = THREADED
       ? ['   threaded: xb\'s NAPI is a kernel thread pinned to CPU 1 (xa\'s sink follows it there); the generator overdrives it.']
       : ['   Set XVS_BENCH_THREADED=1 to add chains with xb\'s NAPI in a thread on CPU 1 (overdriven; unstable on small VMs).'];
-    const json = JSON.stringify(toJson(e, (Date.now() - t0) / 1000, NET.ns, m, l, conns), null, 2);
-    process.stdout.write(`${render(e, m, l, conns, extra)}\n\n${json}\n`);
+    process.stdout.write(`${render(e, m, l, conns, extra)}\n`);
+    // Control plane: table publishing, scheduler build speed, scheduling fidelity against exact IPVS.
+    const tablePush = runTablePushBench();
+    const schedSpeed = await runSchedSpeedBench();
+    const fidelity = await runFidelityBench();
+    const json = JSON.stringify({ ...toJson(e, (Date.now() - t0) / 1000, NET.ns, m, l, conns), controlPlane: { tablePush, schedSpeed, fidelity } }, null, 2);
+    process.stdout.write(`\n${json}\n`);
     mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
     writeFileSync(RESULTS_FILE, `${json}\n`);
     progress(`results written to ${path.relative(process.cwd(), RESULTS_FILE)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XvsError } from '../src/errors.js';
 import { hash32, slotOf } from '../src/schedulers/hash.js';
-import { planLblc } from '../src/schedulers/lblc.js';
-import { LBLCR_SET_SLOTS, planLblcr } from '../src/schedulers/lblcr.js';
+import { planLblc, planLblcState } from '../src/schedulers/lblc.js';
+import { LBLCR_SET_SLOTS, planLblcr, planLblcrState } from '../src/schedulers/lblcr.js';
 import { plan, type LeastConnName } from '../src/schedulers/least-conn.js';
 import { buildMh, MH_HASH_SEEDS, MH_TABLE_SIZE } from '../src/schedulers/mh.js';
 import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedulerName } from '../src/schedulers/registry.js';
@@ -112,6 +112,57 @@ test('lc, wlc, sed, nq: the plan is IPVS picking one connection at a time', () =
       }
     }
   }
+});
+
+/** As ipvsSequence, but a pick counts as active for the next span[real] picks, then as inactive. */
+function ipvsSequenceSpans(name: LeastConnName, dests: readonly Dest[], picks: number, span: readonly number[]): number[] {
+  const ds = dests.map((d) => ({ ...d }));
+  const open: { d: Dest; until: number }[] = [];
+  const out: number[] = [];
+  for (let k = 0; k < picks; k++) {
+    for (const o of open.filter((x) => x.until === k)) {
+      o.d.active--;
+      o.d.inactive++;
+    }
+    const d = REFS[name](ds);
+    if (!d) break;
+    out.push(d.id);
+    const s = span[dests.findIndex((x) => x.id === d.id)]!;
+    if (s === 0) d.inactive++;
+    else {
+      d.active++;
+      open.push({ d, until: k + s + 1 });
+    }
+  }
+  return out;
+}
+
+test('lc, wlc, sed, nq: picks that stay active for a while, then turn inactive', () => {
+  const rand = rng(55);
+  for (let trial = 0; trial < 300; trial++) {
+    const ds = randomDests(rand);
+    const span = ds.map(() => [0, 0, 1, 2, 5, 20, Infinity][rand(7)]!);
+    const picks = rand(200);
+    for (const name of LC_NAMES) {
+      assert.deepEqual([...plan(name, ds, picks, { activeFor: span })], ipvsSequenceSpans(name, ds, picks, span), `${name} ${span}`);
+    }
+  }
+});
+
+test('registry: wlc learns from arrivals how long each real keeps its connections', () => {
+  // The lab's case: rs1 holds its connections open, rs2 answers at once.
+  const state = (a1: number, i2: number, arrivals?: [number, number]): RealState[] => [
+    { id: 1, weight: 1, addr: '192.0.2.1', port: 80, active: a1, inactive: 0, ...(arrivals ? { arrivals: arrivals[0] } : {}) },
+    { id: 2, weight: 1, addr: '192.0.2.2', port: 80, active: 0, inactive: i2, ...(arrivals ? { arrivals: arrivals[1] } : {}) },
+  ];
+  const wlc = schedulerByName('wlc');
+  wlc.build({ reals: state(5, 5, [5, 5]), picks: 64 }); // a tick: 5 new each, rs1's all still open, rs2's done
+  const idle = wlc.build({ reals: state(5, 5, [0, 0]), picks: 64 }); // quiet ticks keep what was learnt
+  // rs2's new connections end at once (inactive: +1 each), so rs2 stays below rs1's 5 x 256.
+  assert.deepEqual([...new Set(idle)], [2]);
+  // Knowing nothing, every pick counts as active: once rs2 has 5 x 256 + 5 > 1280, rs1 gets every other one.
+  const blind = schedulerByName('wlc').build({ reals: state(5, 5), picks: 12 });
+  assert.deepEqual([...blind], [2, 2, 2, 2, 2, 1, 2, 1, 2, 1, 2, 1]);
 });
 
 test('least-connection ties go to the first in list order', () => {
@@ -554,6 +605,197 @@ test('lblcr: a full set makes room by dropping its most loaded member (ip_vs_des
   assert.deepEqual([...t], [1, 2, 3, 4, 9, 6, 7, 8]);
 });
 
+// --- lblc / lblcr with live flows per slot ---------------------------------------
+//
+// The spec, restated: a bucket is cached once a flow has used it. Buckets used
+// for the first time since the last plan have their live flows taken off
+// their reals and their connections replayed through IPVS (interleaved by
+// flows: connection j of f at (j + 0.5) / f), then the other cached buckets
+// follow the per-tick rule, then buckets never used are planned afresh, each
+// counting min(1, max(1, 2 * newcomers) / fresh) of a connection.
+
+interface Tracked {
+  table: Uint32Array;
+  pinned: Uint8Array;
+}
+
+function takeOff(d: Dest | undefined, f: number): void {
+  if (!d) return;
+  const a = Math.min(d.active, f);
+  d.active -= a;
+  d.inactive = Math.max(0, d.inactive - (f - a));
+}
+
+function interleaved(buckets: readonly { b: number; f: number }[]): number[] {
+  const conns = buckets.flatMap(({ b, f }) => Array.from({ length: Math.max(1, f) }, (_, j) => ({ at: (j + 0.5) / Math.max(1, f), b })));
+  return conns.sort((x, y) => x.at - y.at || x.b - y.b).map((c) => c.b);
+}
+
+function ipvsLblcTracked(dests: readonly Dest[], prev: Tracked | undefined, flows: Uint32Array, size: number): number[] {
+  const ds = dests.map((d) => ({ ...d }));
+  if (!ipvsWlc(ds)) return [];
+  const find = (id: number | undefined): Dest | undefined => ds.find((d) => d.id === id);
+  const cached = Array.from({ length: size }, (_, b) => (prev ? prev.pinned[b] === 1 || flows[b]! > 0 : false));
+  const fresh = cached.filter((c) => !c).length;
+  const arrived = prev ? [...cached.keys()].filter((b) => prev.pinned[b] !== 1 && flows[b]! > 0) : [];
+  for (const b of arrived) takeOff(find(prev!.table[b]), flows[b]!);
+  const out = new Array<number>(size).fill(-1);
+  const cache = new Map<number, Dest>();
+  for (const b of interleaved(arrived.map((b) => ({ b, f: flows[b]! })))) {
+    const c = cache.get(b);
+    if (c && c.weight > 0 && !lblcOverloaded(c, ds)) {
+      c.active++;
+      continue;
+    }
+    const m = ipvsWlc(ds)!;
+    cache.set(b, m);
+    m.active++;
+  }
+  for (const [b, d] of cache) out[b] = d.id;
+  for (let b = 0; b < size; b++) {
+    if (!cached[b] || cache.has(b)) continue;
+    const n = find(prev!.table[b]);
+    if (n && n.weight > 0 && !lblcOverloaded(n, ds)) {
+      out[b] = n.id;
+      continue;
+    }
+    const m = ipvsWlc(ds)!;
+    out[b] = m.id;
+    m.active++;
+  }
+  const share = Math.min(1, Math.max(1, 2 * arrived.length) / Math.max(1, fresh));
+  for (let b = 0; b < size; b++) {
+    if (cached[b]) continue;
+    const m = ipvsWlc(ds)!;
+    out[b] = m.id;
+    m.active += prev ? share : 1;
+  }
+  return out;
+}
+
+function randomFlows(size: number, rand: (n: number) => number, busy: number): Uint32Array {
+  return Uint32Array.from({ length: size }, () => (rand(busy) === 0 ? 1 + rand(30) : 0));
+}
+
+test('lblc with flows: newcomers replayed through IPVS, cached kept, the rest planned afresh', () => {
+  const rand = rng(4242);
+  for (let run = 0; run < 40; run++) {
+    let ds = randomDests(rand).map((d) => ({ ...d, weight: d.weight % 12 }));
+    let prev: Tracked | undefined;
+    const size = [7, 61, 251][rand(3)]!;
+    for (let tick = 0; tick < 12; tick++) {
+      const flows = randomFlows(size, rand, 2 + rand(20));
+      const got = planLblcState(ds, prev, size, { flows });
+      assert.deepEqual([...got.table], ipvsLblcTracked(ds, prev, flows, size), `run ${run} tick ${tick}`);
+      if (got.table.length) {
+        for (let b = 0; b < size; b++) assert.equal(got.pinned[b] === 1, prev ? prev.pinned[b] === 1 || flows[b]! > 0 : false);
+        prev = got;
+      }
+      ds = evolve(ds, rand);
+    }
+  }
+});
+
+test('lblc with flows: a hot newcomer on a light real is moved as IPVS would', () => {
+  const reals = [dest(1, 1), dest(2, 10), dest(3, 10)];
+  const t0 = planLblcState(reals, undefined, 61);
+  assert.ok(t0.pinned.every((x) => x === 0));
+  const hot = t0.table.indexOf(1);
+  const flows = new Uint32Array(61);
+  flows[hot] = 40;
+  // Its 40 flows sit on real 1 (weight 1): IPVS would have moved the
+  // destination at its second connection, while real 2 was under half.
+  const t1 = planLblcState([dest(1, 1, 40), dest(2, 10), dest(3, 10)], t0, 61, { flows });
+  assert.notEqual(t1.table[hot], 1);
+  assert.equal(t1.pinned[hot], 1);
+  assert.equal(t1.pinned.reduce((a, b) => a + b, 0), 1);
+  // Cached from now on, even once its flows have ended (nobody is under half its weight).
+  const t2 = planLblcState([dest(1, 1, 1), dest(2, 10, 8), dest(3, 10, 8)], t1, 61, { flows: new Uint32Array(61) });
+  assert.equal(t2.table[hot], t1.table[hot]);
+  assert.equal(t2.pinned[hot], 1);
+});
+
+test('lblc with flows: buckets no flow has used follow the current least-loaded real', () => {
+  const t0 = planLblcState([dest(1, 1), dest(2, 1), dest(3, 1)], undefined, 61);
+  const idle = new Uint32Array(61);
+  // Real 3 is now the wlc choice by far; one fresh bucket counts 1/61 of a connection.
+  const t1 = planLblcState([dest(1, 1, 9), dest(2, 1, 9), dest(3, 1, 0)], t0, 61, { flows: idle });
+  assert.ok(t1.table.every((id) => id === 3));
+  assert.ok(t1.pinned.every((x) => x === 0));
+});
+
+function ipvsLblcrTrackedSets(dests: readonly Dest[], prev: Tracked | undefined, flows: Uint32Array, size: number): number[][] {
+  const ds = dests.map((d) => ({ ...d }));
+  if (!ipvsWlc(ds)) return [];
+  const k = LBLCR_SET_SLOTS;
+  const groups = size / k;
+  const find = (id: number | undefined): Dest | undefined => ds.find((d) => d.id === id);
+  const flowOf = (g: number): number => flows.subarray(g * k, (g + 1) * k).reduce((a, b) => a + b, 0);
+  const cached = Array.from({ length: groups }, (_, g) => (prev ? prev.pinned[g * k] === 1 || flowOf(g) > 0 : false));
+  const fresh = cached.filter((c) => !c).length;
+  const arrived = prev ? [...cached.keys()].filter((g) => prev.pinned[g * k] !== 1 && flowOf(g) > 0) : [];
+  for (const g of arrived) for (let s = g * k; s < (g + 1) * k; s++) takeOff(find(prev!.table[s]), flows[s]!);
+  const setMax = (set: Dest[]): Dest => set.slice(1).reduce((most, d) => (overhead(most) * d.weight < overhead(d) * most.weight ? d : most), set[0]!);
+  const conn = (set: Dest[], count: boolean): void => {
+    const n = ipvsWlc(set);
+    if (n && !lblcOverloaded(n, ds)) {
+      if (count) n.active++;
+      return;
+    }
+    const m = ipvsWlc(ds)!;
+    if (!set.includes(m)) {
+      if (set.length === k) set.splice(set.indexOf(setMax(set)), 1);
+      set.push(m);
+    }
+    m.active++;
+  };
+  const replayed = new Map<number, Dest[]>();
+  for (const g of interleaved(arrived.map((g) => ({ b: g, f: flowOf(g) })))) {
+    if (!replayed.has(g)) replayed.set(g, []);
+    conn(replayed.get(g)!, true);
+  }
+  const sets: number[][] = [];
+  for (let g = 0; g < groups; g++) {
+    if (!cached[g]) continue;
+    if (replayed.has(g)) {
+      sets[g] = replayed.get(g)!.map((d) => d.id);
+      continue;
+    }
+    const set: Dest[] = [];
+    for (const id of prev!.table.subarray(g * k, (g + 1) * k)) {
+      const d = find(id);
+      if (d && d.weight > 0 && !d.overloaded && !set.includes(d)) set.push(d);
+    }
+    conn(set, false);
+    sets[g] = set.map((d) => d.id);
+  }
+  const share = Math.min(1, Math.max(1, 2 * arrived.length) / Math.max(1, fresh));
+  for (let g = 0; g < groups; g++) {
+    if (cached[g]) continue;
+    const m = ipvsWlc(ds)!;
+    sets[g] = [m.id];
+    m.active += prev ? share : 1;
+  }
+  return sets;
+}
+
+test('lblcr with flows: newcomer sets replayed through IPVS lblcr, the rest as without flows', () => {
+  const rand = rng(777);
+  for (let run = 0; run < 30; run++) {
+    let ds = randomDests(rand).map((d) => ({ ...d, weight: d.weight % 12 }));
+    let prev: Tracked | undefined;
+    const size = LBLCR_SET_SLOTS * [1, 7, 31][rand(3)]!;
+    for (let tick = 0; tick < 12; tick++) {
+      const flows = randomFlows(size, rand, 4 + rand(30));
+      const got = planLblcrState(ds, prev, size, { flows });
+      const want = ipvsLblcrTrackedSets(ds, prev, flows, size);
+      assert.deepEqual(setsOf(got.table).map((x) => [...x].sort()), want.map((x) => [...x].sort()), `run ${run} tick ${tick}`);
+      if (got.table.length) prev = got;
+      ds = evolve(ds, rand);
+    }
+  }
+});
+
 // --- registry ------------------------------------------------------------------
 
 test('registry: every scheduler builds through one interface', () => {
@@ -587,4 +829,26 @@ test('registry: a dynamic plan starts at the cursor the dataplane will read next
     const start = Number(BigInt(cursor) % 10n);
     for (let k = 0; k < 10; k++) assert.equal(t[(start + k) % 10], p[k], `cursor ${cursor}`);
   }
+});
+
+test('registry: lblc objects carry their cache from build to build, one per service', () => {
+  // Weights above the counts used, so lblc's overload rule never fires here.
+  const reals: RealState[] = [1, 2, 3].map((id) => ({ id, weight: 10, addr: `192.0.2.${id}`, port: 80, active: 0, inactive: 0 }));
+  const busy = (a: number[]): RealState[] => reals.map((r, i) => ({ ...r, active: a[i]! }));
+  const a = schedulerByName('lblc');
+  const t0 = a.build({ reals, tableSize: 61 });
+  const flows = new Uint32Array(61).fill(1);
+  // Every bucket now carries flows: a's next plan (previous = its last table) caches them all.
+  const t1 = a.build({ reals: busy([0, 0, 0]), tableSize: 61, flows });
+  assert.deepEqual(t1, t0);
+  const t2 = a.build({ reals: busy([0, 0, 9]), tableSize: 61, flows: new Uint32Array(61) });
+  assert.deepEqual(t2, t0);
+  // Another object has no record of which buckets were used.
+  const b = schedulerByName('lblc');
+  const fresh = b.build({ reals: busy([9, 9, 0]), tableSize: 61, previous: t0 });
+  assert.deepEqual(fresh, t0); // no flows: every bucket of previous counts as cached
+  // With flows and no bucket used yet, every bucket follows the least-loaded real.
+  const c = schedulerByName('lblc');
+  c.build({ reals, tableSize: 61 });
+  assert.ok(c.build({ reals: busy([9, 9, 0]), tableSize: 61, flows: new Uint32Array(61) }).every((id) => id === 3));
 });

@@ -24,19 +24,31 @@ export interface ConnCounts { active: number; inactive: number }
  * the connection table itself: an entry counts while its state's timeout has
  * not run out since its last packet.
  */
-export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>, timeouts: { tcp: number; tcpfin: number; udp: number }): Map<number, ConnCounts> {
+export interface ConnCensus {
+  /** By real id. */
+  reals: Map<number, ConnCounts>;
+  /** By service id: live flows per destination address (lblc/lblcr locality). */
+  destinations: Map<number, Map<string, number>>;
+}
+
+export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>, timeouts: { tcp: number; tcpfin: number; udp: number }): ConnCensus {
   const out = new Map<number, ConnCounts>();
+  const destinations = new Map<number, Map<string, number>>();
   const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
-  const { values } = dp.conns.raw.lookupBatch(4096);
-  for (const vb of values) {
+  const { keys, values } = dp.conns.raw.lookupBatch(4096);
+  values.forEach((vb, i) => {
     const c = C.conn.decode(vb);
-    if (gens.get(c.real_id) !== c.real_gen) continue;
+    if (gens.get(c.real_id) !== c.real_gen) return;
     const ageS = (now - c.last_seen_ns) / 1e9;
-    if (ageS > timeoutOf(c.state, timeouts)) continue;
+    if (ageS > timeoutOf(c.state, timeouts)) return;
     const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
     if (c.state === STATE.ESTABLISHED) n.active++;
     else n.inactive++;
     out.set(c.real_id, n);
-  }
-  return out;
+    const daddr = C.connKey.decode(keys[i]!).daddr;
+    const d = destinations.get(c.svc_id) ?? new Map<string, number>();
+    d.set(daddr, (d.get(daddr) ?? 0) + 1);
+    destinations.set(c.svc_id, d);
+  });
+  return { reals: out, destinations };
 }

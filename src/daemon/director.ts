@@ -6,7 +6,9 @@ import * as C from '../maps/codecs.js';
 import { modeByCode, MODES, validateReal, type ModeName } from '../modes/index.js';
 import { LOOKUP_CODES, schedulerByCode, schedulerByName, type Scheduler } from '../schedulers/registry.js';
 import { checkIpv4 } from './addr.js';
-import { countConns, DEFAULT_TIMEOUTS, type ConnCounts } from './conn-count.js';
+import { countConns, DEFAULT_TIMEOUTS, type ConnCensus } from './conn-count.js';
+import { slotOf } from '../schedulers/hash.js';
+import { readTable } from './tables.js';
 import type { Dataplane } from './dataplane.js';
 import { ensureNeighbour } from './neigh.js';
 import { netmaskString, nextOverload, parseNetmask } from './overload.js';
@@ -29,11 +31,15 @@ const MAX_PICKS = 65536;
 interface RealState {
   id: number; gen: number; addr: string; port: number; fwd: ModeName; weight: number;
   uthreshold: number; lthreshold: number; overloaded: boolean;
+  /** xvs_real_stats conns at the last publish: arrivals since size how a planned pick counts. */
+  lastConns: number;
 }
 interface ServiceState {
   key: C.SvcKey; entry: C.Svc; proto: Proto; addr: string; port: number; sched: Scheduler; reals: RealState[];
   /** svc stats conns at the last tick: arrivals per tick size the next plan. */
   lastConns: number;
+  /** lblc/lblcr after a restart: the table the dataplane holds. */
+  previous?: Uint32Array;
 }
 
 export interface DirectorOptions {
@@ -55,7 +61,7 @@ const keyName = (k: ServiceKey) => `${k.proto} ${k.addr}:${k.port}`;
 export class Director {
   readonly #services = new Map<string, ServiceState>();
   #realCursor = 0;
-  #counts = new Map<number, ConnCounts>();
+  #census: ConnCensus = { reals: new Map(), destinations: new Map() };
 
   constructor(readonly dp: Dataplane, readonly opts: DirectorOptions = {}) {
     this.#restore();
@@ -129,7 +135,7 @@ export class Director {
     const prev = this.#rawReal(id);
     const real: RealState = {
       id, gen: ((prev?.gen ?? 0) + 1) >>> 0, addr, port, fwd: spec.fwd, weight: spec.weight,
-      uthreshold: spec.uthreshold ?? 0, lthreshold: spec.lthreshold ?? 0, overloaded: false,
+      uthreshold: spec.uthreshold ?? 0, lthreshold: spec.lthreshold ?? 0, overloaded: false, lastConns: 0,
     };
     if (this.opts.neighbours !== false) await ensureNeighbour(addr);
     this.dp.realStats.setAll(id, ZERO_STATS);
@@ -198,7 +204,7 @@ export class Director {
 
   list(k?: ServiceKey): ListResult {
     const targets = k ? [this.#service(k)] : [...this.#services.values()].sort((a, b) => a.entry.id - b.entry.id);
-    const counts = this.#countAll();
+    const counts = this.#countAll().reals;
     const services: ServiceView[] = targets.map((s) => ({
       proto: s.proto,
       addr: s.addr,
@@ -250,7 +256,7 @@ export class Director {
    */
   tick(): void {
     if (!this.needsTick()) return;
-    this.#counts = this.#countAll();
+    this.#census = this.#countAll();
     for (const s of this.#services.values()) {
       let changed = false;
       for (const r of s.reals) {
@@ -267,11 +273,11 @@ export class Director {
   }
 
   #total(r: RealState): number {
-    const c = this.#counts.get(r.id);
+    const c = this.#census.reals.get(r.id);
     return c ? c.active + c.inactive : 0;
   }
 
-  #countAll(): Map<number, ConnCounts> {
+  #countAll(): ConnCensus {
     const gens = new Map<number, number>();
     for (const s of this.#services.values()) for (const r of s.reals) gens.set(r.id, r.gen);
     return countConns(this.dp, gens, this.timeouts());
@@ -295,16 +301,36 @@ export class Director {
     const conns = this.dp.svcStats.sum(s.entry.id)?.conns ?? 0;
     const arrivals = Math.max(0, conns - s.lastConns);
     s.lastConns = conns;
-    const table = s.sched.build({
-      reals: s.reals.map((r) => {
-        const c = this.#counts.get(r.id);
-        return { id: r.id, weight: r.weight, addr: r.addr, port: r.port, active: c?.active ?? 0, inactive: c?.inactive ?? 0, overloaded: r.overloaded };
-      }),
-      picks: Math.min(MAX_PICKS, Math.max(MIN_PICKS, 2 * arrivals)),
-      ...(this.opts.mhTableSize ? { tableSize: this.opts.mhTableSize } : {}),
+    const reals = s.reals.map((r) => {
+      const c = this.#census.reals.get(r.id);
+      const rc = this.dp.realStats.sum(r.id)?.conns ?? 0;
+      const arrived = Math.max(0, rc - r.lastConns);
+      r.lastConns = rc;
+      return {
+        id: r.id, weight: r.weight, addr: r.addr, port: r.port,
+        active: c?.active ?? 0, inactive: c?.inactive ?? 0, overloaded: r.overloaded, arrivals: arrived,
+      };
     });
+    const locality = s.sched.name === 'lblc' || s.sched.name === 'lblcr';
+    const table = s.sched.build({
+      reals,
+      picks: Math.min(MAX_PICKS, Math.max(MIN_PICKS, 2 * arrivals)),
+      ...(s.sched.name === 'mh' && this.opts.mhTableSize ? { tableSize: this.opts.mhTableSize } : {}),
+      ...(locality && s.previous ? { previous: s.previous } : {}),
+      ...(locality ? { flows: this.#flowsPerSlot(s) } : {}),
+    });
+    s.previous = undefined;
     s.entry = installTable(this.dp, s.key, s.entry, table);
     if (s.sched.kind === 'dynamic') this.dp.schedPos.update(C.u32Codec.encode(s.entry.id), Buffer.alloc(8));
+  }
+
+  /** Live flows per slot of the service's current table, by destination hash, as the dataplane indexes it. */
+  #flowsPerSlot(s: ServiceState): Uint32Array {
+    const len = s.entry.tbl_size;
+    const flows = new Uint32Array(len);
+    if (len === 0) return flows;
+    for (const [daddr, n] of this.#census.destinations.get(s.entry.id) ?? []) flows[slotOf(daddr, len)]! += n;
+    return flows;
   }
 
   #drop(s: ServiceState): void {
@@ -358,6 +384,7 @@ export class Director {
       const sched = schedulerByName(info.name);
       const proto: Proto = key.proto === PROTO_NUM.udp ? 'udp' : 'tcp';
       const s: ServiceState = { key, entry, proto, addr: key.addr, port: key.port, sched, reals: [], lastConns: this.dp.svcStats.sum(entry.id)?.conns ?? 0 };
+      if (info.name === 'lblc' || info.name === 'lblcr') s.previous = readTable(this.dp, entry.id);
       byId.set(entry.id, s);
       this.#services.set(keyName(s), s);
     }
@@ -374,6 +401,7 @@ export class Director {
       s.reals.push({
         id, gen: r.gen, addr: r.addr, port: r.port, fwd: modeByCode(r.fwd), weight: r.weight,
         uthreshold: r.u_threshold, lthreshold: r.l_threshold, overloaded: (r.flags & REAL_F_OVERLOAD) !== 0,
+        lastConns: this.dp.realStats.sum(id)?.conns ?? 0,
       });
     });
     this.#realCursor = (maxId + 1) % MAX_REALS;

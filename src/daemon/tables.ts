@@ -1,4 +1,4 @@
-import { createArrayMap } from '../maps/map.js';
+import { createArrayMap, mapFromId } from '../maps/map.js';
 import { u32Codec, type Svc, type SvcKey } from '../maps/codecs.js';
 import type { Dataplane } from './dataplane.js';
 
@@ -20,9 +20,9 @@ export function installTable(dp: Dataplane, key: SvcKey, entry: Svc, table: Uint
   }
   const inner = createArrayMap(`xvs_t${entry.id}`, 4, table.length, BPF_F_INNER_MAP);
   try {
-    const keys = Array.from({ length: table.length }, (_, i) => u32Codec.encode(i));
-    const values = Array.from(table, (rid) => u32Codec.encode(rid));
-    inner.updateBatch(keys, values);
+    // Host-order u32 keys and values, as the kernel copies them.
+    const keys = Uint32Array.from({ length: table.length }, (_, i) => i);
+    inner.updateBatchFlat(Buffer.from(keys.buffer), Buffer.from(table.buffer, table.byteOffset, table.byteLength), table.length);
     const fd = u32Codec.encode(inner.fd);
     if (table.length < entry.tbl_size) {
       dp.services.set(key, next);
@@ -35,4 +35,19 @@ export function installTable(dp: Dataplane, key: SvcKey, entry: Svc, table: Uint
     inner.close(); // the outer map holds its own reference
   }
   return next;
+}
+
+/** The table the dataplane holds for a service (the outer map yields the inner map's id). */
+export function readTable(dp: Dataplane, svcId: number): Uint32Array | undefined {
+  const idBuf = dp.schedTables.lookup(u32Codec.encode(svcId));
+  if (!idBuf) return undefined;
+  const inner = mapFromId(u32Codec.decode(idBuf));
+  try {
+    const { keys, values } = inner.lookupBatch(4096);
+    const out = new Uint32Array(inner.maxEntries);
+    values.forEach((v, i) => { out[u32Codec.decode(keys[i]!)] = u32Codec.decode(v); });
+    return out;
+  } finally {
+    inner.close();
+  }
 }

@@ -132,14 +132,22 @@ export class RawMap implements MapDesc {
 
   updateBatch(keys: Buffer[], values: Buffer[], flags: number = BPF_ANY): void {
     if (keys.length !== values.length) throw new XvsError('BAD_ARGUMENT', `map ${this.name}: ${keys.length} keys for ${values.length} values`);
-    if (keys.length === 0) return;
     keys.forEach((k) => this.#checkKey(k));
     values.forEach((v) => {
       if (v.length !== this.valueBufSize) throw new XvsError('BAD_ARGUMENT', `map ${this.name}: value is ${v.length} bytes, expected ${this.valueBufSize}`);
     });
-    const count: [number] = [keys.length];
-    const r = lb.bpf_map_update_batch(this.fd, Buffer.concat(keys), Buffer.concat(values), count, { sz: 24, elem_flags: flags, flags: 0 });
-    this.#check(r, `update batch (${count[0]} of ${keys.length} written)`);
+    this.updateBatchFlat(Buffer.concat(keys), Buffer.concat(values), keys.length, flags);
+  }
+
+  /** updateBatch over keys and values already laid end to end (large tables). */
+  updateBatchFlat(keys: Buffer, values: Buffer, n: number, flags: number = BPF_ANY): void {
+    if (keys.length !== n * this.keySize || values.length !== n * this.valueBufSize) {
+      throw new XvsError('BAD_ARGUMENT', `map ${this.name}: batch of ${n} needs ${n * this.keySize} key and ${n * this.valueBufSize} value bytes`);
+    }
+    if (n === 0) return;
+    const count: [number] = [n];
+    const r = lb.bpf_map_update_batch(this.fd, keys, values, count, { sz: 24, elem_flags: flags, flags: 0 });
+    this.#check(r, `update batch (${count[0]} of ${n} written)`);
   }
 
   pin(path: string): void {

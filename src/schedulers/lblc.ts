@@ -28,13 +28,15 @@ export function checkLocalitySize(name: string, size: number, multiple = 1): voi
  *   reals skipped).
  *
  * As in IPVS the cached real is kept even if flagged overloaded: only the
- * rule above moves a bucket. Cached buckets are planned first, in slot
- * order, and each reassignment counts one new connection on its new real
- * (the one that made IPVS reassign), so a batch of moves spreads instead of
- * piling onto the real that was least loaded at the snapshot. Kept buckets
- * count nothing: their traffic is already in the live counts. Buckets not
- * cached come last (see cachedBuckets). No real able to take a new
- * destination means an empty table.
+ * rule above moves a bucket. Buckets a flow used for the first time since
+ * the last plan go first, by replaying IPVS on their connections
+ * (newcomerConnections). Then the other cached buckets, in slot order: each
+ * reassignment counts one new connection on its new real (the one that made
+ * IPVS reassign), so a batch of moves spreads instead of piling onto the
+ * real that was least loaded at the snapshot, and kept buckets count nothing
+ * (their traffic is already in the live counts). Buckets not cached come
+ * last (see cachedBuckets). No real able to take a new destination means an
+ * empty table.
  */
 export function planLblcState(
   reals: readonly LoadReal[],

@@ -29,7 +29,9 @@ export const LBLCR_TABLE_SIZE = LBLC_TABLE_SIZE * LBLCR_SET_SLOTS;
  *   overloaded by lblc's rule (n.active > n.weight while some real has
  *   active < weight/2), the service's wlc real joins the set.
  *
- * A bucket not cached gets a fresh set of the service's wlc real, after the
+ * A bucket a flow used for the first time since the last plan gets the set
+ * IPVS builds when its connections are replayed (newcomerConnections), and
+ * a bucket not cached a fresh set of the service's wlc real, after the
  * cached ones (see cachedBuckets). IPVS drops the set's most loaded member
  * once the set has not changed for lblcr_expiration (24 h); here a set only
  * shrinks when a member leaves as above, or when it is full and a new member

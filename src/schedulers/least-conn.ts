@@ -24,7 +24,16 @@ export const LEAST_CONN = {
 export type LeastConnName = keyof typeof LEAST_CONN;
 
 export interface PlanOptions {
+  /** How every pick counts: 'active' for the rest of the plan, or 'inactive' from the start. */
   newConnAs?: NewConnAs;
+  /**
+   * Per real (input order): for how many of the following picks a pick of
+   * this real still counts as an active connection before it counts as an
+   * inactive one (Infinity: to the end of the plan; 0: inactive at once).
+   * Takes precedence over newConnAs. The registry's wlc & co. derive it
+   * from each real's arrivals (see leastConn in registry.ts).
+   */
+  activeFor?: ArrayLike<number>;
 }
 
 /**
@@ -33,12 +42,14 @@ export interface PlanOptions {
  *
  * The control plane writes this sequence as the service's 'seq' table every
  * tick, from live counts, so the dataplane replays IPVS without running it.
- * A pick counts as a new active connection by default, although IPVS counts
- * a DR/TUN connection inactive (SYN_RECV) for its first round trip: a plan
- * covers a whole tick (~100 ms) and by the time IPVS would schedule the later
- * arrivals of a tick the earlier ones have long been established. Counting
- * them inactive would make sed and nq, which ignore inactive connections,
- * put a whole tick on one real. 'inactive' is there for the literal view.
+ * What a pick adds to its real's counts for the later picks is what IPVS
+ * would see by then: a DR/TUN connection is inactive (SYN_RECV) for a round
+ * trip, then active (ESTABLISHED) for its life, then inactive again
+ * (FIN_WAIT, TIME_WAIT). A plan covers a whole tick (~100 ms), so a long
+ * connection is active for the rest of it and a short one already inactive:
+ * activeFor says which, per real. Without it every pick counts as active
+ * (newConnAs 'active', the default): counting them inactive would make sed
+ * and nq, which ignore inactive connections, put a whole tick on one real.
  */
 export function plan(name: LeastConnName, reals: readonly LoadReal[], picks: number, opts: PlanOptions = {}): Uint32Array {
   checkReals(reals);
@@ -46,10 +57,13 @@ export function plan(name: LeastConnName, reals: readonly LoadReal[], picks: num
     throw new XvsError('BAD_ARGUMENT', `picks ${picks} is not an integer in 0..${MAX_SEQ_TABLE}`);
   }
   const rule = LEAST_CONN[name];
-  const live = reals.filter(usable);
+  const at = reals.flatMap((r, i) => (usable(r) ? [i] : []));
+  const live = at.map((i) => reals[i]!);
   const n = live.length;
   if (n === 0 || picks === 0) return new Uint32Array(0);
 
+  const whole = (opts.newConnAs ?? 'active') === 'active' ? Infinity : 0;
+  const span = at.map((i) => Math.max(0, Math.round(opts.activeFor?.[i] ?? whole)));
   const active = Float64Array.from(live, (r) => r.active);
   const inactive = Float64Array.from(live, (r) => r.inactive);
   const den = Float64Array.from(live, (r) => (rule.weighted ? r.weight : 1));
@@ -67,31 +81,78 @@ export function plan(name: LeastConnName, reals: readonly LoadReal[], picks: num
     const r = num[b]! * den[a]!;
     return l < r || (l === r && a < b);
   };
-
   for (let i = 0; i < n; i++) refresh(i);
-  const heap = Int32Array.from({ length: n }, (_, i) => i);
-  const down = (at: number): void => {
-    for (;;) {
-      const l = 2 * at + 1;
-      if (l >= n) return;
-      const c = l + 1 < n && before(heap[l + 1]!, heap[l]!) ? l + 1 : l;
-      if (!before(heap[c]!, heap[at]!)) return;
-      [heap[at], heap[c]] = [heap[c]!, heap[at]!];
-      at = c;
-    }
-  };
-  for (let i = (n >> 1) - 1; i >= 0; i--) down(i);
+  const heap = new IndexedHeap(n, before);
 
-  const asActive = (opts.newConnAs ?? 'active') === 'active';
+  // expiring[k]: reals whose earlier picks turn inactive before pick k.
+  const expiring: number[][] = [];
   const out = new Uint32Array(picks);
   for (let k = 0; k < picks; k++) {
-    const top = heap[0]!;
+    for (const i of expiring[k] ?? []) {
+      active[i] = active[i]! - 1;
+      inactive[i] = inactive[i]! + 1;
+      refresh(i);
+      heap.fix(i);
+    }
+    const top = heap.top();
     out[k] = live[top]!.id;
-    // A pick only ever raises its real's cost, so only the root can sink.
-    if (asActive) active[top]!++;
-    else inactive[top]!++;
+    const s = span[top]!;
+    if (s > 0) active[top] = active[top]! + 1;
+    else inactive[top] = inactive[top]! + 1;
+    if (s > 0 && k + s + 1 < picks) (expiring[k + s + 1] ??= []).push(top);
     refresh(top);
-    down(0);
+    heap.fix(top);
   }
   return out;
+}
+
+/** A binary min-heap of 0..n-1 under `before`, which can re-place any member after its key changes. */
+class IndexedHeap {
+  readonly #heap: Int32Array;
+  readonly #pos: Int32Array;
+
+  constructor(readonly n: number, readonly before: (a: number, b: number) => boolean) {
+    this.#heap = Int32Array.from({ length: n }, (_, i) => i);
+    this.#pos = Int32Array.from({ length: n }, (_, i) => i);
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.#down(i);
+  }
+
+  top(): number {
+    return this.#heap[0]!;
+  }
+
+  fix(i: number): void {
+    this.#down(this.#up(this.#pos[i]!));
+  }
+
+  #swap(a: number, b: number): void {
+    const h = this.#heap;
+    const x = h[a]!;
+    h[a] = h[b]!;
+    h[b] = x;
+    this.#pos[h[a]!] = a;
+    this.#pos[h[b]!] = b;
+  }
+
+  #up(at: number): number {
+    while (at > 0) {
+      const parent = (at - 1) >> 1;
+      if (!this.before(this.#heap[at]!, this.#heap[parent]!)) break;
+      this.#swap(at, parent);
+      at = parent;
+    }
+    return at;
+  }
+
+  #down(at: number): void {
+    const h = this.#heap;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= this.n) return;
+      const c = l + 1 < this.n && this.before(h[l + 1]!, h[l]!) ? l + 1 : l;
+      if (!this.before(h[c]!, h[at]!)) return;
+      this.#swap(at, c);
+      at = c;
+    }
+  }
 }

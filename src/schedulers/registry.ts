@@ -12,6 +12,7 @@ import { buildWrr } from './wrr.js';
 
 export { MAX_SEQ_TABLE } from './wrr.js';
 export type { HashReal, LoadReal, NewConnAs, RealState, SchedInput, SchedReal } from './types.js';
+export type { LocalityOptions, LocalityPlan } from './locality.js';
 
 // Every IPVS scheduler name, with the code the dataplane stores in
 // xvs_svc.sched and how it indexes the service's table (xvs_svc.lookup).
@@ -77,8 +78,34 @@ function fromCursor(planned: Uint32Array, cursor: number | bigint | undefined): 
   return out;
 }
 
-const leastConn = (name: LeastConnName): TableBuilder => (i) =>
-  fromCursor(plan(name, loads(i.reals), i.picks ?? DEFAULT_PICKS, { newConnAs: i.newConnAs }), i.cursor);
+/**
+ * lc/wlc/sed/nq objects remember, per real, how many ticks a new connection
+ * stays active: by Little's law active = arrivals per tick x ticks active,
+ * averaged over the ticks that had arrivals, so a plan made after an idle
+ * tick still knows that one real's connections last and another's are gone
+ * in a moment. In picks that is ticks active x the picks expected per tick
+ * (the last tick's arrivals; half the plan when it had none).
+ */
+const leastConn = (name: LeastConnName) => (): TableBuilder => {
+  const ticksActive = new Map<number, number>();
+  return (i) => {
+    const picks = i.picks ?? DEFAULT_PICKS;
+    let activeFor: number[] | undefined;
+    if (i.newConnAs === undefined) {
+      const total = i.reals.reduce((n, r) => n + (r.arrivals ?? 0), 0);
+      for (const r of i.reals) {
+        if (!r.arrivals) continue;
+        const sample = (r.active ?? 0) / r.arrivals;
+        const was = ticksActive.get(r.id);
+        ticksActive.set(r.id, was === undefined ? sample : (was + sample) / 2);
+      }
+      for (const id of ticksActive.keys()) if (!i.reals.some((r) => r.id === id)) ticksActive.delete(id);
+      const perTick = total > 0 ? total : picks / 2;
+      activeFor = i.reals.map((r) => (ticksActive.get(r.id) ?? Infinity) * perTick);
+    }
+    return fromCursor(plan(name, loads(i.reals), picks, { newConnAs: i.newConnAs, activeFor }), i.cursor);
+  };
+};
 
 // rr/wrr: IPVS skips overloaded reals while it walks the list; leaving them
 // out of the cycle gives each of the others the same share (the order inside
@@ -113,10 +140,10 @@ const once = (build: TableBuilder) => (): TableBuilder => build;
 const BUILDERS: Record<SchedulerName, () => TableBuilder> = {
   rr: once(seqStatic(buildRr)),
   wrr: once(seqStatic(buildWrr)),
-  lc: once(leastConn('lc')),
-  wlc: once(leastConn('wlc')),
-  sed: once(leastConn('sed')),
-  nq: once(leastConn('nq')),
+  lc: leastConn('lc'),
+  wlc: leastConn('wlc'),
+  sed: leastConn('sed'),
+  nq: leastConn('nq'),
   dh: once((i) => buildDh(i.reals, i.tableSize)),
   sh: once((i) => buildSh(i.reals, i.tableSize)),
   lblc: locality(planLblcState, LBLC_TABLE_SIZE),
@@ -140,8 +167,9 @@ export function checkSchedulerName(name: string): SchedulerName {
 
 /**
  * A scheduler and its table builder; keep one per service. build() is a pure
- * function of its input except for lblc/lblcr, whose object remembers its
- * last table (see `locality` above).
+ * function of its input except for what a service's history adds: lc, wlc,
+ * sed and nq remember how long connections stay active, lblc and lblcr their
+ * last table (see leastConn and locality above).
  */
 export function schedulerByName(name: string): Scheduler {
   const known = checkSchedulerName(name);

@@ -16,6 +16,12 @@ export interface RealState extends SchedReal {
   active?: number;
   inactive?: number;
   overloaded?: boolean;
+  /**
+   * lc/wlc/sed/nq: new connections this real got during the last tick (the
+   * change of xvs_real_stats conns). With active, it tells how long a new
+   * connection stays active, hence how a planned pick counts (see plan()).
+   */
+  arrivals?: number;
 }
 
 /** What the load-driven planners need: no address, counts required. */
@@ -34,9 +40,9 @@ export interface HashReal extends SchedReal {
 
 /**
  * How a connection the planner itself places is counted when it simulates the
- * next pick. IPVS binds a new DR/TUN TCP connection as inactive (SYN_RECV)
- * and moves it to active one round trip later, on the client's ACK; UDP
- * connections stay active. See plan() for why 'active' is the default.
+ * next pick. IPVS counts a new DR/TUN TCP connection inactive (SYN_RECV),
+ * active one round trip later on the client's ACK, and inactive again once
+ * it closes. See plan() for what the planner does when it is not told.
  */
 export type NewConnAs = 'active' | 'inactive';
 
@@ -64,5 +70,6 @@ export interface SchedInput {
    * without resetting the shared counter.
    */
   cursor?: number | bigint;
+  /** seq planners: count every pick this way, instead of from the reals' arrivals. */
   newConnAs?: NewConnAs;
 }
