@@ -12,7 +12,7 @@ import {
   BpfObject, XdpAction, attachXdp, detachXdp, ifIndex, testRun, withNetns, withNetnsAsync, xdpMd, xdpProgId,
 } from '../src/loader/index.js';
 import { u32Codec, u64Codec } from '../src/maps/codecs.js';
-import { PerCpuMap, RawMap, TypedMap, createArrayMap, mapFromId, mapFromPin } from '../src/maps/map.js';
+import { PerCpuMap, TypedMap, createArrayMap, mapFromId, mapFromPin } from '../src/maps/map.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const auxObject = join(root, 'bpf/.output/xvs_aux.o');

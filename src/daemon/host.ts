@@ -1,14 +1,11 @@
-import { existsSync, statfsSync, writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { XvsError } from '../errors.js';
-
-const BPF_FS_MAGIC = 0xcafe4a11;
+import { onBpffs } from '../sys/bpffs.js';
 
 /** The pin directory must sit on a bpffs, or pins vanish or fail. */
 export function checkPinDir(dir: string): void {
-  let probe = dir;
-  while (!existsSync(probe) && probe !== path.dirname(probe)) probe = path.dirname(probe);
-  if (statfsSync(probe).type !== BPF_FS_MAGIC) {
+  if (!onBpffs(dir)) {
     throw new XvsError('SYSTEM', `pin directory ${dir} is not on a bpffs`, {
       hint: `mount one (mount -t bpf bpf ${path.dirname(dir)}) or pass --pin-dir on a bpffs; inside 'ip netns exec' /sys/fs/bpf is not mounted`,
     });

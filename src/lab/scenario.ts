@@ -88,7 +88,6 @@ export async function keepAliveRequests(lab: Lab, connections: number, requests:
 
 /** Source MACs of every packet from the VIP that reached the client while fn ran. */
 export async function captureReplySources<T>(lab: Lab, fn: () => Promise<T>): Promise<{ result: T; macs: Map<string, number> }> {
-  const file = path.join(lab.dir, `capture-${Date.now()}.txt`);
   const cap = spawn('ip', ['netns', 'exec', lab.client.ns, 'tcpdump', '-i', lab.client.ifname, '-e', '-nn', '-l', '-q',
     `tcp and src host ${lab.vip}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
@@ -105,7 +104,6 @@ export async function captureReplySources<T>(lab: Lab, fn: () => Promise<T>): Pr
   } finally {
     cap.kill('SIGINT');
     await new Promise<void>((resolve) => { if (cap.exitCode !== null) resolve(); else cap.once('exit', () => resolve()); });
-    void file;
   }
 }
 

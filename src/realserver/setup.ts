@@ -4,7 +4,7 @@
 // TUN the xdp_decap program, which replaces the ipip module, plus rp_filter
 // off. Everything changed is recorded so teardown can put it back exactly.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import path from 'node:path';
 import { XvsError, isXvsError } from '../errors.js';
@@ -13,6 +13,7 @@ import { BpfObject, attachXdp, detachXdp, ifIndex, xdpProgId } from '../loader/i
 import { ipToAddr16 } from '../maps/codec.js';
 import { mapFromPin, type RawMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
+import { onBpffs } from '../sys/bpffs.js';
 
 const log = logger('realserver');
 
@@ -36,7 +37,6 @@ const DECAP_PROG = 'xdp_decap';
 const DECAP_MAP = 'xvs_decap_vips';
 // The label marks the address as ours, even after a setup that died before saving state.
 const LO_LABEL = 'lo:xvs';
-const BPF_FS_MAGIC = 0xcafe4a11;
 
 type Mode = RealServerOptions['mode'];
 type XdpMode = NonNullable<RealServerOptions['xdpMode']>;
@@ -235,12 +235,6 @@ function vipValue(): Buffer {
   const v = Buffer.alloc(4);
   v.writeUInt32LE(1);
   return v;
-}
-
-function onBpffs(dir: string): boolean {
-  let d = dir;
-  while (!existsSync(d)) d = path.dirname(d);
-  return Number(statfsSync(d).type) === BPF_FS_MAGIC;
 }
 
 // bpftool does the same: a host without a mounted /sys/fs/bpf gets one.
