@@ -94,8 +94,10 @@ static __always_inline void xvs_persist_key(struct xvs_persist_key *pk, const st
 	pk->family = XVS_AF_INET;
 }
 
-/* The real server of a live persistence template, refreshed; -1 if none. */
-static __always_inline int xvs_persist_pick(const struct xvs_pkt *p, const struct xvs_svc *svc, __u64 now, __u32 *rid)
+/* The real server of a live persistence template (the template refreshed),
+ * or NULL when there is none. */
+static __always_inline struct xvs_real *
+xvs_persist_pick(const struct xvs_pkt *p, const struct xvs_svc *svc, __u64 now, __u32 *rid)
 {
 	struct xvs_persist_key pk;
 	struct xvs_persist *t;
@@ -105,14 +107,14 @@ static __always_inline int xvs_persist_pick(const struct xvs_pkt *p, const struc
 	xvs_persist_key(&pk, p, svc);
 	t = bpf_map_lookup_elem(&xvs_persist, &pk);
 	if (!t || now - t->last_seen_ns > (__u64)svc->persist_timeout * 1000000000ULL)
-		return -1;
+		return NULL;
 	id = t->real_id;
 	r = bpf_map_lookup_elem(&xvs_reals, &id);
 	if (!xvs_real_usable(r, t->real_gen, svc->id))
-		return -1;
+		return NULL;
 	t->last_seen_ns = now;
 	*rid = id;
-	return 0;
+	return r;
 }
 
 static __always_inline void xvs_persist_save(const struct xvs_pkt *p, const struct xvs_svc *svc, __u64 now,
@@ -173,7 +175,8 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 		*verdict = XDP_PASS;
 		return NULL;
 	}
-	if (!persistent || xvs_persist_pick(p, svc, now, &rid) < 0) {
+	r = persistent ? xvs_persist_pick(p, svc, now, &rid) : NULL;
+	if (!r) {
 		if (xvs_schedule(p, svc, &rid) < 0)
 			goto no_real;
 		r = bpf_map_lookup_elem(&xvs_reals, &rid);
@@ -181,10 +184,6 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 			goto no_real;
 		if (persistent)
 			xvs_persist_save(p, svc, now, rid, r->gen);
-	} else {
-		r = bpf_map_lookup_elem(&xvs_reals, &rid);
-		if (!r)
-			goto no_real;
 	}
 	nc.last_seen_ns = now;
 	nc.real_id = rid;
