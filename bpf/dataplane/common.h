@@ -55,6 +55,23 @@ static __always_inline void xvs_ipv4_csum(struct iphdr *iph)
 	iph->check = xvs_csum_fold(s);
 }
 
+/* A fresh option-less IPv4 header, checksum included. */
+static __always_inline void xvs_ipv4_hdr(struct iphdr *iph, __u8 tos, __u16 tot_len, __be16 id, __be16 frag_off,
+					 __u8 ttl, __u8 proto, __be32 saddr, __be32 daddr)
+{
+	iph->version = 4;
+	iph->ihl = 5;
+	iph->tos = tos;
+	iph->tot_len = bpf_htons(tot_len);
+	iph->id = id;
+	iph->frag_off = frag_off;
+	iph->ttl = ttl;
+	iph->protocol = proto;
+	iph->saddr = saddr;
+	iph->daddr = daddr;
+	xvs_ipv4_csum(iph);
+}
+
 /* Moves the L2 header (l2_len of 14, 18 or 22 bytes) from data+from to
  * data+to after an adjust_head; a stack copy keeps overlapping moves right. */
 static __always_inline int xvs_move_l2(struct xdp_md *ctx, __u32 l2_len, __u32 from, __u32 to)
@@ -80,6 +97,15 @@ static __always_inline int xvs_move_l2(struct xdp_md *ctx, __u32 l2_len, __u32 f
 		return -1;
 	}
 	return 0;
+}
+
+/* Opens `room` bytes between the L2 header and what followed it; the caller
+ * reloads data/data_end and re-checks before writing there. */
+static __always_inline int xvs_push_room(struct xdp_md *ctx, __u32 l2_len, __u32 room)
+{
+	if (bpf_xdp_adjust_head(ctx, -(int)room))
+		return -1;
+	return xvs_move_l2(ctx, l2_len, room, 0);
 }
 
 #endif

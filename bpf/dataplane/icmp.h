@@ -26,9 +26,7 @@ static __always_inline int xvs_icmp_unreach(struct xdp_md *ctx, const struct xvs
 
 	if (quote > XVS_ICMP_QUOTE_MAX || l2 > XVS_L2_MAX)
 		return XDP_DROP;
-	if (bpf_xdp_adjust_head(ctx, -(int)XVS_ICMP_ROOM))
-		goto err;
-	if (xvs_move_l2(ctx, l2, XVS_ICMP_ROOM, 0))
+	if (xvs_push_room(ctx, l2, XVS_ICMP_ROOM))
 		goto err;
 	frame_len = l2 + XVS_ICMP_ROOM + quote;
 	if (bpf_xdp_adjust_tail(ctx, (int)frame_len - (int)bpf_xdp_get_buff_len(ctx)))
@@ -47,17 +45,8 @@ static __always_inline int xvs_icmp_unreach(struct xdp_md *ctx, const struct xvs
 	ic = (void *)(iph + 1);
 	if ((void *)(ic + 1) > data_end)
 		goto err;
-	iph->version = 4;
-	iph->ihl = 5;
-	iph->tos = 0xc0; /* internetwork control, as the kernel's icmp_send */
-	iph->tot_len = bpf_htons(XVS_ICMP_ROOM + quote);
-	iph->id = 0;
-	iph->frag_off = 0;
-	iph->ttl = 64;
-	iph->protocol = IPPROTO_ICMP;
-	iph->saddr = p->daddr;
-	iph->daddr = p->saddr;
-	xvs_ipv4_csum(iph);
+	/* TOS internetwork control, as the kernel's icmp_send. */
+	xvs_ipv4_hdr(iph, 0xc0, XVS_ICMP_ROOM + quote, 0, 0, 64, IPPROTO_ICMP, p->daddr, p->saddr);
 
 	ic->type = ICMP_DEST_UNREACH;
 	ic->code = code;

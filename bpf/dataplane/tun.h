@@ -39,9 +39,7 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 		return rc;
 	saddr = cfg && cfg->tun_saddr[0] ? cfg->tun_saddr[0] : fib.ipv4_src;
 
-	if (bpf_xdp_adjust_head(ctx, -(int)XVS_IPIP_HLEN))
-		goto err;
-	if (xvs_move_l2(ctx, l2, XVS_IPIP_HLEN, 0))
+	if (xvs_push_room(ctx, l2, XVS_IPIP_HLEN))
 		goto err;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
@@ -51,17 +49,8 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 	inner = (void *)(outer + 1);
 	if ((void *)(inner + 1) > data_end)
 		goto err;
-	outer->version = 4;
-	outer->ihl = 5;
-	outer->tos = inner->tos;
-	outer->tot_len = bpf_htons(outer_len);
-	outer->id = inner->id;
-	outer->frag_off = inner->frag_off & bpf_htons(0x4000);
-	outer->ttl = inner->ttl;
-	outer->protocol = IPPROTO_IPIP;
-	outer->saddr = saddr;
-	outer->daddr = r->addr[0];
-	xvs_ipv4_csum(outer);
+	xvs_ipv4_hdr(outer, inner->tos, outer_len, inner->id, inner->frag_off & bpf_htons(0x4000), inner->ttl,
+		     IPPROTO_IPIP, saddr, r->addr[0]);
 	return xvs_egress(ctx, &fib, l2);
 
 err:
