@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-import { rmSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { DEFAULT_PIN_DIR, DIRECTOR_MAPS } from '../daemon/dataplane.js';
+import { DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { detachXdp, ifIndex } from '../loader/index.js';
 import { REALSERVER_DEFAULTS, setupRealServer, teardownRealServer, type RealServerOptions } from '../realserver/setup.js';
 import { request, DEFAULT_SOCKET } from '../control/socket.js';
@@ -53,8 +52,8 @@ export function buildProgram(out: string[]): Command {
     .option('--pin-dir <dir>', 'bpffs directory of the pinned maps', DEFAULT_PIN_DIR)
     .action((o: { interface: string; pinDir: string }) => {
       detachXdp(ifIndex(o.interface));
-      for (const m of DIRECTOR_MAPS) rmSync(`${o.pinDir}/${m}`, { force: true });
-      out.push(`detached from ${o.interface}; unpinned ${DIRECTOR_MAPS.length} maps under ${o.pinDir}`);
+      const n = unpinDirectorMaps(o.pinDir);
+      out.push(`detached from ${o.interface}; unpinned ${n} maps under ${o.pinDir}`);
     });
   return program;
 }

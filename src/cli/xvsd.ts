@@ -1,8 +1,7 @@
 #!/usr/bin/env node
-import { rmSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { serve, DEFAULT_SOCKET } from '../control/socket.js';
-import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, DIRECTOR_MAPS } from '../daemon/dataplane.js';
+import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { Director } from '../daemon/director.js';
 import { checkPinDir, enableForwarding } from '../daemon/host.js';
 import { logger } from '../log.js';
@@ -65,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
     server.close();
     if (o.teardownOnExit) {
       dp.detach();
-      for (const m of DIRECTOR_MAPS) rmSync(`${o.pinDir}/${m}`, { force: true });
+      unpinDirectorMaps(o.pinDir);
       log.info('dataplane detached and unpinned');
     } else {
       log.info('dataplane left running; a restarted xvsd re-attaches to its pinned maps');

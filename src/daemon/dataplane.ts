@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { BpfObject, attachXdp, detachXdp, ifIndex } from '../loader/index.js';
 import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
@@ -14,6 +15,12 @@ export const DIRECTOR_MAPS = [
   'xvs_services', 'xvs_reals', 'xvs_sched_tables', 'xvs_sched_pos', 'xvs_conns', 'xvs_persist',
   'xvs_svc_stats', 'xvs_real_stats', 'xvs_counters', 'xvs_config',
 ] as const;
+
+/** Removes the director's pins: the next xvsd starts with empty maps. Returns how many names were cleared. */
+export function unpinDirectorMaps(pinDir: string): number {
+  for (const m of DIRECTOR_MAPS) rmSync(`${pinDir}/${m}`, { force: true });
+  return DIRECTOR_MAPS.length;
+}
 
 export interface DataplaneOptions {
   /** Omitted: load only (packet tests, benchmarks). */
