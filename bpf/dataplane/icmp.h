@@ -5,11 +5,26 @@
 #ifndef XVS_ICMP_H
 #define XVS_ICMP_H
 
-#include <linux/icmp.h>
 #include "common.h"
 #include "maps.h"
 
-#define XVS_ICMP_ROOM (sizeof(struct iphdr) + sizeof(struct icmphdr))
+/* linux/icmp.h would pull in linux/if.h and, through it, the C library's
+ * sys/socket.h; the dataplane needs only this much of ICMP (RFC 792/1191). */
+struct xvs_icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 unused;
+	__be16 mtu; /* next-hop MTU of a fragmentation-needed message */
+};
+
+enum {
+	ICMP_DEST_UNREACH = 3,
+	ICMP_PORT_UNREACH = 3,
+	ICMP_FRAG_NEEDED = 4,
+};
+
+#define XVS_ICMP_ROOM (sizeof(struct iphdr) + sizeof(struct xvs_icmphdr))
 /* Quoted: the offending IP header (options included) and 8 bytes after it. */
 #define XVS_ICMP_QUOTE_MAX (60 + 8)
 
@@ -19,7 +34,7 @@ static __always_inline int xvs_icmp_unreach(struct xdp_md *ctx, const struct xvs
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct iphdr *iph;
-	struct icmphdr *ic;
+	struct xvs_icmphdr *ic;
 	__u8 mac[ETH_ALEN];
 	__u16 *w;
 	__u32 sum = 0;
@@ -51,13 +66,13 @@ static __always_inline int xvs_icmp_unreach(struct xdp_md *ctx, const struct xvs
 	ic->type = ICMP_DEST_UNREACH;
 	ic->code = code;
 	ic->checksum = 0;
-	ic->un.frag.__unused = 0;
-	ic->un.frag.mtu = bpf_htons(mtu);
+	ic->unused = 0;
+	ic->mtu = bpf_htons(mtu);
 
 	w = (__u16 *)ic;
 #pragma unroll
-	for (int i = 0; i < (sizeof(struct icmphdr) + XVS_ICMP_QUOTE_MAX) / 2; i++) {
-		if (i * 2 >= sizeof(struct icmphdr) + quote)
+	for (int i = 0; i < (sizeof(struct xvs_icmphdr) + XVS_ICMP_QUOTE_MAX) / 2; i++) {
+		if (i * 2 >= sizeof(struct xvs_icmphdr) + quote)
 			break;
 		if ((void *)(w + i + 1) > data_end)
 			goto err;
