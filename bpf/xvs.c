@@ -34,8 +34,7 @@ int xvs_xdp(struct xdp_md *ctx)
 	struct xvs_svc_key sk = {};
 	struct xvs_svc *svc;
 	struct xvs_real *r;
-	int rc, is_new, verdict = XDP_PASS;
-	__u32 svc_id, real_id;
+	int rc, verdict = XDP_PASS;
 
 	xvs_count(XVS_CNT_RX);
 	rc = xvs_parse(ctx, &p);
@@ -51,29 +50,24 @@ int xvs_xdp(struct xdp_md *ctx)
 		xvs_count(XVS_CNT_PASS_NO_SVC);
 		return XDP_PASS;
 	}
-	svc_id = svc->id;
 
-	r = xvs_flow(&p, svc, &real_id, &is_new, &verdict);
+	r = xvs_flow(&p, svc, &verdict);
 	if (!r) {
 		if (verdict == XVS_CONTINUE)
 			return xvs_icmp_unreach(ctx, &p, ICMP_PORT_UNREACH, 0);
 		return verdict;
 	}
 
+	/* Each method accounts the packet where it hands it to the real server. */
 	switch (r->fwd) {
 	case XVS_FWD_DR:
-		verdict = xvs_fwd_dr(ctx, &p, r);
-		break;
+		return xvs_fwd_dr(ctx, &p, r);
 	case XVS_FWD_TUN:
-		verdict = xvs_fwd_tun(ctx, &p, r);
-		break;
+		return xvs_fwd_tun(ctx, &p, r);
 	default:
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
 	}
-	if (verdict == XDP_TX || verdict == XDP_REDIRECT)
-		xvs_account(svc_id, real_id, p.tot_len, is_new);
-	return verdict;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,33 +1,31 @@
-// The TS codecs against the C structs as the compiler laid them out: sizes,
-// member names, offsets and sizes from the BTF of a compiled object.
+// The TS side of the ABI against the compiled dataplane object: struct codecs
+// (sizes, member names, offsets and sizes) and mirrored constants (the enums
+// of xvs_abi.h) from its BTF; and the pinned maps, which must be every map
+// the object declares so none loses its state on a restart.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { arch, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Dataplane, directorMaps, unpinDirectorMaps } from '../src/daemon/dataplane.js';
+import { ABI_ENUMS } from '../src/maps/abi.js';
 import { abiCodecs } from '../src/maps/codecs.js';
-import { COUNTERS, XVS_CNT_MAX } from '../src/maps/counters.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const header = join(root, 'bpf/include/xvs_abi.h');
 const mainObject = join(root, 'bpf/.output/xvs.o');
-const probeSource = join(root, 'test/fixtures/abi_probe.c');
 
 interface BtfMember { name: string; type_id: number; bits_offset: number; bitfield_size?: number }
-interface BtfType { id: number; kind: string; name: string; size?: number; type_id?: number; nr_elems?: number; members?: BtfMember[] }
-
-function missingTool(): string | undefined {
-  for (const [tool, arg] of [['bpftool', 'version'], ['clang', '--version']] as const) {
-    if (spawnSync(tool, [arg]).error) return `${tool} is not installed`;
-  }
-  return undefined;
+interface BtfEnumValue { name: string; val: number }
+interface BtfType {
+  id: number; kind: string; name: string; size?: number; type_id?: number; nr_elems?: number;
+  members?: BtfMember[]; values?: BtfEnumValue[]; vars?: { type_id: number }[];
 }
 
 function run(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.error) throw r.error;
+  if (r.error) throw new Error(`${cmd} cannot run (${r.error.message}): scripts/setup.sh installs it`);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
   return r.stdout;
 }
@@ -53,45 +51,23 @@ function typeSize(types: Map<number, BtfType>, id: number): number {
   }
 }
 
-function structs(types: Map<number, BtfType>): Map<string, BtfType> {
-  return new Map([...types.values()].filter((t) => t.kind === 'STRUCT').map((t) => [t.name, t]));
+function byKind(types: Map<number, BtfType>, kind: string): Map<string, BtfType> {
+  return new Map([...types.values()].filter((t) => t.kind === kind).map((t) => [t.name, t]));
 }
 
-const codecs = Object.values(abiCodecs);
-const skip = missingTool();
-
-describe('ABI: codecs match the BTF of the compiled structs', { skip }, () => {
-  let tmp: string | undefined;
+describe('ABI: the TypeScript side matches the BTF of bpf/.output/xvs.o', () => {
   let types = new Map<number, BtfType>();
-  let byName = new Map<string, BtfType>();
-  let source = '';
 
   before(() => {
-    // The dataplane object is authoritative once it exists and holds every struct.
-    if (existsSync(mainObject)) {
-      types = btfTypes(mainObject);
-      byName = structs(types);
-      source = mainObject;
-      if (codecs.every((c) => byName.has(c.name))) return;
-    }
-    tmp = mkdtempSync(join(tmpdir(), 'xvs-abi-'));
-    const probe = join(tmp, 'abi_probe.o');
-    run('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86',
-      '-I', join(root, 'bpf/include'), '-I', `/usr/include/${arch() === 'x64' ? 'x86_64' : arch()}-linux-gnu`,
-      '-c', probeSource, '-o', probe]);
-    types = btfTypes(probe);
-    byName = structs(types);
-    source = probe;
+    // The object is the authority; build it if needed, and fail (never skip) if that fails.
+    run('make', ['-s', '-C', join(root, 'bpf'), '.output/xvs.o']);
+    types = btfTypes(mainObject);
   });
 
-  after(() => {
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  });
-
-  for (const codec of codecs) {
+  for (const codec of Object.values(abiCodecs)) {
     it(`struct ${codec.name}`, () => {
-      const s = byName.get(codec.name);
-      assert.ok(s, `struct ${codec.name} not in the BTF of ${source}`);
+      const s = byKind(types, 'STRUCT').get(codec.name);
+      assert.ok(s, `struct ${codec.name} not in the BTF of ${mainObject}`);
       assert.equal(codec.size, s.size, `sizeof(struct ${codec.name})`);
       const members = s.members ?? [];
       assert.deepEqual(codec.fields.map((f) => f.name), members.map((m) => m.name), `members of ${codec.name}, in order`);
@@ -104,16 +80,52 @@ describe('ABI: codecs match the BTF of the compiled structs', { skip }, () => {
       }
     });
   }
+
+  for (const e of ABI_ENUMS) {
+    it(`enum ${e.btf}`, () => {
+      const t = byKind(types, 'ENUM').get(e.btf);
+      assert.ok(t, `enum ${e.btf} not in the BTF of ${mainObject}: does a struct member or map key have this type?`);
+      const fromC: Record<string, number> = {};
+      for (const v of t.values ?? []) {
+        assert.ok(v.name.startsWith(e.prefix), `${v.name} lacks the prefix ${e.prefix}`);
+        fromC[v.name.slice(e.prefix.length).toLowerCase()] = v.val;
+      }
+      assert.deepEqual(fromC, { ...e.values });
+    });
+  }
 });
 
-describe('ABI: counter indexes match xvs_abi.h', () => {
-  it('XVS_CNT_* defines', () => {
-    const defs = new Map<string, number>();
-    for (const m of readFileSync(header, 'utf8').matchAll(/^#define XVS_CNT_(\w+)\s+(\d+)/gm)) {
-      defs.set((m[1] ?? '').toLowerCase(), Number(m[2]));
+describe('ABI: the director pins every map its object declares', { skip: process.getuid?.() !== 0 ? 'needs root' : undefined }, () => {
+  let tmp = '';
+  let mounted = false;
+
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'xvs-abi-'));
+    mkdirSync(join(tmp, 'bpffs'));
+    run('mount', ['-t', 'bpf', 'bpf', join(tmp, 'bpffs')]);
+    mounted = true;
+  });
+
+  after(() => {
+    if (mounted) spawnSync('umount', [join(tmp, 'bpffs')]);
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('pins them all, and unpinDirectorMaps removes them all', () => {
+    const pinDir = join(tmp, 'bpffs', 'xvs');
+    const declared = directorMaps().sort();
+    // The same list read independently: the variables of the object's .maps section.
+    const types = btfTypes(mainObject);
+    const section = byKind(types, 'DATASEC').get('.maps');
+    assert.ok(section, 'no .maps section in the BTF');
+    assert.deepEqual((section.vars ?? []).map((v) => types.get(v.type_id)?.name ?? '?').sort(), declared);
+    const dp = Dataplane.load({ pinDir, connTableSize: 1024 });
+    try {
+      assert.deepEqual(readdirSync(pinDir).sort(), declared);
+    } finally {
+      dp.close();
     }
-    assert.equal(defs.get('max'), XVS_CNT_MAX);
-    defs.delete('max');
-    assert.deepEqual(Object.fromEntries(defs), { ...COUNTERS });
+    assert.equal(unpinDirectorMaps(pinDir), declared.length);
+    assert.deepEqual(readdirSync(pinDir), []);
   });
 });

@@ -28,8 +28,8 @@ describe('codecs', () => {
     roundTrip(persistKey, { caddr: '203.0.113.0', svc_id: 3, family: 2 });
     roundTrip(persist, { last_seen_ns: 12345, real_id: 4, real_gen: 5 });
     roundTrip(stats, { conns: 1, inpkts: 2 ** 40, inbytes: 3, outpkts: 0, outbytes: Number.MAX_SAFE_INTEGER });
-    roundTrip(config, { tun_saddr: '192.0.2.1', flags: 3, timeout_tcp: 900, timeout_tcpfin: 120, timeout_udp: 300 });
-    roundTrip(config, { tun_saddr: '2001:db8::1', flags: 0, timeout_tcp: 0, timeout_tcpfin: 0, timeout_udp: 0 });
+    roundTrip(config, { tun_saddr: '192.0.2.1', flags: 3, timeout_tcp: 900, timeout_tcpfin: 120, timeout_udp: 300, timeout_synrecv: 60, timeout_close: 10 });
+    roundTrip(config, { tun_saddr: '2001:db8::1', flags: 0, timeout_tcp: 0, timeout_tcpfin: 0, timeout_udp: 0, timeout_synrecv: 0, timeout_close: 0 });
     roundTrip(u32Codec, 0xdeadbeef);
     roundTrip(u64Codec, 2 ** 52 + 1);
   });
@@ -110,7 +110,7 @@ describe('codecs', () => {
     const offsets = (c: Codec<unknown>) => Object.fromEntries(c.fields.map((f) => [f.name, [f.offset, f.size]]));
     assert.deepEqual(offsets(svcKey as Codec<unknown>), { addr: [0, 16], port: [16, 2], proto: [18, 1], family: [19, 1] });
     assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen_ns: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], pad0: [22, 2] });
-    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size], [20, 24, 44, 40, 24, 40, 32]);
+    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size], [20, 24, 44, 40, 24, 40, 40]);
   });
 
   it('sums per-CPU values field by field', () => {

@@ -170,6 +170,28 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
     assert.equal(n.redirect, 1);
   });
 
+  test('accounting: a forwarded packet counts on its service and real server; an ICMP answer of the director does not', () => {
+    const key = { proto: 'tcp' as const, addr: VIP, port: 81 };
+    const stats = () => {
+      const [s] = director.list(key).services;
+      assert.ok(s && s.reals[0]);
+      return { svc: s.stats, real: s.reals[0].stats };
+    };
+    const before = stats();
+    const tooBig = run(syn(81, 47000, { payload: bigPayload, ip: { df: true } }));
+    assert.equal(tooBig.retval, XdpAction.TX);
+    assert.equal(tooBig.data[14 + 9], 1, 'the answer is ICMP');
+    assert.deepEqual(stats(), before, 'fragmentation-needed touches no counter of the service or the real server');
+
+    const small = syn(81, 47001);
+    assert.equal(run(small).retval, XdpAction.TX);
+    const after = stats();
+    const ipLen = small.length - 14;
+    for (const which of ['svc', 'real'] as const) {
+      assert.deepEqual(after[which], { ...before[which], conns: before[which].conns + 1, inpkts: before[which].inpkts + 1, inbytes: before[which].inbytes + ipLen }, which);
+    }
+  });
+
   test('wrr 3:1 follows the IPVS sequence A A A B, flow by flow', () => {
     const macs = [];
     for (let i = 0; i < 8; i++) {

@@ -15,7 +15,8 @@
 #define XVS_VLAN_MAX 2
 #define XVS_L2_MAX (ETH_HLEN + 4 * XVS_VLAN_MAX)
 
-/* What the parser learned; offsets are from ctx->data, ports in network order. */
+/* What the parser learned (offsets are from ctx->data, ports in network
+ * order) and, once the flow stage ran, whose packet it is. */
 struct xvs_pkt {
 	__u32 l2_len;
 	__u32 ip_hlen;
@@ -24,11 +25,14 @@ struct xvs_pkt {
 	__u8 tcp_flags;
 	__u8 df;
 	__u8 tos;
-	__u8 pad0[2];
+	__u8 is_new;    /* this packet created its flow */
+	__u8 pad0;
 	__be32 saddr;
 	__be32 daddr;
 	__be16 sport;
 	__be16 dport;
+	__u32 svc_id;
+	__u32 real_id;
 };
 
 #define XVS_TCP_FIN 0x01

@@ -13,7 +13,7 @@ static __always_inline int xvs_fwd_dr(struct xdp_md *ctx, const struct xvs_pkt *
 
 	if (rc != XVS_CONTINUE)
 		return rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? XDP_DROP : rc;
-	return xvs_egress(ctx, &fib, p->l2_len);
+	return xvs_egress(ctx, &fib, p);
 }
 
 #endif

@@ -6,7 +6,7 @@
 #define XVS_FIB_H
 
 #include "common.h"
-#include "maps.h"
+#include "flow.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -37,9 +37,10 @@ static __always_inline int xvs_fib_v4(struct xdp_md *ctx, struct bpf_fib_lookup 
 	return XDP_DROP;
 }
 
-/* Rewrites the MACs and sends the frame out of the FIB's interface. Tagged
- * frames go back out tagged on the ingress port (one-armed VLAN director). */
-static __always_inline int xvs_egress(struct xdp_md *ctx, const struct bpf_fib_lookup *fib, __u32 l2_len)
+/* Hands the packet to its real server: accounts it, rewrites the MACs and
+ * sends the frame out of the FIB's interface. Tagged frames go back out
+ * tagged on the ingress port (one-armed VLAN director). */
+static __always_inline int xvs_egress(struct xdp_md *ctx, const struct bpf_fib_lookup *fib, const struct xvs_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -47,9 +48,10 @@ static __always_inline int xvs_egress(struct xdp_md *ctx, const struct bpf_fib_l
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
+	xvs_account(p);
 	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
-	if (fib->ifindex == ctx->ingress_ifindex || l2_len != ETH_HLEN) {
+	if (fib->ifindex == ctx->ingress_ifindex || p->l2_len != ETH_HLEN) {
 		xvs_count(XVS_CNT_TX);
 		return XDP_TX;
 	}

@@ -58,25 +58,28 @@ static __always_inline int xvs_schedule(const struct xvs_pkt *p, const struct xv
 	return 0;
 }
 
+/* The control plane writes every timeout when it loads the dataplane. */
 static __always_inline __u64 xvs_timeout_ns(const struct xvs_config *cfg, __u8 state)
 {
 	__u32 s;
 
+	if (!cfg)
+		return 0;
 	switch (state) {
 	case XVS_CS_ESTABLISHED:
-		s = cfg && cfg->timeout_tcp ? cfg->timeout_tcp : XVS_TIMEOUT_TCP;
+		s = cfg->timeout_tcp;
 		break;
 	case XVS_CS_FIN_WAIT:
-		s = cfg && cfg->timeout_tcpfin ? cfg->timeout_tcpfin : XVS_TIMEOUT_TCPFIN;
+		s = cfg->timeout_tcpfin;
 		break;
 	case XVS_CS_UDP:
-		s = cfg && cfg->timeout_udp ? cfg->timeout_udp : XVS_TIMEOUT_UDP;
+		s = cfg->timeout_udp;
 		break;
 	case XVS_CS_SYN_RECV:
-		s = XVS_TIMEOUT_SYN_RECV;
+		s = cfg->timeout_synrecv;
 		break;
 	default:
-		s = XVS_TIMEOUT_CLOSE;
+		s = cfg->timeout_close;
 	}
 	return (__u64)s * 1000000000ULL;
 }
@@ -127,10 +130,11 @@ static __always_inline void xvs_persist_save(const struct xvs_pkt *p, const stru
 	bpf_map_update_elem(&xvs_persist, &pk, &t, BPF_ANY);
 }
 
-/* Finds or creates the flow; returns the real server, or NULL with *verdict
- * set (pass a stray TCP segment to the kernel, or no real server). */
+/* Finds or creates the flow and records it in p (service, real server, new
+ * or not); returns the real server, or NULL with *verdict set (pass a stray
+ * TCP segment to the kernel, or no real server). */
 static __always_inline struct xvs_real *
-xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int *is_new, int *verdict)
+xvs_flow(struct xvs_pkt *p, const struct xvs_svc *svc, int *verdict)
 {
 	struct xvs_conn_key key = {
 		.saddr = { p->saddr },
@@ -151,7 +155,8 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 	struct xvs_conn nc = {};
 	__u32 rid;
 
-	*is_new = 0;
+	p->svc_id = svc->id;
+	p->is_new = 0;
 	if (c && now - c->last_seen_ns <= xvs_timeout_ns(cfg, c->state)) {
 		__u32 cid = c->real_id;
 
@@ -166,7 +171,7 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 				if (c->flags & XVS_CONN_F_PERSIST)
 					xvs_persist_pick(p, svc, now, &rid);
 			}
-			*real_id = cid;
+			p->real_id = cid;
 			return r;
 		}
 	}
@@ -192,8 +197,8 @@ xvs_flow(const struct xvs_pkt *p, const struct xvs_svc *svc, __u32 *real_id, int
 	nc.state = p->proto == IPPROTO_TCP ? XVS_CS_SYN_RECV : XVS_CS_UDP;
 	nc.flags = persistent ? XVS_CONN_F_PERSIST : 0;
 	bpf_map_update_elem(&xvs_conns, &key, &nc, BPF_ANY);
-	*is_new = 1;
-	*real_id = rid;
+	p->is_new = 1;
+	p->real_id = rid;
 	return r;
 
 no_real:
@@ -202,20 +207,24 @@ no_real:
 	return NULL;
 }
 
-static __always_inline void xvs_account(__u32 svc_id, __u32 real_id, __u32 bytes, int is_new)
+/* Called where a packet is handed to its real server, and nowhere else: an
+ * answer the director makes itself (ICMP) is not traffic to the real. */
+static __always_inline void xvs_account(const struct xvs_pkt *p)
 {
-	struct xvs_stats *s = bpf_map_lookup_elem(&xvs_svc_stats, &svc_id);
+	__u32 id = p->svc_id;
+	struct xvs_stats *s = bpf_map_lookup_elem(&xvs_svc_stats, &id);
 
 	if (s) {
-		s->conns += is_new;
+		s->conns += p->is_new;
 		s->inpkts += 1;
-		s->inbytes += bytes;
+		s->inbytes += p->tot_len;
 	}
-	s = bpf_map_lookup_elem(&xvs_real_stats, &real_id);
+	id = p->real_id;
+	s = bpf_map_lookup_elem(&xvs_real_stats, &id);
 	if (s) {
-		s->conns += is_new;
+		s->conns += p->is_new;
 		s->inpkts += 1;
-		s->inbytes += bytes;
+		s->inbytes += p->tot_len;
 	}
 }
 

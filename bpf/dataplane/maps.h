@@ -79,7 +79,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XVS_CNT_MAX);
-	__type(key, __u32);
+	__type(key, enum xvs_counter);
 	__type(value, __u64);
 } xvs_counters SEC(".maps");
 
@@ -90,7 +90,7 @@ struct {
 	__type(value, struct xvs_config);
 } xvs_config SEC(".maps");
 
-static __always_inline void xvs_count(__u32 idx)
+static __always_inline void xvs_count(enum xvs_counter idx)
 {
 	__u64 *c = bpf_map_lookup_elem(&xvs_counters, &idx);
 

@@ -51,7 +51,7 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 		goto err;
 	xvs_ipv4_hdr(outer, inner->tos, outer_len, inner->id, inner->frag_off & bpf_htons(0x4000), inner->ttl,
 		     IPPROTO_IPIP, saddr, r->addr[0]);
-	return xvs_egress(ctx, &fib, l2);
+	return xvs_egress(ctx, &fib, p);
 
 err:
 	xvs_count(XVS_CNT_ERROR);

@@ -16,57 +16,78 @@
 
 #include <linux/types.h>
 
-/* Map capacities. The connection table size is set at load time. */
-#define XVS_MAX_SERVICES 1024
-#define XVS_MAX_REALS 16384
-#define XVS_CONN_TABLE_DEFAULT 1048576
-#define XVS_PERSIST_TABLE_DEFAULT 262144
+/*
+ * Constants the control plane mirrors are enums, not #defines: an enum that
+ * types a struct member or a map key reaches the object's BTF, where
+ * test/abi.test.ts compares it with src/maps/abi.ts. A fixed underlying type
+ * (clang's extension, C23's syntax) keeps each member its ABI width.
+ */
 
-#define XVS_AF_INET 2
-#define XVS_AF_INET6 10
+/* Map capacities; the control plane reads each map's max_entries from the
+ * object and sets the connection and persistence tables' sizes at load. */
+enum {
+	XVS_MAX_SERVICES = 1024,
+	XVS_MAX_REALS = 16384,
+	XVS_CONN_TABLE_DEFAULT = 1048576,
+	XVS_PERSIST_TABLE_DEFAULT = 262144,
+};
+
+enum xvs_family : __u8 {
+	XVS_AF_INET = 2,
+	XVS_AF_INET6 = 10,
+};
 
 /* Forwarding methods, per real server as in ipvsadm (-g -i -m). */
-#define XVS_FWD_DR 1
-#define XVS_FWD_TUN 2
-#define XVS_FWD_NAT 3
-#define XVS_FWD_FULLNAT 4
+enum xvs_fwd : __u8 {
+	XVS_FWD_DR = 1,
+	XVS_FWD_TUN = 2,
+	XVS_FWD_NAT = 3,
+	XVS_FWD_FULLNAT = 4,
+};
 
 /* How the dataplane indexes a service's scheduler table. */
-#define XVS_LOOKUP_SEQ 0      /* next slot of a shared sequence counter */
-#define XVS_LOOKUP_HASH_SRC 1 /* hash of the client address */
-#define XVS_LOOKUP_HASH_DST 2 /* hash of the destination (VIP) address */
+enum xvs_lookup : __u8 {
+	XVS_LOOKUP_SEQ = 0,      /* next slot of a shared sequence counter */
+	XVS_LOOKUP_HASH_SRC = 1, /* hash of the client address */
+	XVS_LOOKUP_HASH_DST = 2, /* hash of the destination (VIP) address */
+};
 
-/* struct xvs_svc.flags */
-#define XVS_SVC_F_PERSISTENT (1U << 0) /* -p: clients stick to a real server via xvs_persist */
+enum xvs_svc_flags : __u32 {
+	XVS_SVC_F_PERSISTENT = 1U << 0, /* -p: clients stick to a real server via xvs_persist */
+};
 
-/* struct xvs_real.flags */
-#define XVS_REAL_F_REMOVED (1U << 0)  /* deleted: existing flows go on, no new ones */
-#define XVS_REAL_F_OVERLOAD (1U << 1) /* over its upper threshold: out of the tables */
+enum xvs_real_flags : __u32 {
+	XVS_REAL_F_REMOVED = 1U << 0,  /* deleted: existing flows go on, no new ones */
+	XVS_REAL_F_OVERLOAD = 1U << 1, /* over its upper threshold: out of the tables */
+};
 
-/* struct xvs_conn.flags */
-#define XVS_CONN_F_PERSIST (1U << 0) /* refreshes its persistence template */
+enum xvs_conn_flags : __u8 {
+	XVS_CONN_F_PERSIST = 1U << 0, /* refreshes its persistence template */
+};
 
 /* TCP connection states as IPVS names them (input-only table). */
-#define XVS_CS_NONE 0
-#define XVS_CS_ESTABLISHED 1
-#define XVS_CS_SYN_RECV 2
-#define XVS_CS_FIN_WAIT 3
-#define XVS_CS_CLOSE 4
-#define XVS_CS_UDP 5
+enum xvs_conn_state : __u8 {
+	XVS_CS_NONE = 0,
+	XVS_CS_ESTABLISHED = 1,
+	XVS_CS_SYN_RECV = 2,
+	XVS_CS_FIN_WAIT = 3,
+	XVS_CS_CLOSE = 4,
+	XVS_CS_UDP = 5,
+};
 
 struct xvs_svc_key {
 	__be32 addr[4];
 	__be16 port;
 	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
-	__u8 family;
+	enum xvs_family family;
 };
 _Static_assert(sizeof(struct xvs_svc_key) == 20, "xvs_svc_key");
 
 struct xvs_svc {
 	__u32 id;              /* index into the per-service arrays and tables */
-	__u32 flags;           /* XVS_SVC_F_* */
+	enum xvs_svc_flags flags;
 	__u8 sched;            /* scheduler code (SCHEDULERS in src/schedulers) */
-	__u8 lookup;           /* XVS_LOOKUP_* */
+	enum xvs_lookup lookup;
 	__u8 pad0[2];
 	__u32 tbl_size;        /* slots in this service's scheduler table */
 	__u32 persist_timeout; /* seconds a persistence template outlives its last packet */
@@ -77,10 +98,10 @@ _Static_assert(sizeof(struct xvs_svc) == 24, "xvs_svc");
 struct xvs_real {
 	__be32 addr[4];
 	__be16 port;    /* equals the service port for DR and TUN */
-	__u8 family;
-	__u8 fwd;       /* XVS_FWD_* */
+	enum xvs_family family;
+	enum xvs_fwd fwd;
 	__u32 weight;
-	__u32 flags;    /* XVS_REAL_F_* */
+	enum xvs_real_flags flags;
 	__u32 svc_id;
 	__u32 gen;         /* bumped when the slot is reused; flows carry it */
 	__u32 u_threshold; /* -x: the control plane stops new flows at this many */
@@ -94,7 +115,7 @@ struct xvs_conn_key {
 	__be16 sport;
 	__be16 dport;
 	__u8 proto;
-	__u8 family;
+	enum xvs_family family;
 	__u8 pad0[2];
 };
 _Static_assert(sizeof(struct xvs_conn_key) == 40, "xvs_conn_key");
@@ -104,8 +125,8 @@ struct xvs_conn {
 	__u32 real_id;
 	__u32 real_gen;     /* must equal xvs_real.gen, else the flow is stale */
 	__u32 svc_id;
-	__u8 state;         /* XVS_CS_* */
-	__u8 flags;         /* XVS_CONN_F_* */
+	enum xvs_conn_state state;
+	enum xvs_conn_flags flags;
 	__u8 pad0[2];
 };
 _Static_assert(sizeof(struct xvs_conn) == 24, "xvs_conn");
@@ -114,7 +135,7 @@ _Static_assert(sizeof(struct xvs_conn) == 24, "xvs_conn");
 struct xvs_persist_key {
 	__be32 caddr[4];    /* client address & the service's netmask */
 	__u32 svc_id;
-	__u8 family;
+	enum xvs_family family;
 	__u8 pad0[3];
 };
 _Static_assert(sizeof(struct xvs_persist_key) == 24, "xvs_persist_key");
@@ -136,40 +157,39 @@ struct xvs_stats {
 };
 _Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
 
-/* One entry, written by the control plane. */
+/* One entry, written by the control plane when it loads the dataplane (the
+ * IPVS defaults are its to know) and on ipvsadm --set. Timeouts in seconds
+ * after a connection's last packet, per state. */
 struct xvs_config {
-	__be32 tun_saddr[4];  /* outer source of IPIP packets */
+	__be32 tun_saddr[4];    /* outer source of IPIP packets */
 	__u32 flags;
-	__u32 timeout_tcp;    /* ESTABLISHED, seconds (ipvsadm --set tcp) */
-	__u32 timeout_tcpfin; /* FIN_WAIT (--set tcpfin) */
-	__u32 timeout_udp;    /* UDP (--set udp) */
+	__u32 timeout_tcp;      /* ESTABLISHED (ipvsadm --set tcp) */
+	__u32 timeout_tcpfin;   /* FIN_WAIT (--set tcpfin) */
+	__u32 timeout_udp;      /* UDP (--set udp) */
+	__u32 timeout_synrecv;  /* SYN_RECV */
+	__u32 timeout_close;    /* CLOSE, and anything else */
 };
-_Static_assert(sizeof(struct xvs_config) == 32, "xvs_config");
+_Static_assert(sizeof(struct xvs_config) == 40, "xvs_config");
 
-/* IPVS defaults, used while the control plane has written no config. */
-#define XVS_TIMEOUT_TCP 900
-#define XVS_TIMEOUT_TCPFIN 120
-#define XVS_TIMEOUT_UDP 300
-#define XVS_TIMEOUT_SYN_RECV 60
-#define XVS_TIMEOUT_CLOSE 10
-
-/* Indexes of the per-CPU counter array xvs_counters: what happened to each
- * packet that did not simply go out. Names are listed in src/maps/counters.ts. */
-#define XVS_CNT_RX 0             /* every frame the program saw */
-#define XVS_CNT_PASS_NOT_IP 1    /* not IPv4 (or IPv6 without services) */
-#define XVS_CNT_PASS_NO_SVC 2    /* IP, but not a virtual service */
-#define XVS_CNT_MALFORMED 3      /* truncated or invalid headers: passed to the kernel */
-#define XVS_CNT_PASS_FRAGMENT 4  /* fragments go to the kernel */
-#define XVS_CNT_PASS_NO_CONN 5   /* TCP non-SYN without a flow, as IPVS does */
-#define XVS_CNT_NO_REAL 6        /* no real server available: ICMP port unreachable */
-#define XVS_CNT_NO_NEIGH 7       /* next hop MAC unresolved: dropped */
-#define XVS_CNT_FIB_FAIL 8       /* no route to the real server: dropped */
-#define XVS_CNT_FRAG_NEEDED 9    /* ICMP fragmentation-needed sent */
-#define XVS_CNT_PASS_TOO_BIG 10  /* too big for the tunnel, no DF: kernel */
-#define XVS_CNT_TX 11            /* forwarded on the ingress interface */
-#define XVS_CNT_REDIRECT 12      /* forwarded on another interface */
-#define XVS_CNT_ERROR 13         /* helper failure (adjust_head and friends) */
-#define XVS_CNT_BAD_MODE 14      /* real server mode not handled by this dataplane */
-#define XVS_CNT_MAX 16
+/* Indexes of the per-CPU counter array xvs_counters (its key type): what
+ * happened to each packet that did not simply go out. */
+enum xvs_counter : __u32 {
+	XVS_CNT_RX = 0, /* every frame the program saw */
+	XVS_CNT_PASS_NOT_IP = 1, /* not IPv4 (or IPv6 without services) */
+	XVS_CNT_PASS_NO_SVC = 2, /* IP, but not a virtual service */
+	XVS_CNT_MALFORMED = 3, /* truncated or invalid headers: passed to the kernel */
+	XVS_CNT_PASS_FRAGMENT = 4, /* fragments go to the kernel */
+	XVS_CNT_PASS_NO_CONN = 5, /* TCP non-SYN without a flow, as IPVS does */
+	XVS_CNT_NO_REAL = 6, /* no real server available: ICMP port unreachable */
+	XVS_CNT_NO_NEIGH = 7, /* next hop MAC unresolved: dropped */
+	XVS_CNT_FIB_FAIL = 8, /* no route to the real server: dropped */
+	XVS_CNT_FRAG_NEEDED = 9, /* ICMP fragmentation-needed sent */
+	XVS_CNT_PASS_TOO_BIG = 10, /* too big for the tunnel, no DF: kernel */
+	XVS_CNT_TX = 11, /* forwarded on the ingress interface */
+	XVS_CNT_REDIRECT = 12, /* forwarded on another interface */
+	XVS_CNT_ERROR = 13, /* helper failure (adjust_head and friends) */
+	XVS_CNT_BAD_MODE = 14, /* real server mode not handled by this dataplane */
+	XVS_CNT_MAX = 16,
+};
 
 #endif

@@ -1,21 +1,9 @@
 import * as C from '../maps/codecs.js';
 import type { Dataplane } from './dataplane.js';
+import { CONN_STATE } from '../maps/abi.js';
+import { IPVS_TIMEOUTS, timeoutOf } from './timeouts.js';
 
-// Connection states (XVS_CS_*) and IPVS's TCP and UDP timeouts
-// (ip_vs_proto_tcp.c / _udp.c defaults, the `ipvsadm --set tcp tcpfin udp` values).
-const STATE = { NONE: 0, ESTABLISHED: 1, SYN_RECV: 2, FIN_WAIT: 3, CLOSE: 4, UDP: 5 } as const;
-export const DEFAULT_TIMEOUTS = { tcp: 900, tcpfin: 120, udp: 300 } as const;
-
-/** Seconds an entry in this state lives after its last packet, as bpf/dataplane/flow.h decides. */
-function timeoutOf(state: number, t: { tcp: number; tcpfin: number; udp: number }): number {
-  switch (state) {
-    case STATE.ESTABLISHED: return t.tcp;
-    case STATE.FIN_WAIT: return t.tcpfin;
-    case STATE.UDP: return t.udp;
-    case STATE.SYN_RECV: return 60;
-    default: return 10;
-  }
-}
+export const DEFAULT_TIMEOUTS = { tcp: IPVS_TIMEOUTS.tcp, tcpfin: IPVS_TIMEOUTS.tcpfin, udp: IPVS_TIMEOUTS.udp } as const;
 
 export interface ConnCounts { active: number; inactive: number }
 
@@ -40,9 +28,9 @@ export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>, tim
     const c = C.conn.decode(vb);
     if (gens.get(c.real_id) !== c.real_gen) return;
     const ageS = (now - c.last_seen_ns) / 1e9;
-    if (ageS > timeoutOf(c.state, timeouts)) return;
+    if (ageS > timeoutOf(c.state, { ...IPVS_TIMEOUTS, ...timeouts })) return;
     const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
-    if (c.state === STATE.ESTABLISHED) n.active++;
+    if (c.state === CONN_STATE.established) n.active++;
     else n.inactive++;
     out.set(c.real_id, n);
     const daddr = C.connKey.decode(keys[i]!).daddr;

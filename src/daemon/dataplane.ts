@@ -4,22 +4,31 @@ import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
 import { bpfObject } from '../paths.js';
 import { logger } from '../log.js';
+import { IPVS_TIMEOUTS } from './timeouts.js';
 
 const log = logger('dataplane');
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/xvs';
 export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
 
-/** Every map of the director, pinned so a restarted xvsd finds its flows. */
-export const DIRECTOR_MAPS = [
-  'xvs_services', 'xvs_reals', 'xvs_sched_tables', 'xvs_sched_pos', 'xvs_conns', 'xvs_persist',
-  'xvs_svc_stats', 'xvs_real_stats', 'xvs_counters', 'xvs_config',
-] as const;
+/**
+ * The maps the director pins: every map its object declares (the loader's
+ * default), read from the object so a new map can never be left unpinned.
+ */
+export function directorMaps(objectPath = bpfObject('xvs')): string[] {
+  const obj = BpfObject.open({ objectPath });
+  try {
+    return obj.declaredMapNames();
+  } finally {
+    obj.close();
+  }
+}
 
 /** Removes the director's pins: the next xvsd starts with empty maps. Returns how many names were cleared. */
 export function unpinDirectorMaps(pinDir: string): number {
-  for (const m of DIRECTOR_MAPS) rmSync(`${pinDir}/${m}`, { force: true });
-  return DIRECTOR_MAPS.length;
+  const names = directorMaps();
+  for (const m of names) rmSync(`${pinDir}/${m}`, { force: true });
+  return names.length;
 }
 
 export interface DataplaneOptions {
@@ -67,7 +76,7 @@ export class Dataplane {
     const obj = BpfObject.open({
       objectPath: o.objectPath ?? bpfObject('xvs'),
       mapSizes: { xvs_conns: connTableSize, xvs_persist: Math.max(1024, connTableSize >>> 2) },
-      ...(o.pinDir ? { pinDir: o.pinDir, pinMaps: DIRECTOR_MAPS } : {}),
+      ...(o.pinDir ? { pinDir: o.pinDir } : {}),
     });
     try {
       obj.load();
@@ -76,12 +85,28 @@ export class Dataplane {
       throw e;
     }
     const dp = new Dataplane(obj, connTableSize);
+    dp.#initConfig();
     if (o.interface) {
       dp.ifindex = ifIndex(o.interface);
       dp.attachedMode = attachXdp(dp.ifindex, dp.progFd, o.xdpMode ?? 'native');
       log.info({ interface: o.interface, mode: dp.attachedMode, pinDir: o.pinDir, connTableSize }, 'dataplane attached');
     }
     return dp;
+  }
+
+  /** A fresh config (not one reused from a pin) gets IPVS's timeouts: the dataplane knows no defaults. */
+  #initConfig(): void {
+    const cur = this.config.get(0);
+    if (cur && cur.timeout_tcp !== 0) return;
+    this.config.set(0, {
+      tun_saddr: cur?.tun_saddr ?? '0.0.0.0',
+      flags: cur?.flags ?? 0,
+      timeout_tcp: IPVS_TIMEOUTS.tcp,
+      timeout_tcpfin: IPVS_TIMEOUTS.tcpfin,
+      timeout_udp: IPVS_TIMEOUTS.udp,
+      timeout_synrecv: IPVS_TIMEOUTS.synrecv,
+      timeout_close: IPVS_TIMEOUTS.close,
+    });
   }
 
   detach(): void {

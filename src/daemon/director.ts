@@ -349,7 +349,8 @@ export class Director {
   }
 
   #writeConfig(patch: Partial<C.Config>): void {
-    const cur = this.dp.config.get(0) ?? { tun_saddr: '0.0.0.0', flags: 0, timeout_tcp: 0, timeout_tcpfin: 0, timeout_udp: 0 };
+    const cur = this.dp.config.get(0);
+    if (!cur) throw new XvsError('LIBBPF', 'xvs_config has no entry 0');
     this.dp.config.set(0, { ...cur, ...patch });
   }
 

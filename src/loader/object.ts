@@ -145,6 +145,12 @@ export class BpfObject {
     return names;
   }
 
+  /** The maps the C source declares: libbpf's internal maps ('<object>.bss' and the like) left out. */
+  declaredMapNames(): string[] {
+    // A name from C source can never hold a dot.
+    return this.mapNames().filter((n) => !n.includes('.'));
+  }
+
   programNames(): string[] {
     return this.#programs().map((p) => lb.bpf_program__name(p));
   }
@@ -203,9 +209,7 @@ export class BpfObject {
 
   #setPinPaths(dir: string, names: readonly string[] | undefined): void {
     mkdirSync(dir, { recursive: true });
-    // libbpf 1.1 names its internal maps '<object>.bss' and the like; a name
-    // from C source can never hold a dot.
-    const pinned = names ?? this.mapNames().filter((n) => !n.startsWith('.') && !n.includes('.'));
+    const pinned = names ?? this.declaredMapNames();
     this.#pinned = pinned;
     for (const name of pinned) {
       const r = lb.bpf_map__set_pin_path(this.#findMap(name), `${dir}/${name}`);

@@ -5,6 +5,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { endianness } from 'node:os';
 import { XvsError } from '../errors.js';
+import { FAMILY } from './abi.js';
 
 export interface FieldInfo {
   name: string;
@@ -97,8 +98,8 @@ export function pad<N extends string>(name: N, n: number): FieldDef<N, undefined
   return { name, size: n, align: 1, pad: true, write() {}, read: () => undefined };
 }
 
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+export const AF_INET = FAMILY.inet;
+export const AF_INET6 = FAMILY.inet6;
 export type Family = typeof AF_INET | typeof AF_INET6;
 
 /** An IP string as the 16 bytes of `__be32 addr[4]`: IPv4 in addr[0], the rest zero. */

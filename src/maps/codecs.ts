@@ -82,6 +82,8 @@ export const config = struct('xvs_config', [
   u32('timeout_tcp'),
   u32('timeout_tcpfin'),
   u32('timeout_udp'),
+  u32('timeout_synrecv'),
+  u32('timeout_close'),
 ] as const);
 
 /** __u32 keys of array maps and __u32 values (scheduler tables). */

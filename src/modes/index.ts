@@ -1,10 +1,11 @@
 import { XvsError } from '../errors.js';
+import { FWD } from '../maps/abi.js';
 
 // What each LVS forwarding method needs from a real server and what the
-// dataplane does with the packet. Codes match XVS_FWD_* in xvs_abi.h.
+// dataplane does with the packet. Codes are XVS_FWD_* of xvs_abi.h.
 export const MODES = {
   dr: {
-    code: 1,
+    code: FWD.dr,
     flag: '-g',
     listName: 'Route',
     implemented: true,
@@ -12,15 +13,15 @@ export const MODES = {
     contract: 'destination MAC := next hop of RIP (FIB), source MAC := egress MAC; IP and ports unchanged',
   },
   tun: {
-    code: 2,
+    code: FWD.tun,
     flag: '-i',
     listName: 'Tunnel',
     implemented: true,
     portMapping: false,
     contract: 'IPIP: outer IPv4 (src director, dst RIP, TOS/TTL/ID/DF of the inner packet), MACs from the FIB; DF packets that no longer fit get ICMP frag-needed with MTU-20',
   },
-  nat: { code: 3, flag: '-m', listName: 'Masq', implemented: false, portMapping: true, contract: 'DNAT to RIP:rport' },
-  fullnat: { code: 4, flag: '--fullnat', listName: 'FullNat', implemented: false, portMapping: true, contract: 'SNAT+DNAT, client address in TOA' },
+  nat: { code: FWD.nat, flag: '-m', listName: 'Masq', implemented: false, portMapping: true, contract: 'DNAT to RIP:rport' },
+  fullnat: { code: FWD.fullnat, flag: '--fullnat', listName: 'FullNat', implemented: false, portMapping: true, contract: 'SNAT+DNAT, client address in TOA' },
 } as const;
 
 export type ModeName = keyof typeof MODES;

@@ -37,8 +37,8 @@ export type SchedulerName = keyof typeof SCHEDULERS;
 export type Lookup = (typeof SCHEDULERS)[SchedulerName]['lookup'];
 export type SchedulerKind = (typeof SCHEDULERS)[SchedulerName]['kind'];
 
-/** Mirrors XVS_LOOKUP_* in bpf/include/xvs_abi.h. */
-export const LOOKUP_CODES = { seq: 0, hash_src: 1, hash_dst: 2 } as const;
+/** XVS_LOOKUP_* of bpf/include/xvs_abi.h, by the names used here. */
+export { LOOKUP as LOOKUP_CODES } from '../maps/abi.js';
 
 /** As ipvsadm: a service added without -s gets wlc. */
 export const DEFAULT_SCHEDULER: SchedulerName = 'wlc';

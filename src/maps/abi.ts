@@ -1,0 +1,25 @@
+// The constants of bpf/include/xvs_abi.h that TypeScript needs, in one place.
+// Each mirrors a C enum that types a struct member or a map key, so it is in
+// the compiled object's BTF, and test/abi.test.ts compares the two: members
+// named as in C without the prefix, lower-case.
+import { COUNTERS, XVS_CNT_MAX } from './counters.js';
+
+export const FAMILY = { inet: 2, inet6: 10 } as const;
+export const FWD = { dr: 1, tun: 2, nat: 3, fullnat: 4 } as const;
+export const LOOKUP = { seq: 0, hash_src: 1, hash_dst: 2 } as const;
+export const SVC_F = { persistent: 1 << 0 } as const;
+export const REAL_F = { removed: 1 << 0, overload: 1 << 1 } as const;
+export const CONN_F = { persist: 1 << 0 } as const;
+export const CONN_STATE = { none: 0, established: 1, syn_recv: 2, fin_wait: 3, close: 4, udp: 5 } as const;
+
+/** Each mirrored enum: its BTF name, the prefix of its members in C, the TS object. */
+export const ABI_ENUMS = [
+  { btf: 'xvs_family', prefix: 'XVS_AF_', values: FAMILY },
+  { btf: 'xvs_fwd', prefix: 'XVS_FWD_', values: FWD },
+  { btf: 'xvs_lookup', prefix: 'XVS_LOOKUP_', values: LOOKUP },
+  { btf: 'xvs_svc_flags', prefix: 'XVS_SVC_F_', values: SVC_F },
+  { btf: 'xvs_real_flags', prefix: 'XVS_REAL_F_', values: REAL_F },
+  { btf: 'xvs_conn_flags', prefix: 'XVS_CONN_F_', values: CONN_F },
+  { btf: 'xvs_conn_state', prefix: 'XVS_CS_', values: CONN_STATE },
+  { btf: 'xvs_counter', prefix: 'XVS_CNT_', values: { ...COUNTERS, max: XVS_CNT_MAX } },
+] as const;
