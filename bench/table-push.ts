@@ -11,7 +11,7 @@ export function runTablePushBench(slots = 65537, runs = 7, tickMs = 200): TableP
   const dp = Dataplane.load({ connTableSize: 1024 });
   try {
     const key: SvcKey = { addr: '192.0.2.80', port: 80, proto: 6, family: 2 };
-    let entry: Svc = { id: 0, flags: 0, sched: 11, lookup: 1, tbl_size: 0, persist_timeout: 0, persist_mask: 0 };
+    let entry: Svc = { id: 0, flags: 0, sched: 11, lookup: 1, tbl_size: 0, persist_timeout: 0, persist_mask: Buffer.alloc(16) };
     dp.services.set(key, entry);
     const table = Uint32Array.from({ length: slots }, (_, i) => i % 1000);
     const times: number[] = [];

@@ -1,64 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The director: a thin entry that parses, finds the virtual service and the
- * flow's real server, and hands the frame to the real server's forwarding
- * method (one file per method under dataplane/).
+ * The director: a chain of stages, each returning a verdict or XVS_CONTINUE
+ * and counting where it decides: parse (parse.h), flow (flow.h: connection
+ * tables, service, scheduler), forward by the real server's method (one
+ * header per method).
  */
 #include "dataplane/parse.h"
 #include "dataplane/flow.h"
 #include "dataplane/dr.h"
 #include "dataplane/tun.h"
 
-static __always_inline int xvs_pass_unparsed(int rc)
-{
-	switch (rc) {
-	case XVS_PARSE_NOT_IP:
-		xvs_count(XVS_CNT_PASS_NOT_IP);
-		break;
-	case XVS_PARSE_FRAGMENT:
-		xvs_count(XVS_CNT_PASS_FRAGMENT);
-		break;
-	case XVS_PARSE_OTHER_L4:
-		xvs_count(XVS_CNT_PASS_NO_SVC);
-		break;
-	default:
-		xvs_count(XVS_CNT_MALFORMED);
-	}
-	return XDP_PASS;
-}
-
 SEC("xdp")
 int xvs_xdp(struct xdp_md *ctx)
 {
 	struct xvs_pkt p = {};
-	struct xvs_svc_key sk = {};
-	struct xvs_svc *svc;
-	struct xvs_real *r;
-	int rc, verdict = XDP_PASS;
+	struct xvs_real *r = NULL;
+	struct xvs_config *cfg;
+	__u32 zero = 0;
+	int rc;
 
 	xvs_count(XVS_CNT_RX);
 	rc = xvs_parse(ctx, &p);
-	if (rc != XVS_PARSE_OK)
-		return xvs_pass_unparsed(rc);
-
-	sk.addr[0] = p.daddr;
-	sk.port = p.dport;
-	sk.proto = p.proto;
-	sk.family = XVS_AF_INET;
-	svc = bpf_map_lookup_elem(&xvs_services, &sk);
-	if (!svc) {
-		xvs_count(XVS_CNT_PASS_NO_SVC);
+	if (rc != XVS_CONTINUE)
+		return rc;
+	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
+	if (!cfg)
 		return XDP_PASS;
-	}
-
-	r = xvs_flow(&p, svc, &verdict);
-	if (!r) {
-		if (verdict == XVS_CONTINUE)
-			return xvs_icmp_unreach(ctx, &p, ICMP_PORT_UNREACH, 0);
-		return verdict;
-	}
-
-	/* Each method accounts the packet where it hands it to the real server. */
+	rc = xvs_flow(ctx, &p, cfg, &r);
+	if (rc != XVS_CONTINUE)
+		return rc;
+	if (!r)
+		return XDP_DROP;
 	switch (r->fwd) {
 	case XVS_FWD_DR:
 		return xvs_fwd_dr(ctx, &p, r);
@@ -68,6 +40,30 @@ int xvs_xdp(struct xdp_md *ctx)
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
 	}
+}
+
+/* The dataplane's clock, for the control plane: BPF_PROG_TEST_RUN of this
+ * program returns bpf_jiffies64() in the first 8 bytes of the frame, which
+ * is how the control plane learns HZ and reads connection ages. */
+SEC("xdp")
+int xvs_clock(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 *out = data;
+
+	if ((void *)(out + 1) > data_end)
+		return XDP_ABORTED;
+	*out = bpf_jiffies64();
+	return XDP_PASS;
+}
+
+/* Never called: its signature names the ABI enums no struct member carries
+ * (an array map's key must be a plain integer), so they reach the object's
+ * BTF, where test/abi.test.ts reads them. */
+__attribute__((used)) int xvs_abi_enums(enum xvs_counter counter)
+{
+	return counter;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -44,8 +44,9 @@ int xdp_decap(struct xdp_md *ctx)
 	__be32 vip[4] = {};
 	struct iphdr *outer, *inner;
 	__u32 l2, hlen;
+	__be16 ethertype;
 
-	if (xvs_parse_l2(data, data_end, &l2) != XVS_PARSE_OK || l2 > XVS_L2_MAX)
+	if (xvs_parse_l2(data, data_end, &l2, &ethertype) < 0 || ethertype != bpf_htons(ETH_P_IP) || l2 > XVS_L2_MAX)
 		return XDP_PASS;
 	outer = data + l2;
 	if ((void *)(outer + 1) > data_end || outer->protocol != IPPROTO_IPIP)

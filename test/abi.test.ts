@@ -84,7 +84,7 @@ describe('ABI: the TypeScript side matches the BTF of bpf/.output/xvs.o', () => 
   for (const e of ABI_ENUMS) {
     it(`enum ${e.btf}`, () => {
       const t = byKind(types, 'ENUM').get(e.btf);
-      assert.ok(t, `enum ${e.btf} not in the BTF of ${mainObject}: does a struct member or map key have this type?`);
+      assert.ok(t, `enum ${e.btf} not in the BTF of ${mainObject}: does a struct member (or xvs_abi_enums()) have this type?`);
       const fromC: Record<string, number> = {};
       for (const v of t.values ?? []) {
         assert.ok(v.name.startsWith(e.prefix), `${v.name} lacks the prefix ${e.prefix}`);

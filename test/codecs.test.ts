@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { addr16ToIp, ipToAddr16, sumValues, type Codec } from '../src/maps/codec.js';
-import { config, conn, connKey, persist, persistKey, real, stats, svc, svcKey, u32Codec, u64Codec } from '../src/maps/codecs.js';
+import { config, conn, connKey, nexthop, persist, persistKey, real, stats, svc, svcKey, u32Codec, u64Codec } from '../src/maps/codecs.js';
 
 function roundTrip<T>(c: Codec<T>, v: T): void {
   const b = c.encode(v);
@@ -19,17 +19,18 @@ describe('codecs', () => {
   it('round-trip every struct', () => {
     roundTrip(svcKey, { addr: '192.0.2.10', port: 80, proto: 6, family: 2 });
     roundTrip(svcKey, { addr: '2001:db8::10', port: 443, proto: 17, family: 10 });
-    roundTrip(svc, { id: 7, flags: 0x80000001, sched: 3, lookup: 1, tbl_size: 65521, persist_timeout: 360, persist_mask: 0xffffff00 });
+    roundTrip(svc, { id: 7, flags: 0x80000001, sched: 3, lookup: 1, tbl_size: 65521, persist_timeout: 360, persist_mask: hex('ffffff00' + '00'.repeat(12)) });
     roundTrip(real, { addr: '10.1.2.3', port: 8080, family: 2, fwd: 3, weight: 100, flags: 1, svc_id: 7, gen: 0xfffffffe, u_threshold: 100, l_threshold: 50 });
     roundTrip(real, { addr: 'fd00::2', port: 65535, family: 10, fwd: 1, weight: 0, flags: 0, svc_id: 0, gen: 1, u_threshold: 0, l_threshold: 0 });
     roundTrip(connKey, { saddr: '198.51.100.7', daddr: '192.0.2.10', sport: 40000, dport: 80, proto: 6, family: 2 });
     roundTrip(connKey, { saddr: '2001:db8:1::7', daddr: '2001:db8::10', sport: 1, dport: 2, proto: 17, family: 10 });
-    roundTrip(conn, { last_seen_ns: 2 ** 53 - 1, real_id: 16383, real_gen: 9, svc_id: 1023, state: 5, flags: 1 });
+    roundTrip(conn, { last_seen: 2 ** 53 - 1, real_id: 16383, real_gen: 9, svc_id: 1023, state: 5, flags: 1 });
     roundTrip(persistKey, { caddr: '203.0.113.0', svc_id: 3, family: 2 });
-    roundTrip(persist, { last_seen_ns: 12345, real_id: 4, real_gen: 5 });
+    roundTrip(persist, { last_seen: 12345, real_id: 4, real_gen: 5 });
     roundTrip(stats, { conns: 1, inpkts: 2 ** 40, inbytes: 3, outpkts: 0, outbytes: Number.MAX_SAFE_INTEGER });
-    roundTrip(config, { tun_saddr: '192.0.2.1', flags: 3, timeout_tcp: 900, timeout_tcpfin: 120, timeout_udp: 300, timeout_synrecv: 60, timeout_close: 10 });
-    roundTrip(config, { tun_saddr: '2001:db8::1', flags: 0, timeout_tcp: 0, timeout_tcpfin: 0, timeout_udp: 0, timeout_synrecv: 0, timeout_close: 0 });
+    roundTrip(config, { hz: 250, flags: 3, timeout_tcp: 900, timeout_tcpfin: 120, timeout_udp: 300, timeout_synrecv: 60, timeout_close: 10 });
+    roundTrip(nexthop, { ifindex: 7, mtu: 1500, dmac: '02:00:00:00:00:0b', smac: '02:00:00:00:01:01', saddr: '192.0.2.1' });
+    roundTrip(nexthop, { ifindex: 0, mtu: 0, dmac: '00:00:00:00:00:00', smac: 'ff:ff:ff:ff:ff:ff', saddr: '2001:db8::1' });
     roundTrip(u32Codec, 0xdeadbeef);
     roundTrip(u64Codec, 2 ** 52 + 1);
   });
@@ -52,11 +53,11 @@ describe('codecs', () => {
 
   it('writes zeros in padding', () => {
     const cases: [Codec<never>, unknown, [number, number][]][] = [
-      [svc as Codec<never>, { id: 1, flags: 2, sched: 3, lookup: 4, tbl_size: 5, persist_timeout: 0, persist_mask: 0 }, [[10, 12]]],
+      [svc as Codec<never>, { id: 1, flags: 2, sched: 3, lookup: 4, tbl_size: 5, persist_timeout: 0, persist_mask: Buffer.alloc(16) }, [[10, 12]]],
       [real as Codec<never>, { addr: '10.0.0.2', port: 1, family: 2, fwd: 1, weight: 1, flags: 0, svc_id: 0, gen: 0, u_threshold: 0, l_threshold: 0 }, [[4, 16]]],
       [persistKey as Codec<never>, { caddr: '1.2.3.0', svc_id: 1, family: 2 }, [[4, 16], [21, 24]]],
       [connKey as Codec<never>, { saddr: '1.2.3.4', daddr: '5.6.7.8', sport: 1, dport: 2, proto: 6, family: 2 }, [[38, 40]]],
-      [conn as Codec<never>, { last_seen_ns: 1, real_id: 2, real_gen: 3, svc_id: 4, state: 1, flags: 0 }, [[22, 24]]],
+      [conn as Codec<never>, { last_seen: 1, real_id: 2, real_gen: 3, svc_id: 4, state: 1, flags: 0 }, [[22, 24]]],
     ];
     for (const [c, v, ranges] of cases) {
       const b = Buffer.alloc(c.size, 0xff);
@@ -99,18 +100,25 @@ describe('codecs', () => {
   });
 
   it('reads an address without a family member as IPv4 when only addr[0] is set', () => {
-    const b = Buffer.alloc(config.size);
-    hex('0a000001').copy(b, 0);
-    assert.equal(config.decode(b).tun_saddr, '10.0.0.1');
-    b[15] = 1;
-    assert.equal(config.decode(b).tun_saddr, 'a00:1::1');
+    const b = Buffer.alloc(nexthop.size);
+    hex('0a000001').copy(b, 20);
+    assert.equal(nexthop.decode(b).saddr, '10.0.0.1');
+    b[35] = 1;
+    assert.equal(nexthop.decode(b).saddr, 'a00:1::1');
+  });
+
+  it('refuses a MAC that is not one, and a mask of the wrong size', () => {
+    const nh = { ifindex: 1, mtu: 1500, dmac: '02:00:00:00:00:0b', smac: '02:00:00:00:01:01', saddr: '192.0.2.1' };
+    assert.throws(() => nexthop.encode({ ...nh, dmac: '02:00:00:00:0b' }), { code: 'BAD_ADDRESS' });
+    assert.throws(() => nexthop.encode({ ...nh, smac: '02:00:00:00:01:zz' }), { code: 'BAD_ADDRESS' });
+    assert.throws(() => svc.encode({ id: 1, flags: 0, sched: 1, lookup: 0, tbl_size: 0, persist_timeout: 0, persist_mask: Buffer.alloc(4) }), { code: 'BAD_ARGUMENT' });
   });
 
   it('lays out fields at C offsets', () => {
     const offsets = (c: Codec<unknown>) => Object.fromEntries(c.fields.map((f) => [f.name, [f.offset, f.size]]));
     assert.deepEqual(offsets(svcKey as Codec<unknown>), { addr: [0, 16], port: [16, 2], proto: [18, 1], family: [19, 1] });
-    assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen_ns: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], pad0: [22, 2] });
-    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size], [20, 24, 44, 40, 24, 40, 40]);
+    assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], pad0: [22, 2] });
+    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size], [20, 36, 44, 40, 24, 40, 28]);
   });
 
   it('sums per-CPU values field by field', () => {

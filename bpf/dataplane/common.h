@@ -5,34 +5,43 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "xvs_abi.h"
 
-/* A helper's "not decided yet, go on" (Katran's FURTHER_PROCESSING). */
+/* A stage's "not decided yet, go on" (Katran's FURTHER_PROCESSING); every
+ * other value a stage returns is the packet's XDP verdict. */
 #define XVS_CONTINUE -1
 
 #define XVS_VLAN_MAX 2
 #define XVS_L2_MAX (ETH_HLEN + 4 * XVS_VLAN_MAX)
+#define XVS_IPV6_HLEN 40
 
-/* What the parser learned (offsets are from ctx->data, ports in network
- * order) and, once the flow stage ran, whose packet it is. */
+/*
+ * One parsed packet, whatever its family: offsets from ctx->data, addresses
+ * as 16 bytes (IPv4 in word 0, the rest zero, as in the ABI), ports in
+ * network order. The flow stage adds whose packet it is.
+ */
 struct xvs_pkt {
-	__u32 l2_len;
-	__u32 ip_hlen;
-	__u16 tot_len;  /* IPv4 total length, host order */
-	__u8 proto;
+	__u32 l3_off;      /* = the L2 header's length */
+	__u32 l4_off;      /* after the IPv4 header with options, or IPv6 with extension headers */
+	__u16 ip_len;      /* the whole IP packet: IPv4 total length, or 40 + IPv6 payload length */
+	__u8 family;       /* XVS_AF_* */
+	__u8 proto;        /* L4: IPPROTO_TCP or IPPROTO_UDP */
 	__u8 tcp_flags;
-	__u8 df;
-	__u8 tos;
-	__u8 is_new;    /* this packet created its flow */
-	__u8 pad0;
-	__be32 saddr;
-	__be32 daddr;
+	__u8 df;           /* IPv4 DF; always 1 for IPv6, which routers never fragment */
+	__u8 tos;          /* IPv4 TOS or IPv6 traffic class */
+	__u8 ttl;          /* IPv4 TTL or IPv6 hop limit */
+	__be32 saddr[4];
+	__be32 daddr[4];
 	__be16 sport;
 	__be16 dport;
 	__u32 svc_id;
 	__u32 real_id;
+	__u8 is_new;       /* this packet created its flow */
+	__u8 pad0[3];
 };
 
 #define XVS_TCP_FIN 0x01
@@ -76,6 +85,18 @@ static __always_inline void xvs_ipv4_hdr(struct iphdr *iph, __u8 tos, __u16 tot_
 	xvs_ipv4_csum(iph);
 }
 
+/* A fresh IPv6 header without extension headers. */
+static __always_inline void xvs_ipv6_hdr(struct ipv6hdr *ip6, __u8 tclass, __u16 payload_len, __u8 nexthdr,
+					 __u8 hop_limit, const __be32 *saddr, const __be32 *daddr)
+{
+	*(__be32 *)ip6 = bpf_htonl(0x60000000 | ((__u32)tclass << 20));
+	ip6->payload_len = bpf_htons(payload_len);
+	ip6->nexthdr = nexthdr;
+	ip6->hop_limit = hop_limit;
+	__builtin_memcpy(&ip6->saddr, saddr, 16);
+	__builtin_memcpy(&ip6->daddr, daddr, 16);
+}
+
 /* Moves the L2 header (l2_len of 14, 18 or 22 bytes) from data+from to
  * data+to after an adjust_head; a stack copy keeps overlapping moves right. */
 static __always_inline int xvs_move_l2(struct xdp_md *ctx, __u32 l2_len, __u32 from, __u32 to)
@@ -111,5 +132,11 @@ static __always_inline int xvs_push_room(struct xdp_md *ctx, __u32 l2_len, __u32
 		return -1;
 	return xvs_move_l2(ctx, l2_len, room, 0);
 }
+
+/* The last ethertype of the L2 header (after up to two VLAN tags) and its length. */
+struct xvs_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
 
 #endif

@@ -48,12 +48,40 @@ struct {
 	__type(value, __u64);
 } xvs_sched_pos SEC(".maps");
 
+/* How to reach each real server, by real id (see struct xvs_nexthop). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct xvs_nexthop);
+} xvs_nexthops SEC(".maps");
+
+/* Confirmed flows: a TCP connection after the client's ACK, a UDP flow after
+ * its second datagram. Only confirmed flows live here, so a flood of spoofed
+ * new flows, which never confirm, cannot evict them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, XVS_CONN_TABLE_DEFAULT);
 	__type(key, struct xvs_conn_key);
 	__type(value, struct xvs_conn);
 } xvs_conns SEC(".maps");
+
+/* New flows until they confirm (IPVS's SYN_RECV, a first datagram); a flood
+ * evicts only its own kind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_SYN_TABLE_DEFAULT);
+	__type(key, struct xvs_conn_key);
+	__type(value, struct xvs_conn);
+} xvs_syn_conns SEC(".maps");
+
+/* Interfaces the director forwards to with XDP_REDIRECT, by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, XVS_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+} xvs_tx_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -79,7 +107,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XVS_CNT_MAX);
-	__type(key, enum xvs_counter);
+	__type(key, __u32); /* enum xvs_counter; an array map's key must be an integer in BTF */
 	__type(value, __u64);
 } xvs_counters SEC(".maps");
 

@@ -1,32 +1,37 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Ethernet (up to two VLAN tags), IPv4 and the TCP/UDP ports. Anything that
- * does not parse cleanly is reported, never guessed at. */
+/* Ethernet (up to two VLAN tags), IPv4 or IPv6 (extension headers walked,
+ * bounded), and the TCP/UDP ports, into one family-neutral record. Anything
+ * that does not parse cleanly goes to the kernel untouched and counted,
+ * never guessed at. */
 #ifndef XVS_PARSE_H
 #define XVS_PARSE_H
 
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include "common.h"
+#include "maps.h"
 
-#define XVS_PARSE_OK 0
-#define XVS_PARSE_NOT_IP 1
-#define XVS_PARSE_MALFORMED 2
-#define XVS_PARSE_FRAGMENT 3
-#define XVS_PARSE_OTHER_L4 4
+/* Extension headers walked before giving up (hop-by-hop, routing, destination options). */
+#define XVS_V6_EXT_MAX 4
+/* No L4 header starts further in: 22 bytes of L2, 40 of IPv6 and four extension headers of at most 2 KiB would, so this refuses such packets. */
+#define XVS_L4_OFF_MAX 512
 
-struct xvs_vlan_hdr {
-	__be16 tci;
-	__be16 proto;
+enum {
+	XVS_NEXTHDR_HOP = 0,
+	XVS_NEXTHDR_ROUTING = 43,
+	XVS_NEXTHDR_FRAGMENT = 44,
+	XVS_NEXTHDR_DEST = 60,
 };
 
-static __always_inline int xvs_parse_l2(void *data, void *data_end, __u32 *l2_len)
+/* Returns 0 with the L2 length and the ethertype after the tags, or -1. */
+static __always_inline int xvs_parse_l2(void *data, void *data_end, __u32 *l2_len, __be16 *ethertype)
 {
 	struct ethhdr *eth = data;
 	__u32 off = ETH_HLEN;
 	__be16 proto;
 
 	if ((void *)(eth + 1) > data_end)
-		return XVS_PARSE_MALFORMED;
+		return -1;
 	proto = eth->h_proto;
 #pragma unroll
 	for (int i = 0; i < XVS_VLAN_MAX; i++) {
@@ -35,71 +40,149 @@ static __always_inline int xvs_parse_l2(void *data, void *data_end, __u32 *l2_le
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
 		if ((void *)(vh + 1) > data_end)
-			return XVS_PARSE_MALFORMED;
+			return -1;
 		proto = vh->proto;
 		off += sizeof(*vh);
 	}
-	if (proto != bpf_htons(ETH_P_IP))
-		return XVS_PARSE_NOT_IP;
 	*l2_len = off;
-	return XVS_PARSE_OK;
+	*ethertype = proto;
+	return 0;
+}
+
+static __always_inline int xvs_unparsed(enum xvs_counter why)
+{
+	xvs_count(why);
+	return XDP_PASS;
+}
+
+static __always_inline int xvs_parse_ipv4(void *data, void *data_end, struct xvs_pkt *p)
+{
+	struct iphdr *iph = data + p->l3_off;
+	__u32 hlen, tot;
+
+	if ((void *)(iph + 1) > data_end)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	if (iph->version != 4 || iph->ihl < 5)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	hlen = iph->ihl * 4;
+	tot = bpf_ntohs(iph->tot_len);
+	if (tot < hlen || (void *)iph + tot > data_end)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	if (iph->frag_off & bpf_htons(0x3fff)) /* MF or an offset: only the first fragment has ports */
+		return xvs_unparsed(XVS_CNT_PASS_FRAGMENT);
+	p->family = XVS_AF_INET;
+	p->l4_off = p->l3_off + hlen;
+	p->ip_len = tot;
+	p->proto = iph->protocol;
+	p->df = !!(iph->frag_off & bpf_htons(0x4000));
+	p->tos = iph->tos;
+	p->ttl = iph->ttl;
+	p->saddr[0] = iph->saddr;
+	p->daddr[0] = iph->daddr;
+	return XVS_CONTINUE;
+}
+
+static __always_inline int xvs_parse_ipv6(void *data, void *data_end, struct xvs_pkt *p)
+{
+	struct ipv6hdr *ip6 = data + p->l3_off;
+	__u32 tot, off, end;
+	__u8 nh;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	if (ip6->version != 6)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	/* 0 is a jumbogram (or nothing at all): not ours to forward. */
+	tot = XVS_IPV6_HLEN + bpf_ntohs(ip6->payload_len);
+	if (tot == XVS_IPV6_HLEN || (void *)ip6 + tot > data_end)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	end = p->l3_off + tot;
+	nh = ip6->nexthdr;
+	off = p->l3_off + XVS_IPV6_HLEN;
+#pragma unroll
+	for (int i = 0; i < XVS_V6_EXT_MAX; i++) {
+		__u8 *ext;
+
+		if (nh == XVS_NEXTHDR_FRAGMENT)
+			return xvs_unparsed(XVS_CNT_PASS_FRAGMENT);
+		if (nh != XVS_NEXTHDR_HOP && nh != XVS_NEXTHDR_ROUTING && nh != XVS_NEXTHDR_DEST)
+			break;
+		if (off > XVS_L4_OFF_MAX)
+			return xvs_unparsed(XVS_CNT_MALFORMED);
+		ext = data + off;
+		if ((void *)(ext + 2) > data_end)
+			return xvs_unparsed(XVS_CNT_MALFORMED);
+		nh = ext[0];
+		off += ((__u32)ext[1] + 1) * 8;
+		if (off > end)
+			return xvs_unparsed(XVS_CNT_MALFORMED);
+	}
+	if (nh == XVS_NEXTHDR_HOP || nh == XVS_NEXTHDR_ROUTING || nh == XVS_NEXTHDR_DEST)
+		return xvs_unparsed(XVS_CNT_MALFORMED); /* a longer chain than we walk */
+	if (nh == XVS_NEXTHDR_FRAGMENT)
+		return xvs_unparsed(XVS_CNT_PASS_FRAGMENT);
+	p->family = XVS_AF_INET6;
+	p->l4_off = off;
+	p->ip_len = tot;
+	p->proto = nh;
+	p->df = 1;
+	p->tos = (bpf_ntohs(*(__be16 *)ip6) >> 4) & 0xff;
+	p->ttl = ip6->hop_limit;
+	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+	return XVS_CONTINUE;
+}
+
+static __always_inline int xvs_parse_l4(void *data, void *data_end, struct xvs_pkt *p)
+{
+	__u32 off = p->l4_off, end = p->l3_off + p->ip_len;
+
+	if (off > XVS_L4_OFF_MAX)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+
+		if ((void *)(th + 1) > data_end || off + sizeof(*th) > end)
+			return xvs_unparsed(XVS_CNT_MALFORMED);
+		if (th->doff < 5 || off + th->doff * 4 > end)
+			return xvs_unparsed(XVS_CNT_MALFORMED);
+		p->sport = th->source;
+		p->dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		return XVS_CONTINUE;
+	}
+	if (p->proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + off;
+
+		if ((void *)(uh + 1) > data_end || off + sizeof(*uh) > end)
+			return xvs_unparsed(XVS_CNT_MALFORMED);
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		return XVS_CONTINUE;
+	}
+	return xvs_unparsed(XVS_CNT_PASS_NO_SVC);
 }
 
 static __always_inline int xvs_parse(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *iph;
-	__u32 hlen, tot;
-	void *l4;
+	__be16 ethertype;
 	int rc;
 
-	rc = xvs_parse_l2(data, data_end, &p->l2_len);
-	if (rc != XVS_PARSE_OK)
+	if (xvs_parse_l2(data, data_end, &p->l3_off, &ethertype) < 0)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	if (p->l3_off > XVS_L2_MAX)
+		return xvs_unparsed(XVS_CNT_MALFORMED);
+	if (ethertype == bpf_htons(ETH_P_IP))
+		rc = xvs_parse_ipv4(data, data_end, p);
+	else if (ethertype == bpf_htons(ETH_P_IPV6))
+		rc = xvs_parse_ipv6(data, data_end, p);
+	else
+		return xvs_unparsed(XVS_CNT_PASS_NOT_IP);
+	if (rc != XVS_CONTINUE)
 		return rc;
-	if (p->l2_len > XVS_L2_MAX)
-		return XVS_PARSE_MALFORMED;
-	iph = data + p->l2_len;
-	if ((void *)(iph + 1) > data_end)
-		return XVS_PARSE_MALFORMED;
-	if (iph->version != 4 || iph->ihl < 5)
-		return XVS_PARSE_MALFORMED;
-	hlen = iph->ihl * 4;
-	tot = bpf_ntohs(iph->tot_len);
-	if (tot < hlen || (void *)iph + tot > data_end)
-		return XVS_PARSE_MALFORMED;
-	if (iph->frag_off & bpf_htons(0x3fff)) /* MF or an offset */
-		return XVS_PARSE_FRAGMENT;
-	p->ip_hlen = hlen;
-	p->tot_len = tot;
-	p->proto = iph->protocol;
-	p->df = !!(iph->frag_off & bpf_htons(0x4000));
-	p->tos = iph->tos;
-	p->saddr = iph->saddr;
-	p->daddr = iph->daddr;
-
-	l4 = (void *)iph + hlen;
-	if (p->proto == IPPROTO_TCP) {
-		struct tcphdr *th = l4;
-
-		if ((void *)(th + 1) > data_end || hlen + sizeof(*th) > tot)
-			return XVS_PARSE_MALFORMED;
-		if (th->doff < 5 || hlen + th->doff * 4 > tot)
-			return XVS_PARSE_MALFORMED;
-		p->sport = th->source;
-		p->dport = th->dest;
-		p->tcp_flags = ((__u8 *)th)[13];
-	} else if (p->proto == IPPROTO_UDP) {
-		struct udphdr *uh = l4;
-
-		if ((void *)(uh + 1) > data_end || hlen + sizeof(*uh) > tot)
-			return XVS_PARSE_MALFORMED;
-		p->sport = uh->source;
-		p->dport = uh->dest;
-	} else {
-		return XVS_PARSE_OTHER_L4;
-	}
-	return XVS_PARSE_OK;
+	return xvs_parse_l4(data, data_end, p);
 }
 
 #endif

@@ -1,57 +1,67 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* LVS-TUN: IPIP to the real server, which decapsulates and answers the
- * client itself. The outer header copies TOS, TTL, ID and DF from the inner
- * one, as IPVS's ipip transmitter does. */
+/*
+ * LVS-TUN: IP-in-IP to the real server, which decapsulates and answers the
+ * client itself. The outer header is of the real server's family, the inner
+ * packet of the VIP's, so all four mixes work: IPIP (4 in 4), SIT (6 in 4),
+ * 4 in 6 and IPv6-in-IPv6. The outer header copies TOS/traffic class and
+ * TTL/hop limit (and, IPv4 in IPv4, ID and DF) from the inner one, as IPVS's
+ * ipip transmitter does.
+ */
 #ifndef XVS_TUN_H
 #define XVS_TUN_H
 
-#include "fib.h"
+#include "nexthop.h"
 #include "icmp.h"
 
-#define XVS_IPIP_HLEN sizeof(struct iphdr)
+#define XVS_IPPROTO_IPV6 41 /* IPv6 inside (RFC 2473, RFC 4213) */
 
 static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r)
 {
-	__u32 outer_len = p->tot_len + XVS_IPIP_HLEN, key = 0, l2 = p->l2_len;
-	struct xvs_config *cfg = bpf_map_lookup_elem(&xvs_config, &key);
+	__u32 hlen = r->family == XVS_AF_INET6 ? XVS_IPV6_HLEN : sizeof(struct iphdr);
+	__u32 outer_len = p->ip_len + hlen, l2 = p->l3_off;
+	__u8 inner_proto = p->family == XVS_AF_INET6 ? XVS_IPPROTO_IPV6 : IPPROTO_IPIP;
+	struct xvs_nexthop fib = {};
+	const struct xvs_nexthop *nh;
 	void *data, *data_end;
-	struct bpf_fib_lookup fib;
-	struct iphdr *outer, *inner;
-	__be32 saddr;
-	int rc;
+	int verdict;
 
 	if (outer_len > 0xffff) {
 		xvs_count(XVS_CNT_PASS_TOO_BIG);
 		return XDP_PASS;
 	}
-	rc = xvs_fib_v4(ctx, &fib, r->addr[0], outer_len, BPF_FIB_LOOKUP_SRC);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		if (p->df) {
-			__u16 mtu = fib.mtu_result > XVS_IPIP_HLEN ? fib.mtu_result - XVS_IPIP_HLEN : 0;
-
-			xvs_count(XVS_CNT_FRAG_NEEDED);
-			return xvs_icmp_unreach(ctx, p, ICMP_FRAG_NEEDED, mtu);
-		}
+	nh = xvs_nexthop(ctx, p, r, &fib, 1, &verdict);
+	if (!nh)
+		return verdict;
+	if (nh->mtu && outer_len > nh->mtu) {
+		if (p->df)
+			return xvs_icmp_too_big(ctx, p, nh->mtu > hlen ? nh->mtu - hlen : 0);
 		xvs_count(XVS_CNT_PASS_TOO_BIG);
 		return XDP_PASS;
 	}
-	if (rc != XVS_CONTINUE)
-		return rc;
-	saddr = cfg && cfg->tun_saddr[0] ? cfg->tun_saddr[0] : fib.ipv4_src;
 
-	if (xvs_push_room(ctx, l2, XVS_IPIP_HLEN))
+	if (l2 > XVS_L2_MAX || xvs_push_room(ctx, l2, hlen))
 		goto err;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	if (l2 > XVS_L2_MAX)
-		goto err;
-	outer = data + l2;
-	inner = (void *)(outer + 1);
-	if ((void *)(inner + 1) > data_end)
-		goto err;
-	xvs_ipv4_hdr(outer, inner->tos, outer_len, inner->id, inner->frag_off & bpf_htons(0x4000), inner->ttl,
-		     IPPROTO_IPIP, saddr, r->addr[0]);
-	return xvs_egress(ctx, &fib, p);
+	if (r->family == XVS_AF_INET6) {
+		struct ipv6hdr *outer = data + l2;
+
+		if ((void *)(outer + 1) > data_end)
+			goto err;
+		xvs_ipv6_hdr(outer, p->tos, p->ip_len, inner_proto, p->ttl, nh->saddr, r->addr);
+	} else {
+		struct iphdr *outer = data + l2;
+		struct iphdr *inner = (void *)(outer + 1);
+		__be16 id = 0;
+
+		if ((void *)(inner + 1) > data_end)
+			goto err;
+		if (p->family == XVS_AF_INET)
+			id = inner->id;
+		xvs_ipv4_hdr(outer, p->tos, outer_len, id, p->df ? bpf_htons(0x4000) : 0, p->ttl, inner_proto,
+			     nh->saddr[0], r->addr[0]);
+	}
+	return xvs_egress(ctx, nh, p);
 
 err:
 	xvs_count(XVS_CNT_ERROR);

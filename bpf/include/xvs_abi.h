@@ -18,7 +18,8 @@
 
 /*
  * Constants the control plane mirrors are enums, not #defines: an enum that
- * types a struct member or a map key reaches the object's BTF, where
+ * types a struct member (or, for xvs_counter, an argument of xvs_abi_enums()
+ * in xvs.c) reaches the object's BTF, where
  * test/abi.test.ts compares it with src/maps/abi.ts. A fixed underlying type
  * (clang's extension, C23's syntax) keeps each member its ABI width.
  */
@@ -30,6 +31,8 @@ enum {
 	XVS_MAX_REALS = 16384,
 	XVS_CONN_TABLE_DEFAULT = 1048576,
 	XVS_PERSIST_TABLE_DEFAULT = 262144,
+	XVS_SYN_TABLE_DEFAULT = 262144,
+	XVS_MAX_PORTS = 64,
 };
 
 enum xvs_family : __u8 {
@@ -91,9 +94,25 @@ struct xvs_svc {
 	__u8 pad0[2];
 	__u32 tbl_size;        /* slots in this service's scheduler table */
 	__u32 persist_timeout; /* seconds a persistence template outlives its last packet */
-	__be32 persist_mask;   /* IPv4 netmask grouping clients into one template (-M) */
+	__be32 persist_mask[4]; /* groups clients into one template (-M): a netmask, or an IPv6 prefix */
 };
-_Static_assert(sizeof(struct xvs_svc) == 24, "xvs_svc");
+_Static_assert(sizeof(struct xvs_svc) == 36, "xvs_svc");
+
+/*
+ * How to reach a real server, by real id: filled by the control plane from
+ * the kernel's route and neighbour tables and refreshed when they change,
+ * so the packet path needs no FIB lookup. ifindex 0: not known (yet), the
+ * dataplane asks bpf_fib_lookup and counts nh_miss.
+ */
+struct xvs_nexthop {
+	__u32 ifindex;      /* egress interface */
+	__u16 mtu;          /* of the route to the real server */
+	__u8 dmac[6];       /* next hop's MAC (the real server's, or its gateway's) */
+	__u8 smac[6];       /* the egress interface's MAC */
+	__u8 pad0[2];
+	__be32 saddr[4];    /* tunnel source (TUN), of the real server's family */
+};
+_Static_assert(sizeof(struct xvs_nexthop) == 36, "xvs_nexthop");
 
 struct xvs_real {
 	__be32 addr[4];
@@ -120,8 +139,11 @@ struct xvs_conn_key {
 };
 _Static_assert(sizeof(struct xvs_conn_key) == 40, "xvs_conn_key");
 
+/* Clocks are jiffies (bpf_jiffies64), not nanoseconds: timeouts are
+ * seconds, and reading jiffies costs a load where ktime costs a clock read.
+ * xvs_config.hz converts. */
 struct xvs_conn {
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the latest packet */
+	__u64 last_seen;    /* jiffies of the latest packet */
 	__u32 real_id;
 	__u32 real_gen;     /* must equal xvs_real.gen, else the flow is stale */
 	__u32 svc_id;
@@ -141,7 +163,7 @@ struct xvs_persist_key {
 _Static_assert(sizeof(struct xvs_persist_key) == 24, "xvs_persist_key");
 
 struct xvs_persist {
-	__u64 last_seen_ns;
+	__u64 last_seen;    /* jiffies */
 	__u32 real_id;
 	__u32 real_gen;
 };
@@ -161,7 +183,7 @@ _Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
  * IPVS defaults are its to know) and on ipvsadm --set. Timeouts in seconds
  * after a connection's last packet, per state. */
 struct xvs_config {
-	__be32 tun_saddr[4];    /* outer source of IPIP packets */
+	__u32 hz;               /* jiffies per second, measured by the control plane */
 	__u32 flags;
 	__u32 timeout_tcp;      /* ESTABLISHED (ipvsadm --set tcp) */
 	__u32 timeout_tcpfin;   /* FIN_WAIT (--set tcpfin) */
@@ -169,27 +191,30 @@ struct xvs_config {
 	__u32 timeout_synrecv;  /* SYN_RECV */
 	__u32 timeout_close;    /* CLOSE, and anything else */
 };
-_Static_assert(sizeof(struct xvs_config) == 40, "xvs_config");
+_Static_assert(sizeof(struct xvs_config) == 28, "xvs_config");
 
-/* Indexes of the per-CPU counter array xvs_counters (its key type): what
+/* Indexes of the per-CPU counter array xvs_counters: what
  * happened to each packet that did not simply go out. */
 enum xvs_counter : __u32 {
 	XVS_CNT_RX = 0, /* every frame the program saw */
-	XVS_CNT_PASS_NOT_IP = 1, /* not IPv4 (or IPv6 without services) */
+	XVS_CNT_PASS_NOT_IP = 1, /* neither IPv4 nor IPv6 */
 	XVS_CNT_PASS_NO_SVC = 2, /* IP, but not a virtual service */
 	XVS_CNT_MALFORMED = 3, /* truncated or invalid headers: passed to the kernel */
 	XVS_CNT_PASS_FRAGMENT = 4, /* fragments go to the kernel */
-	XVS_CNT_PASS_NO_CONN = 5, /* TCP non-SYN without a flow, as IPVS does */
+	XVS_CNT_DROP_NO_CONN = 5, /* TCP non-SYN without a flow, not hash-scheduled: dropped, never RST by the director's stack */
 	XVS_CNT_NO_REAL = 6, /* no real server available: ICMP port unreachable */
 	XVS_CNT_NO_NEIGH = 7, /* next hop MAC unresolved: dropped */
 	XVS_CNT_FIB_FAIL = 8, /* no route to the real server: dropped */
-	XVS_CNT_FRAG_NEEDED = 9, /* ICMP fragmentation-needed sent */
-	XVS_CNT_PASS_TOO_BIG = 10, /* too big for the tunnel, no DF: kernel */
+	XVS_CNT_FRAG_NEEDED = 9, /* ICMP fragmentation-needed or ICMPv6 packet-too-big sent */
+	XVS_CNT_PASS_TOO_BIG = 10, /* IPv4 too big for the tunnel, no DF: kernel */
 	XVS_CNT_TX = 11, /* forwarded on the ingress interface */
 	XVS_CNT_REDIRECT = 12, /* forwarded on another interface */
 	XVS_CNT_ERROR = 13, /* helper failure (adjust_head and friends) */
 	XVS_CNT_BAD_MODE = 14, /* real server mode not handled by this dataplane */
-	XVS_CNT_MAX = 16,
+	XVS_CNT_NH_MISS = 15, /* next hop not cached: asked bpf_fib_lookup */
+	XVS_CNT_SLOPPY = 16, /* TCP non-SYN without a flow, forwarded by its hash (sh, dh, mh, lblc, lblcr) */
+	XVS_CNT_PROMOTED = 17, /* a new flow confirmed (client ACK, second datagram): into xvs_conns */
+	XVS_CNT_MAX = 24,
 };
 
 #endif

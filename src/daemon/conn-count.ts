@@ -22,21 +22,24 @@ export interface ConnCensus {
 export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>, timeouts: { tcp: number; tcpfin: number; udp: number }): ConnCensus {
   const out = new Map<number, ConnCounts>();
   const destinations = new Map<number, Map<string, number>>();
-  const now = Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
-  const { keys, values } = dp.conns.raw.lookupBatch(4096);
-  values.forEach((vb, i) => {
-    const c = C.conn.decode(vb);
-    if (gens.get(c.real_id) !== c.real_gen) return;
-    const ageS = (now - c.last_seen_ns) / 1e9;
-    if (ageS > timeoutOf(c.state, { ...IPVS_TIMEOUTS, ...timeouts })) return;
-    const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
-    if (c.state === CONN_STATE.established) n.active++;
-    else n.inactive++;
-    out.set(c.real_id, n);
-    const daddr = C.connKey.decode(keys[i]!).daddr;
-    const d = destinations.get(c.svc_id) ?? new Map<string, number>();
-    d.set(daddr, (d.get(daddr) ?? 0) + 1);
-    destinations.set(c.svc_id, d);
-  });
+  const now = dp.jiffies();
+  const t = { ...IPVS_TIMEOUTS, ...timeouts };
+  // Confirmed flows and new ones (SYN_RECV, a first datagram): IPVS counts both.
+  for (const table of [dp.conns, dp.synConns]) {
+    const { keys, values } = table.raw.lookupBatch(4096);
+    values.forEach((vb, i) => {
+      const c = C.conn.decode(vb);
+      if (gens.get(c.real_id) !== c.real_gen) return;
+      if (now - c.last_seen > timeoutOf(c.state, t) * dp.hz) return;
+      const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
+      if (c.state === CONN_STATE.established) n.active++;
+      else n.inactive++;
+      out.set(c.real_id, n);
+      const daddr = C.connKey.decode(keys[i]!).daddr;
+      const d = destinations.get(c.svc_id) ?? new Map<string, number>();
+      d.set(daddr, (d.get(daddr) ?? 0) + 1);
+      destinations.set(c.svc_id, d);
+    });
+  }
   return { reals: out, destinations };
 }

@@ -3,8 +3,40 @@ import { BpfObject, attachXdp, detachXdp, ifIndex } from '../loader/index.js';
 import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
 import { bpfObject } from '../paths.js';
+import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import { IPVS_TIMEOUTS } from './timeouts.js';
+import { testRun } from '../loader/testrun.js';
+
+/** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
+const ETH_ZLEN = 60;
+/** CONFIG_HZ choices of Linux; a measurement within 5 % of one is that one. */
+const KNOWN_HZ = [100, 250, 300, 1000] as const;
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Jiffies per second: counted over ~200 ms between two tick edges, so the
+ * count is exact and the error is how late each edge is seen (under 1 ms).
+ */
+export function measureHz(jiffies: () => number): number {
+  const edge = (): { j: number; t: bigint } => {
+    const j0 = jiffies();
+    for (let i = 0; i < 100; i++) {
+      const j = jiffies();
+      if (j !== j0) return { j, t: process.hrtime.bigint() };
+      sleepSync(1);
+    }
+    throw new XvsError('SYSTEM', 'the kernel clock (jiffies) does not advance');
+  };
+  const a = edge();
+  sleepSync(200);
+  const b = edge();
+  const hz = ((b.j - a.j) * 1e9) / Number(b.t - a.t);
+  return KNOWN_HZ.find((k) => Math.abs(hz - k) / k < 0.05) ?? Math.round(hz);
+}
 
 const log = logger('dataplane');
 
@@ -54,6 +86,11 @@ export class Dataplane {
   readonly counters: PerCpuMap<number, number>;
   readonly config: TypedMap<number, C.Config>;
   readonly progFd: number;
+  readonly clockFd: number;
+  readonly synConns: TypedMap<C.ConnKey, C.Conn>;
+  readonly nexthops: TypedMap<number, C.Nexthop>;
+  /** Jiffies per second of this kernel (xvs_config.hz). */
+  hz = 0;
   ifindex = 0;
   attachedMode: 'native' | 'generic' | undefined;
 
@@ -69,13 +106,26 @@ export class Dataplane {
     this.counters = new PerCpuMap(obj.map('xvs_counters'), C.u32Codec, C.u64Codec);
     this.config = new TypedMap(obj.map('xvs_config'), C.u32Codec, C.config);
     this.progFd = obj.program('xvs_xdp').fd;
+    this.clockFd = obj.program('xvs_clock').fd;
+    this.synConns = new TypedMap(obj.map('xvs_syn_conns'), C.connKey, C.conn);
+    this.nexthops = new TypedMap(obj.map('xvs_nexthops'), C.u32Codec, C.nexthop);
+  }
+
+  /** The dataplane's clock now: bpf_jiffies64(), as connection entries hold it. */
+  jiffies(): number {
+    const r = testRun(this.clockFd, { data: Buffer.alloc(ETH_ZLEN) });
+    return Number(r.data.readBigUInt64LE(0));
   }
 
   static load(o: DataplaneOptions = {}): Dataplane {
     const connTableSize = o.connTableSize ?? DEFAULT_CONN_TABLE_SIZE;
     const obj = BpfObject.open({
       objectPath: o.objectPath ?? bpfObject('xvs'),
-      mapSizes: { xvs_conns: connTableSize, xvs_persist: Math.max(1024, connTableSize >>> 2) },
+      mapSizes: {
+        xvs_conns: connTableSize,
+        xvs_syn_conns: Math.max(1024, connTableSize >>> 2),
+        xvs_persist: Math.max(1024, connTableSize >>> 2),
+      },
       ...(o.pinDir ? { pinDir: o.pinDir } : {}),
     });
     try {
@@ -94,12 +144,20 @@ export class Dataplane {
     return dp;
   }
 
-  /** A fresh config (not one reused from a pin) gets IPVS's timeouts: the dataplane knows no defaults. */
+  /**
+   * A fresh config (not one reused from a pin) gets the kernel's HZ and
+   * IPVS's timeouts: the dataplane knows no defaults.
+   */
   #initConfig(): void {
     const cur = this.config.get(0);
-    if (cur && cur.timeout_tcp !== 0) return;
+    if (cur && cur.hz !== 0 && cur.timeout_tcp !== 0) {
+      this.hz = cur.hz;
+      return;
+    }
+    this.hz = measureHz(() => this.jiffies());
+    log.debug({ hz: this.hz }, 'kernel HZ measured');
     this.config.set(0, {
-      tun_saddr: cur?.tun_saddr ?? '0.0.0.0',
+      hz: this.hz,
       flags: cur?.flags ?? 0,
       timeout_tcp: IPVS_TIMEOUTS.tcp,
       timeout_tcpfin: IPVS_TIMEOUTS.tcpfin,

@@ -11,6 +11,7 @@ import { slotOf } from '../schedulers/hash.js';
 import { readTable } from './tables.js';
 import type { Dataplane } from './dataplane.js';
 import { ensureNeighbour } from './neigh.js';
+import { resolveNexthop, UNKNOWN_NEXTHOP } from './nexthop.js';
 import { netmaskString, nextOverload, parseNetmask } from './overload.js';
 import { installTable } from './tables.js';
 
@@ -65,9 +66,7 @@ export class Director {
 
   constructor(readonly dp: Dataplane, readonly opts: DirectorOptions = {}) {
     this.#restore();
-    if (opts.tunnelSource !== undefined) {
-      this.#writeConfig({ tun_saddr: checkIpv4(opts.tunnelSource, 'tunnel source') });
-    }
+    if (opts.tunnelSource !== undefined) checkIpv4(opts.tunnelSource, 'tunnel source');
   }
 
   async handle(req: Request): Promise<unknown> {
@@ -138,6 +137,9 @@ export class Director {
       uthreshold: spec.uthreshold ?? 0, lthreshold: spec.lthreshold ?? 0, overloaded: false, lastConns: 0,
     };
     if (this.opts.neighbours !== false) await ensureNeighbour(addr);
+    this.dp.nexthops.set(id, this.opts.neighbours !== false
+      ? await resolveNexthop(addr, this.opts.tunnelSource)
+      : UNKNOWN_NEXTHOP(this.opts.tunnelSource ?? '0.0.0.0'));
     this.dp.realStats.setAll(id, ZERO_STATS);
     this.#writeReal(s, real, 0);
     s.reals.push(real);
@@ -210,7 +212,7 @@ export class Director {
       addr: s.addr,
       port: s.port,
       scheduler: s.sched.name,
-      ...(s.entry.flags & SVC_F_PERSISTENT ? { persistent: s.entry.persist_timeout, netmask: netmaskString(s.entry.persist_mask) } : {}),
+      ...(s.entry.flags & SVC_F_PERSISTENT ? { persistent: s.entry.persist_timeout, netmask: netmaskString(s.entry.persist_mask.readUInt32BE(0)) } : {}),
       stats: statsView(this.dp.svcStats.sum(s.entry.id)),
       reals: s.reals.map((r): RealView => ({
         addr: r.addr,
@@ -413,12 +415,14 @@ export class Director {
 function persistence(spec: ServiceSpec): Pick<C.Svc, 'flags' | 'persist_timeout' | 'persist_mask'> {
   if (spec.persistent === undefined) {
     if (spec.netmask !== undefined) throw new XvsError('BAD_ARGUMENT', 'a netmask (-M) needs persistence (-p)');
-    return { flags: 0, persist_timeout: 0, persist_mask: 0 };
+    return { flags: 0, persist_timeout: 0, persist_mask: Buffer.alloc(16) };
   }
   if (!Number.isInteger(spec.persistent) || spec.persistent < 1) throw new XvsError('BAD_ARGUMENT', `persistence timeout ${spec.persistent} is not a positive number of seconds`);
   const mask = parseNetmask(spec.netmask ?? '255.255.255.255');
   if (mask === undefined) throw new XvsError('BAD_ARGUMENT', `netmask ${spec.netmask} is not a contiguous IPv4 mask`);
-  return { flags: SVC_F_PERSISTENT, persist_timeout: spec.persistent, persist_mask: mask };
+  const bytes = Buffer.alloc(16);
+  bytes.writeUInt32BE(mask, 0);
+  return { flags: SVC_F_PERSISTENT, persist_timeout: spec.persistent, persist_mask: bytes };
 }
 
 function checkRealNumbers(spec: RealSpec): void {

@@ -93,6 +93,35 @@ export function u64<N extends string>(name: N): FieldDef<N, number> {
   };
 }
 
+/** A byte array (`__u8 NAME[n]`, or a mask with no family of its own) as a Buffer of n bytes. */
+export function bytes<N extends string>(name: N, n: number, align = 1): FieldDef<N, Buffer> {
+  return {
+    name,
+    size: n,
+    align,
+    write(b, off, v) {
+      if (v.length !== n) throw new XvsError('BAD_ARGUMENT', `${name}: ${v.length} bytes where ${n} belong`);
+      v.copy(b, off);
+    },
+    read: (b, off) => Buffer.from(b.subarray(off, off + n)),
+  };
+}
+
+/** A MAC address (`__u8 NAME[6]`) as aa:bb:cc:dd:ee:ff. */
+export function mac<N extends string>(name: N): FieldDef<N, string> {
+  return {
+    name,
+    size: 6,
+    align: 1,
+    write(b, off, v) {
+      const parts = v.split(':');
+      if (parts.length !== 6 || parts.some((x) => !/^[0-9a-fA-F]{1,2}$/.test(x))) throw new XvsError('BAD_ADDRESS', `${name}: not a MAC address: ${v}`);
+      parts.forEach((x, i) => { b[off + i] = parseInt(x, 16); });
+    },
+    read: (b, off) => Array.from(b.subarray(off, off + 6), (x) => x.toString(16).padStart(2, '0')).join(':'),
+  };
+}
+
 /** Explicit padding (named as in C); always written as zeros. */
 export function pad<N extends string>(name: N, n: number): FieldDef<N, undefined> & { pad: true } {
   return { name, size: n, align: 1, pad: true, write() {}, read: () => undefined };

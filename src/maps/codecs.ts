@@ -1,7 +1,7 @@
 // One codec per struct in bpf/include/xvs_abi.h, members in C order and named
 // as in C (test/abi.test.ts holds them to the BTF). Ports are host-order
 // numbers, addresses are strings whose family is the struct's `family`.
-import { addr16, be16, be32, pad, scalar, struct, u8, u32, u64, type ValueOf } from './codec.js';
+import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u64, type ValueOf } from './codec.js';
 
 export const svcKey = struct('xvs_svc_key', [
   addr16('addr', 'family'),
@@ -18,7 +18,17 @@ export const svc = struct('xvs_svc', [
   pad('pad0', 2),
   u32('tbl_size'),
   u32('persist_timeout'),
-  be32('persist_mask'),
+  // 16 bytes whose family is the service key's: see netmask.ts.
+  bytes('persist_mask', 16, 4),
+] as const);
+
+export const nexthop = struct('xvs_nexthop', [
+  u32('ifindex'),
+  u16('mtu'),
+  mac('dmac'),
+  mac('smac'),
+  pad('pad0', 2),
+  addr16('saddr'),
 ] as const);
 
 export const real = struct('xvs_real', [
@@ -45,7 +55,7 @@ export const connKey = struct('xvs_conn_key', [
 ] as const);
 
 export const conn = struct('xvs_conn', [
-  u64('last_seen_ns'),
+  u64('last_seen'),
   u32('real_id'),
   u32('real_gen'),
   u32('svc_id'),
@@ -62,7 +72,7 @@ export const persistKey = struct('xvs_persist_key', [
 ] as const);
 
 export const persist = struct('xvs_persist', [
-  u64('last_seen_ns'),
+  u64('last_seen'),
   u32('real_id'),
   u32('real_gen'),
 ] as const);
@@ -75,9 +85,8 @@ export const stats = struct('xvs_stats', [
   u64('outbytes'),
 ] as const);
 
-/** tun_saddr has no family member: an address with only addr[0] set reads as IPv4. */
 export const config = struct('xvs_config', [
-  addr16('tun_saddr'),
+  u32('hz'),
   u32('flags'),
   u32('timeout_tcp'),
   u32('timeout_tcpfin'),
@@ -98,8 +107,9 @@ export type ConnKey = ValueOf<typeof connKey>;
 export type Conn = ValueOf<typeof conn>;
 export type Stats = ValueOf<typeof stats>;
 export type Config = ValueOf<typeof config>;
+export type Nexthop = ValueOf<typeof nexthop>;
 export type PersistKey = ValueOf<typeof persistKey>;
 export type Persist = ValueOf<typeof persist>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, connKey, conn, stats, config, persistKey, persist } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, stats, config, persistKey, persist } as const;

@@ -6,7 +6,7 @@ export const COUNTERS = {
   pass_no_svc: 2,
   malformed: 3,
   pass_fragment: 4,
-  pass_no_conn: 5,
+  drop_no_conn: 5,
   no_real: 6,
   no_neigh: 7,
   fib_fail: 8,
@@ -16,9 +16,12 @@ export const COUNTERS = {
   redirect: 12,
   error: 13,
   bad_mode: 14,
+  nh_miss: 15,
+  sloppy: 16,
+  promoted: 17,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;
 
 /** Entries in xvs_counters; indexes past the named ones are spare. */
-export const XVS_CNT_MAX = 16;
+export const XVS_CNT_MAX = 24;
