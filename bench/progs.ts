@@ -2,7 +2,7 @@
 // one real server, and the aux programs (baseline, sink, generator).
 import { Dataplane } from '../src/daemon/dataplane.js';
 import { Director } from '../src/daemon/director.js';
-import { BpfObject } from '../src/loader/index.js';
+import { BpfObject, withNetnsAsync } from '../src/loader/index.js';
 import * as C from '../src/maps/codecs.js';
 import { PerCpuMap, type RawMap } from '../src/maps/map.js';
 import { bpfObject } from '../src/paths.js';
@@ -29,11 +29,14 @@ export async function loadProgs(connTableSize: number): Promise<Progs> {
   try {
     aux.load();
     const director = new Director(dp, { neighbours: false });
-    for (const mode of ['dr', 'tun'] as const) {
-      const key = { proto: 'tcp' as const, addr: NET.vip, port: PORTS[mode] };
-      director.addService({ ...key, scheduler: 'rr' });
-      await director.addReal(key, { addr: NET.rs, port: 0, fwd: mode, weight: 1 });
-    }
+    // Inside the bench's namespace, so the director resolves the real server's next hop there.
+    await withNetnsAsync(NET.ns, async () => {
+      for (const mode of ['dr', 'tun'] as const) {
+        const key = { proto: 'tcp' as const, addr: NET.vip, port: PORTS[mode] };
+        director.addService({ ...key, scheduler: 'rr' });
+        await director.addReal(key, { addr: NET.rs, port: 0, fwd: mode, weight: 1 });
+      }
+    });
     return {
       dp, director, aux,
       fd: {

@@ -4,24 +4,23 @@
 // resolves real servers from its routes and neighbours.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Dataplane } from '../src/daemon/dataplane.js';
-import { Director } from '../src/daemon/director.js';
-import { ifIndex, testRun, withNetns, xdpMd, XdpAction } from '../src/loader/index.js';
+import type { Director } from '../src/daemon/director.js';
+import { XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
-import { kernelSkipReason, nsSh, sh } from './helpers/env.js';
+import { kernelSkipReason } from './helpers/env.js';
+import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const NS = `xvs-pt${process.pid % 100000}`;
-const DIR_MAC = '02:00:00:00:01:01';
-const DIR2_MAC = '02:00:00:00:01:02';
-const RS1_MAC = '02:00:00:00:00:0b';
-const RS_FAR_MAC = '02:00:00:00:00:aa';
-const ROUTER_MAC = '02:00:00:00:00:fe';
-const CLIENT = '203.0.113.7';
-const VIP = '192.0.2.80';
-const RS1 = '192.0.2.11';
-const RS_NONEIGH = '192.0.2.12';
-const RS_FAR = '198.51.100.10';
+const DIR_MAC = ADDR.dirMac;
+const DIR2_MAC = ADDR.dir2Mac;
+const RS1_MAC = ADDR.rs1Mac;
+const RS_FAR_MAC = ADDR.rsFarMac;
+const ROUTER_MAC = ADDR.routerMac;
+const CLIENT = ADDR.client;
+const VIP = ADDR.vip;
+const RS1 = ADDR.rs1;
+const RS_NONEIGH = ADDR.rsNoNeigh;
+const RS_FAR = ADDR.rsFar;
 
 const inbound = { dst: DIR_MAC, src: ROUTER_MAC };
 const syn = (dport: number, sport = 40000, extra: Partial<F.FlowOpts> = {}) =>
@@ -30,35 +29,17 @@ const syn = (dport: number, sport = 40000, extra: Partial<F.FlowOpts> = {}) =>
 type Expect = Buffer | 'same' | ((input: Buffer) => Buffer);
 interface Case { name: string; input: Buffer; verdict: number; output?: Expect; check?: (out: Buffer) => void }
 
-function setupNamespace(): void {
-  sh('ip', ['netns', 'add', NS]);
-  const ip = (...a: string[]) => sh('ip', ['-n', NS, ...a]);
-  ip('link', 'add', 'name', 'd0', 'address', DIR_MAC, 'type', 'veth', 'peer', 'name', 'p0');
-  ip('link', 'add', 'name', 'd1', 'address', DIR2_MAC, 'type', 'veth', 'peer', 'name', 'p1');
-  for (const d of ['lo', 'd0', 'p0', 'd1', 'p1']) ip('link', 'set', d, 'up');
-  ip('addr', 'add', '192.0.2.1/24', 'dev', 'd0');
-  ip('addr', 'add', '198.51.100.1/24', 'dev', 'd1');
-  ip('route', 'add', '203.0.113.0/24', 'via', '192.0.2.254');
-  ip('neigh', 'add', RS1, 'lladdr', RS1_MAC, 'dev', 'd0', 'nud', 'permanent');
-  ip('neigh', 'add', '192.0.2.254', 'lladdr', ROUTER_MAC, 'dev', 'd0', 'nud', 'permanent');
-  ip('neigh', 'add', RS_FAR, 'lladdr', RS_FAR_MAC, 'dev', 'd1', 'nud', 'permanent');
-  nsSh(NS, 'sysctl', ['-qw', 'net.ipv4.conf.all.forwarding=1']);
-}
-
 describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
-  let dp: Dataplane;
+  let t: DirectorNs;
   let director: Director;
-  let ifindex = 0;
+  const addReal = (...a: Parameters<Director['addReal']>) => t.addReal(...a);
 
   before(async () => {
-    try { sh('ip', ['netns', 'del', NS]); } catch { /* not there */ }
-    setupNamespace();
-    ifindex = withNetns(NS, () => ifIndex('d0'));
-    dp = Dataplane.load({ connTableSize: 4096 });
-    director = new Director(dp, { neighbours: false });
+    t = directorNs('xvs-pt');
+    director = t.director;
     const svc = async (port: number, reals: [string, 'dr' | 'tun', number][], proto: 'tcp' | 'udp' = 'tcp', scheduler = 'rr') => {
       director.addService({ proto, addr: VIP, port, scheduler });
-      for (const [addr, fwd, weight] of reals) await director.addReal({ proto, addr: VIP, port }, { addr, port: 0, fwd, weight });
+      for (const [addr, fwd, weight] of reals) await addReal({ proto, addr: VIP, port }, { addr, port: 0, fwd, weight });
     };
     await svc(80, [[RS1, 'dr', 1]]);
     await svc(81, [[RS1, 'tun', 1]]);
@@ -70,12 +51,10 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
   });
 
   after(() => {
-    dp?.close();
-    try { sh('ip', ['netns', 'del', NS]); } catch { /* already gone */ }
+    t?.close();
   });
 
-  const run = (input: Buffer) =>
-    withNetns(NS, () => testRun(dp.progFd, { data: input, ctxIn: xdpMd({ dataLen: input.length, ingressIfindex: ifindex }) }));
+  const run = (input: Buffer) => t.run(input);
 
   const dr = (input: Buffer) => F.withMacs(input, RS1_MAC, DIR_MAC);
   const bigPayload = Buffer.alloc(1500 - 40, 0x61);
@@ -220,8 +199,8 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
   test('deleted real server: its flows continue, new flows go elsewhere', async () => {
     const key = { proto: 'tcp' as const, addr: VIP, port: 86 };
     director.addService({ ...key, scheduler: 'rr' });
-    await director.addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
-    await director.addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
     const a = run(syn(86, 43000));
     const aMac = a.data.subarray(0, 6).toString('hex');
     director.delReal(key, { addr: aMac === F.mac(RS1_MAC).toString('hex') ? RS1 : RS_FAR, port: 86 });
@@ -235,8 +214,8 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
   test('persistence (-p -M /24): one client subnet stays on one real server across connections', async () => {
     const key = { proto: 'tcp' as const, addr: VIP, port: 87 };
     director.addService({ ...key, scheduler: 'rr', persistent: 360, netmask: '255.255.255.0' });
-    await director.addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
-    await director.addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
     const first = macOf(run(syn(87, 45000)));
     for (let i = 1; i < 8; i++) assert.equal(macOf(run(syn(87, 45000 + i))), first, `connection ${i} of the client`);
     assert.equal(macOf(run(syn(87, 45100, { src: '203.0.113.200' }))), first, 'another client of the same /24');
@@ -248,8 +227,8 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
   test('persistence templates expire after their timeout', async () => {
     const key = { proto: 'tcp' as const, addr: VIP, port: 88 };
     director.addService({ ...key, scheduler: 'rr', persistent: 1 });
-    await director.addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
-    await director.addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
     const first = macOf(run(syn(88, 46000)));
     assert.equal(macOf(run(syn(88, 46001))), first);
     await sleep(1300);
@@ -259,8 +238,8 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
   test('connection timeouts (--set): an idle UDP flow expires and is scheduled anew', async () => {
     const key = { proto: 'udp' as const, addr: VIP, port: 54 };
     director.addService({ ...key, scheduler: 'rr' });
-    await director.addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
-    await director.addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
+    await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
     director.setTimeouts({ tcp: 0, tcpfin: 0, udp: 1 });
     assert.deepEqual(director.timeouts(), { tcp: 900, tcpfin: 120, udp: 1 });
     const dgram = () => F.frame({ l2: inbound, src: CLIENT, dst: VIP, sport: 7000, dport: 54, proto: 'udp', payload: Buffer.from('x') });

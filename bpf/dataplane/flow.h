@@ -259,6 +259,54 @@ static __always_inline int xvs_stray(struct xvs_pkt *p, const struct xvs_svc *sv
 	return XDP_DROP;
 }
 
+/* The real server for a new flow: a live persistence template's, or the
+ * scheduler's pick (which then starts a template). */
+static __always_inline struct xvs_real *xvs_pick(const struct xvs_pkt *p, const struct xvs_svc *svc,
+						 const struct xvs_config *cfg, __u64 now, __u32 *rid)
+{
+	struct xvs_real *r = NULL;
+
+	if (svc->flags & XVS_SVC_F_PERSISTENT)
+		r = xvs_persist_pick(p, svc, cfg, now, rid);
+	if (r)
+		return r;
+	if (xvs_schedule(p, svc, rid) < 0)
+		return NULL;
+	r = bpf_map_lookup_elem(&xvs_reals, rid);
+	if (!r || r->svc_id != svc->id || (r->flags & XVS_REAL_F_REMOVED))
+		return NULL;
+	if (svc->flags & XVS_SVC_F_PERSISTENT)
+		xvs_persist_save(p, svc, now, *rid, r->gen);
+	return r;
+}
+
+/* A packet of a new flow: entry in xvs_syn_conns. */
+static __always_inline void xvs_new_entry(struct xvs_conn *nc, const struct xvs_pkt *p, const struct xvs_svc *svc,
+					  const struct xvs_real *r, __u32 rid, __u64 now)
+{
+	nc->last_seen = now;
+	nc->real_id = rid;
+	nc->real_gen = r->gen;
+	nc->svc_id = svc->id;
+	nc->state = p->proto == IPPROTO_TCP ? XVS_CS_SYN_RECV : XVS_CS_UDP;
+	nc->flags = svc->flags & XVS_SVC_F_PERSISTENT ? XVS_CONN_F_PERSIST : 0;
+	nc->pad0[0] = 0;
+	nc->pad0[1] = 0;
+}
+
+/* Moves a new flow the client has confirmed (its ACK, or a second datagram)
+ * to xvs_conns, where a flood of new flows cannot reach it. */
+static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt *p, const struct xvs_conn_key *key, __u64 now)
+{
+	struct xvs_conn nc = *c;
+
+	nc.state = p->proto == IPPROTO_TCP ? xvs_tcp_next_state(c->state, p->tcp_flags) : XVS_CS_UDP;
+	nc.last_seen = now;
+	bpf_map_update_elem(&xvs_conns, key, &nc, BPF_ANY);
+	bpf_map_delete_elem(&xvs_syn_conns, key);
+	xvs_count(XVS_CNT_PROMOTED);
+}
+
 /*
  * Finds or creates the flow and records it in p (service, real server, new
  * or not). Returns XVS_CONTINUE with *rp set, or the packet's verdict.
@@ -267,7 +315,7 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 				    struct xvs_real **rp)
 {
 	struct xvs_conn_key key;
-	struct xvs_conn nc = {};
+	struct xvs_conn nc;
 	struct xvs_conn *c;
 	struct xvs_svc *svc;
 	struct xvs_real *r;
@@ -298,51 +346,46 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 	}
 	p->svc_id = svc->id;
 
-	c = bpf_map_lookup_elem(&xvs_syn_conns, &key);
-	if (c && xvs_entry(c, cfg, now, syn, rp) == XVS_HIT) {
-		p->real_id = c->real_id;
-		/* The client's ACK (or a second datagram) confirms the flow. */
-		if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST)))) {
-			nc = *c;
-			nc.state = tcp ? xvs_tcp_next_state(c->state, p->tcp_flags) : XVS_CS_UDP;
-			nc.last_seen = now;
-			bpf_map_update_elem(&xvs_conns, &key, &nc, BPF_ANY);
-			bpf_map_delete_elem(&xvs_syn_conns, &key);
-			xvs_count(XVS_CNT_PROMOTED);
-		} else if (tcp) {
-			c->state = xvs_tcp_next_state(c->state, p->tcp_flags);
+	if (!syn) {
+		/* A later packet of a new flow, or a first datagram. */
+		c = bpf_map_lookup_elem(&xvs_syn_conns, &key);
+		if (c && xvs_entry(c, cfg, now, 0, rp) == XVS_HIT) {
+			p->real_id = c->real_id;
+			if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST))))
+				xvs_promote(c, p, &key, now);
+			else
+				c->state = xvs_tcp_next_state(c->state, p->tcp_flags);
+			return XVS_CONTINUE;
 		}
-		return XVS_CONTINUE;
+		if (tcp)
+			return xvs_stray(p, svc, rp);
 	}
 
-	if (tcp && !syn)
-		return xvs_stray(p, svc, rp);
-
-	r = svc->flags & XVS_SVC_F_PERSISTENT ? xvs_persist_pick(p, svc, cfg, now, &rid) : NULL;
+	r = xvs_pick(p, svc, cfg, now, &rid);
 	if (!r) {
-		if (xvs_schedule(p, svc, &rid) < 0)
-			goto no_real;
-		r = bpf_map_lookup_elem(&xvs_reals, &rid);
-		if (!r || r->svc_id != svc->id || (r->flags & XVS_REAL_F_REMOVED))
-			goto no_real;
-		if (svc->flags & XVS_SVC_F_PERSISTENT)
-			xvs_persist_save(p, svc, now, rid, r->gen);
+		xvs_count(XVS_CNT_NO_REAL);
+		return xvs_icmp_port_unreach(ctx, p);
 	}
-	nc.last_seen = now;
-	nc.real_id = rid;
-	nc.real_gen = r->gen;
-	nc.svc_id = svc->id;
-	nc.state = tcp ? XVS_CS_SYN_RECV : XVS_CS_UDP;
-	nc.flags = svc->flags & XVS_SVC_F_PERSISTENT ? XVS_CONN_F_PERSIST : 0;
-	bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_ANY);
+	xvs_new_entry(&nc, p, svc, r, rid, now);
+	/*
+	 * A SYN is written without a lookup first; only when its tuple is there
+	 * already (a retransmitted SYN) is the entry read, and kept unless it is
+	 * stale. The retransmission has advanced a sequence table by one pick.
+	 */
+	if (syn && bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_NOEXIST) != 0) {
+		c = bpf_map_lookup_elem(&xvs_syn_conns, &key);
+		if (c && xvs_entry(c, cfg, now, 1, rp) == XVS_HIT) {
+			p->real_id = c->real_id;
+			return XVS_CONTINUE;
+		}
+		bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_ANY);
+	} else if (!syn) {
+		bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_ANY);
+	}
 	p->is_new = 1;
 	p->real_id = rid;
 	*rp = r;
 	return XVS_CONTINUE;
-
-no_real:
-	xvs_count(XVS_CNT_NO_REAL);
-	return xvs_icmp_port_unreach(ctx, p);
 }
 
 #endif

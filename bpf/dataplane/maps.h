@@ -70,6 +70,7 @@ struct {
  * evicts only its own kind. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, XVS_SYN_TABLE_DEFAULT);
 	__type(key, struct xvs_conn_key);
 	__type(value, struct xvs_conn);

@@ -23,6 +23,7 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 	struct xvs_nexthop fib = {};
 	const struct xvs_nexthop *nh;
 	void *data, *data_end;
+	__be16 *ethertype;
 	int verdict;
 
 	if (outer_len > 0xffff) {
@@ -43,6 +44,12 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 		goto err;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
+	/* The L2 header now announces the outer family (its last two bytes are
+	 * the ethertype, after any VLAN tags). */
+	ethertype = data + l2 - sizeof(*ethertype);
+	if ((void *)ethertype < data || (void *)(ethertype + 1) > data_end)
+		goto err;
+	*ethertype = r->family == XVS_AF_INET6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
 	if (r->family == XVS_AF_INET6) {
 		struct ipv6hdr *outer = data + l2;
 

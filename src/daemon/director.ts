@@ -5,13 +5,13 @@ import { COUNTERS, XVS_CNT_MAX } from '../maps/counters.js';
 import * as C from '../maps/codecs.js';
 import { modeByCode, MODES, validateReal, type ModeName } from '../modes/index.js';
 import { LOOKUP_CODES, schedulerByCode, schedulerByName, type Scheduler } from '../schedulers/registry.js';
-import { checkIpv4 } from './addr.js';
+import { checkIp, familyOf } from './addr.js';
 import { countConns, DEFAULT_TIMEOUTS, type ConnCensus } from './conn-count.js';
 import { slotOf } from '../schedulers/hash.js';
 import { readTable } from './tables.js';
 import type { Dataplane } from './dataplane.js';
 import { ensureNeighbour } from './neigh.js';
-import { resolveNexthop, UNKNOWN_NEXTHOP } from './nexthop.js';
+import { resolveNexthop } from './nexthop.js';
 import { netmaskString, nextOverload, parseNetmask } from './overload.js';
 import { installTable } from './tables.js';
 
@@ -66,7 +66,7 @@ export class Director {
 
   constructor(readonly dp: Dataplane, readonly opts: DirectorOptions = {}) {
     this.#restore();
-    if (opts.tunnelSource !== undefined) checkIpv4(opts.tunnelSource, 'tunnel source');
+    if (opts.tunnelSource !== undefined) checkIp(opts.tunnelSource, 'tunnel source');
   }
 
   async handle(req: Request): Promise<unknown> {
@@ -87,7 +87,7 @@ export class Director {
   }
 
   addService(spec: ServiceSpec): void {
-    const addr = checkIpv4(spec.addr, 'virtual service');
+    const addr = checkIp(spec.addr, 'virtual service');
     const name = keyName(spec);
     if (this.#services.has(name)) throw new XvsError('SERVICE_EXISTS', `service ${name} already exists`);
     const sched = schedulerByName(spec.scheduler);
@@ -96,7 +96,7 @@ export class Director {
     let id = 0;
     while (used.has(id)) id++;
     if (id >= MAX_SERVICES) throw new XvsError('CAPACITY', `at most ${MAX_SERVICES} virtual services`);
-    const key: C.SvcKey = { addr, port: spec.port, proto: PROTO_NUM[spec.proto], family: 2 };
+    const key: C.SvcKey = { addr, port: spec.port, proto: PROTO_NUM[spec.proto], family: familyOf(addr) };
     const entry: C.Svc = { id, sched: sched.code, lookup: LOOKUP_CODES[sched.lookup], tbl_size: 0, ...persist };
     this.dp.svcStats.setAll(id, ZERO_STATS);
     this.dp.schedPos.update(C.u32Codec.encode(id), Buffer.alloc(8));
@@ -124,8 +124,12 @@ export class Director {
 
   async addReal(k: ServiceKey, spec: RealSpec): Promise<void> {
     const s = this.#service(k);
-    const addr = checkIpv4(spec.addr, 'real server');
+    const addr = checkIp(spec.addr, 'real server');
     const port = validateReal(spec.fwd, s.port, spec.port);
+    // DR leaves the packet as it is: only a real server of the VIP's family can take it.
+    if (spec.fwd === 'dr' && familyOf(addr) !== s.key.family) {
+      throw new XvsError('BAD_ADDRESS', `DR real server ${addr} is not of the family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
+    }
     checkRealNumbers(spec);
     if (s.reals.some((r) => r.addr === addr && r.port === port)) {
       throw new XvsError('REAL_EXISTS', `real server ${addr}:${port} already in service ${keyName(k)}`);
@@ -137,9 +141,7 @@ export class Director {
       uthreshold: spec.uthreshold ?? 0, lthreshold: spec.lthreshold ?? 0, overloaded: false, lastConns: 0,
     };
     if (this.opts.neighbours !== false) await ensureNeighbour(addr);
-    this.dp.nexthops.set(id, this.opts.neighbours !== false
-      ? await resolveNexthop(addr, this.opts.tunnelSource)
-      : UNKNOWN_NEXTHOP(this.opts.tunnelSource ?? '0.0.0.0'));
+    this.dp.nexthops.set(id, await resolveNexthop(addr, this.opts.tunnelSource));
     this.dp.realStats.setAll(id, ZERO_STATS);
     this.#writeReal(s, real, 0);
     s.reals.push(real);
@@ -344,7 +346,7 @@ export class Director {
 
   #writeReal(s: ServiceState, r: RealState, flags: number): void {
     this.dp.reals.set(r.id, {
-      addr: r.addr, port: r.port, family: 2, fwd: MODES[r.fwd].code, weight: r.weight,
+      addr: r.addr, port: r.port, family: familyOf(r.addr), fwd: MODES[r.fwd].code, weight: r.weight,
       flags: flags | (r.overloaded ? REAL_F_OVERLOAD : 0), svc_id: s.entry.id, gen: r.gen,
       u_threshold: r.uthreshold, l_threshold: r.lthreshold,
     });
@@ -418,10 +420,14 @@ function persistence(spec: ServiceSpec): Pick<C.Svc, 'flags' | 'persist_timeout'
     return { flags: 0, persist_timeout: 0, persist_mask: Buffer.alloc(16) };
   }
   if (!Number.isInteger(spec.persistent) || spec.persistent < 1) throw new XvsError('BAD_ARGUMENT', `persistence timeout ${spec.persistent} is not a positive number of seconds`);
-  const mask = parseNetmask(spec.netmask ?? '255.255.255.255');
-  if (mask === undefined) throw new XvsError('BAD_ARGUMENT', `netmask ${spec.netmask} is not a contiguous IPv4 mask`);
   const bytes = Buffer.alloc(16);
-  bytes.writeUInt32BE(mask, 0);
+  if (familyOf(spec.addr) === 10) {
+    bytes.fill(0xff); // per client address (the protocol takes no IPv6 prefix yet)
+  } else {
+    const mask = parseNetmask(spec.netmask ?? '255.255.255.255');
+    if (mask === undefined) throw new XvsError('BAD_ARGUMENT', `netmask ${spec.netmask} is not a contiguous IPv4 mask`);
+    bytes.writeUInt32BE(mask, 0);
+  }
   return { flags: SVC_F_PERSISTENT, persist_timeout: spec.persistent, persist_mask: bytes };
 }
 

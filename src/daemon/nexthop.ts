@@ -5,7 +5,6 @@
 // neighbour not resolved yet) stays at ifindex 0 and the dataplane asks the
 // FIB itself, counting nh_miss.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { promisify } from 'node:util';
 import type { Nexthop } from '../maps/codecs.js';
@@ -22,8 +21,15 @@ export const UNKNOWN_NEXTHOP = (saddr: string): Nexthop => ({
   ifindex: 0, mtu: 0, dmac: '00:00:00:00:00:00', smac: '00:00:00:00:00:00', saddr,
 });
 
-function sysNet(dev: string, file: string): string {
-  return readFileSync(`/sys/class/net/${dev}/${file}`, 'utf8').trim();
+interface Link { ifindex: number; address?: string; mtu: number }
+
+// Netlink (ip), not /sys/class/net: sysfs shows the devices of the namespace
+// that mounted it, netlink those of the caller's.
+async function link(dev: string): Promise<Link> {
+  const { stdout } = await run('ip', ['-j', 'link', 'show', 'dev', dev]);
+  const l = (JSON.parse(stdout) as Link[])[0];
+  if (!l) throw new Error(`no link ${dev}`);
+  return l;
 }
 
 /**
@@ -48,13 +54,13 @@ export async function resolveNexthop(addr: string, tunnelSource?: string): Promi
   const nh = route.gateway ?? addr;
   const { stdout } = await run('ip', ['-j', fam, 'neigh', 'show', 'to', nh, 'dev', route.dev]);
   const neigh = (JSON.parse(stdout) as Neigh[]).find((n) => n.lladdr && (n.state ?? []).some((s) => USABLE.has(s)));
-  const mtu = route.metrics?.find((m) => m.mtu !== undefined)?.mtu ?? Number(sysNet(route.dev, 'mtu'));
   if (!neigh?.lladdr) return { ...unknown, saddr };
+  const dev = await link(route.dev);
   return {
-    ifindex: Number(sysNet(route.dev, 'ifindex')),
-    mtu,
+    ifindex: dev.ifindex,
+    mtu: route.metrics?.find((m) => m.mtu !== undefined)?.mtu ?? dev.mtu,
     dmac: neigh.lladdr,
-    smac: sysNet(route.dev, 'address'),
+    smac: dev.address ?? '00:00:00:00:00:00',
     saddr,
   };
 }

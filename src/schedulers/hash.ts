@@ -1,18 +1,31 @@
 // The two hashes the tables depend on. Both are part of the contract between
 // directors: change either and every director must change with it.
 
+import { isIPv6 } from 'node:net';
 import { XvsError } from '../errors.js';
+import { ipToAddr16 } from '../maps/codec.js';
 import { ipv4Number } from './common.js';
 
 /**
+ * xvs_addr_fold in bpf/dataplane/flow.h, as IPVS's ip_vs_sh_hashkey folds:
+ * an IPv6 address is the XOR of its four 32-bit words; an IPv4 address is
+ * itself.
+ */
+export function foldAddr(addr: string): number | undefined {
+  if (!isIPv6(addr)) return ipv4Number(addr);
+  const b = ipToAddr16(addr).bytes;
+  return (b.readUInt32BE(0) ^ b.readUInt32BE(4) ^ b.readUInt32BE(8) ^ b.readUInt32BE(12)) >>> 0;
+}
+
+/**
  * xvs_hash32 in bpf/dataplane/flow.h: Knuth's multiplicative hash of the
- * host-order address, as IPVS sh/dh/lblc use. The dataplane takes
+ * host-order (folded) address, as IPVS sh/dh/lblc use. The dataplane takes
  * hash32(addr) % table length, so the builders and tests use this to know
  * which slot an address lands in.
  */
 export function hash32(addr: number | string): number {
-  const a = typeof addr === 'number' ? addr : ipv4Number(addr);
-  if (a === undefined) throw new XvsError('BAD_ADDRESS', `'${addr}' is not an IPv4 address`);
+  const a = typeof addr === 'number' ? addr : foldAddr(addr);
+  if (a === undefined) throw new XvsError('BAD_ADDRESS', `'${addr}' is not an IP address`);
   return Math.imul(a >>> 0, 0x9e3779b1) >>> 0; // 2654435761
 }
 
