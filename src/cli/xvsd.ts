@@ -3,9 +3,10 @@ import { Command, Option } from 'commander';
 import { serve, DEFAULT_SOCKET } from '../control/socket.js';
 import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { Director } from '../daemon/director.js';
-import { checkPinDir, enableForwarding } from '../daemon/host.js';
+import { enableForwarding } from '../daemon/host.js';
 import { logger } from '../log.js';
 import { ifIndex } from '../loader/index.js';
+import { ensurePinDir } from '../sys/bpffs.js';
 import { fail, positiveInt } from './common.js';
 
 const log = logger('xvsd');
@@ -40,7 +41,7 @@ async function main(argv: string[]): Promise<void> {
   const o = program.opts<XvsdOptions>();
 
   ifIndex(o.interface);
-  checkPinDir(o.pinDir);
+  await ensurePinDir(o.pinDir);
   const prevForwarding = enableForwarding(o.interface);
   const dp = Dataplane.load({ interface: o.interface, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
   const director = new Director(dp, {
