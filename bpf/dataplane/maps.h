@@ -79,7 +79,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XVS_CNT_MAX);
-	__type(key, enum xvs_counter);
+	__type(key, __u32); /* enum xvs_counter; an array map's key must be an integer in BTF */
 	__type(value, __u64);
 } xvs_counters SEC(".maps");
 

@@ -18,7 +18,8 @@
 
 /*
  * Constants the control plane mirrors are enums, not #defines: an enum that
- * types a struct member or a map key reaches the object's BTF, where
+ * types a struct member (or, for xvs_counter, an argument of xvs_abi_enums()
+ * in xvs.c) reaches the object's BTF, where
  * test/abi.test.ts compares it with src/maps/abi.ts. A fixed underlying type
  * (clang's extension, C23's syntax) keeps each member its ABI width.
  */
@@ -171,7 +172,7 @@ struct xvs_config {
 };
 _Static_assert(sizeof(struct xvs_config) == 40, "xvs_config");
 
-/* Indexes of the per-CPU counter array xvs_counters (its key type): what
+/* Indexes of the per-CPU counter array xvs_counters: what
  * happened to each packet that did not simply go out. */
 enum xvs_counter : __u32 {
 	XVS_CNT_RX = 0, /* every frame the program saw */
