@@ -24,7 +24,7 @@ export const SLOW_PARAMS = {
 const EV = { establish: 1, close: 2, expire: 3 } as const;
 
 /** Min-heap of (time, connection * 4 + event kind). */
-class Events {
+export class Events {
   #t: number[] = [];
   #v: number[] = [];
 

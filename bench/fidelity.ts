@@ -12,6 +12,7 @@ import { buildMh } from '../src/schedulers/mh.js';
 import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedulerName } from '../src/schedulers/registry.js';
 import { buildDh, buildSh } from '../src/schedulers/sh-dh.js';
 import { ipvsReference, type Counts, type Pick } from './fidelity-ipvs.js';
+import { runBurstScenarios } from './fidelity-burst.js';
 import { runSlowScenario } from './fidelity-slow.js';
 
 export const FIDELITY_PARAMS = {
@@ -413,6 +414,7 @@ export async function runFidelityBench(): Promise<object> {
   const disruption = measureDisruption();
   printShares(summary, FIDELITY_PARAMS.seeds.length);
   const slowReal = runSlowScenario();
+  const bursts = runBurstScenarios();
   printDisruption(disruption);
   const main = summary.filter((s) => s.variant === '');
   const over = main.filter((s) => s.sharePP > FIDELITY_PARAMS.goalPP);
@@ -423,7 +425,7 @@ export async function runFidelityBench(): Promise<object> {
       `\n${Math.round(arrivals / FIDELITY_PARAMS.seeds.length)} arrivals per run, ${FIDELITY_PARAMS.seeds.length} seeds, ${seconds.toFixed(1)} s`,
   );
   return {
-    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, summary, rows, slowReal, disruption,
+    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, summary, rows, slowReal, bursts, disruption,
     goalPP: FIDELITY_PARAMS.goalPP, over: over.map((s) => `${s.scheduler} ${s.mix}`), seconds,
   };
 }
