@@ -1,3 +1,4 @@
+import type { Timeouts } from '../control/protocol.js';
 import * as C from '../maps/codecs.js';
 import type { Dataplane } from './dataplane.js';
 
@@ -5,6 +6,16 @@ import type { Dataplane } from './dataplane.js';
 // (ip_vs_proto_tcp.c / _udp.c defaults, the `ipvsadm --set tcp tcpfin udp` values).
 const STATE = { NONE: 0, ESTABLISHED: 1, SYN_RECV: 2, FIN_WAIT: 3, CLOSE: 4, UDP: 5 } as const;
 export const DEFAULT_TIMEOUTS = { tcp: 900, tcpfin: 120, udp: 300 } as const;
+
+/** The timeouts the dataplane applies now: xvs_config's, 0 meaning the default. */
+export function readTimeouts(dp: Dataplane): Timeouts {
+  const c = dp.config.get(0);
+  return {
+    tcp: c?.timeout_tcp || DEFAULT_TIMEOUTS.tcp,
+    tcpfin: c?.timeout_tcpfin || DEFAULT_TIMEOUTS.tcpfin,
+    udp: c?.timeout_udp || DEFAULT_TIMEOUTS.udp,
+  };
+}
 
 /** Seconds an entry in this state lives after its last packet, as bpf/dataplane/flow.h decides. */
 function timeoutOf(state: number, t: { tcp: number; tcpfin: number; udp: number }): number {
