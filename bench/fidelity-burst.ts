@@ -146,8 +146,7 @@ function run(sc: Scenario, name: Name, seed: number, xvs: boolean, p = BURST_PAR
       id: i, weight, addr: `192.0.2.${10 + i}`, port: 80,
       active: counts.active[i]!, inactive: counts.inactive[i]!, arrivals: arrivals[i]!,
     }));
-    table = sched.build({ reals, picks: Math.max(p.minPicks, 2 * tickArrivals) });
-    pos = 0;
+    table = sched.build({ reals, picks: Math.max(p.minPicks, 2 * tickArrivals), cursor: pos });
     tickArrivals = 0;
     arrivals.fill(0);
   };

@@ -145,8 +145,7 @@ export function simulateSlow(name: SlowRow['scheduler'], newConnAs: NewConnAs | 
     while (nextTick <= t) {
       drain(nextTick);
       const picks = Math.max(64, 2 * tickArrivals);
-      table = sched.build({ reals: reals(), picks, newConnAs });
-      pos = 0;
+      table = sched.build({ reals: reals(), picks, newConnAs, cursor: pos });
       tickArrivals = 0;
       arrivals.fill(0);
       nextTick += p.tickMs / 1000;

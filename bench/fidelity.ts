@@ -190,12 +190,12 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
   const tick = (): void => {
     if (sched.kind === 'dynamic') {
       const picks = Math.max(p.minPicks, 2 * tickArrivals);
-      table = sched.build({ reals: reals(), picks, previous: table, newConnAs, ...(locality && flows.length === table.length ? { flows } : {}) });
+      // As the daemon: the plan starts at the sequence counter, which runs on.
+      table = sched.build({ reals: reals(), picks, previous: table, newConnAs, cursor: pos, ...(locality && flows.length === table.length ? { flows } : {}) });
       if (locality && flows.length !== table.length) {
         flows = new Uint32Array(table.length);
         flowSlot.fill(-1);
       }
-      pos = 0; // the daemon resets xvs_sched_pos with each new plan
     }
     tickArrivals = 0;
     arrivals.fill(0);

@@ -404,6 +404,26 @@ describe('director: every change a transaction', { skip }, () => {
     assertConsistent(dp, director);
   });
 
+  test('a new plan starts where the sequence counter is: the tick never resets it', async () => {
+    await request(sock, { op: 'clear' });
+    await request(sock, { op: 'add-service', svc: { ...tcp(80), scheduler: 'wlc' } });
+    for (const a of ['192.0.2.11', '192.0.2.12']) await request(sock, { op: 'add-real', key: tcp(80), real: { addr: a, port: 0, fwd: 'dr', weight: 1 } });
+    const s = director.model.services.get('tcp 192.0.2.80:80')!;
+    const key = C.u32Codec.encode(s.id);
+    // As if 1001 new flows had read the table.
+    dp.schedPos.update(key, C.u64Codec.encode(1001));
+    await director.tick();
+    assert.equal(C.u64Codec.decode(dp.schedPos.lookup(key)!), 1001, 'the counter runs on');
+    const t = director.model.services.get('tcp 192.0.2.80:80')!;
+    const inner = mapFromId(C.u32Codec.decode(dp.schedTables.lookup(key)!));
+    try {
+      // No counts: IPVS's first pick is the first real in list order, and flow 1001 reads it.
+      assert.equal(C.u32Codec.decode(inner.lookup(C.u32Codec.encode(1001 % t.tableSize))!), t.reals[0]!.id);
+    } finally {
+      inner.close();
+    }
+  });
+
   test('--set takes ipvsadm\'s 31-day maximum', async () => {
     await request(sock, { op: 'set-timeouts', timeouts: { tcp: 2678400, tcpfin: 0, udp: 2678400 } });
     assert.deepEqual(await request(sock, { op: 'get-timeouts' }), { tcp: 2678400, tcpfin: 120, udp: 2678400 });

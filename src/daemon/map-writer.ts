@@ -198,7 +198,6 @@ export class MapWriter {
         this.#putTable(s.id, inner);
         this.#put(this.dp.services.raw, key, entry);
       }
-      if (SCHEDULERS[s.scheduler].kind === 'dynamic') this.#put(this.dp.schedPos, u32(s.id), Buffer.alloc(8));
     } finally {
       inner.close(); // the outer map holds its own reference
     }

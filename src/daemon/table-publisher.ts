@@ -1,3 +1,4 @@
+import * as C from '../maps/codecs.js';
 import { slotOf } from '../schedulers/hash.js';
 import { schedulerByName, type RealState, type SchedInput, type SchedMemory } from '../schedulers/registry.js';
 import type { ConnCensus } from './conn-count.js';
@@ -29,12 +30,16 @@ export interface Live {
   census: ConnCensus;
   svcConns: number;
   realConns: ReadonlyMap<number, number>;
+  /** xvs_sched_pos: the sequence number the next new flow takes. */
+  cursor: bigint;
 }
 
+/** A tick reads these after its census, so the plan starts with the first flow the census did not see. */
 export function readLive(dp: Dataplane, s: ServiceModel, census: ConnCensus): Live {
   const realConns = new Map<number, number>();
   for (const r of s.reals) realConns.set(r.id, dp.realStats.sum(r.id)?.conns ?? 0);
-  return { census, svcConns: dp.svcStats.sum(s.id)?.conns ?? 0, realConns };
+  const pos = dp.schedPos.lookup(C.u32Codec.encode(s.id));
+  return { census, svcConns: dp.svcStats.sum(s.id)?.conns ?? 0, realConns, cursor: pos ? BigInt(C.u64Codec.decode(pos)) : 0n };
 }
 
 export interface PublisherOptions {
@@ -64,6 +69,7 @@ export function planTable(s: ServiceModel, live: Live, tick: boolean, opts: Publ
   const input: SchedInput = {
     reals,
     picks: Math.min(MAX_PICKS, Math.max(MIN_PICKS, 2 * arrivals)),
+    cursor: live.cursor,
     ...(s.scheduler === 'mh' && opts.mhTableSize ? { tableSize: opts.mhTableSize } : {}),
     ...(locality && p.previous ? { previous: p.previous } : {}),
     ...(locality ? { flows: flowsPerSlot(s, live.census) } : {}),

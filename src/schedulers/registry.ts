@@ -1,5 +1,6 @@
 import { XvsError } from '../errors.js';
 import { checkReals } from './common.js';
+import { activeSpans, addTick, closingPicks, type ConnHistory } from './conn-history.js';
 import { LBLC_TABLE_SIZE, planLblcState } from './lblc.js';
 import { LBLCR_TABLE_SIZE, planLblcrState } from './lblcr.js';
 import type { LocalityOptions, LocalityPlan } from './locality.js';
@@ -58,7 +59,7 @@ export type TableBuilder = (input: SchedInput) => Uint32Array;
  * their last plan. Opaque to callers, who keep it with the service.
  */
 export type SchedMemory =
-  | { readonly ticksActive: ReadonlyMap<number, number> }
+  | { readonly history: ConnHistory }
   | { readonly last: LocalityPlan };
 
 export interface Planned {
@@ -99,36 +100,22 @@ function fromCursor(planned: Uint32Array, cursor: number | bigint | undefined): 
 }
 
 /**
- * lc/wlc/sed/nq remember, per real, how many ticks a new connection stays
- * active: by Little's law active = arrivals per tick x ticks active,
- * averaged over the ticks that had arrivals, so a plan made after an idle
- * tick still knows that one real's connections last and another's are gone
- * in a moment. In picks that is ticks active x the picks expected per tick
- * (the last tick's arrivals; half the plan when it had none).
+ * lc/wlc/sed/nq: the picks IPVS would make from the counts, one at a time,
+ * each pick counted active for as many later picks as that real server's
+ * connections stay open (learnt tick by tick, see conn-history.ts), and
+ * laid out from the cursor: the next new flow takes the first pick, so a
+ * burst that spans ticks goes on with the next IPVS choice instead of
+ * replaying the first slots of every plan. A tick's input (reals with
+ * arrivals) adds to the history; a plan for a configuration change uses it.
  */
 const leastConn = (name: LeastConnName): Planner => (i, memory) => {
   const picks = i.picks ?? DEFAULT_PICKS;
-  const known = memory && 'ticksActive' in memory ? memory.ticksActive : new Map<number, number>();
-  let activeFor: number[] | undefined;
-  let ticksActive = known;
-  if (i.newConnAs === undefined) {
-    const next = new Map<number, number>();
-    const total = i.reals.reduce((n, r) => n + (r.arrivals ?? 0), 0);
-    for (const r of i.reals) {
-      const was = known.get(r.id);
-      if (!r.arrivals) {
-        if (was !== undefined) next.set(r.id, was);
-        continue;
-      }
-      const sample = (r.active ?? 0) / r.arrivals;
-      next.set(r.id, was === undefined ? sample : (was + sample) / 2);
-    }
-    ticksActive = next;
-    const perTick = total > 0 ? total : picks / 2;
-    activeFor = i.reals.map((r) => (ticksActive.get(r.id) ?? Infinity) * perTick);
-  }
-  const table = fromCursor(plan(name, loads(i.reals), picks, { newConnAs: i.newConnAs, activeFor }), i.cursor);
-  return { table, memory: ticksActive.size > 0 ? { ticksActive } : undefined };
+  let history = memory && 'history' in memory ? memory.history : undefined;
+  if (i.reals.some((r) => r.arrivals !== undefined)) history = addTick(history, i.reals);
+  const activeFor = i.newConnAs === undefined ? activeSpans(history, i.reals) : undefined;
+  const closing = activeFor && closingPicks(i.reals, activeFor);
+  const table = fromCursor(plan(name, loads(i.reals), picks, { newConnAs: i.newConnAs, activeFor, closing }), i.cursor);
+  return { table, memory: history && { history } };
 };
 
 // rr/wrr: IPVS skips overloaded reals while it walks the list; leaving them
