@@ -80,8 +80,14 @@ export function findReal(s: ServiceModel, spec: { addr: string; port: number }):
 
 /** The model with `s` in place of the service of the same name (or added). */
 export function withService(m: Model, s: ServiceModel): Model {
+  return withServices(m, [s]);
+}
+
+/** withService for many at once (one copy of the map, not one per service). */
+export function withServices(m: Model, list: readonly ServiceModel[]): Model {
+  if (list.length === 0) return m;
   const services = new Map(m.services);
-  services.set(serviceName(s), s);
+  for (const s of list) services.set(serviceName(s), s);
   return { ...m, services };
 }
 

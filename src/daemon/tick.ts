@@ -1,7 +1,7 @@
 import { SCHEDULERS } from '../schedulers/registry.js';
 import { countConns, readTimeouts, type ConnCensus } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
-import { realGens, serviceName, withService, type Model } from './model.js';
+import { realGens, serviceName, withServices, type Model, type ServiceModel } from './model.js';
 import { nextOverload } from './overload.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
 
@@ -37,7 +37,7 @@ export function tickChange(dp: Dataplane, m: Model, opts: PublisherOptions): Tic
   const census = countConns(dp, realGens(m), readTimeouts(dp));
   const tables = new Map<number, Uint32Array>();
   const crossed: Crossing[] = [];
-  let model = m;
+  const updated: ServiceModel[] = [];
   for (const s of m.services.values()) {
     let changed = false;
     const reals = s.reals.map((r) => {
@@ -51,8 +51,8 @@ export function tickChange(dp: Dataplane, m: Model, opts: PublisherOptions): Tic
     if (!changed && SCHEDULERS[s.scheduler].kind !== 'dynamic') continue;
     const next = { ...s, reals };
     const { table, plan } = planTable(next, readLive(dp, next, census), true, opts);
-    model = withService(model, { ...next, tableSize: table.length, plan });
+    updated.push({ ...next, tableSize: table.length, plan });
     tables.set(s.id, table);
   }
-  return { model, tables, census, crossed };
+  return { model: withServices(m, updated), tables, census, crossed };
 }
