@@ -51,11 +51,7 @@ async function main(argv: string[]): Promise<void> {
   const server = await serve(o.socket, (req) => director.handle(req));
   // The tick reads the connection table; a failure is logged, never fatal.
   const ticker = setInterval(() => {
-    try {
-      director.tick();
-    } catch (e) {
-      log.error({ err: (e as Error).message }, 'tick failed');
-    }
+    director.tick().catch((e: unknown) => log.error({ err: (e as Error).message }, 'tick failed'));
   }, o.tickMs);
   log.info({ interface: o.interface, socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding }, 'xvsd ready');
 
