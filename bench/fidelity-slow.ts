@@ -24,7 +24,7 @@ export const SLOW_PARAMS = {
 const EV = { establish: 1, close: 2, expire: 3 } as const;
 
 /** Min-heap of (time, connection * 4 + event kind). */
-class Events {
+export class Events {
   #t: number[] = [];
   #v: number[] = [];
 
@@ -145,8 +145,7 @@ export function simulateSlow(name: SlowRow['scheduler'], newConnAs: NewConnAs | 
     while (nextTick <= t) {
       drain(nextTick);
       const picks = Math.max(64, 2 * tickArrivals);
-      table = sched.build({ reals: reals(), picks, newConnAs });
-      pos = 0;
+      table = sched.build({ reals: reals(), picks, newConnAs, cursor: pos });
       tickArrivals = 0;
       arrivals.fill(0);
       nextTick += p.tickMs / 1000;

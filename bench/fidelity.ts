@@ -12,6 +12,7 @@ import { buildMh } from '../src/schedulers/mh.js';
 import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedulerName } from '../src/schedulers/registry.js';
 import { buildDh, buildSh } from '../src/schedulers/sh-dh.js';
 import { ipvsReference, type Counts, type Pick } from './fidelity-ipvs.js';
+import { runBurstScenarios } from './fidelity-burst.js';
 import { runSlowScenario } from './fidelity-slow.js';
 
 export const FIDELITY_PARAMS = {
@@ -189,12 +190,12 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
   const tick = (): void => {
     if (sched.kind === 'dynamic') {
       const picks = Math.max(p.minPicks, 2 * tickArrivals);
-      table = sched.build({ reals: reals(), picks, previous: table, newConnAs, ...(locality && flows.length === table.length ? { flows } : {}) });
+      // As the daemon: the plan starts at the sequence counter, which runs on.
+      table = sched.build({ reals: reals(), picks, previous: table, newConnAs, cursor: pos, ...(locality && flows.length === table.length ? { flows } : {}) });
       if (locality && flows.length !== table.length) {
         flows = new Uint32Array(table.length);
         flowSlot.fill(-1);
       }
-      pos = 0; // the daemon resets xvs_sched_pos with each new plan
     }
     tickArrivals = 0;
     arrivals.fill(0);
@@ -413,6 +414,7 @@ export async function runFidelityBench(): Promise<object> {
   const disruption = measureDisruption();
   printShares(summary, FIDELITY_PARAMS.seeds.length);
   const slowReal = runSlowScenario();
+  const bursts = runBurstScenarios();
   printDisruption(disruption);
   const main = summary.filter((s) => s.variant === '');
   const over = main.filter((s) => s.sharePP > FIDELITY_PARAMS.goalPP);
@@ -423,7 +425,7 @@ export async function runFidelityBench(): Promise<object> {
       `\n${Math.round(arrivals / FIDELITY_PARAMS.seeds.length)} arrivals per run, ${FIDELITY_PARAMS.seeds.length} seeds, ${seconds.toFixed(1)} s`,
   );
   return {
-    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, summary, rows, slowReal, disruption,
+    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, summary, rows, slowReal, bursts, disruption,
     goalPP: FIDELITY_PARAMS.goalPP, over: over.map((s) => `${s.scheduler} ${s.mix}`), seconds,
   };
 }

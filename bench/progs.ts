@@ -23,8 +23,8 @@ export interface Progs {
   genTmpl: RawMap;
 }
 
-export async function loadProgs(connTableSize: number): Promise<Progs> {
-  const dp = Dataplane.load({ connTableSize });
+export async function loadProgs(connTableSize: number, synTableSize?: number): Promise<Progs> {
+  const dp = Dataplane.load({ connTableSize, ...(synTableSize ? { synTableSize } : {}) });
   const aux = BpfObject.open({ objectPath: bpfObject('xvs_aux') });
   try {
     aux.load();

@@ -31,7 +31,7 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
   before(async () => {
     t = directorNs('xvs-pf', { connTableSize: CONN_TABLE, tunnelSource: '192.0.2.99' });
     const svc = async (port: number, scheduler: string, reals: [string, 'dr' | 'tun'][], proto: 'tcp' | 'udp' = 'tcp') => {
-      t.director.addService({ proto, addr: ADDR.vip, port, scheduler });
+      await t.director.addService({ proto, addr: ADDR.vip, port, scheduler });
       for (const [addr, fwd] of reals) await t.addReal({ proto, addr: ADDR.vip, port }, { addr, port: 0, fwd, weight: 1 });
     };
     await svc(80, 'rr', [[ADDR.rs1, 'dr']]);
@@ -111,13 +111,13 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
       const mac = macOf(t.run(pkt(81, sport, F.TCP.SYN)));
       t.run(pkt(81, sport, F.TCP.ACK));
       const gone = mac === RS1 ? ADDR.rs1 : ADDR.rsFar;
-      if (how === 'quiesce') t.director.editReal(svc, { addr: gone, port: 81, fwd: 'dr', weight: 0 });
-      else t.director.delReal(svc, { addr: gone, port: 81 });
+      if (how === 'quiesce') await t.director.editReal(svc, { addr: gone, port: 81, fwd: 'dr', weight: 0 });
+      else await t.director.delReal(svc, { addr: gone, port: 81 });
       assert.equal(macOf(t.run(pkt(81, sport, F.TCP.ACK))), mac, `${how}: the running connection stays`);
       const again = t.run(pkt(81, sport, F.TCP.SYN));
       assert.notEqual(macOf(again), mac, `${how}: a new connection on the same tuple goes elsewhere`);
       assert.equal(macOf(t.run(pkt(81, sport, F.TCP.ACK))), macOf(again), `${how}: and stays there`);
-      if (how === 'quiesce') t.director.editReal(svc, { addr: gone, port: 81, fwd: 'dr', weight: 1 });
+      if (how === 'quiesce') await t.director.editReal(svc, { addr: gone, port: 81, fwd: 'dr', weight: 1 });
       else await t.addReal(svc, { addr: gone, port: 0, fwd: 'dr', weight: 1 });
     }
   });

@@ -4,7 +4,7 @@
 // schedulers agreeing with the control plane on IPv6 addresses.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readTable } from '../src/daemon/tables.js';
+import { readTable } from '../src/daemon/restore.js';
 import { XdpAction } from '../src/loader/index.js';
 import { slotOf } from '../src/schedulers/hash.js';
 import * as F from './helpers/frames.js';
@@ -36,9 +36,9 @@ interface Case { name: string; input: Buffer; verdict: number; output?: Expect; 
 function icmp6Verifies(o: Buffer): void {
   const ip = o.subarray(14);
   const plen = ip.readUInt16BE(4);
-  const src = F.ipText(ip.subarray(8, 24));
-  const dst = F.ipText(ip.subarray(24, 40));
-  assert.equal(F.inetChecksum(F.pseudo(src, dst, 58, plen), ip.subarray(40, 40 + plen)), 0, 'ICMPv6 checksum verifies');
+  const src = F.addrText(ip.subarray(8, 24));
+  const dst = F.addrText(ip.subarray(24, 40));
+  assert.equal(F.inetChecksum(F.pseudoHeader(src, dst, 58, plen), ip.subarray(40, 40 + plen)), 0, 'ICMPv6 checksum verifies');
 }
 
 describe('director packet path, IPv6 (BPF_PROG_TEST_RUN)', { skip }, () => {
@@ -47,7 +47,7 @@ describe('director packet path, IPv6 (BPF_PROG_TEST_RUN)', { skip }, () => {
   before(async () => {
     t = directorNs('xvs-p6');
     const svc = async (addr: string, port: number, reals: [string, 'dr' | 'tun'][], proto: 'tcp' | 'udp' = 'tcp', scheduler = 'rr') => {
-      t.director.addService({ proto, addr, port, scheduler });
+      await t.director.addService({ proto, addr, port, scheduler });
       for (const [real, fwd] of reals) await t.addReal({ proto, addr, port }, { addr: real, port: 0, fwd, weight: 1 });
     };
     await svc(ADDR.vip6, 80, [[ADDR.rs6, 'dr']]);
@@ -74,13 +74,13 @@ describe('director packet path, IPv6 (BPF_PROG_TEST_RUN)', { skip }, () => {
     { name: 'DR: real server behind another interface: redirect', input: syn6(84), verdict: XdpAction.REDIRECT, output: (i) => F.withMacs(i, ADDR.rsFarMac, ADDR.dir2Mac) },
     {
       name: 'TUN: IPv6 in IPv6 with traffic class and hop limit of the inner packet',
-      input: syn6(81, 40010, { ip6: { tclass: 0x28, hopLimit: 57 } }),
+      input: syn6(81, 40010, { ip6: { tc: 0x28, hopLimit: 57 } }),
       verdict: XdpAction.TX,
       output: (i) => F.encap(i, { dstMac: ADDR.rs1Mac, srcMac: ADDR.dirMac, outerSrc: ADDR.dir6, outerDst: ADDR.rs6 }),
     },
     {
       name: 'TUN: IPv6 in IPv4 (SIT, protocol 41) with DF',
-      input: syn6(82, 40011, { ip6: { tclass: 0x10, hopLimit: 33 } }),
+      input: syn6(82, 40011, { ip6: { tc: 0x10, hopLimit: 33 } }),
       verdict: XdpAction.TX,
       output: (i) => F.encap(i, { dstMac: ADDR.rs1Mac, srcMac: ADDR.dirMac, outerSrc: ADDR.dir, outerDst: ADDR.rs1 }),
       check: (o) => assert.equal(F.inetChecksum(o.subarray(14, 34)), 0, 'outer IPv4 checksum verifies'),

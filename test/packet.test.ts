@@ -38,7 +38,7 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
     t = directorNs('xvs-pt');
     director = t.director;
     const svc = async (port: number, reals: [string, 'dr' | 'tun', number][], proto: 'tcp' | 'udp' = 'tcp', scheduler = 'rr') => {
-      director.addService({ proto, addr: VIP, port, scheduler });
+      await director.addService({ proto, addr: VIP, port, scheduler });
       for (const [addr, fwd, weight] of reals) await addReal({ proto, addr: VIP, port }, { addr, port: 0, fwd, weight });
     };
     await svc(80, [[RS1, 'dr', 1]]);
@@ -186,24 +186,24 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
     const first = run(syn(85, 42000));
     const firstMac = first.data.subarray(0, 6).toString('hex');
     const quiesce = firstMac === F.mac(RS1_MAC).toString('hex') ? RS1 : RS_FAR;
-    director.editReal(key, { addr: quiesce, port: 85, fwd: 'dr', weight: 0 });
+    await director.editReal(key, { addr: quiesce, port: 85, fwd: 'dr', weight: 0 });
     for (let i = 0; i < 6; i++) {
       const r = run(syn(85, 42100 + i));
       assert.notEqual(r.data.subarray(0, 6).toString('hex'), firstMac, 'no new flow on the quiesced server');
     }
     const again = run(syn(85, 42000, { flags: F.TCP.ACK }));
     assert.equal(again.data.subarray(0, 6).toString('hex'), firstMac, 'existing flow continues');
-    director.editReal(key, { addr: quiesce, port: 85, fwd: 'dr', weight: quiesce === RS1 ? 3 : 1 });
+    await director.editReal(key, { addr: quiesce, port: 85, fwd: 'dr', weight: quiesce === RS1 ? 3 : 1 });
   });
 
   test('deleted real server: its flows continue, new flows go elsewhere', async () => {
     const key = { proto: 'tcp' as const, addr: VIP, port: 86 };
-    director.addService({ ...key, scheduler: 'rr' });
+    await director.addService({ ...key, scheduler: 'rr' });
     await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
     await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
     const a = run(syn(86, 43000));
     const aMac = a.data.subarray(0, 6).toString('hex');
-    director.delReal(key, { addr: aMac === F.mac(RS1_MAC).toString('hex') ? RS1 : RS_FAR, port: 86 });
+    await director.delReal(key, { addr: aMac === F.mac(RS1_MAC).toString('hex') ? RS1 : RS_FAR, port: 86 });
     assert.equal(run(syn(86, 43000, { flags: F.TCP.ACK })).data.subarray(0, 6).toString('hex'), aMac);
     for (let i = 0; i < 4; i++) assert.notEqual(run(syn(86, 43100 + i)).data.subarray(0, 6).toString('hex'), aMac);
   });
@@ -213,7 +213,7 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
 
   test('persistence (-p -M /24): one client subnet stays on one real server across connections', async () => {
     const key = { proto: 'tcp' as const, addr: VIP, port: 87 };
-    director.addService({ ...key, scheduler: 'rr', persistent: 360, netmask: '255.255.255.0' });
+    await director.addService({ ...key, scheduler: 'rr', persistent: 360, netmask: '255.255.255.0' });
     await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
     await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
     const first = macOf(run(syn(87, 45000)));
@@ -226,7 +226,7 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
 
   test('persistence templates expire after their timeout', async () => {
     const key = { proto: 'tcp' as const, addr: VIP, port: 88 };
-    director.addService({ ...key, scheduler: 'rr', persistent: 1 });
+    await director.addService({ ...key, scheduler: 'rr', persistent: 1 });
     await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
     await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
     const first = macOf(run(syn(88, 46000)));
@@ -237,17 +237,17 @@ describe('director packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
 
   test('connection timeouts (--set): an idle UDP flow expires and is scheduled anew', async () => {
     const key = { proto: 'udp' as const, addr: VIP, port: 54 };
-    director.addService({ ...key, scheduler: 'rr' });
+    await director.addService({ ...key, scheduler: 'rr' });
     await addReal(key, { addr: RS1, port: 0, fwd: 'dr', weight: 1 });
     await addReal(key, { addr: RS_FAR, port: 0, fwd: 'dr', weight: 1 });
-    director.setTimeouts({ tcp: 0, tcpfin: 0, udp: 1 });
+    await director.setTimeouts({ tcp: 0, tcpfin: 0, udp: 1 });
     assert.deepEqual(director.timeouts(), { tcp: 900, tcpfin: 120, udp: 1 });
     const dgram = () => F.frame({ l2: inbound, src: CLIENT, dst: VIP, sport: 7000, dport: 54, proto: 'udp', payload: Buffer.from('x') });
     const first = macOf(run(dgram()));
     assert.equal(macOf(run(dgram())), first, 'within the timeout the flow stays');
     await sleep(2300);
     assert.notEqual(macOf(run(dgram())), first, 'after the timeout the flow is new');
-    director.setTimeouts({ tcp: 0, tcpfin: 0, udp: 300 });
+    await director.setTimeouts({ tcp: 0, tcpfin: 0, udp: 300 });
   });
 
   test('mutated frames: verdicts stay sane and DR never changes more than the MACs', () => {

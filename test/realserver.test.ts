@@ -10,6 +10,7 @@ import { BpfObject, attachXdp, detachXdp, ifIndex, withNetns, withNetnsAsync } f
 import { mapFromPin } from '../src/maps/map.js';
 import { bpfObject } from '../src/paths.js';
 import { isXvsError } from '../src/errors.js';
+import { decapVips, xdpProg as xdpOn } from './helpers/inspect.js';
 
 const skip = process.geteuid?.() !== 0 ? 'needs root (network namespaces, sysctls, XDP)' : false;
 const decapMissing = existsSync(bpfObject('xvs_decap')) ? false : 'bpf/.output/xvs_decap.o is not built';
@@ -27,10 +28,7 @@ describe('real server setup and teardown', { skip, timeout: 120_000 }, () => {
     return Object.fromEntries(KEYS.map((k, i) => [k, vals[i] ?? '?']));
   };
   const loAddrs = async (): Promise<string> => run('ip', ['-n', rs.ns, '-4', '-o', 'addr', 'show', 'dev', 'lo']);
-  const xdpProg = async (): Promise<string | undefined> => {
-    const out = await run('ip', ['-n', rs.ns, '-j', '-d', 'link', 'show', 'eth0']);
-    return (JSON.parse(out) as Array<{ xdp?: { prog?: { name: string } } }>)[0]?.xdp?.prog?.name;
-  };
+  const xdpProg = async (): Promise<string | undefined> => (await xdpOn(rs.ns, 'eth0'))?.name;
   const stateFile = (): string => path.join(base.stateDir!, 'realserver.json');
 
   before(async () => {
@@ -128,6 +126,30 @@ describe('real server setup and teardown', { skip, timeout: 120_000 }, () => {
     assert.ok(!existsSync(pin));
     assert.deepEqual(await sysctls(), before);
     assert.ok(!(await loAddrs()).includes(lab.vip));
+  });
+
+  it('tun: a decap detached behind its back is attached again with every tunnelled VIP', { skip: decapMissing }, async () => {
+    const before = await sysctls();
+    const vip2 = '192.0.2.81';
+    try {
+      await inRs(() => setupRealServer({ ...base, vip: lab.vip, mode: 'tun' }));
+      const first = await xdpOn(rs.ns, 'eth0');
+      await run('ip', ['-n', rs.ns, 'link', 'set', 'dev', 'eth0', 'xdp', 'off']);
+      assert.equal(await xdpProg(), undefined);
+      const lines = await inRs(() => setupRealServer({ ...base, vip: vip2, mode: 'tun' }));
+      assert.ok(lines.some((l) => l.startsWith('attached xdp_decap to eth0')), lines.join('\n'));
+      const again = await xdpOn(rs.ns, 'eth0');
+      assert.equal(again?.name, 'xdp_decap');
+      assert.notEqual(again?.id, first?.id);
+      assert.deepEqual(await decapVips(again!.id), [lab.vip, vip2]);
+    } finally {
+      await inRs(() => teardownRealServer({ ...base, vip: vip2, mode: 'tun' }));
+      await inRs(() => teardownRealServer({ ...base, vip: lab.vip, mode: 'tun' }));
+    }
+    assert.equal(await xdpProg(), undefined);
+    assert.deepEqual(await sysctls(), before);
+    assert.ok(!(await loAddrs()).includes(lab.vip));
+    assert.ok(!existsSync(stateFile()));
   });
 
   it('a failed setup undoes what it changed', { skip: decapMissing }, async () => {

@@ -6,7 +6,8 @@ import { planLblc, planLblcState } from '../src/schedulers/lblc.js';
 import { LBLCR_SET_SLOTS, planLblcr, planLblcrState } from '../src/schedulers/lblcr.js';
 import { plan, type LeastConnName } from '../src/schedulers/least-conn.js';
 import { buildMh, MH_HASH_SEEDS, MH_TABLE_SIZE } from '../src/schedulers/mh.js';
-import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedulerName } from '../src/schedulers/registry.js';
+import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedMemory, type SchedulerName } from '../src/schedulers/registry.js';
+import { activeSpans, addTick, closingPicks, type ConnHistory } from '../src/schedulers/conn-history.js';
 import { buildDh, buildSh, HASH_TABLE_SIZE } from '../src/schedulers/sh-dh.js';
 
 // Reference models written plainly from the IPVS sources
@@ -114,10 +115,17 @@ test('lc, wlc, sed, nq: the plan is IPVS picking one connection at a time', () =
   }
 });
 
-/** As ipvsSequence, but a pick counts as active for the next span[real] picks, then as inactive. */
-function ipvsSequenceSpans(name: LeastConnName, dests: readonly Dest[], picks: number, span: readonly number[]): number[] {
+/**
+ * As ipvsSequence, but a pick counts as active for the next span[real]
+ * picks, then as inactive; and before pick k, each real listed in
+ * closing[real] at k has one of its open connections turn inactive.
+ */
+function ipvsSequenceSpans(name: LeastConnName, dests: readonly Dest[], picks: number, span: readonly number[], closing: readonly (readonly number[] | undefined)[] = []): number[] {
   const ds = dests.map((d) => ({ ...d }));
   const open: { d: Dest; until: number }[] = [];
+  ds.forEach((d, i) => {
+    for (const k of (closing[i] ?? []).slice(0, d.active)) open.push({ d, until: k });
+  });
   const out: number[] = [];
   for (let k = 0; k < picks; k++) {
     for (const o of open.filter((x) => x.until === k)) {
@@ -149,20 +157,159 @@ test('lc, wlc, sed, nq: picks that stay active for a while, then turn inactive',
   }
 });
 
-test('registry: wlc learns from arrivals how long each real keeps its connections', () => {
-  // The lab's case: rs1 holds its connections open, rs2 answers at once.
-  const state = (a1: number, i2: number, arrivals?: [number, number]): RealState[] => [
-    { id: 1, weight: 1, addr: '192.0.2.1', port: 80, active: a1, inactive: 0, ...(arrivals ? { arrivals: arrivals[0] } : {}) },
-    { id: 2, weight: 1, addr: '192.0.2.2', port: 80, active: 0, inactive: i2, ...(arrivals ? { arrivals: arrivals[1] } : {}) },
-  ];
-  const wlc = schedulerByName('wlc');
-  wlc.build({ reals: state(5, 5, [5, 5]), picks: 64 }); // a tick: 5 new each, rs1's all still open, rs2's done
-  const idle = wlc.build({ reals: state(5, 5, [0, 0]), picks: 64 }); // quiet ticks keep what was learnt
-  // rs2's new connections end at once (inactive: +1 each), so rs2 stays below rs1's 5 x 256.
-  assert.deepEqual([...new Set(idle)], [2]);
-  // Knowing nothing, every pick counts as active: once rs2 has 5 x 256 + 5 > 1280, rs1 gets every other one.
-  const blind = schedulerByName('wlc').build({ reals: state(5, 5), picks: 12 });
-  assert.deepEqual([...blind], [2, 2, 2, 2, 2, 1, 2, 1, 2, 1, 2, 1]);
+test('lc, wlc, sed, nq: connections open at the start of a plan close where they are told to', () => {
+  const rand = rng(56);
+  for (let trial = 0; trial < 300; trial++) {
+    const ds = randomDests(rand);
+    const span = ds.map(() => [0, 1, 5, Infinity][rand(4)]!);
+    // Ascending pick indexes, sometimes more than the real has open (the extra ones do nothing).
+    const closing = ds.map((d) => (rand(3) === 0 ? undefined : Array.from({ length: d.active + rand(2) }, () => rand(60)).sort((a, b) => a - b)));
+    const picks = rand(120);
+    for (const name of LC_NAMES) {
+      assert.deepEqual([...plan(name, ds, picks, { activeFor: span, closing })], ipvsSequenceSpans(name, ds, picks, span, closing), `${name} ${span} ${JSON.stringify(closing)}`);
+    }
+  }
+});
+
+// --- what lc/wlc/sed/nq learn from ticks (conn-history.ts) --------------------
+
+test('conn-history: Little\'s law from decayed sums gives each real how long it keeps a connection', () => {
+  // Steady state: real 1 gets 10 new connections a tick and keeps each
+  // active for exactly 3 ticks (30 seen active at every tick, 10 leaving);
+  // real 2 gets 10 a tick and closes them between ticks. 20 new a tick in all.
+  let h: ConnHistory | undefined;
+  for (let t = 0; t < 200; t++) h = addTick(h, [{ id: 1, active: 30, arrivals: 10 }, { id: 2, active: 0, arrivals: 10 }]);
+  // 3 ticks x 20 new connections per tick = 60 later picks, and none.
+  assert.deepEqual(activeSpans(h, [{ id: 1 }, { id: 2 }]), [60, 0]);
+  // A real with no record takes the service's mean (90 active / 20 new per tick = 1.5 ticks x 20).
+  assert.deepEqual(activeSpans(h, [{ id: 3 }]), [30]);
+  // Idle ticks change neither ratio: the rate is per tick that had new connections.
+  for (let t = 0; t < 20; t++) h = addTick(h, [{ id: 1, active: 0, arrivals: 0 }, { id: 2, active: 0, arrivals: 0 }]);
+  const [a, b] = activeSpans(h, [{ id: 1 }, { id: 2 }]);
+  assert.ok(a! > 30 && b === 0, `${a} ${b}`);
+  // Nothing known: every pick counts active for the whole plan.
+  assert.deepEqual(activeSpans(undefined, [{ id: 1 }]), [Infinity]);
+  assert.deepEqual(activeSpans(addTick(undefined, [{ id: 1, active: 0, arrivals: 0 }]), [{ id: 1 }]), [Infinity]);
+  // Connections that opened and none has ended yet: busy, however long.
+  let held = addTick(h, [{ id: 4, active: 3, arrivals: 3 }]);
+  for (let t = 0; t < 5; t++) held = addTick(held, [{ id: 4, active: 3, arrivals: 0 }]);
+  assert.deepEqual(activeSpans(held, [{ id: 4 }]), [Infinity]);
+  assert.deepEqual(closingPicks([{ active: 3 }], activeSpans(held, [{ id: 4 }])), [undefined]);
+  // Once they end, the time they lasted is known.
+  held = addTick(held, [{ id: 4, active: 0, arrivals: 0 }]);
+  assert.ok(Number.isFinite(activeSpans(held, [{ id: 4 }])[0]));
+  // After a restart the open connections were not seen arriving: busy until departures show.
+  assert.deepEqual(activeSpans(addTick(undefined, [{ id: 5, active: 40, arrivals: 10 }]), [{ id: 5 }]), [Infinity]);
+});
+
+test('conn-history: one tick that catches a fast server\'s connections open does not make it look busy', () => {
+  // The lab's wlc case: while 10 clients connect, a tick sees two of rs2's
+  // five answers still open; rs1 holds its five.
+  let h = addTick(undefined, [{ id: 1, active: 5, arrivals: 5 }, { id: 2, active: 2, arrivals: 5 }]);
+  for (let t = 0; t < 5; t++) h = addTick(h, [{ id: 1, active: 5, arrivals: 0 }, { id: 2, active: 0, arrivals: 0 }]);
+  const [held, fast] = activeSpans(h, [{ id: 1 }, { id: 2 }]);
+  assert.ok(held! > 40, `rs1's connections outlast the plan: ${held}`);
+  // 2/5 of a tick x 10 new connections a busy tick = 4: as many later picks as rs2 needs to look as busy as rs1.
+  assert.ok(fast! <= 4, `rs2: ${fast}`);
+  // A few more connections to rs2 and the chance sample is diluted.
+  h = addTick(h, [{ id: 1, active: 5, arrivals: 0 }, { id: 2, active: 0, arrivals: 10 }]);
+  assert.ok(activeSpans(h, [{ id: 1 }, { id: 2 }])[1]! <= 1);
+});
+
+test('conn-history: open connections close along the plan, on the scale of their span', () => {
+  assert.deepEqual(closingPicks([{ active: 2 }, { active: 1 }, { active: 0 }, { active: 3 }], [10, 0, 5, Infinity]), [
+    [5, 15], // 10 x 1/2, 10 x (1/2 + 1) (+1/3, rounded down)
+    [0], // closes before the next pick
+    undefined,
+    undefined, // held for the whole plan
+  ]);
+});
+
+/** A plain IPVS service fed by sequential clients: each connection closes before the next one arrives. */
+class SequentialIpvs {
+  readonly ds: Dest[];
+  constructor(readonly name: LeastConnName, dests: readonly Dest[]) {
+    this.ds = dests.map((d) => ({ ...d }));
+  }
+  /** One new connection: IPVS picks on the counts, and it is over (inactive) before the next one. */
+  pick(): number {
+    const d = REFS[this.name](this.ds)!;
+    d.inactive++;
+    return d.id;
+  }
+}
+
+const toReals = (ds: readonly Dest[], arrivals?: ReadonlyMap<number, number>): RealState[] =>
+  ds.map((d) => ({ id: d.id, weight: d.weight, addr: `192.0.2.${d.id}`, port: 80, active: d.active, inactive: d.inactive, ...(arrivals ? { arrivals: arrivals.get(d.id) ?? 0 } : {}) }));
+
+/** Ticks as the daemon has them before a burst: rs1 (id 1) holds `held` connections, rs2's close at once. */
+function warmHistory(name: LeastConnName, held: number): { planner: ReturnType<typeof schedulerByName>; memory: SchedMemory | undefined } {
+  const planner = schedulerByName(name);
+  let memory: SchedMemory | undefined;
+  const reals = (a: number, arr1: number, arr2: number): RealState[] => toReals([
+    { id: 1, weight: 1, active: a, inactive: 0, overloaded: false },
+    { id: 2, weight: 1, active: 0, inactive: 5, overloaded: false },
+  ], new Map([[1, arr1], [2, arr2]]));
+  memory = planner.plan({ reals: reals(held, held, 5), picks: 64 }, memory).memory;
+  for (let t = 0; t < 5; t++) memory = planner.plan({ reals: reals(held, 0, 0), picks: 64 }, memory).memory;
+  return { planner, memory };
+}
+
+test('planner: a burst within one tick is the exact IPVS choice (the lab\'s wlc case)', () => {
+  // The captured failure: rs1 active 4, rs2 inactive 6, plan 333323232333.
+  for (const name of LC_NAMES) {
+    const { planner, memory } = warmHistory(name, 4);
+    const ds: Dest[] = [{ id: 1, weight: 1, active: 4, inactive: 0, overloaded: false }, { id: 2, weight: 1, active: 0, inactive: 6, overloaded: false }];
+    const table = planner.plan({ reals: toReals(ds, new Map()), picks: 64, cursor: 0 }, memory).table;
+    const ipvs = new SequentialIpvs(name, ds);
+    const want = Array.from({ length: 20 }, () => ipvs.pick());
+    assert.deepEqual([...table.subarray(0, 20)], want, name);
+    assert.ok(want.every((id) => id === 2), `${name}: IPVS sends all 20 to rs2`);
+  }
+});
+
+test('planner: a burst across ticks goes on as IPVS, the plan starting where the cursor is', () => {
+  for (const name of LC_NAMES) {
+    for (const perTick of [3, 7, 10]) {
+      const { planner, memory: m0 } = warmHistory(name, 4);
+      let memory = m0;
+      const ipvs = new SequentialIpvs(name, [{ id: 1, weight: 1, active: 4, inactive: 0, overloaded: false }, { id: 2, weight: 1, active: 0, inactive: 6, overloaded: false }]);
+      let pos = 1000n + BigInt(perTick); // the dataplane's counter runs on from earlier traffic
+      const got: number[] = [];
+      const want: number[] = [];
+      for (let tick = 0; tick < 4; tick++) {
+        // The tick: counts as the census sees them, arrivals since the last tick.
+        const arrivals = new Map<number, number>();
+        for (const id of got.slice(-perTick)) arrivals.set(id, (arrivals.get(id) ?? 0) + 1);
+        const planned = planner.plan({ reals: toReals(ipvs.ds, tick === 0 ? undefined : arrivals), picks: 64, cursor: pos }, memory);
+        memory = planned.memory;
+        for (let k = 0; k < perTick; k++) {
+          got.push(planned.table[Number(pos % BigInt(planned.table.length))]!);
+          pos++;
+          want.push(ipvs.pick());
+        }
+      }
+      assert.deepEqual(got, want, `${name}, ${perTick} a tick`);
+    }
+  }
+});
+
+test('planner: the next plan continues at the cursor instead of replaying its first slots', () => {
+  const planner = schedulerByName('wlc');
+  // Three reals, weights 3:2:1, connections that stay open: the plan spreads by weight.
+  const ds: Dest[] = [1, 2, 3].map((id) => ({ id, weight: 4 - id, active: 0, inactive: 0, overloaded: false }));
+  const first = planner.plan({ reals: toReals(ds), picks: 12, cursor: 0 }, undefined).table;
+  // Five new connections read slots 0..4; the counts at the next tick include them.
+  const seen = [...first.subarray(0, 5)];
+  const after = ds.map((d) => ({ ...d, active: seen.filter((id) => id === d.id).length }));
+  const next = planner.plan({ reals: toReals(after), picks: 12, cursor: 5 }, undefined).table;
+  const fresh = planner.plan({ reals: toReals(after), picks: 12, cursor: 0 }, undefined).table;
+  // The sixth connection reads slot 5 and takes the new plan's first pick...
+  assert.equal(next[5], fresh[0]);
+  assert.deepEqual([...next.subarray(5, 12), ...next.subarray(0, 5)], [...fresh]);
+  // ...which is IPVS's sixth pick: the burst goes on as if one plan had served it.
+  const whole = planner.plan({ reals: toReals(ds), picks: 12, cursor: 0 }, undefined).table;
+  assert.deepEqual([...seen, ...next.subarray(5, 12)], [...whole.subarray(0, 12)]);
 });
 
 test('least-connection ties go to the first in list order', () => {
@@ -258,14 +405,17 @@ function shuffled<T>(xs: readonly T[], rand: (n: number) => number): T[] {
   return out;
 }
 
-test('hash32 is the dataplane hash: (ntohl(addr) * 2654435761) mod 2^32', () => {
+test('hash32 is the dataplane hash: (ntohl(fold(addr)) * 2654435761) mod 2^32', () => {
   for (const a of ['0.0.0.0', '10.0.0.1', '192.0.2.10', '203.0.113.7', '255.255.255.255']) {
     const want = Number((BigInt(ipNum(a)) * 2654435761n) % 2n ** 32n);
     assert.equal(hash32(a), want, a);
     assert.equal(hash32(ipNum(a)), want, a);
     assert.equal(slotOf(a, 4093), want % 4093);
   }
-  assert.throws(() => hash32('2001:db8::1'), (e: unknown) => e instanceof XvsError && e.code === 'BAD_ADDRESS');
+  // IPv6 folds its four words by XOR first (IPVS's ip_vs_sh_hashkey).
+  const fold = (0x20010db8 ^ 0 ^ 0 ^ 0x00000001) >>> 0;
+  assert.equal(hash32('2001:db8::1'), Number((BigInt(fold) * 2654435761n) % 2n ** 32n));
+  assert.throws(() => hash32('2001:db8::zz'), (e: unknown) => e instanceof XvsError && e.code === 'BAD_ADDRESS');
 });
 
 test('sh: buckets in proportion to weight, laid out by address, weight 0 and overloaded out', () => {

@@ -76,7 +76,8 @@ struct {
 	__type(value, struct xvs_conn);
 } xvs_syn_conns SEC(".maps");
 
-/* Interfaces the director forwards to with XDP_REDIRECT, by ifindex. */
+/* Interfaces the director forwards to with XDP_REDIRECT, by ifindex; filled
+ * by xvsd at every start, never pinned (see BpfObject.pinnableMapNames). */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__uint(max_entries, XVS_MAX_PORTS);

@@ -10,11 +10,18 @@ import { fail } from './common.js';
 // `xvs`: everything that is not the director (xvsd) or ipvsadm (xvsadm).
 // Handlers return lines; only main() prints.
 
-interface RsFlags { vip: string; mode: 'dr' | 'tun'; interface?: string; pinDir: string; stateDir: string; xdpMode: 'native' | 'generic' }
+interface RsFlags { vip: string; mode: 'dr' | 'tun'; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic' }
 
 function rsOptions(o: RsFlags): RealServerOptions {
-  return { vip: o.vip, mode: o.mode, pinDir: o.pinDir, stateDir: o.stateDir, xdpMode: o.xdpMode, ...(o.interface ? { interface: o.interface } : {}) };
+  return {
+    vip: o.vip, mode: o.mode, xdpMode: o.xdpMode,
+    ...(o.interface ? { interface: o.interface } : {}),
+    ...(o.pinDir === undefined ? {} : { pinDir: o.pinDir }),
+    ...(o.stateDir === undefined ? {} : { stateDir: o.stateDir }),
+  };
 }
+
+const perNetns = (root: string): string => `default: ${root}/netns-INODE, INODE naming this network namespace as in \`readlink /proc/self/ns/net\``;
 
 function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
   return new Command(name)
@@ -24,8 +31,8 @@ function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
     .requiredOption('--vip <ip>', 'virtual IP address')
     .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun']).makeOptionMandatory())
     .option('--interface <if>', 'interface facing the director (default: the route to the VIP)')
-    .option('--pin-dir <dir>', 'bpffs directory for the decap helper', REALSERVER_DEFAULTS.pinDir)
-    .option('--state-dir <dir>', 'where previous sysctl values are kept', REALSERVER_DEFAULTS.stateDir)
+    .option('--pin-dir <dir>', `bpffs directory for the decap helper's VIP map (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)
+    .option('--state-dir <dir>', `where what setup changed is recorded for teardown (${perNetns(REALSERVER_DEFAULTS.stateRoot)})`)
     .addOption(new Option('--xdp-mode <mode>', 'XDP attach mode').choices(['native', 'generic']).default('native'))
     .action(async (o: RsFlags) => {
       out.push(...(name === 'setup' ? await setupRealServer(rsOptions(o)) : await teardownRealServer(rsOptions(o))));

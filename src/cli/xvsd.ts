@@ -3,9 +3,10 @@ import { Command, Option } from 'commander';
 import { serve, DEFAULT_SOCKET } from '../control/socket.js';
 import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { Director } from '../daemon/director.js';
-import { checkPinDir, enableForwarding } from '../daemon/host.js';
+import { enableForwarding } from '../daemon/host.js';
 import { logger } from '../log.js';
 import { ifIndex } from '../loader/index.js';
+import { ensurePinDir } from '../sys/bpffs.js';
 import { fail, positiveInt } from './common.js';
 
 const log = logger('xvsd');
@@ -40,7 +41,7 @@ async function main(argv: string[]): Promise<void> {
   const o = program.opts<XvsdOptions>();
 
   ifIndex(o.interface);
-  checkPinDir(o.pinDir);
+  await ensurePinDir(o.pinDir);
   const prevForwarding = enableForwarding(o.interface);
   const dp = Dataplane.load({ interface: o.interface, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
   const director = new Director(dp, {
@@ -50,11 +51,7 @@ async function main(argv: string[]): Promise<void> {
   const server = await serve(o.socket, (req) => director.handle(req));
   // The tick reads the connection table; a failure is logged, never fatal.
   const ticker = setInterval(() => {
-    try {
-      director.tick();
-    } catch (e) {
-      log.error({ err: (e as Error).message }, 'tick failed');
-    }
+    director.tick().catch((e: unknown) => log.error({ err: (e as Error).message }, 'tick failed'));
   }, o.tickMs);
   log.info({ interface: o.interface, socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding }, 'xvsd ready');
 

@@ -1,9 +1,12 @@
+import { isIP } from 'node:net';
 import { XvsError } from '../errors.js';
+import { checkSchedulerName } from '../schedulers/registry.js';
 
 // The xvsd control protocol: JSON over a unix socket, one request per line,
-// one response per line. Everything a client may send is checked here, so
-// the daemon's handlers can trust the shapes (not yet the values: whether an
-// address is usable is the daemon's call).
+// one response per line. Every value a client may send is checked here, once:
+// shapes, ranges, address syntax, scheduler names. The daemon checks only
+// what depends on its state or its dataplane (a service exists, a real server
+// is a duplicate, IPv6 or NAT is not implemented yet, a table fits).
 
 export type Proto = 'tcp' | 'udp';
 export type Fwd = 'dr' | 'tun' | 'nat' | 'fullnat';
@@ -141,11 +144,17 @@ function int(o: Obj, field: string, what: string, min: number, max: number): num
   return v as number;
 }
 
+function ip(o: Obj, field: string, what: string): string {
+  const v = str(o, field, what);
+  if (isIP(v) === 0) throw new XvsError('BAD_ADDRESS', `${what}.${field} ${JSON.stringify(v)} is not an IP address`);
+  return v;
+}
+
 function key(v: unknown, what: string): ServiceKey {
   const o = obj(v, what);
   const proto = o.proto;
   if (proto !== 'tcp' && proto !== 'udp') bad(`${what}.proto must be 'tcp' or 'udp'`);
-  return { proto, addr: str(o, 'addr', what), port: int(o, 'port', what, 0, 65535) };
+  return { proto, addr: ip(o, 'addr', what), port: int(o, 'port', what, 0, 65535) };
 }
 
 /** The mask as a number if `mask` is a dotted IPv4 netmask with contiguous ones (0.0.0.0 included). */
@@ -159,7 +168,7 @@ export function netmaskBits(mask: string): number | undefined {
 
 function spec(v: unknown): ServiceSpec {
   const o = obj(v, 'svc');
-  const out: ServiceSpec = { ...key(v, 'svc'), scheduler: str(o, 'scheduler', 'svc') };
+  const out: ServiceSpec = { ...key(v, 'svc'), scheduler: checkSchedulerName(str(o, 'scheduler', 'svc')) };
   if (o.persistent !== undefined) out.persistent = int(o, 'persistent', 'svc', 1, MAX_TIMEOUT);
   if (o.netmask !== undefined) {
     const mask = o.netmask;
@@ -177,7 +186,7 @@ function real(v: unknown): RealSpec {
   const fwd = o.fwd;
   if (!FWDS.includes(fwd as Fwd)) bad(`real.fwd must be one of ${FWDS.join(' ')}`);
   const out: RealSpec = {
-    addr: str(o, 'addr', 'real'),
+    addr: ip(o, 'addr', 'real'),
     port: int(o, 'port', 'real', 0, 65535),
     fwd: fwd as Fwd,
     weight: int(o, 'weight', 'real', 0, 65535),
@@ -221,7 +230,7 @@ export function parseRequest(line: string): Request {
       return { op: op as 'add-real' | 'edit-real', key: key(o.key, 'key'), real: real(o.real) };
     case 'del-real': {
       const r = obj(o.real, 'real');
-      return { op: 'del-real', key: key(o.key, 'key'), real: { addr: str(r, 'addr', 'real'), port: int(r, 'port', 'real', 0, 65535) } };
+      return { op: 'del-real', key: key(o.key, 'key'), real: { addr: ip(r, 'addr', 'real'), port: int(r, 'port', 'real', 0, 65535) } };
     }
     case 'zero':
     case 'list':

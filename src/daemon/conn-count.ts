@@ -1,9 +1,20 @@
+import type { Timeouts } from '../control/protocol.js';
 import * as C from '../maps/codecs.js';
 import type { Dataplane } from './dataplane.js';
 import { CONN_STATE } from '../maps/abi.js';
 import { IPVS_TIMEOUTS, timeoutOf } from './timeouts.js';
 
 export const DEFAULT_TIMEOUTS = { tcp: IPVS_TIMEOUTS.tcp, tcpfin: IPVS_TIMEOUTS.tcpfin, udp: IPVS_TIMEOUTS.udp } as const;
+
+/** The timeouts ipvsadm --set changes, as the dataplane applies them now (the control plane wrote xvs_config at load). */
+export function readTimeouts(dp: Dataplane): Timeouts {
+  const c = dp.config.get(0);
+  return {
+    tcp: c?.timeout_tcp || DEFAULT_TIMEOUTS.tcp,
+    tcpfin: c?.timeout_tcpfin || DEFAULT_TIMEOUTS.tcpfin,
+    udp: c?.timeout_udp || DEFAULT_TIMEOUTS.udp,
+  };
+}
 
 export interface ConnCounts { active: number; inactive: number }
 

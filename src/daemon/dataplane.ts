@@ -42,15 +42,23 @@ const log = logger('dataplane');
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/xvs';
 export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
+/**
+ * New flows wait here for a round trip, not for their lifetime, so the table
+ * is small: at 65,536 entries a flood of 100,000 SYNs a second still leaves
+ * each handshake over half a second, and a small table's buckets stay in the
+ * caches, which is most of what a new flow costs.
+ */
+export const DEFAULT_SYN_TABLE_SIZE = 1 << 16;
 
 /**
- * The maps the director pins: every map its object declares (the loader's
- * default), read from the object so a new map can never be left unpinned.
+ * The maps the director pins: every map its object declares that can be
+ * reused (the loader's default), read from the object so a new map can never
+ * be left unpinned.
  */
 export function directorMaps(objectPath = bpfObject('xvs')): string[] {
   const obj = BpfObject.open({ objectPath });
   try {
-    return obj.declaredMapNames();
+    return obj.pinnableMapNames();
   } finally {
     obj.close();
   }
@@ -70,6 +78,8 @@ export interface DataplaneOptions {
   /** Omitted: no pinning (tests); maps die with the object. */
   pinDir?: string;
   connTableSize?: number;
+  /** New flows until confirmed (default: a quarter of connTableSize, at most DEFAULT_SYN_TABLE_SIZE). */
+  synTableSize?: number;
   objectPath?: string;
 }
 
@@ -123,7 +133,7 @@ export class Dataplane {
       objectPath: o.objectPath ?? bpfObject('xvs'),
       mapSizes: {
         xvs_conns: connTableSize,
-        xvs_syn_conns: Math.max(1024, connTableSize >>> 2),
+        xvs_syn_conns: o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2)),
         xvs_persist: Math.max(1024, connTableSize >>> 2),
       },
       ...(o.pinDir ? { pinDir: o.pinDir } : {}),

@@ -1,16 +1,4 @@
 import { writeFileSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { XvsError } from '../errors.js';
-import { onBpffs } from '../sys/bpffs.js';
-
-/** The pin directory must sit on a bpffs, or pins vanish or fail. */
-export function checkPinDir(dir: string): void {
-  if (!onBpffs(dir)) {
-    throw new XvsError('SYSTEM', `pin directory ${dir} is not on a bpffs`, {
-      hint: `mount one (mount -t bpf bpf ${path.dirname(dir)}) or pass --pin-dir on a bpffs; inside 'ip netns exec' /sys/fs/bpf is not mounted`,
-    });
-  }
-}
 
 /**
  * bpf_fib_lookup in the ingress direction answers FWD_DISABLED unless the

@@ -10,16 +10,3 @@ export function nextOverload(overloaded: boolean, total: number, upper: number, 
   if (lower > 0) return total >= lower;
   return total * 4 >= upper * 3;
 }
-
-/** A dotted IPv4 netmask as a number; contiguous masks only. */
-export function parseNetmask(mask: string): number | undefined {
-  const parts = mask.split('.');
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) return undefined;
-  const n = parts.reduce((a, p) => ((a << 8) | Number(p)) >>> 0, 0);
-  const inv = ~n >>> 0;
-  return (inv & (inv + 1)) === 0 ? n : undefined;
-}
-
-export function netmaskString(n: number): string {
-  return [24, 16, 8, 0].map((s) => (n >>> s) & 0xff).join('.');
-}

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../control/socket.js';
+import { DEFAULT_PIN_DIR } from '../daemon/dataplane.js';
 import { XvsError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { nsExec, run, type Lab, type LabHost } from './topology.js';
@@ -14,21 +15,33 @@ export interface DirectorHandle {
   socket: string;
   pinDir: string;
   pid: number;
+  /** What xvsd has written to stderr so far (its pino log), up to 64 KiB. */
+  stderr(): string;
   xvsadm(args: string[]): Promise<string>;
   stop(): Promise<void>;
 }
 
+export interface DirectorOptions {
+  connTableSize?: number;
+  /**
+   * Leave --pin-dir to xvsd (/sys/fs/bpf/xvs in the mount namespace `ip netns
+   * exec` makes for it, gone when it exits) instead of the lab's bpffs.
+   */
+  defaultPinDir?: boolean;
+}
+
 /** The director holds the VIP (it answers ARP for it) and runs xvsd. */
-export async function startDirector(lab: Lab, opts: { connTableSize?: number } = {}): Promise<DirectorHandle> {
+export async function startDirector(lab: Lab, opts: DirectorOptions = {}): Promise<DirectorHandle> {
   const socket = path.join(lab.dir, 'xvsd.sock');
-  const pinDir = path.join(lab.bpffs, 'director');
+  const pinDir = opts.defaultPinDir ? DEFAULT_PIN_DIR : path.join(lab.bpffs, 'director');
   await run('ip', ['-n', lab.director.ns, 'addr', 'replace', `${lab.vip}/32`, 'dev', lab.director.ifname]);
   const args = ['netns', 'exec', lab.director.ns, process.execPath, bin('cli/xvsd.js'),
-    '--interface', lab.director.ifname, '--socket', socket, '--pin-dir', pinDir,
+    '--interface', lab.director.ifname, '--socket', socket, ...(opts.defaultPinDir ? [] : ['--pin-dir', pinDir]),
     '--conn-table-size', String(opts.connTableSize ?? 65536)];
+  // `ip netns exec` execs the command, so the child's pid is xvsd's.
   const child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XVS_LOG_LEVEL: 'warn' } });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 8192) stderr += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 65536) stderr += d; });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -48,6 +61,7 @@ export async function startDirector(lab: Lab, opts: { connTableSize?: number } =
     socket,
     pinDir,
     pid: child.pid ?? 0,
+    stderr: () => stderr,
     xvsadm: (a) => run(process.execPath, [bin('cli/xvsadm.js'), '--socket', socket, ...a]),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {

@@ -11,7 +11,7 @@ export interface OpenOptions {
   objectPath: string;
   /** A directory on bpffs; maps in pinMaps are pinned there (or reused if already pinned). */
   pinDir?: string;
-  /** Default: every map the C source declares (libbpf's internal .bss/.rodata maps excluded). */
+  /** Default: every map the C source declares that can be reused (see pinnableMapNames). */
   pinMaps?: readonly string[];
   /** Programs to load (default: all); the others are left out of load(). */
   programs?: readonly string[];
@@ -29,6 +29,8 @@ export interface OpenOptions {
 }
 
 const DEFAULT_LOG_SIZE = 4 << 20;
+/** BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_DEVMAP_HASH. */
+const DEVMAPS = new Set([14, 25]);
 const ENOSPC = 28;
 const log = logger('loader');
 
@@ -151,6 +153,16 @@ export class BpfObject {
     return this.mapNames().filter((n) => !n.includes('.'));
   }
 
+  /**
+   * The declared maps that can be pinned and reused: all but devmaps. The
+   * kernel adds BPF_F_RDONLY_PROG to a devmap it creates and refuses that
+   * flag from the creator, so libbpf 1.1 (Debian 12's) never finds a pinned
+   * devmap compatible; a devmap holds configuration its loader writes anew.
+   */
+  pinnableMapNames(): string[] {
+    return this.declaredMapNames().filter((n) => !DEVMAPS.has(lb.bpf_map__type(this.#findMap(n))));
+  }
+
   programNames(): string[] {
     return this.#programs().map((p) => lb.bpf_program__name(p));
   }
@@ -209,7 +221,7 @@ export class BpfObject {
 
   #setPinPaths(dir: string, names: readonly string[] | undefined): void {
     mkdirSync(dir, { recursive: true });
-    const pinned = names ?? this.declaredMapNames();
+    const pinned = names ?? this.pinnableMapNames();
     this.#pinned = pinned;
     for (const name of pinned) {
       const r = lb.bpf_map__set_pin_path(this.#findMap(name), `${dir}/${name}`);

@@ -54,12 +54,13 @@ export class RawMap implements MapDesc {
 
   /** A RawMap for any map fd, described by the kernel. */
   static fromFd(fd: number, ownsFd: boolean): RawMap {
-    const info: Record<string, unknown> = {};
-    const len: [number] = [24 + 16];
-    const r = lb.bpf_obj_get_info_by_fd(fd, info, len);
-    if (r < 0) throw new XvsError('LIBBPF', `map fd ${fd}: get info failed: ${lb.strerror(r)}`);
-    const i = info as unknown as lb.MapInfoValue;
+    const i = mapInfo(fd);
     return new RawMap({ name: i.name, fd, type: i.type, keySize: i.key_size, valueSize: i.value_size, maxEntries: i.max_entries }, ownsFd);
+  }
+
+  /** The kernel's id of this map (what bpftool lists, what mapFromId opens); no other map gets it while this one lives. */
+  kernelId(): number {
+    return mapInfo(this.fd).id;
   }
 
   lookup(key: Buffer): Buffer | null {
@@ -278,6 +279,14 @@ export function mapFromPin(path: string): RawMap {
 
 export function closeFd(fd: number): void {
   if (fd >= 0) lb.close(fd);
+}
+
+function mapInfo(fd: number): lb.MapInfoValue {
+  const info: Record<string, unknown> = {};
+  const len: [number] = [24 + 16];
+  const r = lb.bpf_obj_get_info_by_fd(fd, info, len);
+  if (r < 0) throw new XvsError('LIBBPF', `map fd ${fd}: get info failed: ${lb.strerror(r)}`);
+  return info as unknown as lb.MapInfoValue;
 }
 
 function fromOwnedFd(fd: number): RawMap {

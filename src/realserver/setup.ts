@@ -3,6 +3,8 @@
 // answers or announces the VIP (the director owns it on the wire), and for
 // TUN the xdp_decap program, which replaces the ipip module, plus rp_filter
 // off. Everything changed is recorded so teardown can put it back exactly.
+// All of it belongs to one network namespace, so the record does too: by
+// default it lives under a directory named for the namespace (sys/netns.ts).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
@@ -11,9 +13,10 @@ import { XvsError, isXvsError } from '../errors.js';
 import { logger } from '../log.js';
 import { BpfObject, attachXdp, detachXdp, ifIndex, xdpProgId } from '../loader/index.js';
 import { ipToAddr16 } from '../maps/codec.js';
-import { mapFromPin, type RawMap } from '../maps/map.js';
+import { mapFromId, type RawMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
-import { onBpffs } from '../sys/bpffs.js';
+import { ensurePinDir } from '../sys/bpffs.js';
+import { netnsInode } from '../sys/netns.js';
 
 const log = logger('realserver');
 
@@ -21,17 +24,25 @@ export interface RealServerOptions {
   vip: string;
   mode: 'dr' | 'tun';
   interface?: string;
+  /** Default: PIN_ROOT/netns-INODE. */
   pinDir?: string;
+  /** Default: STATE_ROOT/netns-INODE. */
   stateDir?: string;
   xdpMode?: 'native' | 'generic';
 }
 
 export const REALSERVER_DEFAULTS = {
-  pinDir: '/sys/fs/bpf/xvs-rs',
-  stateDir: '/run/xvs',
+  pinRoot: '/sys/fs/bpf/xvs-rs',
+  // /run, not /sys: `ip netns exec` gives every run a fresh /sys, /run stays.
+  stateRoot: '/run/xvs',
   stateFile: 'realserver.json',
   xdpMode: 'native',
 } as const;
+
+/** This network namespace's directory under each default root. */
+function netnsDir(root: string): string {
+  return path.join(root, `netns-${netnsInode()}`);
+}
 
 const DECAP_PROG = 'xdp_decap';
 const DECAP_MAP = 'xvs_decap_vips';
@@ -46,16 +57,23 @@ interface VipState {
   interface: string;
 }
 
+// Kernel ids, not pins, find the running decap: a pin lives as long as its
+// bpffs, which under `ip netns exec` is the one command that mounted it.
 interface DecapState {
   interface: string;
   ifindex: number;
   progId: number;
+  mapId: number;
   xdpMode: XdpMode;
   pinDir: string;
 }
 
+const STATE_VERSION = 2;
+
 interface State {
-  version: 1;
+  version: typeof STATE_VERSION;
+  /** The network namespace the state describes (sys/netns.ts). */
+  netns: number;
   vips: Record<string, VipState>;
   /** Sysctl values from before xvs touched them, keyed `DEV/NAME` (under net/ipv4/conf). */
   saved: Record<string, string>;
@@ -96,24 +114,71 @@ function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: Xdp
   return { vip, mode: o.mode, xdpMode };
 }
 
-function stateFile(o: RealServerOptions): string {
-  return path.join(o.stateDir ?? REALSERVER_DEFAULTS.stateDir, REALSERVER_DEFAULTS.stateFile);
+interface StateLocation {
+  file: string;
+  /** The per-namespace default directory, removed once empty. */
+  ownDir: boolean;
 }
 
-function loadState(file: string): State {
-  if (!existsSync(file)) return { version: 1, vips: {}, saved: {}, decap: null };
+function stateLocation(o: RealServerOptions): StateLocation {
+  const dir = o.stateDir ?? netnsDir(REALSERVER_DEFAULTS.stateRoot);
+  return { file: path.join(dir, REALSERVER_DEFAULTS.stateFile), ownDir: o.stateDir === undefined };
+}
+
+const emptyState = (): State => ({ version: STATE_VERSION, netns: netnsInode(), vips: {}, saved: {}, decap: null });
+const isEmpty = (s: State): boolean => Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap;
+
+function readState(file: string): State {
+  if (!existsSync(file)) return emptyState();
+  let s: State;
   try {
-    const s = JSON.parse(readFileSync(file, 'utf8')) as State;
-    if (s.version !== 1 || typeof s.vips !== 'object' || typeof s.saved !== 'object') throw new Error('unknown layout');
-    return s;
+    s = JSON.parse(readFileSync(file, 'utf8')) as State;
+    if (typeof s.vips !== 'object' || typeof s.saved !== 'object') throw new Error('unknown layout');
   } catch (e) {
     throw new XvsError('SYSTEM', `state file ${file} is unreadable (${message(e)}); fix or remove it`);
   }
+  if (s.version !== STATE_VERSION) {
+    throw new XvsError('SYSTEM', `state file ${file} has layout version ${String(s.version)}, this xvs reads ${STATE_VERSION}`,
+      { hint: 'tear down with the xvs that set it up, or remove the file' });
+  }
+  const here = netnsInode();
+  if (s.netns !== here) {
+    throw new XvsError('SYSTEM', `state file ${file} describes network namespace net:[${String(s.netns)}], not this one (net:[${here}])`,
+      { hint: 'every network namespace keeps its own state: leave out --state-dir for the default, or remove the file if that namespace is gone' });
+  }
+  return s;
 }
 
-function saveState(file: string, s: State): void {
-  if (Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap) {
+function decapAttached(d: DecapState): boolean {
+  try {
+    return xdpProgId(d.ifindex) === d.progId;
+  } catch {
+    return false; // the interface is gone, and the program with it
+  }
+}
+
+/**
+ * The state, or an empty one when the file describes a namespace that is
+ * gone: a namespace deleted without teardown leaves its file behind, and the
+ * kernel hands its inode to a later namespace. Nothing xvs put in the
+ * namespace (a VIP on lo, the decap program) is there then.
+ */
+async function loadState(loc: StateLocation, lines: string[]): Promise<State> {
+  const s = readState(loc.file);
+  if (isEmpty(s) || (s.decap && decapAttached(s.decap))) return s;
+  const onLo = await loVips();
+  if (Object.keys(s.vips).some((v) => onLo.has(v))) return s;
+  log.warn({ file: loc.file, vips: Object.keys(s.vips) }, 'state file describes a network namespace that is gone; ignoring it');
+  lines.push(`ignored ${loc.file}: none of its VIPs is on lo, it belongs to a network namespace that is gone`);
+  rmSync(loc.file, { force: true });
+  return emptyState();
+}
+
+function saveState(loc: StateLocation, s: State): void {
+  const { file } = loc;
+  if (isEmpty(s)) {
     rmSync(file, { force: true });
+    if (loc.ownDir) removeIfEmpty(path.dirname(file));
     return;
   }
   mkdirSync(path.dirname(file), { recursive: true });
@@ -202,11 +267,20 @@ function syncSysctls(s: State, ctx: Ctx): void {
   }
 }
 
-async function loAddress(vip: string): Promise<{ label?: string; prefixlen: number } | null> {
+interface LoAddress { local: string; prefixlen: number; label?: string }
+
+async function loAddresses(): Promise<LoAddress[]> {
   const out = await sh('ip', ['-j', '-4', 'addr', 'show', 'dev', 'lo']);
-  const links = JSON.parse(out || '[]') as Array<{ addr_info?: Array<{ local: string; prefixlen: number; label?: string }> }>;
-  for (const l of links) for (const a of l.addr_info ?? []) if (a.local === vip) return a;
-  return null;
+  const links = JSON.parse(out || '[]') as Array<{ addr_info?: LoAddress[] }>;
+  return links.flatMap((l) => l.addr_info ?? []);
+}
+
+async function loVips(): Promise<Set<string>> {
+  return new Set((await loAddresses()).map((a) => a.local));
+}
+
+async function loAddress(vip: string): Promise<LoAddress | null> {
+  return (await loAddresses()).find((a) => a.local === vip) ?? null;
 }
 
 async function addLoVip(vip: string, ctx: Ctx): Promise<void> {
@@ -237,17 +311,12 @@ function vipValue(): Buffer {
   return v;
 }
 
-// bpftool does the same: a host without a mounted /sys/fs/bpf gets one.
-async function ensurePinDir(pinDir: string, ctx: Ctx): Promise<void> {
-  if (!onBpffs(pinDir)) {
-    const root = '/sys/fs/bpf';
-    if (!(pinDir + '/').startsWith(`${root}/`) || onBpffs(root)) {
-      throw new XvsError('BAD_ARGUMENT', `pin directory ${pinDir} is not on a bpf filesystem`);
-    }
-    await sh('mount', ['-t', 'bpf', 'bpf', root]);
-    ctx.lines.push(`mounted a bpf filesystem on ${root}`);
+function removeIfEmpty(dir: string): void {
+  try {
+    if (existsSync(dir) && readdirSync(dir).length === 0) rmdirSync(dir);
+  } catch (e) {
+    log.warn({ dir, err: message(e) }, 'could not remove an empty directory');
   }
-  mkdirSync(pinDir, { recursive: true });
 }
 
 function openDecap(pinDir: string): BpfObject {
@@ -263,60 +332,85 @@ function openDecap(pinDir: string): BpfObject {
   }
 }
 
-function openPinnedVips(pinDir: string): RawMap | null {
+/** The VIP map of the running decap program. */
+function openDecapVips(d: DecapState): RawMap {
+  const map = mapFromId(d.mapId);
+  if (map.name !== DECAP_MAP) {
+    map.close();
+    throw new XvsError('SYSTEM', `map id ${d.mapId} is ${map.name}, not ${DECAP_MAP}: the state file does not match the kernel`);
+  }
+  return map;
+}
+
+/** Removes the pin if this run can see it; an unseen one went with its bpffs. */
+function unpin(pinDir: string): boolean {
   const pin = path.join(pinDir, DECAP_MAP);
-  return existsSync(pin) ? mapFromPin(pin) : null;
+  const had = existsSync(pin);
+  rmSync(pin, { force: true });
+  removeIfEmpty(pinDir);
+  if (path.dirname(pinDir) === REALSERVER_DEFAULTS.pinRoot) removeIfEmpty(REALSERVER_DEFAULTS.pinRoot);
+  return had;
 }
 
-function unpin(pinDir: string): void {
+async function attachDecap(ifindex: number, iface: string, pinDir: string, xdpMode: XdpMode, ctx: Ctx): Promise<DecapState> {
+  const mounted = await ensurePinDir(pinDir);
+  if (mounted) ctx.lines.push(`mounted a bpf filesystem on ${mounted}`);
+  // libbpf would reuse a pin left by a decap that no longer runs, stale VIPs and all.
   rmSync(path.join(pinDir, DECAP_MAP), { force: true });
-  if (existsSync(pinDir) && readdirSync(pinDir).length === 0) rmdirSync(pinDir);
+  const obj = openDecap(pinDir);
+  try {
+    ctx.undo.push(() => void unpin(pinDir));
+    const mode = attachXdp(ifindex, obj.program(DECAP_PROG).fd, xdpMode);
+    ctx.undo.push(() => detachXdp(ifindex, mode));
+    ctx.lines.push(`attached ${DECAP_PROG} to ${iface} (${mode})`);
+    return { interface: iface, ifindex, progId: xdpProgId(ifindex), mapId: obj.map(DECAP_MAP).kernelId(), xdpMode: mode, pinDir };
+  } finally {
+    // The attachment holds the program, and the program its map.
+    obj.close();
+  }
 }
 
-async function addDecap(s: State, vip: string, iface: string, pinDir: string, xdpMode: XdpMode, ctx: Ctx): Promise<void> {
+/** Runs the decap on iface (attaching it unless ours already runs there) with every tunnelled VIP of s in its map. */
+async function syncDecap(s: State, iface: string, pinDir: string, xdpMode: XdpMode, ctx: Ctx): Promise<void> {
   if (s.decap && s.decap.interface !== iface) {
     throw new XvsError('BAD_ARGUMENT', `decap already runs on ${s.decap.interface}; tunnelled VIPs share one interface`);
   }
-  if (s.decap) pinDir = s.decap.pinDir;
-  await ensurePinDir(pinDir, ctx);
   const ifindex = checkInterface(iface);
   const current = xdpProgId(ifindex);
-  const ours = s.decap !== null && current === s.decap.progId && s.decap.ifindex === ifindex;
+  const ours = s.decap !== null && s.decap.ifindex === ifindex && current === s.decap.progId;
   if (current !== 0 && !ours) {
     throw new XvsError('ATTACH', `${iface} already runs XDP program id ${current}; not replacing it`);
   }
-  const pinned = existsSync(path.join(pinDir, DECAP_MAP));
-  const obj = openDecap(pinDir);
+  const decap = ours && s.decap ? s.decap : await attachDecap(ifindex, iface, pinDir, xdpMode, ctx);
+  s.decap = decap;
+  const map = openDecapVips(decap);
   try {
-    if (!pinned) ctx.undo.push(() => unpin(pinDir));
-    if (!ours) {
-      const mode = attachXdp(ifindex, obj.program(DECAP_PROG).fd, xdpMode);
-      ctx.undo.push(() => detachXdp(ifindex, mode));
-      s.decap = { interface: iface, ifindex, progId: xdpProgId(ifindex), xdpMode: mode, pinDir };
-      ctx.lines.push(`attached ${DECAP_PROG} to ${iface} (${mode})`);
-    }
-    const map = obj.map(DECAP_MAP);
-    const key = vipKey(vip);
-    if (!map.lookup(key)) {
+    // All of them, not only the new one: a decap attached afresh starts empty.
+    for (const [vip, v] of Object.entries(s.vips)) {
+      const key = vipKey(vip);
+      if (v.mode !== 'tun' || map.lookup(key)) continue;
       map.update(key, vipValue());
       ctx.undo.push(() => {
-        const m = openPinnedVips(pinDir);
-        m?.delete(key);
-        m?.close();
+        const m = openDecapVips(decap);
+        try {
+          m.delete(key);
+        } finally {
+          m.close();
+        }
       });
       ctx.lines.push(`added ${vip} to ${DECAP_MAP}`);
     }
   } finally {
-    // The attachment holds the program and the pin holds the map.
-    obj.close();
+    map.close();
   }
 }
 
 function removeDecap(s: State, vip: string, ctx: Ctx): void {
   const d = s.decap;
   if (!d) return;
-  const map = openPinnedVips(d.pinDir);
-  if (map) {
+  const attached = decapAttached(d);
+  if (attached) {
+    const map = openDecapVips(d);
     try {
       if (map.delete(vipKey(vip))) ctx.lines.push(`removed ${vip} from ${DECAP_MAP}`);
     } finally {
@@ -324,27 +418,28 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
     }
   }
   if (Object.values(s.vips).some((v) => v.mode === 'tun')) return;
-  let current = 0;
-  try {
-    current = xdpProgId(d.ifindex);
-  } catch {
-    // the interface is gone, and the program with it
-  }
-  if (current === d.progId) {
+  if (attached) {
     detachXdp(d.ifindex, d.xdpMode);
     ctx.lines.push(`detached ${DECAP_PROG} from ${d.interface}`);
-  } else if (current !== 0) {
-    ctx.lines.push(`left XDP program id ${current} on ${d.interface}: it is not the one xvs attached`);
+  } else {
+    let current = 0;
+    try {
+      current = xdpProgId(d.ifindex);
+    } catch {
+      // the interface is gone, and the program with it
+    }
+    if (current !== 0) ctx.lines.push(`left XDP program id ${current} on ${d.interface}: it is not the one xvs attached`);
   }
-  unpin(d.pinDir);
-  ctx.lines.push(`unpinned ${path.join(d.pinDir, DECAP_MAP)}`);
+  if (unpin(d.pinDir)) ctx.lines.push(`unpinned ${path.join(d.pinDir, DECAP_MAP)}`);
   s.decap = null;
 }
 
 export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const { vip, mode, xdpMode } = validate(o);
-  const file = stateFile(o);
-  const s = loadState(file);
+  const loc = stateLocation(o);
+  const ctx: Ctx = { lines: [], undo: [] };
+  const s = await loadState(loc, ctx.lines);
+  const changes = ctx.lines.length;
   const prev = s.vips[vip];
   const iface = o.interface ?? prev?.interface ?? (await routeDevice(vip));
   if (prev && (prev.mode !== mode || prev.interface !== iface)) {
@@ -352,13 +447,12 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   }
   checkInterface(iface);
 
-  const ctx: Ctx = { lines: [], undo: [] };
   try {
     s.vips[vip] = { mode, interface: iface };
     syncSysctls(s, ctx);
     await addLoVip(vip, ctx);
-    if (mode === 'tun') await addDecap(s, vip, iface, o.pinDir ?? REALSERVER_DEFAULTS.pinDir, xdpMode, ctx);
-    saveState(file, s);
+    if (mode === 'tun') await syncDecap(s, iface, o.pinDir ?? netnsDir(REALSERVER_DEFAULTS.pinRoot), xdpMode, ctx);
+    saveState(loc, s);
   } catch (e) {
     for (const undo of ctx.undo.reverse()) {
       try {
@@ -369,16 +463,17 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
     }
     throw isXvsError(e) ? e : new XvsError('SYSTEM', `setup of ${vip} failed: ${message(e)}`, { cause: e });
   }
-  if (ctx.lines.length === 0) ctx.lines.push(`${vip} is already set up (${mode} on ${iface})`);
+  if (ctx.lines.length === changes) ctx.lines.push(`${vip} is already set up (${mode} on ${iface})`);
   return ctx.lines;
 }
 
 export async function teardownRealServer(o: RealServerOptions): Promise<string[]> {
   const { vip, mode } = validate(o);
-  const file = stateFile(o);
-  const s = loadState(file);
-  const entry = s.vips[vip];
+  const loc = stateLocation(o);
   const ctx: Ctx = { lines: [], undo: [] };
+  const s = await loadState(loc, ctx.lines);
+  const changes = ctx.lines.length;
+  const entry = s.vips[vip];
   const failures: string[] = [];
   const step = async (fn: () => void | Promise<void>): Promise<void> => {
     try {
@@ -390,14 +485,14 @@ export async function teardownRealServer(o: RealServerOptions): Promise<string[]
 
   if (!entry) {
     await step(() => removeLoVip(vip, ctx));
-    if (ctx.lines.length === 0) ctx.lines.push(`${vip} was not set up by xvs; nothing to undo`);
+    if (ctx.lines.length === changes) ctx.lines.push(`${vip} was not set up by xvs; nothing to undo`);
   } else {
     if (entry.mode !== mode) ctx.lines.push(`${vip} was set up as ${entry.mode}; undoing that`);
     delete s.vips[vip];
     if (entry.mode === 'tun') await step(() => removeDecap(s, vip, ctx));
     await step(() => removeLoVip(vip, ctx));
     await step(() => syncSysctls(s, ctx));
-    saveState(file, s);
+    saveState(loc, s);
   }
   if (failures.length > 0) throw new XvsError('SYSTEM', `teardown of ${vip} incomplete: ${failures.join('; ')}`);
   return ctx.lines;

@@ -31,9 +31,16 @@ export interface PlanOptions {
    * this real still counts as an active connection before it counts as an
    * inactive one (Infinity: to the end of the plan; 0: inactive at once).
    * Takes precedence over newConnAs. The registry's wlc & co. derive it
-   * from each real's arrivals (see leastConn in registry.ts).
+   * from each real's arrivals (see conn-history.ts).
    */
   activeFor?: ArrayLike<number>;
+  /**
+   * Per real (input order): before which picks (ascending) one of the
+   * connections already active when the plan starts turns inactive, as
+   * IPVS would see them close while the plan is read. At most its active
+   * count of them take effect.
+   */
+  closing?: ArrayLike<ArrayLike<number> | undefined>;
 }
 
 /**
@@ -84,8 +91,16 @@ export function plan(name: LeastConnName, reals: readonly LoadReal[], picks: num
   for (let i = 0; i < n; i++) refresh(i);
   const heap = new IndexedHeap(n, before);
 
-  // expiring[k]: reals whose earlier picks turn inactive before pick k.
+  // expiring[k]: reals whose earlier picks (or open connections) turn inactive before pick k.
   const expiring: number[][] = [];
+  at.forEach((i, li) => {
+    const ks = opts.closing?.[i];
+    const n = Math.min(ks?.length ?? 0, live[li]!.active);
+    for (let j = 0; j < n; j++) {
+      const k = Math.max(0, Math.floor(ks![j]!));
+      if (k < picks) (expiring[k] ??= []).push(li);
+    }
+  });
   const out = new Uint32Array(picks);
   for (let k = 0; k < picks; k++) {
     for (const i of expiring[k] ?? []) {

@@ -1,5 +1,6 @@
 import { XvsError } from '../errors.js';
 import { checkReals } from './common.js';
+import { activeSpans, addTick, closingPicks, type ConnHistory } from './conn-history.js';
 import { LBLC_TABLE_SIZE, planLblcState } from './lblc.js';
 import { LBLCR_TABLE_SIZE, planLblcrState } from './lblcr.js';
 import type { LocalityOptions, LocalityPlan } from './locality.js';
@@ -52,6 +53,24 @@ export const DEFAULT_PICKS = 64;
 /** Real ids per slot. For 'seq' lookups the dataplane takes slot = counter++ % length. */
 export type TableBuilder = (input: SchedInput) => Uint32Array;
 
+/**
+ * What a scheduler carries from one plan of a service to the next: lc, wlc,
+ * sed and nq how long each real's connections stay active, lblc and lblcr
+ * their last plan. Opaque to callers, who keep it with the service.
+ */
+export type SchedMemory =
+  | { readonly history: ConnHistory }
+  | { readonly last: LocalityPlan };
+
+export interface Planned {
+  table: Uint32Array;
+  /** Pass to the service's next plan; undefined: nothing to remember. */
+  memory: SchedMemory | undefined;
+}
+
+/** A pure planner: the same input and memory give the same table and memory. */
+export type Planner = (input: SchedInput, memory: SchedMemory | undefined) => Planned;
+
 export interface SchedulerInfo {
   name: SchedulerName;
   code: number;
@@ -60,6 +79,8 @@ export interface SchedulerInfo {
 }
 
 export interface Scheduler extends SchedulerInfo {
+  plan: Planner;
+  /** plan() with the memory kept in this object: one object per service. */
   build: TableBuilder;
 }
 
@@ -79,32 +100,22 @@ function fromCursor(planned: Uint32Array, cursor: number | bigint | undefined): 
 }
 
 /**
- * lc/wlc/sed/nq objects remember, per real, how many ticks a new connection
- * stays active: by Little's law active = arrivals per tick x ticks active,
- * averaged over the ticks that had arrivals, so a plan made after an idle
- * tick still knows that one real's connections last and another's are gone
- * in a moment. In picks that is ticks active x the picks expected per tick
- * (the last tick's arrivals; half the plan when it had none).
+ * lc/wlc/sed/nq: the picks IPVS would make from the counts, one at a time,
+ * each pick counted active for as many later picks as that real server's
+ * connections stay open (learnt tick by tick, see conn-history.ts), and
+ * laid out from the cursor: the next new flow takes the first pick, so a
+ * burst that spans ticks goes on with the next IPVS choice instead of
+ * replaying the first slots of every plan. A tick's input (reals with
+ * arrivals) adds to the history; a plan for a configuration change uses it.
  */
-const leastConn = (name: LeastConnName) => (): TableBuilder => {
-  const ticksActive = new Map<number, number>();
-  return (i) => {
-    const picks = i.picks ?? DEFAULT_PICKS;
-    let activeFor: number[] | undefined;
-    if (i.newConnAs === undefined) {
-      const total = i.reals.reduce((n, r) => n + (r.arrivals ?? 0), 0);
-      for (const r of i.reals) {
-        if (!r.arrivals) continue;
-        const sample = (r.active ?? 0) / r.arrivals;
-        const was = ticksActive.get(r.id);
-        ticksActive.set(r.id, was === undefined ? sample : (was + sample) / 2);
-      }
-      for (const id of ticksActive.keys()) if (!i.reals.some((r) => r.id === id)) ticksActive.delete(id);
-      const perTick = total > 0 ? total : picks / 2;
-      activeFor = i.reals.map((r) => (ticksActive.get(r.id) ?? Infinity) * perTick);
-    }
-    return fromCursor(plan(name, loads(i.reals), picks, { newConnAs: i.newConnAs, activeFor }), i.cursor);
-  };
+const leastConn = (name: LeastConnName): Planner => (i, memory) => {
+  const picks = i.picks ?? DEFAULT_PICKS;
+  let history = memory && 'history' in memory ? memory.history : undefined;
+  if (i.reals.some((r) => r.arrivals !== undefined)) history = addTick(history, i.reals);
+  const activeFor = i.newConnAs === undefined ? activeSpans(history, i.reals) : undefined;
+  const closing = activeFor && closingPicks(i.reals, activeFor);
+  const table = fromCursor(plan(name, loads(i.reals), picks, { newConnAs: i.newConnAs, activeFor, closing }), i.cursor);
+  return { table, memory: history && { history } };
 };
 
 // rr/wrr: IPVS skips overloaded reals while it walks the list; leaving them
@@ -118,37 +129,34 @@ const seqStatic = (build: (reals: RealState[]) => Uint32Array): TableBuilder => 
 type LocalityPlanner = (reals: readonly LoadReal[], prev: LocalityPlan | undefined, size: number, opts: LocalityOptions) => LocalityPlan;
 
 /**
- * lblc/lblcr carry IPVS's destination cache from one build to the next:
- * which buckets a flow has used since they were assigned. The state lives
- * in the scheduler object, one per service (schedulerByName makes a new one
- * each call); a `previous` other than the last table built has no such
- * record, and all its buckets count as cached.
+ * lblc/lblcr carry IPVS's destination cache from one plan to the next:
+ * which buckets a flow has used since they were assigned. A `previous`
+ * other than the last table planned (e.g. read back after a restart) has no
+ * such record, and all its buckets count as cached.
  */
-const locality = (planner: LocalityPlanner, defaultSize: number) => (): TableBuilder => {
-  let last: LocalityPlan | undefined;
-  return (i) => {
-    const prev = i.previous === undefined || i.previous === last?.table
-      ? last
-      : { table: i.previous, pinned: new Uint8Array(i.previous.length).fill(1) };
-    last = planner(loads(i.reals), prev, i.tableSize ?? defaultSize, { newConnAs: i.newConnAs, flows: i.flows });
-    return last.table;
-  };
+const locality = (planner: LocalityPlanner, defaultSize: number): Planner => (i, memory) => {
+  const last = memory && 'last' in memory ? memory.last : undefined;
+  const prev = i.previous === undefined || i.previous === last?.table
+    ? last
+    : { table: i.previous, pinned: new Uint8Array(i.previous.length).fill(1) };
+  const next = planner(loads(i.reals), prev, i.tableSize ?? defaultSize, { newConnAs: i.newConnAs, flows: i.flows });
+  return { table: next.table, memory: { last: next } };
 };
 
-const once = (build: TableBuilder) => (): TableBuilder => build;
+const stateless = (build: TableBuilder): Planner => (i) => ({ table: build(i), memory: undefined });
 
-const BUILDERS: Record<SchedulerName, () => TableBuilder> = {
-  rr: once(seqStatic(buildRr)),
-  wrr: once(seqStatic(buildWrr)),
+const PLANNERS: Record<SchedulerName, Planner> = {
+  rr: stateless(seqStatic(buildRr)),
+  wrr: stateless(seqStatic(buildWrr)),
   lc: leastConn('lc'),
   wlc: leastConn('wlc'),
   sed: leastConn('sed'),
   nq: leastConn('nq'),
-  dh: once((i) => buildDh(i.reals, i.tableSize)),
-  sh: once((i) => buildSh(i.reals, i.tableSize)),
+  dh: stateless((i) => buildDh(i.reals, i.tableSize)),
+  sh: stateless((i) => buildSh(i.reals, i.tableSize)),
   lblc: locality(planLblcState, LBLC_TABLE_SIZE),
   lblcr: locality(planLblcrState, LBLCR_TABLE_SIZE),
-  mh: once((i) => buildMh(i.reals, i.tableSize)),
+  mh: stateless((i) => buildMh(i.reals, i.tableSize)),
 };
 
 const NAMES_HINT = `one of ${Object.keys(SCHEDULERS).join(' ')}`;
@@ -166,14 +174,19 @@ export function checkSchedulerName(name: string): SchedulerName {
 }
 
 /**
- * A scheduler and its table builder; keep one per service. build() is a pure
- * function of its input except for what a service's history adds: lc, wlc,
- * sed and nq remember how long connections stay active, lblc and lblcr their
- * last table (see leastConn and locality above).
+ * A scheduler with its pure planner, and build(), which keeps the planner's
+ * memory itself: keep one object per service when using build().
  */
 export function schedulerByName(name: string): Scheduler {
   const known = checkSchedulerName(name);
-  return { name: known, ...SCHEDULERS[known], build: BUILDERS[known]() };
+  const plan = PLANNERS[known];
+  let memory: SchedMemory | undefined;
+  const build: TableBuilder = (input) => {
+    const planned = plan(input, memory);
+    memory = planned.memory;
+    return planned.table;
+  };
+  return { name: known, ...SCHEDULERS[known], plan, build };
 }
 
 /** Decodes xvs_svc.sched; undefined for a code no scheduler has. */

@@ -17,9 +17,10 @@ export interface RealState extends SchedReal {
   inactive?: number;
   overloaded?: boolean;
   /**
-   * lc/wlc/sed/nq: new connections this real got during the last tick (the
-   * change of xvs_real_stats conns). With active, it tells how long a new
-   * connection stays active, hence how a planned pick counts (see plan()).
+   * lc/wlc/sed/nq, on a tick's plan only: new connections this real got
+   * since the last tick (the change of xvs_real_stats conns). With active,
+   * one more sample of how long its connections stay active, hence how a
+   * planned pick counts (see conn-history.ts).
    */
   arrivals?: number;
 }
@@ -65,9 +66,10 @@ export interface SchedInput {
   /** Table length for sh, dh, mh, lblc and lblcr. */
   tableSize?: number;
   /**
-   * seq planners: xvs_sched_pos as the new table goes live. The plan is
-   * rotated so the next new flow (slot cursor % length) takes its first pick,
-   * without resetting the shared counter.
+   * seq planners: xvs_sched_pos, the sequence number of the next new flow.
+   * The plan is rotated so that flow (slot cursor % length) takes its first
+   * pick: the counter is never reset, and a burst continues from one plan
+   * into the next.
    */
   cursor?: number | bigint;
   /** seq planners: count every pick this way, instead of from the reals' arrivals. */

@@ -9,31 +9,6 @@ export function ip4(s: string): Buffer {
   return Buffer.from(s.split('.').map((d) => Number(d)));
 }
 
-/** The 16 bytes of an IPv6 address (RFC 4291 text form, '::' allowed). */
-export function ip6(s: string): Buffer {
-  const [head = '', tail] = s.split('::');
-  const hs = head ? head.split(':') : [];
-  const ts = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? hs : [...hs, ...Array<string>(8 - hs.length - ts.length).fill('0'), ...ts];
-  if (groups.length !== 8) throw new Error(`not an IPv6 address: ${s}`);
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
-  return b;
-}
-
-const isV6 = (a: string): boolean => a.includes(':');
-
-/** An address's bytes, 4 or 16 by its text form. */
-export function ipBytes(a: string): Buffer {
-  return isV6(a) ? ip6(a) : ip4(a);
-}
-
-/** Text form of 4 or 16 address bytes (IPv6 uncompressed, lower case: ip6() reads it back). */
-export function ipText(b: Buffer): string {
-  if (b.length === 4) return [...b].join('.');
-  return Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16)).join(':');
-}
-
 /** RFC 1071 one's-complement checksum. */
 export function inetChecksum(...parts: Buffer[]): number {
   const b = Buffer.concat(parts);
@@ -83,16 +58,7 @@ export function ipv4(o: Ip4Opts): Buffer {
   return h;
 }
 
-/** The TCP/UDP/ICMPv6 pseudo-header: RFC 793 for IPv4, RFC 8200 8.1 for IPv6. */
-export function pseudo(src: string, dst: string, proto: number, len: number): Buffer {
-  if (isV6(src)) {
-    const p = Buffer.alloc(40);
-    ip6(src).copy(p, 0);
-    ip6(dst).copy(p, 16);
-    p.writeUInt32BE(len, 32);
-    p[39] = proto;
-    return p;
-  }
+function pseudo(src: string, dst: string, proto: number, len: number): Buffer {
   const p = Buffer.alloc(12);
   ip4(src).copy(p, 0);
   ip4(dst).copy(p, 4);
@@ -101,61 +67,7 @@ export function pseudo(src: string, dst: string, proto: number, len: number): Bu
   return p;
 }
 
-export interface Ip6Opts {
-  src: string; dst: string; nextHeader: number; payloadLen: number;
-  hopLimit?: number; tclass?: number; flowLabel?: number;
-  /** Extension headers, each [its own next-header value is filled in here] as whole 8-byte units. */
-  ext?: { type: number; body: Buffer }[];
-  payloadLenField?: number;
-}
-
-/** An IPv6 header followed by its extension headers (RFC 8200). */
-export function ipv6(o: Ip6Opts): Buffer {
-  const exts = o.ext ?? [];
-  const h = Buffer.alloc(40);
-  h.writeUInt32BE((6 << 28) | ((o.tclass ?? 0) << 20) | (o.flowLabel ?? 0), 0);
-  const extBufs = exts.map((e, i) => {
-    const b = Buffer.concat([Buffer.alloc(2), e.body]);
-    if (b.length % 8 !== 0) throw new Error('an extension header is whole 8-byte units');
-    b[0] = i + 1 < exts.length ? exts[i + 1]!.type : o.nextHeader;
-    b[1] = b.length / 8 - 1;
-    return b;
-  });
-  const extLen = extBufs.reduce((n, b) => n + b.length, 0);
-  h.writeUInt16BE(o.payloadLenField ?? extLen + o.payloadLen, 4);
-  h[6] = exts.length > 0 ? exts[0]!.type : o.nextHeader;
-  h[7] = o.hopLimit ?? 64;
-  ip6(o.src).copy(h, 8);
-  ip6(o.dst).copy(h, 24);
-  return Buffer.concat([h, ...extBufs]);
-}
-
 export const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
-
-export function tcp(o: { src: string; dst: string; sport: number; dport: number; flags: number; payload?: Buffer; seq?: number }): Buffer {
-  const payload = o.payload ?? Buffer.alloc(0);
-  const h = Buffer.alloc(20);
-  h.writeUInt16BE(o.sport, 0);
-  h.writeUInt16BE(o.dport, 2);
-  h.writeUInt32BE(o.seq ?? 1000, 4);
-  h[12] = 5 << 4;
-  h[13] = o.flags;
-  h.writeUInt16BE(65535, 14);
-  const seg = Buffer.concat([h, payload]);
-  seg.writeUInt16BE(inetChecksum(pseudo(o.src, o.dst, 6, seg.length), seg), 16);
-  return seg;
-}
-
-export function udp(o: { src: string; dst: string; sport: number; dport: number; payload?: Buffer }): Buffer {
-  const payload = o.payload ?? Buffer.alloc(0);
-  const h = Buffer.alloc(8);
-  h.writeUInt16BE(o.sport, 0);
-  h.writeUInt16BE(o.dport, 2);
-  h.writeUInt16BE(8 + payload.length, 4);
-  const seg = Buffer.concat([h, payload]);
-  seg.writeUInt16BE(inetChecksum(pseudo(o.src, o.dst, 17, seg.length), seg) || 0xffff, 6);
-  return seg;
-}
 
 export interface FlowOpts {
   l2: EthOpts; src: string; dst: string; sport: number; dport: number;
@@ -166,19 +78,9 @@ export interface FlowOpts {
   ip6?: Partial<Ip6Opts>;
 }
 
-/** A whole Ethernet/IP/TCP-or-UDP frame; the addresses' form picks IPv4 or IPv6. */
+/** A whole Ethernet/IP/TCP-or-UDP frame, a SYN unless told; the addresses' form picks IPv4 or IPv6. */
 export function frame(o: FlowOpts): Buffer {
-  const proto = o.proto ?? 'tcp';
-  const l4 = proto === 'tcp'
-    ? tcp({ src: o.src, dst: o.dst, sport: o.sport, dport: o.dport, flags: o.flags ?? TCP.SYN, ...(o.payload ? { payload: o.payload } : {}) })
-    : udp({ src: o.src, dst: o.dst, sport: o.sport, dport: o.dport, ...(o.payload ? { payload: o.payload } : {}) });
-  const pn = proto === 'tcp' ? 6 : 17;
-  if (isV6(o.src)) {
-    const ip = ipv6({ src: o.src, dst: o.dst, nextHeader: pn, payloadLen: l4.length, ...o.ip6 });
-    return Buffer.concat([eth({ ...o.l2, type: 0x86dd }), ip, l4]);
-  }
-  const ip = ipv4({ src: o.src, dst: o.dst, proto: pn, payloadLen: l4.length, ...o.ip });
-  return Buffer.concat([eth(o.l2), ip, l4]);
+  return packet({ ...o, proto: o.proto ?? 'tcp' });
 }
 
 /** Frame with new MACs, everything after the Ethernet addresses unchanged. */
@@ -213,8 +115,8 @@ export function encap(f: Buffer, o: { dstMac: string; srcMac: string; outerSrc: 
   const tos = v6in ? (inner.readUInt16BE(0) >> 4) & 0xff : inner[1]!;
   const ttl = v6in ? inner[7]! : inner[8]!;
   const proto = v6in ? 41 : 4;
-  if (isV6(o.outerDst)) {
-    const outer = ipv6({ src: o.outerSrc, dst: o.outerDst, nextHeader: proto, payloadLen: len, tclass: tos, hopLimit: ttl });
+  if (isIp6(o.outerDst)) {
+    const outer = ipv6({ src: o.outerSrc, dst: o.outerDst, nextHeader: proto, payloadLen: len, tc: tos, hopLimit: ttl });
     return Buffer.concat([eth({ dst: o.dstMac, src: o.srcMac, type: 0x86dd }), outer, inner]);
   }
   const outer = ipv4({
@@ -232,13 +134,13 @@ export function encap(f: Buffer, o: { dstMac: string; srcMac: string; outerSrc: 
 export function icmp6Error(f: Buffer, type: number, code: number, mtu: number, quote: number): Buffer {
   const inner = f.subarray(14);
   const q = inner.subarray(0, Math.min(quote, inner.length));
-  const src = ipText(inner.subarray(24, 40));
-  const dst = ipText(inner.subarray(8, 24));
+  const src = addrText(inner.subarray(24, 40));
+  const dst = addrText(inner.subarray(8, 24));
   const ic = Buffer.alloc(8);
   ic[0] = type;
   ic[1] = code;
   ic.writeUInt32BE(mtu, 4);
-  ic.writeUInt16BE(inetChecksum(pseudo(src, dst, 58, 8 + q.length), ic, q), 2);
+  ic.writeUInt16BE(inetChecksum(pseudoHeader(src, dst, 58, 8 + q.length), ic, q), 2);
   const ip = ipv6({ src, dst, nextHeader: 58, payloadLen: 8 + q.length, hopLimit: 255 });
   const l2 = Buffer.concat([f.subarray(6, 12), f.subarray(0, 6), f.subarray(12, 14)]);
   return Buffer.concat([l2, ip, ic, q]);
@@ -259,4 +161,206 @@ export function icmpUnreach(f: Buffer, code: number, mtu: number): Buffer {
   const ip = ipv4({ src, dst, proto: 1, payloadLen: 8 + quote.length, tos: 0xc0, id: 0, ttl: 64 });
   const l2 = Buffer.concat([f.subarray(6, 12), f.subarray(0, 6), f.subarray(12, 14)]);
   return Buffer.concat([l2, ip, ic, quote]);
+}
+
+// ---- IPv6, TCP options, either family (added for the packet-rewrite primitives) ----
+
+/** RFC 4291 text form (with at most one "::") to 16 bytes. */
+export function ip6(s: string): Buffer {
+  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, undefined];
+  const words = (part: string) => (part === '' ? [] : part.split(':').map((h) => parseInt(h, 16)));
+  const hw = words(head);
+  const tw = tail === undefined ? [] : words(tail);
+  const all = tail === undefined ? hw : [...hw, ...new Array<number>(8 - hw.length - tw.length).fill(0), ...tw];
+  if (all.length !== 8 || all.some((w) => !(w >= 0 && w <= 0xffff))) throw new Error(`bad IPv6 address ${s}`);
+  const b = Buffer.alloc(16);
+  all.forEach((w, i) => b.writeUInt16BE(w, 2 * i));
+  return b;
+}
+
+export const isIp6 = (s: string): boolean => s.includes(':');
+
+/** 4 or 16 bytes, by the text form. */
+export function ipAddr(s: string): Buffer {
+  return isIp6(s) ? ip6(s) : ip4(s);
+}
+
+/** The text form of 4 or 16 address bytes (IPv6 uncompressed). */
+export function addrText(b: Buffer): string {
+  if (b.length === 4) return [...b].join('.');
+  const w: string[] = [];
+  for (let i = 0; i < 16; i += 2) w.push(b.readUInt16BE(i).toString(16));
+  return w.join(':');
+}
+
+export interface Ip6Opts {
+  src: string; dst: string; nextHeader: number; payloadLen: number;
+  hopLimit?: number; tc?: number; flowLabel?: number;
+  /** Extension headers in order; each body is its bytes after next-header and length (whole 8-byte units with them). */
+  ext?: { type: number; body: Buffer }[];
+  /** Overrides the payload length field (malformed packets). */
+  payloadLenField?: number;
+}
+
+/** An IPv6 header (RFC 8200 §3) and its extension headers (§4). */
+export function ipv6(o: Ip6Opts): Buffer {
+  const exts = o.ext ?? [];
+  const h = Buffer.alloc(40);
+  h.writeUInt32BE(((6 << 28) | ((o.tc ?? 0) << 20) | (o.flowLabel ?? 0)) >>> 0, 0);
+  const extBufs = exts.map((e, i) => {
+    const b = Buffer.concat([Buffer.alloc(2), e.body]);
+    if (b.length % 8 !== 0) throw new Error('an extension header is whole 8-byte units');
+    b[0] = i + 1 < exts.length ? exts[i + 1]!.type : o.nextHeader;
+    b[1] = b.length / 8 - 1;
+    return b;
+  });
+  const extLen = extBufs.reduce((n, b) => n + b.length, 0);
+  h.writeUInt16BE(o.payloadLenField ?? extLen + o.payloadLen, 4);
+  h[6] = exts.length > 0 ? exts[0]!.type : o.nextHeader;
+  h[7] = o.hopLimit ?? 64;
+  ip6(o.src).copy(h, 8);
+  ip6(o.dst).copy(h, 24);
+  return Buffer.concat([h, ...extBufs]);
+}
+
+/** The TCP/UDP pseudo-header of either family (RFC 793/768; RFC 8200 §8.1). */
+export function pseudoHeader(src: string, dst: string, proto: number, len: number): Buffer {
+  if (!isIp6(src)) return pseudo(src, dst, proto, len);
+  const p = Buffer.alloc(40);
+  ip6(src).copy(p, 0);
+  ip6(dst).copy(p, 16);
+  p.writeUInt32BE(len, 32);
+  p[39] = proto;
+  return p;
+}
+
+/** TCP options (RFC 9293, 7323, 2018) and TOA (kind 254: Linux TOA module, DPVS). */
+export const TcpOpt = {
+  eol: () => Buffer.from([0]),
+  nop: () => Buffer.from([1]),
+  mss: (v: number) => Buffer.from([2, 4, v >> 8, v & 0xff]),
+  windowScale: (s: number) => Buffer.from([3, 3, s]),
+  sackPermitted: () => Buffer.from([4, 2]),
+  sack: (blocks: [number, number][]) => {
+    const b = Buffer.alloc(2 + 8 * blocks.length);
+    b[0] = 5;
+    b[1] = b.length;
+    blocks.forEach(([l, r], i) => { b.writeUInt32BE(l >>> 0, 2 + 8 * i); b.writeUInt32BE(r >>> 0, 6 + 8 * i); });
+    return b;
+  },
+  timestamps: (val: number, ecr: number) => {
+    const b = Buffer.alloc(10);
+    b[0] = 8;
+    b[1] = 10;
+    b.writeUInt32BE(val >>> 0, 2);
+    b.writeUInt32BE(ecr >>> 0, 6);
+    return b;
+  },
+  /** kind 254, length 8 (IPv4) or 20 (IPv6): port, then the address. */
+  toa: (port: number, addr: string) => {
+    const a = ipAddr(addr);
+    const b = Buffer.alloc(4 + a.length);
+    b[0] = 254;
+    b[1] = b.length;
+    b.writeUInt16BE(port, 2);
+    a.copy(b, 4);
+    return b;
+  },
+} as const;
+
+export interface SegOpts {
+  src: string; dst: string; sport: number; dport: number; payload?: Buffer;
+}
+
+/** A TCP segment of either family; `options` must fill whole 32-bit words. */
+export function tcpSegment(o: SegOpts & { flags: number; options?: Buffer; seq?: number; ack?: number; window?: number; urgent?: number }): Buffer {
+  const opts = o.options ?? Buffer.alloc(0);
+  if (opts.length % 4 !== 0 || opts.length > 40) throw new Error(`TCP options of ${opts.length} bytes`);
+  const h = Buffer.alloc(20 + opts.length);
+  h.writeUInt16BE(o.sport, 0);
+  h.writeUInt16BE(o.dport, 2);
+  h.writeUInt32BE((o.seq ?? 1000) >>> 0, 4);
+  h.writeUInt32BE((o.ack ?? 0) >>> 0, 8);
+  h[12] = (h.length / 4) << 4;
+  h[13] = o.flags;
+  h.writeUInt16BE(o.window ?? 65535, 14);
+  h.writeUInt16BE(o.urgent ?? 0, 18);
+  opts.copy(h, 20);
+  const seg = Buffer.concat([h, o.payload ?? Buffer.alloc(0)]);
+  seg.writeUInt16BE(inetChecksum(pseudoHeader(o.src, o.dst, 6, seg.length), seg), 16);
+  return seg;
+}
+
+/** A UDP datagram of either family; `zeroChecksum` sends none (IPv4 only, RFC 768). */
+export function udpSegment(o: SegOpts & { zeroChecksum?: boolean }): Buffer {
+  const seg = Buffer.concat([Buffer.alloc(8), o.payload ?? Buffer.alloc(0)]);
+  seg.writeUInt16BE(o.sport, 0);
+  seg.writeUInt16BE(o.dport, 2);
+  seg.writeUInt16BE(seg.length, 4);
+  if (!o.zeroChecksum) seg.writeUInt16BE(inetChecksum(pseudoHeader(o.src, o.dst, 17, seg.length), seg) || 0xffff, 6);
+  return seg;
+}
+
+export interface PacketOpts extends SegOpts {
+  l2: EthOpts;
+  proto: 'tcp' | 'udp';
+  flags?: number; options?: Buffer; seq?: number; ack?: number;
+  zeroChecksum?: boolean;
+  /** IPv4 header fields (ignored for IPv6). */
+  ip?: Partial<Ip4Opts>;
+  /** IPv6 header fields (ignored for IPv4). */
+  ip6?: Partial<Ip6Opts>;
+}
+
+/** A whole Ethernet/IPv4-or-IPv6/TCP-or-UDP frame, every checksum computed here. */
+export function packet(o: PacketOpts): Buffer {
+  const seg = o.proto === 'tcp'
+    ? tcpSegment({ ...o, flags: o.flags ?? TCP.SYN })
+    : udpSegment(o);
+  const proto = o.proto === 'tcp' ? 6 : 17;
+  const v6 = isIp6(o.src);
+  const ip = v6
+    ? ipv6({ src: o.src, dst: o.dst, nextHeader: proto, payloadLen: seg.length, ...o.ip6 })
+    : ipv4({ src: o.src, dst: o.dst, proto, payloadLen: seg.length, ...o.ip });
+  return Buffer.concat([eth({ ...o.l2, type: v6 ? 0x86dd : 0x0800 }), ip, seg]);
+}
+
+export interface Dissected {
+  l3: number; family: 4 | 6; l4: number; proto: number; l4Len: number; src: Buffer; dst: Buffer;
+}
+
+/** Where the headers of an (untruncated) frame built above are. */
+export function dissect(f: Buffer): Dissected {
+  let off = 12;
+  while (f.readUInt16BE(off) === 0x8100 || f.readUInt16BE(off) === 0x88a8) off += 4;
+  const type = f.readUInt16BE(off);
+  const l3 = off + 2;
+  if (type === 0x0800) {
+    const hl = (f[l3]! & 0x0f) * 4;
+    return { l3, family: 4, l4: l3 + hl, proto: f[l3 + 9]!, l4Len: f.readUInt16BE(l3 + 2) - hl, src: f.subarray(l3 + 12, l3 + 16), dst: f.subarray(l3 + 16, l3 + 20) };
+  }
+  if (type === 0x86dd) {
+    return { l3, family: 6, l4: l3 + 40, proto: f[l3 + 6]!, l4Len: f.readUInt16BE(l3 + 4), src: f.subarray(l3 + 8, l3 + 24), dst: f.subarray(l3 + 24, l3 + 40) };
+  }
+  throw new Error(`ethertype 0x${type.toString(16)} is not IP`);
+}
+
+/**
+ * What fails to verify in a frame: the IPv4 header checksum and the TCP/UDP
+ * checksum over pseudo-header and segment must each sum to 0 (a UDP/IPv4
+ * checksum of 0 means none). Empty when everything verifies.
+ */
+export function checksumErrors(f: Buffer): string[] {
+  const d = dissect(f);
+  const errs: string[] = [];
+  if (d.family === 4 && inetChecksum(f.subarray(d.l3, d.l4)) !== 0) errs.push('IPv4 header checksum');
+  const seg = f.subarray(d.l4, d.l4 + d.l4Len);
+  const ck = d.proto === 6 ? seg.readUInt16BE(16) : seg.readUInt16BE(6);
+  if (d.proto === 17 && ck === 0 && d.family === 4) return errs;
+  const p = d.family === 4
+    ? Buffer.concat([d.src, d.dst, Buffer.from([0, d.proto, d.l4Len >> 8, d.l4Len & 0xff])])
+    : Buffer.concat([d.src, d.dst, Buffer.from([0, 0, d.l4Len >> 8, d.l4Len & 0xff, 0, 0, 0, d.proto])]);
+  if (inetChecksum(p, seg) !== 0) errs.push(`${d.proto === 6 ? 'TCP' : 'UDP'} checksum`);
+  if (d.proto === 17 && ck === 0) errs.push('UDP/IPv6 checksum is 0');
+  return errs;
 }

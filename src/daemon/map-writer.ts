@@ -1,0 +1,263 @@
+import { XvsError } from '../errors.js';
+import type { ServiceKey } from '../control/protocol.js';
+import { logger } from '../log.js';
+import { FAMILY, REAL_F, SVC_F } from '../maps/abi.js';
+import * as C from '../maps/codecs.js';
+import { createArrayMap, mapFromId, type RawMap } from '../maps/map.js';
+import { modeByCode, MODES } from '../modes/index.js';
+import { LOOKUP_CODES, SCHEDULERS, schedulerByCode, type SchedulerName } from '../schedulers/registry.js';
+import { familyOf } from './addr.js';
+import type { Dataplane } from './dataplane.js';
+import { serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
+
+// The only code that writes the director's maps, and the only place that
+// turns the model into the ABI of bpf/include/xvs_abi.h (and back, for a
+// restart). The director hands it the model before and after a change and
+// the new tables; it writes the difference, in an order the running
+// dataplane can follow packet by packet, all or nothing.
+
+const log = logger('map-writer');
+
+const PROTO_NUM = { tcp: 6, udp: 17 } as const;
+const BPF_F_INNER_MAP = 1 << 12;
+
+export function svcKeyOf(k: ServiceKey): C.SvcKey {
+  return { addr: k.addr, port: k.port, proto: PROTO_NUM[k.proto], family: familyOf(k.addr) };
+}
+
+/** xvs_svc.persist_mask: the IPv4 netmask in word 0, or the IPv6 prefix as 16 bytes. */
+function maskBytes(s: ServiceModel): Buffer {
+  const b = Buffer.alloc(16);
+  if (s.persistent === undefined) return b;
+  if (familyOf(s.addr) === FAMILY.inet) {
+    b.writeUInt32BE(s.netmask >>> 0, 0);
+    return b;
+  }
+  for (let bit = 0; bit < s.netmask; bit++) b[bit >> 3]! |= 0x80 >> (bit & 7);
+  return b;
+}
+
+function maskFromBytes(family: number, b: Buffer): number {
+  if (family === FAMILY.inet) return b.readUInt32BE(0);
+  let bits = 0;
+  while (bits < 128 && (b[bits >> 3]! & (0x80 >> (bits & 7))) !== 0) bits++;
+  return bits;
+}
+
+export function svcEntryOf(s: ServiceModel): C.Svc {
+  const info = SCHEDULERS[s.scheduler];
+  const persistent = s.persistent !== undefined;
+  return {
+    id: s.id, flags: persistent ? SVC_F.persistent : 0, sched: info.code, lookup: LOOKUP_CODES[info.lookup],
+    tbl_size: s.tableSize, persist_timeout: s.persistent ?? 0, persist_mask: maskBytes(s),
+  };
+}
+
+export function realEntryOf(s: ServiceModel, r: RealModel, removed: boolean): C.Real {
+  return {
+    addr: r.addr, port: r.port, family: familyOf(r.addr), fwd: MODES[r.fwd].code, weight: r.weight,
+    flags: (removed ? REAL_F.removed : 0) | (r.overloaded ? REAL_F.overload : 0), svc_id: s.id, gen: r.gen,
+    u_threshold: r.uthreshold, l_threshold: r.lthreshold,
+  };
+}
+
+/** A pinned service entry as model fields; undefined for a scheduler code nobody knows. */
+export function serviceFromEntry(key: C.SvcKey, e: C.Svc): Omit<ServiceModel, 'reals' | 'plan'> | undefined {
+  const info = schedulerByCode(e.sched);
+  if (!info) return undefined;
+  const persistent = (e.flags & SVC_F.persistent) !== 0;
+  return {
+    id: e.id, proto: key.proto === PROTO_NUM.udp ? 'udp' : 'tcp', addr: key.addr, port: key.port,
+    scheduler: info.name as SchedulerName, ...(persistent ? { persistent: e.persist_timeout } : {}),
+    netmask: persistent ? maskFromBytes(key.family, e.persist_mask) : key.family === FAMILY.inet ? 0xffffffff : 128, tableSize: e.tbl_size,
+  };
+}
+
+/** Offset of xvs_real.family: 0 there means the slot was never used. */
+const REAL_FAMILY_OFFSET = 18;
+
+/** A pinned real entry; undefined for a slot never used. */
+export function realFromEntry(id: number, raw: Buffer): { svcId: number; removed: boolean; real: RealModel } | undefined {
+  if (raw[REAL_FAMILY_OFFSET] === 0) return undefined;
+  const e = C.real.decode(raw);
+  return {
+    svcId: e.svc_id,
+    removed: (e.flags & REAL_F.removed) !== 0,
+    real: {
+      id, gen: e.gen, addr: e.addr, port: e.port, fwd: modeByCode(e.fwd), weight: e.weight,
+      uthreshold: e.u_threshold, lthreshold: e.l_threshold, overloaded: (e.flags & REAL_F.overload) !== 0,
+    },
+  };
+}
+
+const u32 = (n: number): Buffer => C.u32Codec.encode(n);
+
+export class MapWriter {
+  /** Undo steps of the writes so far, while atomically() runs. */
+  #undo: (() => void)[] | undefined;
+  /** Replaced inner tables, held open so an undo can put them back. */
+  #held: RawMap[] = [];
+
+  constructor(readonly dp: Dataplane) {}
+
+  /**
+   * Runs `fn`'s writes as one change: if one fails, those before it are
+   * undone (newest first) and the error is rethrown. Nested calls join the
+   * outer one.
+   */
+  atomically<T>(fn: () => T): T {
+    if (this.#undo) return fn();
+    this.#undo = [];
+    try {
+      return fn();
+    } catch (e) {
+      for (const step of this.#undo.reverse()) {
+        try {
+          step();
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'undoing a failed change failed: the maps may disagree with the model');
+        }
+      }
+      throw e;
+    } finally {
+      this.#undo = undefined;
+      for (const m of this.#held) m.close();
+      this.#held = [];
+    }
+  }
+
+  /**
+   * Writes what `after` changes from `before`, with `tables` as the new
+   * tables of the services that have one (their tableSize already says so).
+   * Unchanged objects are skipped: the model is immutable, so an edit makes
+   * new objects for what it changes and keeps the rest.
+   */
+  sync(before: Model, after: Model, tables: ReadonlyMap<number, Uint32Array>): void {
+    this.atomically(() => {
+      // A service is its id under its name; ids are reused, names may come back.
+      const ident = (s: ServiceModel): string => `${s.id} ${serviceName(s)}`;
+      const was = new Map([...before.services.values()].map((s) => [ident(s), s]));
+      const now = new Map([...after.services.values()].map((s) => [ident(s), s]));
+      for (const [k, s] of was) if (!now.has(k)) this.#closeService(s);
+      for (const [k, s] of now) {
+        const old = was.get(k);
+        const table = tables.get(s.id);
+        if (old === s && !table) continue;
+        if (!old) this.#openService(s);
+        const oldReals = new Map((old?.reals ?? []).map((r) => [r.id, r]));
+        // Real servers before the table that names them...
+        for (const r of s.reals) {
+          const o = oldReals.get(r.id);
+          if (o === r) continue;
+          if (o?.gen !== r.gen) this.#zeroStats(this.dp.realStats.raw, r.id);
+          this.#put(this.dp.reals.raw, u32(r.id), C.real.encode(realEntryOf(s, r, false)));
+        }
+        if (table) this.#installTable(s, old?.tableSize ?? 0, table);
+        else this.#put(this.dp.services.raw, C.svcKey.encode(svcKeyOf(s)), C.svc.encode(svcEntryOf(s)));
+        // ...and a deleted one flagged only once no table names it: its flows go on.
+        for (const o of old?.reals ?? []) {
+          if (!s.reals.some((r) => r.id === o.id)) this.#put(this.dp.reals.raw, u32(o.id), C.real.encode(realEntryOf(s, o, true)));
+        }
+      }
+    });
+  }
+
+  /** Zeroes the statistics of these services and real servers (ipvsadm -Z). */
+  zeroStats(svcIds: readonly number[], realIds: readonly number[]): void {
+    this.atomically(() => {
+      for (const id of svcIds) this.#zeroStats(this.dp.svcStats.raw, id);
+      for (const id of realIds) this.#zeroStats(this.dp.realStats.raw, id);
+    });
+  }
+
+  /** How the dataplane reaches real server `id` (see nexthop.ts). */
+  writeNexthop(id: number, nh: C.Nexthop): void {
+    this.atomically(() => this.#put(this.dp.nexthops.raw, u32(id), C.nexthop.encode(nh)));
+  }
+
+  writeConfig(patch: Partial<C.Config>): void {
+    const cur = this.dp.config.get(0);
+    if (!cur) throw new XvsError('LIBBPF', 'xvs_config has no entry 0');
+    this.atomically(() => this.#put(this.dp.config.raw, u32(0), C.config.encode({ ...cur, ...patch })));
+  }
+
+  /** A new service: statistics from zero, the sequence from slot 0, no table left by an earlier owner of the id. */
+  #openService(s: ServiceModel): void {
+    this.#zeroStats(this.dp.svcStats.raw, s.id);
+    this.#put(this.dp.schedPos, u32(s.id), Buffer.alloc(8));
+    this.#putTable(s.id, null);
+  }
+
+  /** No new lookup finds the service, then its table and real servers go; their flows go on. */
+  #closeService(s: ServiceModel): void {
+    this.#del(this.dp.services.raw, C.svcKey.encode(svcKeyOf(s)));
+    this.#putTable(s.id, null);
+    for (const r of s.reals) this.#put(this.dp.reals.raw, u32(r.id), C.real.encode(realEntryOf(s, r, true)));
+  }
+
+  /**
+   * A new inner map is filled first and swapped in with one outer-map write,
+   * so the dataplane sees the old table or the new one, never a mix.
+   * tbl_size is written before a shrink and after a growth, so a slot index
+   * is always inside whichever table is live.
+   */
+  #installTable(s: ServiceModel, liveSize: number, table: Uint32Array): void {
+    const key = C.svcKey.encode(svcKeyOf(s));
+    const entry = C.svc.encode(svcEntryOf({ ...s, tableSize: table.length }));
+    if (table.length === 0) {
+      this.#put(this.dp.services.raw, key, entry);
+      this.#putTable(s.id, null);
+      return;
+    }
+    const inner = createArrayMap(`xvs_t${s.id}`, 4, table.length, BPF_F_INNER_MAP);
+    try {
+      // Host-order u32 keys and values, as the kernel copies them.
+      const keys = Uint32Array.from({ length: table.length }, (_, i) => i);
+      inner.updateBatchFlat(Buffer.from(keys.buffer), Buffer.from(table.buffer, table.byteOffset, table.byteLength), table.length);
+      if (table.length < liveSize) {
+        this.#put(this.dp.services.raw, key, entry);
+        this.#putTable(s.id, inner);
+      } else {
+        this.#putTable(s.id, inner);
+        this.#put(this.dp.services.raw, key, entry);
+      }
+    } finally {
+      inner.close(); // the outer map holds its own reference
+    }
+  }
+
+  #zeroStats(map: RawMap, id: number): void {
+    this.#put(map, u32(id), Buffer.alloc(map.valueBufSize));
+  }
+
+  #record(step: () => void): void {
+    this.#undo?.push(step);
+  }
+
+  #put(map: RawMap, key: Buffer, value: Buffer): void {
+    const old = map.lookup(key);
+    if (old?.equals(value)) return;
+    this.#record(() => (old ? map.update(key, old) : map.delete(key)));
+    map.update(key, value);
+  }
+
+  #del(map: RawMap, key: Buffer): void {
+    const old = map.lookup(key);
+    if (!old) return;
+    this.#record(() => map.update(key, old));
+    map.delete(key);
+  }
+
+  /** Points the service's slot of xvs_sched_tables at `inner`, or empties it. */
+  #putTable(svcId: number, inner: RawMap | null): void {
+    const outer = this.dp.schedTables;
+    const key = u32(svcId);
+    const oldId = outer.lookup(key);
+    if (!oldId && !inner) return;
+    const old = oldId ? mapFromId(C.u32Codec.decode(oldId)) : null;
+    if (old) this.#held.push(old);
+    this.#record(() => (old ? outer.update(key, u32(old.fd)) : outer.delete(key)));
+    if (inner) outer.update(key, u32(inner.fd));
+    else outer.delete(key);
+  }
+}

@@ -1,0 +1,204 @@
+import { XvsError } from '../errors.js';
+import { netmaskBits, type Proto, type RealSpec, type ServiceKey, type ServiceSpec } from '../control/protocol.js';
+import { validateReal, type ModeName } from '../modes/index.js';
+import { checkSchedulerName, type SchedulerName } from '../schedulers/registry.js';
+import { checkIp, familyOf } from './addr.js';
+import { FAMILY } from '../maps/abi.js';
+import { nextOverload } from './overload.js';
+import type { PlanState } from './table-publisher.js';
+
+// The director's model: the services and real servers the maps hold, as
+// immutable values, and the rules a change must pass. Every edit returns a
+// new model or throws, and never touches the maps: the director writes them
+// from the difference and only then keeps the new model.
+
+export interface RealModel {
+  readonly id: number;
+  /** Bumped each time the id is reused, so stale flows cannot reach the new owner. */
+  readonly gen: number;
+  readonly addr: string;
+  readonly port: number;
+  readonly fwd: ModeName;
+  readonly weight: number;
+  readonly uthreshold: number;
+  readonly lthreshold: number;
+  /** Over its upper threshold (decided by the tick): out of every table. */
+  readonly overloaded: boolean;
+}
+
+export interface ServiceModel {
+  readonly id: number;
+  readonly proto: Proto;
+  readonly addr: string;
+  readonly port: number;
+  readonly scheduler: SchedulerName;
+  /** Persistence timeout in seconds; absent: not persistent. */
+  readonly persistent?: number;
+  /**
+   * Persistence granularity as IPVS keeps it: for IPv4 a netmask as a number
+   * (all ones unless -M said otherwise), for IPv6 a prefix length (128).
+   */
+  readonly netmask: number;
+  /** In ipvsadm insertion order, which schedulers use for ties. */
+  readonly reals: readonly RealModel[];
+  /** Slots of the table the dataplane holds for this service. */
+  readonly tableSize: number;
+  /** What the table publisher keeps from one plan to the next. */
+  readonly plan: PlanState;
+}
+
+export interface Model {
+  /** By serviceName(). */
+  readonly services: ReadonlyMap<string, ServiceModel>;
+  /** Where the next real id search starts (next-fit). */
+  readonly realCursor: number;
+}
+
+/** How many services and real servers the dataplane's maps can hold. */
+export interface Limits {
+  services: number;
+  reals: number;
+}
+
+export const EMPTY_PLAN: PlanState = { memory: undefined, svcConns: 0, lastArrivals: 0, realConns: new Map() };
+
+export const EMPTY_MODEL: Model = { services: new Map(), realCursor: 0 };
+
+const ALL_ONES = 0xffffffff;
+const IPV6_ALL = 128;
+
+export const serviceName = (k: ServiceKey): string => `${k.proto} ${k.addr}:${k.port}`;
+
+export function findService(m: Model, k: ServiceKey): ServiceModel {
+  const s = m.services.get(serviceName(k));
+  if (!s) throw new XvsError('NO_SERVICE', `no service ${serviceName(k)}`);
+  return s;
+}
+
+/** Port 0 means the service's port, as in requests. */
+export function findReal(s: ServiceModel, spec: { addr: string; port: number }): RealModel {
+  const port = spec.port === 0 ? s.port : spec.port;
+  const r = s.reals.find((x) => x.addr === spec.addr && x.port === port);
+  if (!r) throw new XvsError('NO_REAL', `no real server ${spec.addr}:${port} in service ${serviceName(s)}`);
+  return r;
+}
+
+/** The model with `s` in place of the service of the same name (or added). */
+export function withService(m: Model, s: ServiceModel): Model {
+  return withServices(m, [s]);
+}
+
+/** withService for many at once (one copy of the map, not one per service). */
+export function withServices(m: Model, list: readonly ServiceModel[]): Model {
+  if (list.length === 0) return m;
+  const services = new Map(m.services);
+  for (const s of list) services.set(serviceName(s), s);
+  return { ...m, services };
+}
+
+export function withoutService(m: Model, s: ServiceModel): Model {
+  const services = new Map(m.services);
+  services.delete(serviceName(s));
+  return { ...m, services };
+}
+
+/** Real id -> generation of every live real server: which flows still count. */
+export function realGens(m: Model): Map<number, number> {
+  const gens = new Map<number, number>();
+  for (const s of m.services.values()) for (const r of s.reals) gens.set(r.id, r.gen);
+  return gens;
+}
+
+function persistence(spec: ServiceSpec): Pick<ServiceModel, 'persistent' | 'netmask'> {
+  // The protocol takes no IPv6 prefix yet: an IPv6 service persists per client address.
+  const whole = familyOf(spec.addr) === FAMILY.inet6 ? IPV6_ALL : ALL_ONES;
+  if (spec.persistent === undefined) return { netmask: whole };
+  if (whole === IPV6_ALL) return { persistent: spec.persistent, netmask: whole };
+  return { persistent: spec.persistent, netmask: spec.netmask === undefined ? ALL_ONES : netmaskBits(spec.netmask) ?? ALL_ONES };
+}
+
+/** DR leaves the packet as it is: only a real server of the VIP's family can take it. */
+function checkFamilies(s: ServiceModel, addr: string, fwd: ModeName): void {
+  if (fwd === 'dr' && familyOf(addr) !== familyOf(s.addr)) {
+    throw new XvsError('BAD_ADDRESS', `DR real server ${addr} is not of the address family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
+  }
+}
+
+export function addService(m: Model, spec: ServiceSpec, limits: Limits): Model {
+  const addr = checkIp(spec.addr, 'virtual service');
+  const name = serviceName(spec);
+  if (m.services.has(name)) throw new XvsError('SERVICE_EXISTS', `service ${name} already exists`);
+  const used = new Set([...m.services.values()].map((s) => s.id));
+  let id = 0;
+  while (used.has(id)) id++;
+  if (id >= limits.services) throw new XvsError('CAPACITY', `at most ${limits.services} virtual services`);
+  return withService(m, {
+    id, proto: spec.proto, addr, port: spec.port, scheduler: checkSchedulerName(spec.scheduler),
+    ...persistence(spec), reals: [], tableSize: 0, plan: EMPTY_PLAN,
+  });
+}
+
+/** A new scheduler starts with no memory of the old one's plans. */
+export function editService(m: Model, spec: ServiceSpec): Model {
+  const s = findService(m, spec);
+  const scheduler = checkSchedulerName(spec.scheduler);
+  const { persistent: _drop, ...rest } = s;
+  const plan = scheduler === s.scheduler ? s.plan : { ...s.plan, memory: undefined, previous: undefined };
+  return withService(m, { ...rest, scheduler, ...persistence(spec), plan });
+}
+
+export function delService(m: Model, k: ServiceKey): Model {
+  return withoutService(m, findService(m, k));
+}
+
+export function clearServices(m: Model): Model {
+  return { ...m, services: new Map() };
+}
+
+/**
+ * Next-fit, so a freed id (and its generation) is reused as late as
+ * possible. `lastGen` is the generation the id's slot last carried.
+ */
+export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits, lastGen: (id: number) => number): { model: Model; real: RealModel } {
+  const s = findService(m, k);
+  const addr = checkIp(spec.addr, 'real server');
+  const port = validateReal(spec.fwd, s.port, spec.port);
+  checkFamilies(s, addr, spec.fwd);
+  if (s.reals.some((r) => r.addr === addr && r.port === port)) {
+    throw new XvsError('REAL_EXISTS', `real server ${addr}:${port} already in service ${serviceName(k)}`);
+  }
+  const live = realGens(m);
+  let id = -1;
+  for (let i = 0; i < limits.reals && id < 0; i++) {
+    const candidate = (m.realCursor + i) % limits.reals;
+    if (!live.has(candidate)) id = candidate;
+  }
+  if (id < 0) throw new XvsError('CAPACITY', `at most ${limits.reals} real servers`);
+  const real: RealModel = {
+    id, gen: (lastGen(id) + 1) >>> 0, addr, port, fwd: spec.fwd, weight: spec.weight,
+    uthreshold: spec.uthreshold ?? 0, lthreshold: spec.lthreshold ?? 0, overloaded: false,
+  };
+  const model = withService({ ...m, realCursor: (id + 1) % limits.reals }, { ...s, reals: [...s.reals, real] });
+  return { model, real };
+}
+
+/** `total`: the real's connections at the last count, to place it against new thresholds at once. */
+export function editReal(m: Model, k: ServiceKey, spec: RealSpec, total: (id: number) => number): Model {
+  const s = findService(m, k);
+  const r = findReal(s, spec);
+  validateReal(spec.fwd, s.port, r.port);
+  checkFamilies(s, r.addr, spec.fwd);
+  const uthreshold = spec.uthreshold ?? 0;
+  const lthreshold = spec.lthreshold ?? 0;
+  const next: RealModel = {
+    ...r, fwd: spec.fwd, weight: spec.weight, uthreshold, lthreshold,
+    overloaded: nextOverload(r.overloaded, total(r.id), uthreshold, lthreshold),
+  };
+  return withService(m, { ...s, reals: s.reals.map((x) => (x === r ? next : x)) });
+}
+
+export function delReal(m: Model, k: ServiceKey, spec: { addr: string; port: number }): Model {
+  const s = findService(m, k);
+  const r = findReal(s, spec);
+  return withService(m, { ...s, reals: s.reals.filter((x) => x !== r) });
+}

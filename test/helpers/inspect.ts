@@ -1,0 +1,21 @@
+// Reading what a namespace runs with ip and bpftool: tests check the kernel
+// this way, never through the code under test.
+import { run } from '../../src/lab/topology.js';
+
+/** The XDP program on an interface of a namespace, if any. */
+export async function xdpProg(ns: string, ifname: string): Promise<{ id: number; name: string } | undefined> {
+  const out = await run('ip', ['-n', ns, '-j', '-d', 'link', 'show', ifname]);
+  return (JSON.parse(out) as Array<{ xdp?: { prog?: { id: number; name: string } } }>)[0]?.xdp?.prog;
+}
+
+/** The VIPs in the xvs_decap_vips map of a running decap program, sorted. */
+export async function decapVips(progId: number): Promise<string[]> {
+  const prog = JSON.parse(await run('bpftool', ['-j', 'prog', 'show', 'id', String(progId)])) as { map_ids?: number[] };
+  for (const id of prog.map_ids ?? []) {
+    const map = JSON.parse(await run('bpftool', ['-j', 'map', 'show', 'id', String(id)])) as { name: string };
+    if (map.name !== 'xvs_decap_vips') continue;
+    const entries = JSON.parse(await run('bpftool', ['-j', 'map', 'dump', 'id', String(id)])) as Array<{ key: string[] }>;
+    return entries.map((e) => e.key.slice(0, 4).map((b) => parseInt(b, 16)).join('.')).sort();
+  }
+  throw new Error(`program ${progId} has no xvs_decap_vips map`);
+}
