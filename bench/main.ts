@@ -9,14 +9,15 @@ import { runLive, type LiveCase, type LiveResult, type Napi } from './live.js';
 import { runMicro } from './micro.js';
 import { createNet, destroyNet, NET } from './net.js';
 import { closeProgs, loadProgs, type Progs } from './progs.js';
+import { DEFAULT_CONN_TABLE_SIZE } from '../src/daemon/dataplane.js';
 import { liveRows, microRows, render, toJson, type Env } from './report.js';
 import { runFidelityBench } from './fidelity.js';
 import { runSchedSpeedBench } from './sched-speed.js';
 import { runTablePushBench } from './table-push.js';
 
-const MICRO_CONN_TABLE = 1 << 20;
-/** Smaller than xdp_gen's port period (1024 frames), see report.ts. */
-const LIVE_CONN_TABLE = 512;
+/** xvsd's defaults: what an operator gets (the new-flow table is a quarter, at most 65536). */
+const MICRO_CONN_TABLE = DEFAULT_CONN_TABLE_SIZE;
+const LIVE_CONN_TABLE = DEFAULT_CONN_TABLE_SIZE;
 export const RESULTS_FILE = path.join(packageRoot, 'dist', 'bench-results.json');
 
 /** Opt-in: on a 2-CPU VM the overdriven NAPI thread gives bimodal figures. */
@@ -27,8 +28,12 @@ const LIVE_CASES: readonly LiveCase[] = [
   { name: 'xdp_sink (ceiling)', b: 'xdp_sink', mode: null, flows: 'fixed' },
   { name: 'xdp_macswap (baseline)', b: 'xdp_macswap', mode: null, flows: 'fixed' },
   { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'fixed' },
+  { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'syn' },
   { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'new' },
   { name: 'xvs_xdp TUN', b: 'xvs_xdp', mode: 'tun', flows: 'fixed' },
+  { name: 'xvs_xdp TUN', b: 'xvs_xdp', mode: 'tun', flows: 'new' },
+  { name: 'xvs_xdp IPv6 DR', b: 'xvs_xdp', mode: 'dr6', flows: 'fixed' },
+  { name: 'xvs_xdp IPv6 TUN', b: 'xvs_xdp', mode: 'tun6', flows: 'fixed' },
 ];
 
 const progress = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
