@@ -6,8 +6,10 @@ import { readTimeouts, type ConnCensus } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { MapWriter, realFromEntry } from './map-writer.js';
 import * as M from './model.js';
-import { ensureNeighbour } from './neigh.js';
-import { resolveNexthop } from './nexthop.js';
+import type { IpContext } from './ip-tables.js';
+import { ensureNeighbours } from './neigh.js';
+import { resolveNexthops, type Resolution } from './nexthop.js';
+import { mergeView, nexthopTargets, viewOf, type NexthopView, type RefreshReport } from './nexthop-refresh.js';
 import { MutationQueue } from './queue.js';
 import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
@@ -15,11 +17,13 @@ import { needsTick, tickChange } from './tick.js';
 import { countersView, listView, statusView, type StatusView } from './views.js';
 
 const log = logger('director');
+const nhLog = logger('nexthop');
 
-export interface DirectorOptions extends PublisherOptions {
+export interface DirectorOptions extends PublisherOptions, IpContext {
   /**
-   * Keep managed neighbour entries for real servers: true (default) with
-   * ensureNeighbour, false for none (packet tests), or another function.
+   * Keep managed neighbour entries for real servers' next hops: true
+   * (default, neigh.ts), false for none (packet tests), or a function run
+   * at add-real instead.
    */
   neighbours?: boolean | ((addr: string) => Promise<void>);
   tunnelSource?: string;
@@ -55,6 +59,10 @@ export class Director {
   /** The last tick's census: configuration changes plan from it. */
   #census = EMPTY_CENSUS;
   #tickQueued = false;
+  /** Why each real server address's next hop is unknown, as last resolved (absent: resolved). */
+  #unresolved = new Map<string, string>();
+  /** What the next-hop entries were computed from (nexthop-refresh.ts). */
+  #nhView: NexthopView = { hops: new Map(), links: new Map() };
 
   constructor(readonly dp: Dataplane, readonly opts: DirectorOptions = {}) {
     this.#writer = new MapWriter(dp);
@@ -113,12 +121,18 @@ export class Director {
       const change = this.#replan(model, [M.serviceName(k)]);
       // Host state, once the change is known to be valid: the kernel keeps the MAC resolved.
       const neighbour = this.opts.neighbours ?? true;
-      if (neighbour !== false) await (neighbour === true ? ensureNeighbour : neighbour)(real.addr);
-      const nh = await resolveNexthop(real.addr, this.opts.tunnelSource);
+      if (typeof neighbour === 'function') await neighbour(real.addr);
+      const { resolutions, tables } = await resolveNexthops([real.addr], this.opts.tunnelSource, this.#ipContext());
+      const r = resolutions.get(real.addr)!;
+      if (neighbour === true && r.hop) await ensureNeighbours([r.hop], tables, this.#ipContext());
       return {
         ...change,
-        writes: (w) => w.writeNexthop(real.id, nh),
-        done: () => log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added'),
+        writes: (w) => w.writeNexthop(real.id, r.nh),
+        done: () => {
+          log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added');
+          this.#noteResolutions([r], model);
+          this.#nhView = mergeView(this.#nhView, viewOf([r], tables));
+        },
       };
     });
   }
@@ -174,7 +188,69 @@ export class Director {
   }
 
   status(): StatusView {
-    return statusView(this.dp, this.#model);
+    return statusView(this.dp, this.#model, this.#unresolved);
+  }
+
+  /**
+   * Every next hop recomputed from the kernel's tables and the entries that
+   * differ rewritten, as a transaction: no request or tick runs between the
+   * read of the tables and the writes. Real servers deleted but still in
+   * xvs_reals keep theirs current too, since their flows go on.
+   */
+  refreshNexthops(): Promise<RefreshReport> {
+    let report: RefreshReport | undefined;
+    return this.#transact(async (m) => {
+      const targets = nexthopTargets(this.dp, m);
+      const { resolutions, tables } = await resolveNexthops([...targets.values()], this.opts.tunnelSource, this.#ipContext());
+      if ((this.opts.neighbours ?? true) === true) {
+        const hops = [...resolutions.values()].flatMap((r) => (r.hop ? [r.hop] : []));
+        await ensureNeighbours(hops, tables, this.#ipContext());
+      }
+      const changed: number[] = [];
+      for (const [id, addr] of targets) {
+        const raw = this.dp.nexthops.raw.lookup(C.u32Codec.encode(id));
+        if (!raw?.equals(C.nexthop.encode(resolutions.get(addr)!.nh))) changed.push(id);
+      }
+      report = { changed, unresolved: new Map() };
+      return {
+        model: m,
+        writes: (w) => { for (const id of changed) w.writeNexthop(id, resolutions.get(targets.get(id)!)!.nh); },
+        done: () => {
+          this.#noteResolutions([...resolutions.values()], m, true);
+          this.#nhView = viewOf(resolutions.values(), tables);
+          report!.unresolved = new Map(this.#unresolved);
+          if (changed.length > 0) nhLog.debug({ ids: changed }, 'next hops rewritten');
+        },
+      };
+    }).then(() => report!);
+  }
+
+  nexthopView(): NexthopView {
+    return this.#nhView;
+  }
+
+  #ipContext(): IpContext {
+    return this.opts.netns !== undefined ? { netns: this.opts.netns } : {};
+  }
+
+  /**
+   * Keeps why each live real server's next hop is unknown, and says so in one
+   * line when one becomes unknown or known again. `all`: these are every
+   * address, so one not among them is no longer a real server.
+   */
+  #noteResolutions(rs: readonly Resolution[], m: M.Model, all = false): void {
+    const live = new Set<string>();
+    for (const s of m.services.values()) for (const r of s.reals) live.add(r.addr);
+    const next = new Map(all ? [] : this.#unresolved);
+    for (const r of rs) {
+      if (!live.has(r.addr)) continue;
+      if (r.unresolved) next.set(r.addr, r.unresolved);
+      else next.delete(r.addr);
+    }
+    for (const a of [...next.keys()]) if (!live.has(a)) next.delete(a);
+    for (const [addr, why] of next) if (!this.#unresolved.has(addr)) nhLog.warn({ real: addr, why }, 'next hop unresolved: its packets go through the FIB and are dropped while it cannot resolve');
+    for (const addr of this.#unresolved.keys()) if (!next.has(addr) && live.has(addr)) nhLog.info({ real: addr }, 'next hop resolved');
+    this.#unresolved = next;
   }
 
   counters(): Record<string, number> {
