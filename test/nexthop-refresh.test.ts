@@ -126,7 +126,7 @@ describe('next hops from the kernel tables', () => {
 
   test('only events that can change an entry ask for a refresh', () => {
     const view: NexthopView = {
-      hops: new Map([['192.0.2.11 d0', '02:00:00:00:00:0b'], ['192.0.2.12 d0', undefined]]),
+      hops: new Map([['192.0.2.11 d0', '02:00:00:00:00:0b'], ['192.0.2.12 d0', '!INCOMPLETE']]),
       links: new Map([['d0', { ifindex: 4, mtu: 1500, address: '02:00:00:00:01:01', up: true }]]),
     };
     const ev = (line: string): boolean => needsRefresh(parseMonitorLine(line)!, view);
@@ -135,7 +135,8 @@ describe('next hops from the kernel tables', () => {
     assert.equal(ev('[NEIGH]192.0.2.11 dev d0 lladdr 02:00:00:00:00:0c STALE'), true, 'new MAC');
     assert.equal(ev('[NEIGH]192.0.2.11 dev d0 lladdr 02:00:00:00:00:0b FAILED'), true, 'no longer usable');
     assert.equal(ev('[NEIGH]Deleted 192.0.2.11 dev d0 lladdr 02:00:00:00:00:0b STALE'), true, 'gone');
-    assert.equal(ev('[NEIGH]192.0.2.12 dev d0 managed INCOMPLETE'), false, 'still unresolved');
+    assert.equal(ev('[NEIGH]192.0.2.12 dev d0 managed INCOMPLETE'), false, 'as it was');
+    assert.equal(ev('[NEIGH]192.0.2.12 dev d0 managed FAILED'), true, 'still unresolved, for another reason');
     assert.equal(ev('[NEIGH]192.0.2.12 dev d0 lladdr 02:00:00:00:00:0c managed REACHABLE'), true, 'resolved');
     assert.equal(ev('[NEIGH]192.0.2.50 dev d0 lladdr 02:00:00:00:00:32 REACHABLE'), false, 'not a next hop');
     assert.equal(ev('[NEIGH]192.0.2.11 dev d1 lladdr 02:00:00:00:00:0c REACHABLE'), false, 'another interface');

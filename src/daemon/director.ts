@@ -124,6 +124,8 @@ export class Director {
       if (typeof neighbour === 'function') await neighbour(real.addr);
       const { resolutions, tables } = await resolveNexthops([real.addr], this.opts.tunnelSource, this.#ipContext());
       const r = resolutions.get(real.addr)!;
+      // Watched before the neighbour is made managed: its resolution comes as an event.
+      this.#nhView = mergeView(this.#nhView, viewOf([r], tables));
       if (neighbour === true && r.hop) await ensureNeighbours([r.hop], tables, this.#ipContext());
       return {
         ...change,
@@ -131,7 +133,6 @@ export class Director {
         done: () => {
           log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added');
           this.#noteResolutions([r], model);
-          this.#nhView = mergeView(this.#nhView, viewOf([r], tables));
         },
       };
     });
@@ -202,6 +203,7 @@ export class Director {
     return this.#transact(async (m) => {
       const targets = nexthopTargets(this.dp, m);
       const { resolutions, tables } = await resolveNexthops([...targets.values()], this.opts.tunnelSource, this.#ipContext());
+      this.#nhView = viewOf(resolutions.values(), tables);
       if ((this.opts.neighbours ?? true) === true) {
         const hops = [...resolutions.values()].flatMap((r) => (r.hop ? [r.hop] : []));
         await ensureNeighbours(hops, tables, this.#ipContext());
@@ -217,7 +219,6 @@ export class Director {
         writes: (w) => { for (const id of changed) w.writeNexthop(id, resolutions.get(targets.get(id)!)!.nh); },
         done: () => {
           this.#noteResolutions([...resolutions.values()], m, true);
-          this.#nhView = viewOf(resolutions.values(), tables);
           report!.unresolved = new Map(this.#unresolved);
           if (changed.length > 0) nhLog.debug({ ids: changed }, 'next hops rewritten');
         },

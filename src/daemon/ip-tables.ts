@@ -52,7 +52,7 @@ export const USABLE_STATES: ReadonlySet<string> = new Set(['REACHABLE', 'STALE',
 export const neighbourKey = (addr: string, dev: string): string => `${addr} ${dev}`;
 
 /** The MAC the kernel would send to, or undefined while it has none it trusts. */
-export function usableMac(n: Pick<Neighbour, 'lladdr' | 'state'> | undefined): string | undefined {
+export function usableMac(n: { lladdr?: string; state: readonly string[] } | undefined): string | undefined {
   return n?.lladdr && n.state.some((s) => USABLE_STATES.has(s)) ? n.lladdr.toLowerCase() : undefined;
 }
 
@@ -65,7 +65,10 @@ export function runIp(ctx: IpContext, args: readonly string[], input?: string, t
       if (err && (err.killed || typeof err.code !== 'number')) return reject(new Error(`ip ${args.join(' ')}: ${err.killed ? `timed out after ${timeoutMs} ms` : err.message}`));
       resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
     });
-    child.stdin?.end(input ?? '');
+    // ip may exit before reading its input (a bad line, or none wanted): EPIPE then is no error of ours.
+    child.stdin?.on('error', () => undefined);
+    if (input === undefined) child.stdin?.end();
+    else child.stdin?.end(input);
   });
 }
 

@@ -19,8 +19,8 @@ const log = logger('nexthop');
 
 /** What the last refresh saw: the events that would change it. */
 export interface NexthopView {
-  /** Next hops in use (neighbourKey), with the MAC written for them (undefined: unresolved). */
-  hops: Map<string, string | undefined>;
+  /** Next hops in use (neighbourKey): the MAC written for them, or hopState() of an unresolved one. */
+  hops: Map<string, string>;
   /** Interfaces in use, as last read. */
   links: Map<string, { ifindex: number; mtu: number; address?: string; up: boolean }>;
 }
@@ -32,12 +32,23 @@ export interface RefreshReport {
   unresolved: Map<string, string>;
 }
 
+/**
+ * What an event is compared with: the usable MAC, else the states (an
+ * unresolved entry's reason says them, so a change of state is news too;
+ * a changing state of a resolved MAC is not).
+ */
+export function hopState(n: { lladdr?: string; state: readonly string[] } | undefined): string {
+  if (!n) return '!absent';
+  return usableMac(n) ?? `!${n.state.join(',') || 'NONE'}`;
+}
+
 export function viewOf(resolutions: Iterable<Resolution>, t: IpTables): NexthopView {
-  const hops = new Map<string, string | undefined>();
+  const hops = new Map<string, string>();
   const links = new Map<string, { ifindex: number; mtu: number; address?: string; up: boolean }>();
   for (const r of resolutions) {
     if (!r.hop) continue;
-    hops.set(neighbourKey(r.hop.addr, r.hop.dev), r.unresolved ? undefined : r.nh.dmac);
+    const key = neighbourKey(r.hop.addr, r.hop.dev);
+    hops.set(key, r.unresolved ? hopState(t.neighbours.get(key)) : r.nh.dmac);
     const l = t.links.get(r.hop.dev);
     if (l) links.set(l.ifname, { ifindex: l.ifindex, mtu: l.mtu, up: l.up, ...(l.address !== undefined ? { address: l.address } : {}) });
   }
@@ -51,7 +62,7 @@ export function needsRefresh(e: MonitorEvent, view: NexthopView): boolean {
       if (e.dev === undefined) return false;
       const key = neighbourKey(e.dst, e.dev);
       if (!view.hops.has(key)) return false;
-      const now = e.deleted ? undefined : usableMac({ state: e.state, ...(e.lladdr !== undefined ? { lladdr: e.lladdr } : {}) });
+      const now = hopState(e.deleted ? undefined : { state: e.state, ...(e.lladdr !== undefined ? { lladdr: e.lladdr } : {}) });
       return now !== view.hops.get(key);
     }
     // Any route can become the best one for some real server.
