@@ -8,8 +8,9 @@ import { MapWriter, realFromEntry } from './map-writer.js';
 import * as M from './model.js';
 import type { IpContext } from './ip-tables.js';
 import { ensureNeighbours } from './neigh.js';
-import { resolveNexthops, type Resolution } from './nexthop.js';
-import { mergeView, nexthopTargets, viewOf, type NexthopView, type RefreshReport } from './nexthop-refresh.js';
+import { resolveNexthops } from './nexthop.js';
+import { mergeView, refreshChange, viewOf, type NexthopView, type RefreshReport } from './nexthop-refresh.js';
+import { UnresolvedNexthops } from './nexthop-status.js';
 import { MutationQueue } from './queue.js';
 import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
@@ -17,7 +18,6 @@ import { needsTick, tickChange } from './tick.js';
 import { countersView, listView, statusView, type StatusView } from './views.js';
 
 const log = logger('director');
-const nhLog = logger('nexthop');
 
 export interface DirectorOptions extends PublisherOptions, IpContext {
   /**
@@ -59,8 +59,7 @@ export class Director {
   /** The last tick's census: configuration changes plan from it. */
   #census = EMPTY_CENSUS;
   #tickQueued = false;
-  /** Why each real server address's next hop is unknown, as last resolved (absent: resolved). */
-  #unresolved = new Map<string, string>();
+  readonly #unresolved = new UnresolvedNexthops();
   /** What the next-hop entries were computed from (nexthop-refresh.ts). */
   #nhView: NexthopView = { hops: new Map(), links: new Map() };
 
@@ -132,7 +131,7 @@ export class Director {
         writes: (w) => w.writeNexthop(real.id, r.nh),
         done: () => {
           log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added');
-          this.#noteResolutions([r], model);
+          this.#unresolved.note([r], M.realAddrs(model), false);
         },
       };
     });
@@ -189,7 +188,7 @@ export class Director {
   }
 
   status(): StatusView {
-    return statusView(this.dp, this.#model, this.#unresolved);
+    return statusView(this.dp, this.#model, this.#unresolved.why);
   }
 
   /**
@@ -201,26 +200,19 @@ export class Director {
   refreshNexthops(): Promise<RefreshReport> {
     let report: RefreshReport | undefined;
     return this.#transact(async (m) => {
-      const targets = nexthopTargets(this.dp, m);
-      const { resolutions, tables } = await resolveNexthops([...targets.values()], this.opts.tunnelSource, this.#ipContext());
-      this.#nhView = viewOf(resolutions.values(), tables);
-      if ((this.opts.neighbours ?? true) === true) {
-        const hops = [...resolutions.values()].flatMap((r) => (r.hop ? [r.hop] : []));
-        await ensureNeighbours(hops, tables, this.#ipContext());
-      }
-      const changed: number[] = [];
-      for (const [id, addr] of targets) {
-        const raw = this.dp.nexthops.raw.lookup(C.u32Codec.encode(id));
-        if (!raw?.equals(C.nexthop.encode(resolutions.get(addr)!.nh))) changed.push(id);
-      }
-      report = { changed, unresolved: new Map() };
+      const r = await refreshChange(this.dp, m, {
+        ...this.#ipContext(),
+        neighbours: (this.opts.neighbours ?? true) === true,
+        ...(this.opts.tunnelSource !== undefined ? { tunnelSource: this.opts.tunnelSource } : {}),
+        // Watched before any neighbour is made managed: its resolution comes as an event.
+        onView: (v) => { this.#nhView = v; },
+      });
       return {
         model: m,
-        writes: (w) => { for (const id of changed) w.writeNexthop(id, resolutions.get(targets.get(id)!)!.nh); },
+        writes: r.writes,
         done: () => {
-          this.#noteResolutions([...resolutions.values()], m, true);
-          report!.unresolved = new Map(this.#unresolved);
-          if (changed.length > 0) nhLog.debug({ ids: changed }, 'next hops rewritten');
+          this.#unresolved.note(r.resolutions, M.realAddrs(m), true);
+          report = { changed: r.changed, unresolved: new Map(this.#unresolved.why) };
         },
       };
     }).then(() => report!);
@@ -232,26 +224,6 @@ export class Director {
 
   #ipContext(): IpContext {
     return this.opts.netns !== undefined ? { netns: this.opts.netns } : {};
-  }
-
-  /**
-   * Keeps why each live real server's next hop is unknown, and says so in one
-   * line when one becomes unknown or known again. `all`: these are every
-   * address, so one not among them is no longer a real server.
-   */
-  #noteResolutions(rs: readonly Resolution[], m: M.Model, all = false): void {
-    const live = new Set<string>();
-    for (const s of m.services.values()) for (const r of s.reals) live.add(r.addr);
-    const next = new Map(all ? [] : this.#unresolved);
-    for (const r of rs) {
-      if (!live.has(r.addr)) continue;
-      if (r.unresolved) next.set(r.addr, r.unresolved);
-      else next.delete(r.addr);
-    }
-    for (const a of [...next.keys()]) if (!live.has(a)) next.delete(a);
-    for (const [addr, why] of next) if (!this.#unresolved.has(addr)) nhLog.warn({ real: addr, why }, 'next hop unresolved: its packets go through the FIB and are dropped while it cannot resolve');
-    for (const addr of this.#unresolved.keys()) if (!next.has(addr) && live.has(addr)) nhLog.info({ real: addr }, 'next hop resolved');
-    this.#unresolved = next;
   }
 
   counters(): Record<string, number> {

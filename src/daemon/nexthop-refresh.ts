@@ -12,8 +12,10 @@ import type { Dataplane } from './dataplane.js';
 import { IpMonitor, type MonitorEvent } from './ip-monitor.js';
 import { neighbourKey, usableMac, type IpContext, type IpTables } from './ip-tables.js';
 import { realFromEntry } from './map-writer.js';
+import type { MapWriter } from './map-writer.js';
 import type { Model } from './model.js';
-import type { Resolution } from './nexthop.js';
+import { ensureNeighbours } from './neigh.js';
+import { resolveNexthops, type Resolution } from './nexthop.js';
 
 const log = logger('nexthop');
 
@@ -90,6 +92,37 @@ export function nexthopTargets(dp: Dataplane, m: Model): Map<number, string> {
   });
   for (const s of m.services.values()) for (const r of s.reals) targets.set(r.id, r.addr);
   return targets;
+}
+
+export interface RefreshOptions extends IpContext {
+  tunnelSource?: string;
+  /** Make next hops managed neighbours (neigh.ts). */
+  neighbours: boolean;
+  /** The view the entries are computed from, as soon as the tables are read. */
+  onView(v: NexthopView): void;
+}
+
+/**
+ * One refresh, for the director to run as a transaction: the kernel's
+ * tables read once, next hops made managed neighbours, and the writes of
+ * the entries that differ from what the map holds.
+ */
+export async function refreshChange(dp: Dataplane, m: Model, o: RefreshOptions): Promise<{ resolutions: Resolution[]; changed: number[]; writes: (w: MapWriter) => void }> {
+  const ctx = o.netns !== undefined ? { netns: o.netns } : {};
+  const targets = nexthopTargets(dp, m);
+  const { resolutions, tables } = await resolveNexthops([...targets.values()], o.tunnelSource, ctx);
+  o.onView(viewOf(resolutions.values(), tables));
+  if (o.neighbours) await ensureNeighbours([...resolutions.values()].flatMap((r) => (r.hop ? [r.hop] : [])), tables, ctx);
+  const entry = (id: number): C.Nexthop => resolutions.get(targets.get(id)!)!.nh;
+  const changed = [...targets.keys()].filter((id) => !dp.nexthops.raw.lookup(C.u32Codec.encode(id))?.equals(C.nexthop.encode(entry(id))));
+  return {
+    resolutions: [...resolutions.values()],
+    changed,
+    writes: (w) => {
+      for (const id of changed) w.writeNexthop(id, entry(id));
+      if (changed.length > 0) log.debug({ ids: changed }, 'next hops rewritten');
+    },
+  };
 }
 
 export interface RefresherOptions extends IpContext {
