@@ -18,7 +18,7 @@ const connKey = (i: number): C.ConnKey => ({
   saddr: `203.0.113.${i & 255}`, daddr: '192.0.2.80', sport: 1024 + (i >> 8), dport: 80, proto: 6, family: 2,
 });
 const persistKey = (i: number): C.PersistKey => ({ caddr: `198.51.${(i >> 8) & 255}.${i & 255}`, svc_id: 1, family: 2 });
-const conn = (i: number): C.Conn => ({ last_seen: 1_000_000 + i, real_id: i % 7, real_gen: 1, svc_id: 1, state: 1, flags: 0 });
+const conn = (i: number): C.Conn => ({ last_seen: 1_000_000 + i, real_id: i % 7, real_gen: 1, svc_id: 1, state: 1, flags: 0, lport: 0, laddr_id: 0 });
 
 describe('flow tables across a change of --conn-table-size', { skip }, () => {
   let dir: string;
@@ -56,7 +56,8 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
       for (let i = 0; i < N.conns; i++) first.conns.set(connKey(i), conn(i));
       for (let i = 0; i < N.syn; i++) first.synConns.set(connKey(i + 100_000), conn(i));
       for (let i = 0; i < N.persist; i++) first.persist.set(persistKey(i), { last_seen: 1_000_000 + i, real_id: 1, real_gen: 1 });
-      first.config.set(0, { ...first.config.get(0)!, timeout_tcp: 123 });
+      const cfg = first.config.get(0)!;
+      first.config.set(0, { ...cfg, timeout: cfg.timeout.map((t, s) => (s === 1 ? 123 : t)) });
     } finally {
       first.close();
     }
@@ -68,7 +69,7 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
       assert.equal(small.conns.raw.maxEntries, 4096);
       assert.equal(small.synConns.raw.maxEntries, 1024);
       assert.equal(small.persist.raw.maxEntries, 1024);
-      assert.equal(small.config.get(0)?.timeout_tcp, 123, 'the other maps are the pinned ones');
+      assert.equal(small.config.get(0)?.timeout[1], 123, 'the other maps are the pinned ones');
       kept = present(small);
       for (const [name, total] of Object.entries(N) as [keyof typeof N, number][]) {
         const got = kept[name];

@@ -397,7 +397,7 @@ describe('director: every change a transaction', { skip }, () => {
     assert.throws(() => writer.atomically(() => {
       writer.sync(m, next, new Map([[s.id, new Uint32Array(0)]]));
       writer.zeroStats([s.id], [s.reals[0]!.id]);
-      writer.writeConfig({ timeout_tcp: 5 });
+      writer.writeConfig({ timeout: new Array<number>(16).fill(5) });
       throw new Error('injected');
     }), /injected/);
     assert.deepEqual(dumpMaps(dp), was);
@@ -427,7 +427,8 @@ describe('director: every change a transaction', { skip }, () => {
   test('--set takes ipvsadm\'s 31-day maximum', async () => {
     await request(sock, { op: 'set-timeouts', timeouts: { tcp: 2678400, tcpfin: 0, udp: 2678400 } });
     assert.deepEqual(await request(sock, { op: 'get-timeouts' }), { tcp: 2678400, tcpfin: 120, udp: 2678400 });
-    assert.equal(dp.config.get(0)?.timeout_tcp, 2678400);
+    assert.equal(dp.config.get(0)?.timeout[1], 2678400, 'ESTABLISHED');
+    assert.equal(dp.config.get(0)?.timeout[11], 2678400, 'UDP');
     await request(sock, { op: 'set-timeouts', timeouts: { tcp: 900, tcpfin: 0, udp: 300 } });
   });
 

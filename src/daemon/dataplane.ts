@@ -5,7 +5,7 @@ import * as C from '../maps/codecs.js';
 import { bpfObject } from '../paths.js';
 import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
-import { IPVS_TIMEOUTS } from './timeouts.js';
+import { defaultTimeouts } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
 import { copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
 
@@ -100,6 +100,9 @@ export class Dataplane {
   readonly clockFd: number;
   readonly synConns: TypedMap<C.ConnKey, C.Conn>;
   readonly nexthops: TypedMap<number, C.Nexthop>;
+  readonly nats: TypedMap<C.ConnKey, C.Nat>;
+  readonly natSyn: TypedMap<C.ConnKey, C.Nat>;
+  readonly natReals: TypedMap<C.AddrKey, number>;
   /** Jiffies per second of this kernel (xvs_config.hz). */
   hz = 0;
   ifindex = 0;
@@ -120,6 +123,9 @@ export class Dataplane {
     this.clockFd = obj.program('xvs_clock').fd;
     this.synConns = new TypedMap(obj.map('xvs_syn_conns'), C.connKey, C.conn);
     this.nexthops = new TypedMap(obj.map('xvs_nexthops'), C.u32Codec, C.nexthop);
+    this.nats = new TypedMap(obj.map('xvs_nats'), C.connKey, C.nat);
+    this.natSyn = new TypedMap(obj.map('xvs_nat_syn'), C.connKey, C.nat);
+    this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
   }
 
   /** The dataplane's clock now: bpf_jiffies64(), as connection entries hold it. */
@@ -196,7 +202,7 @@ export class Dataplane {
    */
   #initConfig(): void {
     const cur = this.config.get(0);
-    if (cur && cur.hz !== 0 && cur.timeout_tcp !== 0) {
+    if (cur && cur.hz !== 0 && cur.timeout.some((t) => t !== 0)) {
       this.hz = cur.hz;
       return;
     }
@@ -205,11 +211,7 @@ export class Dataplane {
     this.config.set(0, {
       hz: this.hz,
       flags: cur?.flags ?? 0,
-      timeout_tcp: IPVS_TIMEOUTS.tcp,
-      timeout_tcpfin: IPVS_TIMEOUTS.tcpfin,
-      timeout_udp: IPVS_TIMEOUTS.udp,
-      timeout_synrecv: IPVS_TIMEOUTS.synrecv,
-      timeout_close: IPVS_TIMEOUTS.close,
+      timeout: defaultTimeouts(),
     });
   }
 

@@ -2,7 +2,8 @@ import type { ListResult, RealSpec, Request, ServiceKey, ServiceSpec, Timeouts }
 import { logger } from '../log.js';
 import * as C from '../maps/codecs.js';
 import { checkIp } from './addr.js';
-import { readTimeouts, type ConnCensus } from './conn-count.js';
+import { readStateTimeouts, readTimeouts, type ConnCensus } from './conn-count.js';
+import { withSet } from './timeouts.js';
 import type { Dataplane } from './dataplane.js';
 import { MapWriter, realFromEntry } from './map-writer.js';
 import * as M from './model.js';
@@ -169,8 +170,7 @@ export class Director {
   /** 0 leaves a timeout as it is, as ipvsadm --set does. */
   setTimeouts(t: Timeouts): Promise<void> {
     return this.#transact((m) => {
-      const cur = this.timeouts();
-      const next = { timeout_tcp: t.tcp || cur.tcp, timeout_tcpfin: t.tcpfin || cur.tcpfin, timeout_udp: t.udp || cur.udp };
+      const next = { timeout: withSet(readStateTimeouts(this.dp), t) };
       return {
         model: m,
         writes: (w) => w.writeConfig(next),

@@ -124,10 +124,10 @@ function persistence(spec: ServiceSpec): Pick<ServiceModel, 'persistent' | 'netm
   return { persistent: spec.persistent, netmask: spec.netmask === undefined ? ALL_ONES : netmaskBits(spec.netmask) ?? ALL_ONES };
 }
 
-/** DR leaves the packet as it is: only a real server of the VIP's family can take it. */
+/** DR leaves the packet's addresses as they are and NAT rewrites only one of them: the real server is of the VIP's family. */
 function checkFamilies(s: ServiceModel, addr: string, fwd: ModeName): void {
-  if (fwd === 'dr' && familyOf(addr) !== familyOf(s.addr)) {
-    throw new XvsError('BAD_ADDRESS', `DR real server ${addr} is not of the address family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
+  if ((fwd === 'dr' || fwd === 'nat') && familyOf(addr) !== familyOf(s.addr)) {
+    throw new XvsError('BAD_ADDRESS', `${fwd.toUpperCase()} real server ${addr} is not of the address family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
   }
 }
 

@@ -21,7 +21,7 @@ export function countersView(dp: Dataplane): Record<string, number> {
 export function listView(dp: Dataplane, m: Model, k?: ServiceKey): ListResult {
   const targets = k ? [findService(m, k)] : [...m.services.values()].sort((a, b) => a.id - b.id);
   const timeouts = readTimeouts(dp);
-  const counts = countConns(dp, realGens(m), timeouts).reals;
+  const counts = countConns(dp, realGens(m)).reals;
   const services: ServiceView[] = targets.map((s) => ({
     proto: s.proto,
     addr: s.addr,
