@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { BpfObject, attachXdp, detachXdp, ifIndex } from '../loader/index.js';
+import { BpfObject, type XdpMode } from '../loader/index.js';
 import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
 import { bpfObject } from '../paths.js';
@@ -7,6 +7,8 @@ import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import { IPVS_TIMEOUTS } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
+import type { DirectorInterface } from './interfaces.js';
+import { attachPorts, detachPorts, detachStale, type Port } from './ports.js';
 
 /** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
 const ETH_ZLEN = 60;
@@ -72,9 +74,6 @@ export function unpinDirectorMaps(pinDir: string): number {
 }
 
 export interface DataplaneOptions {
-  /** Omitted: load only (packet tests, benchmarks). */
-  interface?: string;
-  xdpMode?: 'native' | 'generic';
   /** Omitted: no pinning (tests); maps die with the object. */
   pinDir?: string;
   connTableSize?: number;
@@ -99,10 +98,12 @@ export class Dataplane {
   readonly clockFd: number;
   readonly synConns: TypedMap<C.ConnKey, C.Conn>;
   readonly nexthops: TypedMap<number, C.Nexthop>;
+  /** The devmap of the interfaces the director redirects to; never pinned, filled by attach(). */
+  readonly txPorts: TypedMap<number, C.DevmapVal>;
   /** Jiffies per second of this kernel (xvs_config.hz). */
   hz = 0;
-  ifindex = 0;
-  attachedMode: 'native' | 'generic' | undefined;
+  /** The interfaces the program is attached to, by attach(). */
+  ports: Port[] = [];
 
   private constructor(readonly obj: BpfObject, readonly connTableSize: number) {
     this.services = new TypedMap(obj.map('xvs_services'), C.svcKey, C.svc);
@@ -119,6 +120,7 @@ export class Dataplane {
     this.clockFd = obj.program('xvs_clock').fd;
     this.synConns = new TypedMap(obj.map('xvs_syn_conns'), C.connKey, C.conn);
     this.nexthops = new TypedMap(obj.map('xvs_nexthops'), C.u32Codec, C.nexthop);
+    this.txPorts = new TypedMap(obj.map('xvs_tx_ports'), C.u32Codec, C.devmapVal);
   }
 
   /** The dataplane's clock now: bpf_jiffies64(), as connection entries hold it. */
@@ -146,12 +148,20 @@ export class Dataplane {
     }
     const dp = new Dataplane(obj, connTableSize);
     dp.#initConfig();
-    if (o.interface) {
-      dp.ifindex = ifIndex(o.interface);
-      dp.attachedMode = attachXdp(dp.ifindex, dp.progFd, o.xdpMode ?? 'native');
-      log.info({ interface: o.interface, mode: dp.attachedMode, pinDir: o.pinDir, connTableSize }, 'dataplane attached');
-    }
     return dp;
+  }
+
+  /**
+   * Attaches the program to every interface (all or nothing) and enters each
+   * in xvs_tx_ports, then detaches it from interfaces a previous xvsd on the
+   * same pinned maps ran on and this list leaves out. Returns their names.
+   */
+  attach(ifaces: readonly DirectorInterface[], mode: XdpMode): string[] {
+    this.ports = attachPorts(this.progFd, this.txPorts, ifaces, mode);
+    for (const p of this.ports) log.info({ interface: p.name, role: p.role, mode: p.mode }, 'dataplane attached');
+    const stale = detachStale(this.conns.raw.kernelId(), ifaces);
+    if (stale.length) log.info({ interfaces: stale }, 'detached from interfaces no longer given');
+    return stale;
   }
 
   /**
@@ -178,8 +188,8 @@ export class Dataplane {
   }
 
   detach(): void {
-    if (this.ifindex) detachXdp(this.ifindex, this.attachedMode);
-    this.ifindex = 0;
+    detachPorts(this.ports);
+    this.ports = [];
   }
 
   close(): void {

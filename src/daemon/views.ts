@@ -50,12 +50,15 @@ export interface StatusView {
   reals: number;
   connTableSize: number;
   counters: Record<string, number>;
+  /** Where the program runs, and whether the devmap holds each (a redirect there takes the devmap). */
+  interfaces: { name: string; ifindex: number; role: string; mode: string; txPort: boolean }[];
 }
 
 export function statusView(dp: Dataplane, m: Model): StatusView {
   let reals = 0;
   for (const s of m.services.values()) reals += s.reals.length;
-  return { services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp) };
+  const interfaces = dp.ports.map((p) => ({ name: p.name, ifindex: p.ifindex, role: p.role, mode: p.mode, txPort: dp.txPorts.get(p.ifindex)?.ifindex === p.ifindex }));
+  return { services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp), interfaces };
 }
 
 function statsView(s: C.Stats | null): StatsView {
