@@ -36,7 +36,7 @@ export async function startDirector(lab: Lab, opts: DirectorOptions = {}): Promi
   const pinDir = opts.defaultPinDir ? DEFAULT_PIN_DIR : path.join(lab.bpffs, 'director');
   await run('ip', ['-n', lab.director.ns, 'addr', 'replace', `${lab.vip}/32`, 'dev', lab.director.ifname]);
   const args = ['netns', 'exec', lab.director.ns, process.execPath, bin('cli/xvsd.js'),
-    '--interface', lab.director.ifname, '--socket', socket, ...(opts.defaultPinDir ? [] : ['--pin-dir', pinDir]),
+    ...lab.directorInterfaces.flatMap((i) => ['--interface', i]), '--socket', socket, ...(opts.defaultPinDir ? [] : ['--pin-dir', pinDir]),
     '--conn-table-size', String(opts.connTableSize ?? 65536)];
   // `ip netns exec` execs the command, so the child's pid is xvsd's.
   const child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XVS_LOG_LEVEL: 'warn' } });
@@ -102,22 +102,40 @@ export async function keepAliveRequests(lab: Lab, connections: number, requests:
 
 /** Source MACs of every packet from the VIP that reached the client while fn ran. */
 export async function captureReplySources<T>(lab: Lab, fn: () => Promise<T>): Promise<{ result: T; macs: Map<string, number> }> {
-  const cap = spawn('ip', ['netns', 'exec', lab.client.ns, 'tcpdump', '-i', lab.client.ifname, '-e', '-nn', '-l', '-q',
-    `tcp and src host ${lab.vip}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return captureSources(lab.client.ns, lab.client.ifname, `tcp and src host ${lab.vip}`, fn);
+}
+
+/**
+ * Source MACs of every frame matching filter (tcpdump's syntax) that
+ * interface ifname in namespace ns received or sent while fn ran. On a
+ * switch-side veth end that is what the host's interface put on the wire.
+ */
+export async function captureSources<T>(ns: string, ifname: string, filter: string, fn: () => Promise<T>): Promise<{ result: T; macs: Map<string, number> }> {
+  const cap = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', ifname, '-e', '-nn', '-l', '-q', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
+  let stderr = '';
   cap.stdout.setEncoding('utf8').on('data', (d: string) => { text += d; });
-  const started = new Promise<void>((resolve) => {
-    cap.stderr.setEncoding('utf8').on('data', (d: string) => { if (d.includes('listening')) resolve(); });
-    setTimeout(resolve, 3000);
+  const exited = new Promise<void>((resolve) => { if (cap.exitCode !== null) resolve(); else cap.once('exit', () => resolve()); });
+  // Without tcpdump's word that it listens, a count of zero would prove nothing.
+  let timer: NodeJS.Timeout | undefined;
+  const started = new Promise<void>((resolve, reject) => {
+    cap.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; if (stderr.includes('listening')) resolve(); });
+    cap.once('exit', () => reject(new XvsError('SYSTEM', `tcpdump on ${ns}/${ifname} exited: ${stderr.trim()}`)));
+    timer = setTimeout(() => reject(new XvsError('SYSTEM', `tcpdump on ${ns}/${ifname} did not start within 10 s: ${stderr.trim()}`)), 10_000);
   });
-  await started;
   try {
+    await started.finally(() => clearTimeout(timer));
     const result = await fn();
     await sleep(300);
+    cap.kill('SIGINT');
+    await exited;
+    // tcpdump's own count on exit: a frame the kernel dropped before tcpdump read it would be missing from the tally.
+    const dropped = /(\d+) packets? dropped by kernel/.exec(stderr);
+    if (dropped && Number(dropped[1]) > 0) throw new XvsError('SYSTEM', `tcpdump on ${ns}/${ifname}: ${dropped[1]} packets dropped by the kernel`);
     return { result, macs: countMacs(text) };
   } finally {
-    cap.kill('SIGINT');
-    await new Promise<void>((resolve) => { if (cap.exitCode !== null) resolve(); else cap.once('exit', () => resolve()); });
+    if (cap.exitCode === null && cap.signalCode === null) cap.kill('SIGINT');
+    await exited;
   }
 }
 
