@@ -74,6 +74,9 @@ describe('xvsd on several interfaces (namespace, real xvsd and xvs)', { skip }, 
       sh('ip', ['-n', ns, 'link', 'set', `${i}p`, 'up']);
     }
     sh('ip', ['-n', ns, 'link', 'property', 'add', 'dev', 'a0', 'altname', 'a0alt']);
+    // No native XDP on a bridge device: attaching there falls back to generic.
+    sh('ip', ['-n', ns, 'link', 'add', 'nx0', 'type', 'bridge']);
+    sh('ip', ['-n', ns, 'link', 'set', 'nx0', 'up']);
     // A new namespace inherits the host's IPv4 forwarding; start from off to see xvsd turn it on.
     nsSh(ns, 'sysctl', ['-qw', 'net.ipv4.conf.a0.forwarding=0', 'net.ipv4.conf.a1.forwarding=0', 'net.ipv4.conf.a2.forwarding=0']);
     // Somebody else's XDP program on a2: never the director's to touch.
@@ -223,5 +226,18 @@ describe('xvsd on several interfaces (namespace, real xvsd and xvs)', { skip }, 
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^detached from a0, a1; /);
     assert.equal(progOn('a0') + progOn('a1'), 0);
+  });
+
+  test('an interface without native XDP puts every interface in generic mode; the next start goes native again', async () => {
+    let d = await startXvsd(['a0:client,nx0:server']);
+    let s = await d.status();
+    assert.deepEqual(s.interfaces.map((i) => [i.name, i.mode, i.txPort]), [['a0', 'generic', true], ['nx0', 'generic', true]]);
+    await d.stop();
+    d = await startXvsd(['a0:client,a1:server']);
+    s = await d.status();
+    assert.deepEqual(s.interfaces.map((i) => [i.name, i.mode]), [['a0', 'native'], ['a1', 'native']]);
+    assert.equal(progOn('nx0'), 0, 'nx0, no longer given, was detached');
+    await d.stop();
+    assert.equal(cli('xvs.js', ['down', '--pin-dir', pinDir]).status, 0);
   });
 });

@@ -58,6 +58,7 @@ async function main(argv: string[]): Promise<void> {
     dp.attach(ifaces, o.xdpMode);
   } catch (e) {
     server.close();
+    dp.detach(); // what attach() reached before it failed (its own failures undo themselves)
     for (const [name, prev] of prevForwarding) restoreForwarding(name, prev);
     dp.close();
     throw e;

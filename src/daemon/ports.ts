@@ -31,6 +31,14 @@ export function attachPorts(progFd: number, txPorts: TypedMap<number, DevmapVal>
       // No egress program: bpf_prog.fd 0.
       txPorts.set(i.ifindex, { ifindex: i.ifindex, bpf_prog: 0 });
     }
+    // A native program redirects with the target's ndo_xdp_xmit, which a
+    // driver without native XDP lacks (the frame would be dropped); a generic
+    // one transmits through the stack to any device. So one fallback means generic everywhere.
+    const generic = done.find((p) => p.mode === 'generic');
+    if (generic && done.some((p) => p.mode === 'native')) {
+      log.warn({ interface: generic.name }, 'an interface has no native XDP: every interface runs generic XDP, so redirects between them work');
+      for (const p of done) if (p.mode === 'native') p.mode = attachXdp(p.ifindex, progFd, 'generic');
+    }
   } catch (e) {
     for (const p of done) {
       try {
