@@ -12,7 +12,7 @@ import type { ListResult } from '../src/control/protocol.js';
 import type { StatusView } from '../src/daemon/views.js';
 import { createLab, type Lab } from '../src/lab/topology.js';
 import { startHttpd, type RunningHttpd } from '../src/lab/servers.js';
-import { captureReplySources, captureSources, curlMany, realServerSetup, startDirector, type DirectorHandle } from '../src/lab/scenario.js';
+import { captureReplySources, captureSources, connectionsClosed, curlMany, realServerSetup, startDirector, type DirectorHandle } from '../src/lab/scenario.js';
 import { kernelSkipReason } from './helpers/env.js';
 
 const skip = kernelSkipReason();
@@ -61,7 +61,12 @@ for (const mode of ['dr', 'tun'] as const) {
       const sw = lab.switchNs;
       const { result: clientSide, macs: serverWire } = await captureSources(sw, lab.directorServerSide.peer, toReals, () =>
         captureSources(sw, lab.director.peer, onClientSide, () =>
-          captureReplySources(lab, () => curlMany(lab, REQUESTS))));
+          captureReplySources(lab, async () => {
+            const answered = await curlMany(lab, REQUESTS);
+            // Every packet of these connections delivered, so both counts below are final.
+            await connectionsClosed(lab);
+            return answered;
+          })));
       const { result: { result: names, macs: replies }, macs: clientWire } = clientSide;
 
       assert.equal(names.length, REQUESTS, 'every request answered');

@@ -1,6 +1,6 @@
 // Drives the lab the way an operator would: xvsd in the director namespace,
 // xvsadm and `xvs realserver` as commands, curl and a Node client as clients.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../control/socket.js';
@@ -100,6 +100,25 @@ export async function keepAliveRequests(lab: Lab, connections: number, requests:
   return JSON.parse(out) as KeepAliveResult[];
 }
 
+/**
+ * Waits until no TCP connection of the client to the VIP, nor of a real
+ * server on port, is open at either end (TIME-WAIT aside): then the last
+ * packet of each, whichever end closed first, has been delivered, and so
+ * has everything the director forwarded for it. Bounded: 10 s.
+ */
+export async function connectionsClosed(lab: Lab, port = 80): Promise<void> {
+  const open = async (ns: string, filter: string[]): Promise<number> => (await nsExec(ns, 'ss', ['-Htn', 'state', 'all', ...filter]))
+    .split('\n').filter((l) => l.trim() && !/^(TIME-WAIT|LISTEN|UNCONN)\s/.test(l.trim())).length;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    let n = await open(lab.client.ns, ['dst', lab.vip]);
+    for (const r of lab.reals) n += await open(r.ns, ['sport', `= :${port}`]);
+    if (n === 0) return;
+    if (Date.now() > deadline) throw new XvsError('SYSTEM', `${n} lab connections still open after 10 s`);
+    await sleep(50);
+  }
+}
+
 /** Source MACs of every packet from the VIP that reached the client while fn ran. */
 export async function captureReplySources<T>(lab: Lab, fn: () => Promise<T>): Promise<{ result: T; macs: Map<string, number> }> {
   return captureSources(lab.client.ns, lab.client.ifname, `tcp and src host ${lab.vip}`, fn);
@@ -115,7 +134,8 @@ export async function captureSources<T>(ns: string, ifname: string, filter: stri
   let text = '';
   let stderr = '';
   cap.stdout.setEncoding('utf8').on('data', (d: string) => { text += d; });
-  const exited = new Promise<void>((resolve) => { if (cap.exitCode !== null) resolve(); else cap.once('exit', () => resolve()); });
+  // 'close', not 'exit': the last lines of stdout may arrive after the exit.
+  const exited = new Promise<void>((resolve) => cap.once('close', () => resolve()));
   // Without tcpdump's word that it listens, a count of zero would prove nothing.
   let timer: NodeJS.Timeout | undefined;
   const started = new Promise<void>((resolve, reject) => {
@@ -127,6 +147,7 @@ export async function captureSources<T>(ns: string, ifname: string, filter: stri
     await started.finally(() => clearTimeout(timer));
     const result = await fn();
     await sleep(300);
+    await caughtUp(cap, () => stderr, `${ns}/${ifname}`);
     cap.kill('SIGINT');
     await exited;
     // tcpdump's own count on exit: a frame the kernel dropped before tcpdump read it would be missing from the tally.
@@ -137,6 +158,31 @@ export async function captureSources<T>(ns: string, ifname: string, filter: stri
     if (cap.exitCode === null && cap.signalCode === null) cap.kill('SIGINT');
     await exited;
   }
+}
+
+/**
+ * Waits until tcpdump has read every frame its filter took (SIGUSR1 makes it
+ * print "N packets captured, M packets received by filter"): a frame still
+ * in its buffer when it is stopped would be missing from the tally, however
+ * busy the machine. Bounded: 15 s.
+ */
+async function caughtUp(cap: ChildProcess, stderr: () => string, where: string): Promise<void> {
+  const stats = /(\d+) packets? captured, (\d+) packets? received by filter/g;
+  const deadline = Date.now() + 15_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const seen = stderr().match(stats)?.length ?? 0;
+    cap.kill('SIGUSR1');
+    for (let i = 0; i < 50 && (stderr().match(stats)?.length ?? 0) === seen; i++) await sleep(20);
+    const all = [...stderr().matchAll(stats)];
+    const m = all[all.length - 1];
+    if (m && all.length > seen) {
+      last = m[0];
+      if (m[1] === m[2]) return;
+    }
+    await sleep(100);
+  }
+  throw new XvsError('SYSTEM', `tcpdump on ${where} did not catch up within 15 s (${last || 'no statistics'})`);
 }
 
 function countMacs(text: string): Map<string, number> {
