@@ -5,6 +5,7 @@ import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps 
 import { Director } from '../daemon/director.js';
 import { enableForwarding, restoreForwarding } from '../daemon/host.js';
 import { collectInterfaces, parseInterfaces, resolveInterfaces } from '../daemon/interfaces.js';
+import { NexthopRefresher } from '../daemon/nexthop-refresh.js';
 import { logger } from '../log.js';
 import { ensurePinDir } from '../sys/bpffs.js';
 import { fail, positiveInt } from './common.js';
@@ -43,27 +44,24 @@ async function main(argv: string[]): Promise<void> {
   // Every check on the list precedes the first change.
   const ifaces = resolveInterfaces(parseInterfaces(o.interface, { complete: true }));
   await ensurePinDir(o.pinDir);
-  const dp = Dataplane.load({ pinDir: o.pinDir, connTableSize: o.connTableSize });
+  const prevForwarding = new Map<string, string>();
+  let dp: Dataplane;
+  try {
+    for (const i of ifaces) prevForwarding.set(i.name, enableForwarding(i.name));
+    dp = Dataplane.load({ interfaces: ifaces, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
+  } catch (e) {
+    for (const [name, prev] of prevForwarding) restoreForwarding(name, prev);
+    throw e;
+  }
   const director = new Director(dp, {
     ...(o.tunnelSource === undefined ? {} : { tunnelSource: o.tunnelSource }),
     ...(o.mhTableSize === undefined ? {} : { mhTableSize: o.mhTableSize }),
   });
-  // Requests wait for the attachment: an answer means the dataplane runs.
-  let attached!: () => void;
-  const ready = new Promise<void>((resolve) => { attached = resolve; });
-  const server = await serve(o.socket, async (req) => { await ready; return director.handle(req); });
-  const prevForwarding = new Map<string, string>();
-  try {
-    for (const i of ifaces) prevForwarding.set(i.name, enableForwarding(i.name));
-    dp.attach(ifaces, o.xdpMode);
-  } catch (e) {
-    server.close();
-    dp.detach(); // what attach() reached before it failed (its own failures undo themselves)
-    for (const [name, prev] of prevForwarding) restoreForwarding(name, prev);
-    dp.close();
-    throw e;
-  }
-  attached();
+  // Next hops follow the kernel from here on; the first refresh rewrites
+  // every entry, so a restart also catches what changed while xvsd was down.
+  const refresher = new NexthopRefresher(director);
+  await refresher.start();
+  const server = await serve(o.socket, (req) => director.handle(req));
   // The tick reads the connection table; a failure is logged, never fatal.
   const ticker = setInterval(() => {
     director.tick().catch((e: unknown) => log.error({ err: (e as Error).message }, 'tick failed'));
@@ -73,6 +71,7 @@ async function main(argv: string[]): Promise<void> {
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
     clearInterval(ticker);
+    refresher.stop();
     server.close();
     if (o.teardownOnExit) {
       dp.detach();

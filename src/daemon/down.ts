@@ -10,8 +10,8 @@ import { unpinDirectorMaps } from './dataplane.js';
 import { parseInterfaces, resolveInterfaces } from './interfaces.js';
 import { attachmentsUsingMap } from './ports.js';
 
-/** Any pinned map of the director identifies its programs; this one every version has. */
-const MARKER_MAP = 'xvs_conns';
+/** A pinned map every program of the director uses and a restart never replaces (flow tables are resized). */
+const MARKER_MAP = 'xvs_config';
 
 function pinnedMarkerId(pinDir: string): number | null {
   const p = `${pinDir}/${MARKER_MAP}`;

@@ -50,15 +50,27 @@ export interface StatusView {
   reals: number;
   connTableSize: number;
   counters: Record<string, number>;
+  /** Real servers whose xvs_nexthops entry is unknown (ifindex 0), with why when known. */
+  unresolvedNexthops: { addr: string; why: string }[];
   /** Where the program runs, and whether the devmap holds each (a redirect there takes the devmap). */
   interfaces: { name: string; ifindex: number; role: string; mode: string; txPort: boolean }[];
 }
 
-export function statusView(dp: Dataplane, m: Model): StatusView {
+export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, string> = new Map()): StatusView {
   let reals = 0;
-  for (const s of m.services.values()) reals += s.reals.length;
+  const unresolved = new Map<string, string>();
+  for (const s of m.services.values()) {
+    reals += s.reals.length;
+    for (const r of s.reals) {
+      if ((dp.nexthops.get(r.id)?.ifindex ?? 0) === 0) unresolved.set(r.addr, why.get(r.addr) ?? 'not resolved yet');
+    }
+  }
   const interfaces = dp.ports.map((p) => ({ name: p.name, ifindex: p.ifindex, role: p.role, mode: p.mode, txPort: dp.txPorts.get(p.ifindex)?.ifindex === p.ifindex }));
-  return { services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp), interfaces };
+  return {
+    services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp),
+    unresolvedNexthops: [...unresolved].sort(([a], [b]) => a.localeCompare(b)).map(([addr, w]) => ({ addr, why: w })),
+    interfaces,
+  };
 }
 
 function statsView(s: C.Stats | null): StatsView {

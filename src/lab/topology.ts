@@ -317,7 +317,7 @@ function linkSpecs(reals: number, arms: 1 | 2): LinkSpec[] {
   ];
 }
 
-async function addLink(id: string, switchNs: string, spec: LinkSpec): Promise<LabHost> {
+async function addSwitchPort(id: string, switchNs: string, spec: LinkSpec): Promise<LabHost> {
   const host: LabHost = { name: spec.name, ns: `${id}-${spec.nsSuffix}`, ifname: spec.ifname, ip: spec.ip, mac: spec.mac, peer: spec.peer };
   const h = ['-n', host.ns];
   const sw = ['-n', switchNs];
@@ -363,6 +363,32 @@ function attachPeerPass(switchNs: string, peers: readonly string[]): BpfObject {
   } catch (e) {
     aux.close();
     throw e;
+  }
+}
+
+export interface LinkEnd {
+  host: LabHost;
+  ifname: string;
+  ip: string;
+  mac: string;
+}
+
+/**
+ * A second, direct link between two lab hosts (a director with two paths
+ * to a real server): a veth pair created in place, addresses on both ends,
+ * checksum offload off as on the switch ports, and xdp_pass on both ends so
+ * frames redirected or sent back by XDP reach the other side.
+ */
+export async function addLink(lab: Lab, a: Omit<LinkEnd, 'host'> & { host: LabHost }, b: Omit<LinkEnd, 'host'> & { host: LabHost }, prefixLen: number): Promise<void> {
+  const aux = live.get(lab.id)?.aux;
+  if (!aux) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} is not up in this process`);
+  await run('ip', ['-n', a.host.ns, 'link', 'add', a.ifname, 'address', a.mac, 'type', 'veth', 'peer', 'name', b.ifname, 'address', b.mac, 'netns', b.host.ns]);
+  for (const end of [a, b]) {
+    await run('ip', ['-n', end.host.ns, 'addr', 'add', `${end.ip}/${prefixLen}`, 'dev', end.ifname]);
+    await run('ip', ['-n', end.host.ns, 'link', 'set', end.ifname, 'up']);
+    await nsExec(end.host.ns, 'ethtool', ['-K', end.ifname, 'tx', 'off']);
+    const fd = aux.program('xdp_pass').fd;
+    withNetns(end.host.ns, () => attachXdp(ifIndex(end.ifname), fd, 'native'));
   }
 }
 
@@ -419,7 +445,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
       await run('ip', ['-n', switchNs, 'link', 'add', bridge, 'type', 'bridge']);
       await run('ip', ['-n', switchNs, 'link', 'set', bridge, 'up']);
     }
-    const links = await Promise.all(specs.map((s) => addLink(id, switchNs, s)));
+    const links = await Promise.all(specs.map((s) => addSwitchPort(id, switchNs, s)));
     const of = (name: string): LabHost[] => links.filter((l) => l.name === name);
     const [client] = of('client');
     const [director, directorServers] = of('director');
