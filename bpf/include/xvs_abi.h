@@ -208,12 +208,13 @@ enum xvs_counter : __u32 {
 	XVS_CNT_FRAG_NEEDED = 9, /* ICMP fragmentation-needed or ICMPv6 packet-too-big sent */
 	XVS_CNT_PASS_TOO_BIG = 10, /* IPv4 too big for the tunnel, no DF: kernel */
 	XVS_CNT_TX = 11, /* forwarded on the ingress interface */
-	XVS_CNT_REDIRECT = 12, /* forwarded on another interface */
+	XVS_CNT_REDIRECT = 12, /* forwarded on another interface (through xvs_tx_ports or not) */
 	XVS_CNT_ERROR = 13, /* helper failure (adjust_head and friends) */
 	XVS_CNT_BAD_MODE = 14, /* real server mode not handled by this dataplane */
 	XVS_CNT_NH_MISS = 15, /* next hop not cached: asked bpf_fib_lookup */
 	XVS_CNT_SLOPPY = 16, /* TCP non-SYN without a flow, forwarded by its hash (sh, dh, mh, lblc, lblcr) */
 	XVS_CNT_PROMOTED = 17, /* a new flow confirmed (client ACK, second datagram): into xvs_conns */
+	XVS_CNT_REDIRECT_UNMAPPED = 18, /* of those redirected, to an interface not in xvs_tx_ports: plain bpf_redirect */
 	XVS_CNT_MAX = 24,
 };
 

@@ -52,6 +52,8 @@ export interface StatusView {
   counters: Record<string, number>;
   /** Real servers whose xvs_nexthops entry is unknown (ifindex 0), with why when known. */
   unresolvedNexthops: { addr: string; why: string }[];
+  /** Where the program runs, and whether the devmap holds each (a redirect there takes the devmap). */
+  interfaces: { name: string; ifindex: number; role: string; mode: string; txPort: boolean }[];
 }
 
 export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, string> = new Map()): StatusView {
@@ -63,9 +65,11 @@ export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, str
       if ((dp.nexthops.get(r.id)?.ifindex ?? 0) === 0) unresolved.set(r.addr, why.get(r.addr) ?? 'not resolved yet');
     }
   }
+  const interfaces = dp.ports.map((p) => ({ name: p.name, ifindex: p.ifindex, role: p.role, mode: p.mode, txPort: dp.txPorts.get(p.ifindex)?.ifindex === p.ifindex }));
   return {
     services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp),
     unresolvedNexthops: [...unresolved].sort(([a], [b]) => a.localeCompare(b)).map(([addr, w]) => ({ addr, why: w })),
+    interfaces,
   };
 }
 
