@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { serve, DEFAULT_SOCKET } from '../control/socket.js';
 import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { Director } from '../daemon/director.js';
-import { enableForwarding } from '../daemon/host.js';
+import { enableForwarding, enableForwarding6 } from '../daemon/host.js';
 import { logger } from '../log.js';
 import { ifIndex } from '../loader/index.js';
 import { ensurePinDir } from '../sys/bpffs.js';
@@ -43,6 +43,7 @@ async function main(argv: string[]): Promise<void> {
   ifIndex(o.interface);
   await ensurePinDir(o.pinDir);
   const prevForwarding = enableForwarding(o.interface);
+  const prevForwarding6 = enableForwarding6(o.interface);
   const dp = Dataplane.load({ interface: o.interface, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
   const director = new Director(dp, {
     ...(o.tunnelSource === undefined ? {} : { tunnelSource: o.tunnelSource }),
@@ -53,7 +54,7 @@ async function main(argv: string[]): Promise<void> {
   const ticker = setInterval(() => {
     director.tick().catch((e: unknown) => log.error({ err: (e as Error).message }, 'tick failed'));
   }, o.tickMs);
-  log.info({ interface: o.interface, socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding }, 'xvsd ready');
+  log.info({ interface: o.interface, socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding, ipv6Was: prevForwarding6 }, 'xvsd ready');
 
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');

@@ -20,6 +20,18 @@ export const LAB_NET = {
   client: '192.0.2.100',
 } as const;
 
+/**
+ * With `ipv6`: one /64 on the same segment, each host's address ending as
+ * its IPv4 one does (2001:db8::11 beside 192.0.2.11).
+ */
+export const LAB_NET6 = {
+  prefixLen: 64,
+  director: '2001:db8::1',
+  vip: '2001:db8::80',
+  client: '2001:db8::100',
+  real: (octet: number): string => `2001:db8::${octet}`,
+} as const;
+
 // Last octets double as the last MAC byte, so a capture names the host.
 const MAC_DIRECTOR = 0x01;
 const MAC_CLIENT = 0x64;
@@ -38,6 +50,8 @@ export interface LabHost {
   mac: string;
   /** The switch-side end of the host's veth, in the switch namespace. */
   peer: string;
+  /** Its IPv6 address, in a lab made with `ipv6`. */
+  ip6?: string;
 }
 
 export interface Lab {
@@ -47,6 +61,8 @@ export interface Lab {
   director: LabHost;
   reals: LabHost[];
   vip: string;
+  /** The IPv6 VIP, in a lab made with `ipv6`. */
+  vip6?: string;
   bpffs: string;
   /** /run/xvs-lab/ID: scratch space removed by down() (state files, captures). */
   dir: string;
@@ -56,7 +72,14 @@ export interface Lab {
 export interface LabOptions {
   id?: string;
   reals?: number;
-  /** IPv6 is off by default so link-local chatter does not show up in captures and counters. */
+  /**
+   * IPv6 is off by default so link-local chatter does not show up in captures
+   * and counters. On, every host also has an address of LAB_NET6, usable at
+   * once: no duplicate address detection (nodad, and accept_dad 0 for the
+   * link-local address the kernel solicits neighbours from), no router
+   * solicitations, and a bridge that floods multicast rather than snooping
+   * it, so a neighbour solicitation always reaches the host it asks for.
+   */
   ipv6?: boolean;
 }
 
@@ -230,22 +253,23 @@ interface HostSpec {
   name: string;
   nsSuffix: string;
   ip: string;
+  ip6: string;
   macByte: number;
 }
 
 function hostSpecs(reals: number): HostSpec[] {
   const specs: HostSpec[] = [
-    { name: 'client', nsSuffix: 'client', ip: LAB_NET.client, macByte: MAC_CLIENT },
-    { name: 'director', nsSuffix: 'dir', ip: LAB_NET.director, macByte: MAC_DIRECTOR },
+    { name: 'client', nsSuffix: 'client', ip: LAB_NET.client, ip6: LAB_NET6.client, macByte: MAC_CLIENT },
+    { name: 'director', nsSuffix: 'dir', ip: LAB_NET.director, ip6: LAB_NET6.director, macByte: MAC_DIRECTOR },
   ];
   for (let i = 1; i <= reals; i++) {
     const octet = LAB_NET.firstReal + i - 1;
-    specs.push({ name: `rs${i}`, nsSuffix: `rs${i}`, ip: `192.0.2.${octet}`, macByte: octet });
+    specs.push({ name: `rs${i}`, nsSuffix: `rs${i}`, ip: `192.0.2.${octet}`, ip6: LAB_NET6.real(octet), macByte: octet });
   }
   return specs;
 }
 
-async function addHost(id: string, switchNs: string, spec: HostSpec): Promise<LabHost> {
+async function addHost(id: string, switchNs: string, spec: HostSpec, ipv6: boolean): Promise<LabHost> {
   const host: LabHost = {
     name: spec.name,
     ns: `${id}-${spec.nsSuffix}`,
@@ -253,6 +277,7 @@ async function addHost(id: string, switchNs: string, spec: HostSpec): Promise<La
     ip: spec.ip,
     mac: `02:00:00:00:00:${hexByte(spec.macByte)}`,
     peer: `sw-${spec.name}`,
+    ...(ipv6 ? { ip6: spec.ip6 } : {}),
   };
   const h = ['-n', host.ns];
   const sw = ['-n', switchNs];
@@ -260,6 +285,7 @@ async function addHost(id: string, switchNs: string, spec: HostSpec): Promise<La
   await run('ip', [...sw, 'link', 'add', host.peer, 'type', 'veth', 'peer', 'name', HOST_IF, 'netns', host.ns]);
   await run('ip', [...h, 'link', 'set', HOST_IF, 'address', host.mac]);
   await run('ip', [...h, 'addr', 'add', `${host.ip}/${LAB_NET.prefixLen}`, 'dev', HOST_IF]);
+  if (host.ip6) await run('ip', [...h, '-6', 'addr', 'add', `${host.ip6}/${LAB_NET6.prefixLen}`, 'dev', HOST_IF, 'nodad']);
   await run('ip', [...h, 'link', 'set', HOST_IF, 'up']);
   await run('ip', [...sw, 'link', 'set', host.peer, 'master', BRIDGE]);
   await run('ip', [...sw, 'link', 'set', host.peer, 'up']);
@@ -274,7 +300,13 @@ async function prepareNamespace(ns: string, ipv6: boolean): Promise<void> {
   await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   if (!ipv6) {
     await nsExec(ns, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    return;
   }
+  // Before the veth arrives, which takes its settings from `default`: its
+  // link-local address is usable at once (the kernel sends no neighbour
+  // solicitation from a tentative one) and it asks for no router.
+  await nsExec(ns, 'sysctl', ['-qw', ...['all', 'default'].flatMap((c) => [
+    `net.ipv6.conf.${c}.accept_dad=0`, `net.ipv6.conf.${c}.router_solicitations=0`, `net.ipv6.conf.${c}.accept_ra=0`])]);
 }
 
 // XDP_TX on a veth reaches the peer only if the peer runs an XDP program.
@@ -338,18 +370,33 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
 
     const ipv6 = opts.ipv6 ?? false;
     const specs = hostSpecs(reals);
-    await prepareNamespace(switchNs, ipv6);
+    // The switch only bridges: it needs no addresses of its own, in either family.
+    await prepareNamespace(switchNs, false);
     await Promise.all(specs.map((s) => prepareNamespace(`${id}-${s.nsSuffix}`, ipv6)));
-    await run('ip', ['-n', switchNs, 'link', 'add', BRIDGE, 'type', 'bridge']);
+    await run('ip', ['-n', switchNs, 'link', 'add', BRIDGE, 'type', 'bridge', ...(ipv6 ? ['mcast_snooping', '0'] : [])]);
     await run('ip', ['-n', switchNs, 'link', 'set', BRIDGE, 'up']);
-    const hosts = await Promise.all(specs.map((s) => addHost(id, switchNs, s)));
+    const hosts = await Promise.all(specs.map((s) => addHost(id, switchNs, s, ipv6)));
     const [client, director, ...realHosts] = hosts;
     if (!client || !director) throw new Error('unreachable: host list');
     state.aux = attachPeerPass(switchNs, director.peer);
-    log.debug({ id, reals }, 'lab up');
-    return { id, switchNs, client, director, reals: realHosts, vip: LAB_NET.vip, bpffs, dir, down };
+    log.debug({ id, reals, ipv6 }, 'lab up');
+    return { id, switchNs, client, director, reals: realHosts, vip: LAB_NET.vip, ...(ipv6 ? { vip6: LAB_NET6.vip } : {}), bpffs, dir, down };
   } catch (e) {
     await down();
     throw e;
   }
+}
+
+/**
+ * The lab as its IPv6 side: the same namespaces, hosts and down(), with the
+ * IPv6 VIP as `vip` and each host's IPv6 address as `ip`, for code written
+ * against a lab's addresses (lab/scenario.ts) to run over IPv6.
+ */
+export function overIpv6(lab: Lab): Lab {
+  const six = (h: LabHost): LabHost => {
+    if (!h.ip6) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} was made without ipv6`);
+    return { ...h, ip: h.ip6 };
+  };
+  if (!lab.vip6) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} was made without ipv6`);
+  return { ...lab, vip: lab.vip6, client: six(lab.client), director: six(lab.director), reals: lab.reals.map(six) };
 }
