@@ -13,7 +13,7 @@
 // so a VIP on lo is never claimed on the wire; and it solicits neighbours
 // from an address of the outgoing interface, its link-local one when the
 // packet's source (the VIP) is not there, so it never announces the VIP
-// either. test/realserver.test.ts shows both in a namespace. What it does
+// either. test/realserver-ipv6.test.ts shows both in a namespace. What it does
 // need is that link-local address: without one the kernel sends no
 // solicitation for a reply from the VIP at all, so setup says so.
 import { execFile } from 'node:child_process';
@@ -334,7 +334,7 @@ async function removeLoVip(vip: string, ctx: Ctx): Promise<void> {
 /** The kernel solicits neighbours for a reply from an IPv6 VIP on lo only from the interface's link-local address. */
 async function checkLinkLocal(iface: string, ctx: Ctx): Promise<void> {
   const out = await sh('ip', ['-j', '-6', 'addr', 'show', 'dev', iface, 'scope', 'link']);
-  const addrs = (JSON.parse(out || '[]') as Array<{ addr_info?: { tentative?: boolean; dadfailed?: boolean }[] }>).flatMap((l) => l.addr_info ?? []);
+  const addrs = (JSON.parse(out || '[]') as Array<{ addr_info?: { dadfailed?: boolean }[] }>).flatMap((l) => l.addr_info ?? []);
   if (addrs.some((a) => !a.dadfailed)) return;
   log.warn({ interface: iface }, 'no IPv6 link-local address: replies from the VIP cannot resolve their next hop');
   ctx.lines.push(`warning: ${iface} has no IPv6 link-local address; the kernel solicits neighbours for replies from a VIP on lo only from one`);
