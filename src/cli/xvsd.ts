@@ -4,6 +4,7 @@ import { serve, DEFAULT_SOCKET } from '../control/socket.js';
 import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { Director } from '../daemon/director.js';
 import { enableForwarding, enableForwarding6 } from '../daemon/host.js';
+import { NexthopRefresher } from '../daemon/nexthop-refresh.js';
 import { logger } from '../log.js';
 import { ifIndex } from '../loader/index.js';
 import { ensurePinDir } from '../sys/bpffs.js';
@@ -49,6 +50,10 @@ async function main(argv: string[]): Promise<void> {
     ...(o.tunnelSource === undefined ? {} : { tunnelSource: o.tunnelSource }),
     ...(o.mhTableSize === undefined ? {} : { mhTableSize: o.mhTableSize }),
   });
+  // Next hops follow the kernel from here on; the first refresh rewrites
+  // every entry, so a restart also catches what changed while xvsd was down.
+  const refresher = new NexthopRefresher(director);
+  await refresher.start();
   const server = await serve(o.socket, (req) => director.handle(req));
   // The tick reads the connection table; a failure is logged, never fatal.
   const ticker = setInterval(() => {
@@ -59,6 +64,7 @@ async function main(argv: string[]): Promise<void> {
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
     clearInterval(ticker);
+    refresher.stop();
     server.close();
     if (o.teardownOnExit) {
       dp.detach();

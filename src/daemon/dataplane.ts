@@ -7,6 +7,7 @@ import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import { IPVS_TIMEOUTS } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
+import { copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
 
 /** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
 const ETH_ZLEN = 60;
@@ -129,29 +130,64 @@ export class Dataplane {
 
   static load(o: DataplaneOptions = {}): Dataplane {
     const connTableSize = o.connTableSize ?? DEFAULT_CONN_TABLE_SIZE;
-    const obj = BpfObject.open({
-      objectPath: o.objectPath ?? bpfObject('xvs'),
-      mapSizes: {
-        xvs_conns: connTableSize,
-        xvs_syn_conns: o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2)),
-        xvs_persist: Math.max(1024, connTableSize >>> 2),
-      },
-      ...(o.pinDir ? { pinDir: o.pinDir } : {}),
-    });
+    const objectPath = o.objectPath ?? bpfObject('xvs');
+    const sizes = {
+      xvs_conns: connTableSize,
+      xvs_syn_conns: o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2)),
+      xvs_persist: Math.max(1024, connTableSize >>> 2),
+    };
+    // Flow tables pinned at another size are loaded fresh and filled from the old pins (conn-migrate.ts).
+    const stale = o.pinDir ? openResizedPins(o.pinDir, sizes) : [];
     try {
-      obj.load();
-    } catch (e) {
-      obj.close();
-      throw e;
+      const fresh = new Set<string>(stale.map((s) => s.name));
+      const obj = BpfObject.open({
+        objectPath,
+        mapSizes: sizes,
+        ...(o.pinDir ? { pinDir: o.pinDir, ...(fresh.size > 0 ? { pinMaps: directorMaps(objectPath).filter((n) => !fresh.has(n)) } : {}) } : {}),
+      });
+      try {
+        obj.load();
+      } catch (e) {
+        obj.close();
+        throw e;
+      }
+      const dp = new Dataplane(obj, connTableSize);
+      dp.#initConfig();
+      const since = stale.length > 0 ? dp.jiffies() : 0;
+      const copied = stale.map((s) => copyNewestFirst(s.name, s.old, obj.map(s.name)));
+      if (o.interface) {
+        dp.ifindex = ifIndex(o.interface);
+        dp.attachedMode = attachXdp(dp.ifindex, dp.progFd, o.xdpMode ?? 'native');
+        log.info({ interface: o.interface, mode: dp.attachedMode, pinDir: o.pinDir, connTableSize }, 'dataplane attached');
+      }
+      if (stale.length > 0) dp.#finishResize(stale, copied, since);
+      return dp;
+    } finally {
+      for (const s of stale) s.old.close();
     }
-    const dp = new Dataplane(obj, connTableSize);
-    dp.#initConfig();
-    if (o.interface) {
-      dp.ifindex = ifIndex(o.interface);
-      dp.attachedMode = attachXdp(dp.ifindex, dp.progFd, o.xdpMode ?? 'native');
-      log.info({ interface: o.interface, mode: dp.attachedMode, pinDir: o.pinDir, connTableSize }, 'dataplane attached');
-    }
-    return dp;
+  }
+
+  /**
+   * After the attach, the flows the old program created or touched during
+   * the copy join the new tables; then the new tables take the pins, and
+   * one line says what was kept.
+   */
+  #finishResize(stale: StalePin[], copied: CopyResult[], since: number): void {
+    const maps: Record<string, { from: number; to: number; entries: number; kept: number; late: number }> = {};
+    let kept = 0;
+    let dropped = 0;
+    stale.forEach((s, i) => {
+      const to = this.obj.map(s.name);
+      const late = copyTouchedSince(s.name, s.old, to, since);
+      repin(s, to);
+      const c = copied[i]!;
+      maps[s.name] = { from: s.old.maxEntries, to: s.want, entries: c.entries, kept: c.kept, late };
+      kept += c.kept + late;
+      dropped += Math.max(0, c.entries - c.kept);
+    });
+    const line = `flow tables resized: ${kept} entries kept, ${dropped} did not fit`;
+    if (dropped > 0) log.warn({ maps }, line);
+    else log.info({ maps }, line);
   }
 
   /**

@@ -103,6 +103,13 @@ export function withoutService(m: Model, s: ServiceModel): Model {
   return { ...m, services };
 }
 
+/** The addresses of every live real server. */
+export function realAddrs(m: Model): Set<string> {
+  const out = new Set<string>();
+  for (const s of m.services.values()) for (const r of s.reals) out.add(r.addr);
+  return out;
+}
+
 /** Real id -> generation of every live real server: which flows still count. */
 export function realGens(m: Model): Map<number, number> {
   const gens = new Map<number, number>();

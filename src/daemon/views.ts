@@ -52,12 +52,23 @@ export interface StatusView {
   reals: number;
   connTableSize: number;
   counters: Record<string, number>;
+  /** Real servers whose xvs_nexthops entry is unknown (ifindex 0), with why when known. */
+  unresolvedNexthops: { addr: string; why: string }[];
 }
 
-export function statusView(dp: Dataplane, m: Model): StatusView {
+export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, string> = new Map()): StatusView {
   let reals = 0;
-  for (const s of m.services.values()) reals += s.reals.length;
-  return { services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp) };
+  const unresolved = new Map<string, string>();
+  for (const s of m.services.values()) {
+    reals += s.reals.length;
+    for (const r of s.reals) {
+      if ((dp.nexthops.get(r.id)?.ifindex ?? 0) === 0) unresolved.set(r.addr, why.get(r.addr) ?? 'not resolved yet');
+    }
+  }
+  return {
+    services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp),
+    unresolvedNexthops: [...unresolved].sort(([a], [b]) => a.localeCompare(b)).map(([addr, w]) => ({ addr, why: w })),
+  };
 }
 
 function statsView(s: C.Stats | null): StatsView {

@@ -325,6 +325,32 @@ function attachPeerPass(switchNs: string, peer: string): BpfObject {
   }
 }
 
+export interface LinkEnd {
+  host: LabHost;
+  ifname: string;
+  ip: string;
+  mac: string;
+}
+
+/**
+ * A second, direct link between two lab hosts (a director with two paths
+ * to a real server): a veth pair created in place, addresses on both ends,
+ * checksum offload off as on the switch ports, and xdp_pass on both ends so
+ * frames redirected or sent back by XDP reach the other side.
+ */
+export async function addLink(lab: Lab, a: Omit<LinkEnd, 'host'> & { host: LabHost }, b: Omit<LinkEnd, 'host'> & { host: LabHost }, prefixLen: number): Promise<void> {
+  const aux = live.get(lab.id)?.aux;
+  if (!aux) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} is not up in this process`);
+  await run('ip', ['-n', a.host.ns, 'link', 'add', a.ifname, 'address', a.mac, 'type', 'veth', 'peer', 'name', b.ifname, 'address', b.mac, 'netns', b.host.ns]);
+  for (const end of [a, b]) {
+    await run('ip', ['-n', end.host.ns, 'addr', 'add', `${end.ip}/${prefixLen}`, 'dev', end.ifname]);
+    await run('ip', ['-n', end.host.ns, 'link', 'set', end.ifname, 'up']);
+    await nsExec(end.host.ns, 'ethtool', ['-K', end.ifname, 'tx', 'off']);
+    const fd = aux.program('xdp_pass').fd;
+    withNetns(end.host.ns, () => attachXdp(ifIndex(end.ifname), fd, 'native'));
+  }
+}
+
 export async function createLab(opts: LabOptions = {}): Promise<Lab> {
   const id = opts.id ?? `xvs${process.pid % 100000}`;
   const reals = opts.reals ?? 2;
