@@ -218,4 +218,25 @@ enum xvs_counter : __u32 {
 	XVS_CNT_MAX = 24,
 };
 
+/*
+ * The real server's decap helper (bpf/xvs_decap.c). Its VIP map is keyed by
+ * the 16-byte address alone, which cannot tell an IPv4 VIP (addr[0], the
+ * rest zero) from an IPv6 address ending in 12 zero bytes; the value says
+ * which families the key is a VIP of, and a packet is stripped only when
+ * its inner header's family is one of them.
+ */
+enum xvs_decap_af : __u32 {
+	XVS_DECAP_AF_INET = 1U << 0,
+	XVS_DECAP_AF_INET6 = 1U << 1,
+};
+
+/* Indexes of the decap helper's per-CPU counters: what it did with a
+ * tunnelled packet (anything else is not counted). */
+enum xvs_decap_counter : __u32 {
+	XVS_DECAP_CNT_DECAPPED = 0, /* outer header stripped, the inner packet passed on */
+	XVS_DECAP_CNT_NOT_VIP = 1, /* inner destination not a VIP of its family: passed untouched */
+	XVS_DECAP_CNT_MALFORMED = 2, /* bad or truncated outer or inner header: passed untouched */
+	XVS_DECAP_CNT_MAX = 4,
+};
+
 #endif

@@ -27,9 +27,9 @@ const perNetns = (root: string): string => `default: ${root}/netns-INODE, INODE 
 function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
   return new Command(name)
     .description(name === 'setup'
-      ? 'configure this host as an LVS real server for a VIP (VIP on lo, ARP sysctls; TUN: rp_filter and the IPIP decap helper)'
+      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter)'
       : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls')
-    .requiredOption('--vip <ip>', 'virtual IP address')
+    .requiredOption('--vip <ip>', 'virtual IP address, IPv4 or IPv6')
     .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun']).makeOptionMandatory())
     .option('--interface <if>', 'interface facing the director (default: the route to the VIP)')
     .option('--pin-dir <dir>', `bpffs directory for the decap helper's VIP map (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)

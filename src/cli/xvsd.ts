@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { serve, DEFAULT_SOCKET } from '../control/socket.js';
 import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { Director } from '../daemon/director.js';
-import { enableForwarding, restoreForwarding } from '../daemon/host.js';
+import { enableForwarding, restoreForwarding, type SavedForwarding } from '../daemon/host.js';
 import { collectInterfaces, parseInterfaces, resolveInterfaces } from '../daemon/interfaces.js';
 import { NexthopRefresher } from '../daemon/nexthop-refresh.js';
 import { logger } from '../log.js';
@@ -44,13 +44,13 @@ async function main(argv: string[]): Promise<void> {
   // Every check on the list precedes the first change.
   const ifaces = resolveInterfaces(parseInterfaces(o.interface, { complete: true }));
   await ensurePinDir(o.pinDir);
-  const prevForwarding = new Map<string, string>();
+  const prevForwarding: SavedForwarding[] = [];
   let dp: Dataplane;
   try {
-    for (const i of ifaces) prevForwarding.set(i.name, enableForwarding(i.name));
+    for (const i of ifaces) prevForwarding.push(enableForwarding(i.name));
     dp = Dataplane.load({ interfaces: ifaces, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
   } catch (e) {
-    for (const [name, prev] of prevForwarding) restoreForwarding(name, prev);
+    for (const saved of prevForwarding) restoreForwarding(saved);
     throw e;
   }
   const director = new Director(dp, {
@@ -66,7 +66,7 @@ async function main(argv: string[]): Promise<void> {
   const ticker = setInterval(() => {
     director.tick().catch((e: unknown) => log.error({ err: (e as Error).message }, 'tick failed'));
   }, o.tickMs);
-  log.info({ interfaces: dp.ports.map((p) => `${p.name}:${p.role}`), socket: o.socket, pinDir: o.pinDir, forwardingWas: Object.fromEntries(prevForwarding) }, 'xvsd ready');
+  log.info({ interfaces: dp.ports.map((p) => `${p.name}:${p.role}`), socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding }, 'xvsd ready');
 
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');

@@ -1,6 +1,8 @@
-import { DEFAULT_NETMASK, type ListResult, type RealView, type ServiceKey, type ServiceView, type StatsView } from '../control/protocol.js';
+import type { ListResult, RealView, ServiceKey, ServiceView, StatsView } from '../control/protocol.js';
 import { COUNTERS, XVS_CNT_MAX } from '../maps/counters.js';
 import type * as C from '../maps/codecs.js';
+import { FAMILY } from '../maps/abi.js';
+import { familyOf } from './addr.js';
 import { countConns, readTimeouts } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { findService, realGens, type Model } from './model.js';
@@ -27,8 +29,8 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey): ListResult {
     addr: s.addr,
     port: s.port,
     scheduler: s.scheduler,
-    // IPv6 services have no -M yet: the protocol's default stands for their /128.
-    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: s.addr.includes(':') ? DEFAULT_NETMASK : netmaskString(s.netmask) } : {}),
+    // In the protocol's form: dotted for IPv4, the prefix length for IPv6.
+    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     stats: statsView(dp.svcStats.sum(s.id)),
     reals: s.reals.map((r): RealView => ({
       addr: r.addr,

@@ -1,6 +1,7 @@
 // Drives the lab the way an operator would: xvsd in the director namespace,
 // xvsadm and `xvs realserver` as commands, curl and a Node client as clients.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { isIPv6 } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../control/socket.js';
@@ -34,7 +35,7 @@ export interface DirectorOptions {
 export async function startDirector(lab: Lab, opts: DirectorOptions = {}): Promise<DirectorHandle> {
   const socket = path.join(lab.dir, 'xvsd.sock');
   const pinDir = opts.defaultPinDir ? DEFAULT_PIN_DIR : path.join(lab.bpffs, 'director');
-  await run('ip', ['-n', lab.director.ns, 'addr', 'replace', `${lab.vip}/32`, 'dev', lab.director.ifname]);
+  await run('ip', ['-n', lab.director.ns, 'addr', 'replace', ...vipOnInterface(lab.vip), 'dev', lab.director.ifname]);
   const args = ['netns', 'exec', lab.director.ns, process.execPath, bin('cli/xvsd.js'),
     ...lab.directorInterfaces.flatMap((i) => ['--interface', i]), '--socket', socket, ...(opts.defaultPinDir ? [] : ['--pin-dir', pinDir]),
     '--conn-table-size', String(opts.connTableSize ?? 65536)];
@@ -79,13 +80,23 @@ export async function realServerSetup(lab: Lab, host: LabHost, mode: 'dr' | 'tun
     '--interface', host.ifname, '--pin-dir', path.join(lab.bpffs, host.name), '--state-dir', path.join(lab.dir, host.name)]);
 }
 
+/** The director's VIP address: an IPv6 one takes no part in duplicate address detection. */
+function vipOnInterface(vip: string): string[] {
+  return isIPv6(vip) ? [`${vip}/128`, 'nodad'] : [`${vip}/32`];
+}
+
+/** http://VIP:PORT/, the IPv6 VIP in brackets (which curl then must not read as a glob: -g). */
+export function vipUrl(lab: Lab, port = 80): string {
+  return `http://${isIPv6(lab.vip) ? `[${lab.vip}]` : lab.vip}:${port}/`;
+}
+
 /** n HTTP requests from the client, one TCP connection each; returns who answered. */
 export async function curlMany(lab: Lab, n: number, port = 80): Promise<string[]> {
-  const url = `http://${lab.vip}:${port}/`;
+  const url = vipUrl(lab, port);
   const names: string[] = [];
   for (let done = 0; done < n;) {
     const k = Math.min(50, n - done);
-    const out = await nsExec(lab.client.ns, 'curl', ['-s', '--fail', '--max-time', '3', '-H', 'Connection: close', ...Array<string>(k).fill(url)], { timeoutMs: 60_000 });
+    const out = await nsExec(lab.client.ns, 'curl', ['-s', '-g', '--fail', '--max-time', '3', '-H', 'Connection: close', ...Array<string>(k).fill(url)], { timeoutMs: 60_000 });
     names.push(...out.split('\n').filter(Boolean));
     done += k;
   }
@@ -95,7 +106,7 @@ export async function curlMany(lab: Lab, n: number, port = 80): Promise<string[]
 export interface KeepAliveResult { localPorts: number[]; servers: string[] }
 
 export async function keepAliveRequests(lab: Lab, connections: number, requests: number, opts: { port?: number; intervalMs?: number } = {}): Promise<KeepAliveResult[]> {
-  const out = await nsExec(lab.client.ns, process.execPath, [bin('lab/client.js'), '--url', `http://${lab.vip}:${opts.port ?? 80}/`,
+  const out = await nsExec(lab.client.ns, process.execPath, [bin('lab/client.js'), '--url', vipUrl(lab, opts.port),
     '--connections', String(connections), '--requests', String(requests), '--interval-ms', String(opts.intervalMs ?? 0)], { timeoutMs: 60_000 });
   return JSON.parse(out) as KeepAliveResult[];
 }

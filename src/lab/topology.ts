@@ -59,6 +59,18 @@ export const LAB_NET_TWO_ARMED = {
   routerServerSide: '192.0.2.254',
 } as const;
 
+/**
+ * With `ipv6` (one-armed): one /64 on the same segment, each host's address
+ * ending as its IPv4 one does (2001:db8::11 beside 192.0.2.11).
+ */
+export const LAB_NET6 = {
+  prefixLen: 64,
+  director: '2001:db8::1',
+  vip: '2001:db8::80',
+  client: '2001:db8::100',
+  real: (octet: number): string => `2001:db8::${octet}`,
+} as const;
+
 // Last octets double as the last MAC byte, so a capture names the host; the
 // byte before says the segment (0 the server or only segment, 1 the client segment).
 const MAC_DIRECTOR = 0x01;
@@ -82,6 +94,8 @@ export interface LabHost {
   mac: string;
   /** The switch-side end of the host's veth, in the switch namespace. */
   peer: string;
+  /** Its IPv6 address, in a lab made with `ipv6`. */
+  ip6?: string;
 }
 
 export interface Lab {
@@ -99,6 +113,8 @@ export interface Lab {
   directorInterfaces: string[];
   reals: LabHost[];
   vip: string;
+  /** The IPv6 VIP, in a lab made with `ipv6`. */
+  vip6?: string;
   bpffs: string;
   /** /run/xvs-lab/ID: scratch space removed by down() (state files, captures). */
   dir: string;
@@ -108,7 +124,14 @@ export interface Lab {
 export interface LabOptions {
   id?: string;
   reals?: number;
-  /** IPv6 is off by default so link-local chatter does not show up in captures and counters. */
+  /**
+   * IPv6 is off by default so link-local chatter does not show up in captures
+   * and counters. On, every host also has an address of LAB_NET6, usable at
+   * once: no duplicate address detection (nodad, and accept_dad 0 for the
+   * link-local address the kernel solicits neighbours from), no router
+   * solicitations, and a bridge that floods multicast rather than snooping
+   * it, so a neighbour solicitation always reaches the host it asks for.
+   */
   ipv6?: boolean;
   /** 1 (default): one segment; 2: a client segment and a server segment (see the header). */
   arms?: 1 | 2;
@@ -289,6 +312,8 @@ interface LinkSpec {
   mac: string;
   bridge: string;
   peer: string;
+  /** One-armed with `ipv6`: the host's IPv6 address too. */
+  ip6?: string;
 }
 
 const labMac = (segment: number, byte: number): string => `02:00:00:00:${hexByte(segment)}:${hexByte(byte)}`;
@@ -297,12 +322,15 @@ function linkSpecs(reals: number, arms: 1 | 2): LinkSpec[] {
   const realLinks: LinkSpec[] = [];
   for (let i = 1; i <= reals; i++) {
     const octet = LAB_NET.firstReal + i - 1;
-    realLinks.push({ name: `rs${i}`, nsSuffix: `rs${i}`, ifname: HOST_IF, ip: `192.0.2.${octet}`, mac: labMac(0, octet), bridge: arms === 2 ? BRIDGE_SERVERS : BRIDGE, peer: `sw-rs${i}` });
+    realLinks.push({
+      name: `rs${i}`, nsSuffix: `rs${i}`, ifname: HOST_IF, ip: `192.0.2.${octet}`, mac: labMac(0, octet),
+      bridge: arms === 2 ? BRIDGE_SERVERS : BRIDGE, peer: `sw-rs${i}`, ...(arms === 1 ? { ip6: LAB_NET6.real(octet) } : {}),
+    });
   }
   if (arms === 1) {
     return [
-      { name: 'client', nsSuffix: 'client', ifname: HOST_IF, ip: LAB_NET.client, mac: labMac(0, MAC_CLIENT), bridge: BRIDGE, peer: 'sw-client' },
-      { name: 'director', nsSuffix: 'dir', ifname: HOST_IF, ip: LAB_NET.director, mac: labMac(0, MAC_DIRECTOR), bridge: BRIDGE, peer: 'sw-director' },
+      { name: 'client', nsSuffix: 'client', ifname: HOST_IF, ip: LAB_NET.client, ip6: LAB_NET6.client, mac: labMac(0, MAC_CLIENT), bridge: BRIDGE, peer: 'sw-client' },
+      { name: 'director', nsSuffix: 'dir', ifname: HOST_IF, ip: LAB_NET.director, ip6: LAB_NET6.director, mac: labMac(0, MAC_DIRECTOR), bridge: BRIDGE, peer: 'sw-director' },
       ...realLinks,
     ];
   }
@@ -317,14 +345,18 @@ function linkSpecs(reals: number, arms: 1 | 2): LinkSpec[] {
   ];
 }
 
-async function addSwitchPort(id: string, switchNs: string, spec: LinkSpec): Promise<LabHost> {
-  const host: LabHost = { name: spec.name, ns: `${id}-${spec.nsSuffix}`, ifname: spec.ifname, ip: spec.ip, mac: spec.mac, peer: spec.peer };
+async function addSwitchPort(id: string, switchNs: string, spec: LinkSpec, ipv6: boolean): Promise<LabHost> {
+  const host: LabHost = {
+    name: spec.name, ns: `${id}-${spec.nsSuffix}`, ifname: spec.ifname, ip: spec.ip, mac: spec.mac, peer: spec.peer,
+    ...(ipv6 && spec.ip6 ? { ip6: spec.ip6 } : {}),
+  };
   const h = ['-n', host.ns];
   const sw = ['-n', switchNs];
   // Created in place: no interface ever exists in the root namespace.
   await run('ip', [...sw, 'link', 'add', host.peer, 'type', 'veth', 'peer', 'name', host.ifname, 'netns', host.ns]);
   await run('ip', [...h, 'link', 'set', host.ifname, 'address', host.mac]);
   await run('ip', [...h, 'addr', 'add', `${host.ip}/${LAB_NET.prefixLen}`, 'dev', host.ifname]);
+  if (host.ip6) await run('ip', [...h, '-6', 'addr', 'add', `${host.ip6}/${LAB_NET6.prefixLen}`, 'dev', host.ifname, 'nodad']);
   await run('ip', [...h, 'link', 'set', host.ifname, 'up']);
   await run('ip', [...sw, 'link', 'set', host.peer, 'master', spec.bridge]);
   await run('ip', [...sw, 'link', 'set', host.peer, 'up']);
@@ -347,7 +379,13 @@ async function prepareNamespace(ns: string, ipv6: boolean): Promise<void> {
   await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   if (!ipv6) {
     await nsExec(ns, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    return;
   }
+  // Before the veth arrives, which takes its settings from `default`: its
+  // link-local address is usable at once (the kernel sends no neighbour
+  // solicitation from a tentative one) and it asks for no router.
+  await nsExec(ns, 'sysctl', ['-qw', ...['all', 'default'].flatMap((c) => [
+    `net.ipv6.conf.${c}.accept_dad=0`, `net.ipv6.conf.${c}.router_solicitations=0`, `net.ipv6.conf.${c}.accept_ra=0`])]);
 }
 
 // XDP_TX or XDP_REDIRECT out of a veth reaches the peer only if the peer runs an XDP program.
@@ -438,14 +476,16 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     await run('mount', ['-t', 'bpf', 'bpf', bpffs]);
 
     const ipv6 = opts.ipv6 ?? false;
+    if (ipv6 && arms === 2) throw new XvsError('UNSUPPORTED', 'the two-armed lab is IPv4 only');
     const specs = linkSpecs(reals, arms);
-    await prepareNamespace(switchNs, ipv6);
+    // The switch only bridges: it needs no addresses of its own, in either family.
+    await prepareNamespace(switchNs, false);
     await Promise.all([...new Set(specs.map((s) => s.nsSuffix))].map((suffix) => prepareNamespace(`${id}-${suffix}`, ipv6)));
     for (const bridge of new Set(specs.map((s) => s.bridge))) {
-      await run('ip', ['-n', switchNs, 'link', 'add', bridge, 'type', 'bridge']);
+      await run('ip', ['-n', switchNs, 'link', 'add', bridge, 'type', 'bridge', ...(ipv6 ? ['mcast_snooping', '0'] : [])]);
       await run('ip', ['-n', switchNs, 'link', 'set', bridge, 'up']);
     }
-    const links = await Promise.all(specs.map((s) => addSwitchPort(id, switchNs, s)));
+    const links = await Promise.all(specs.map((s) => addSwitchPort(id, switchNs, s, ipv6)));
     const of = (name: string): LabHost[] => links.filter((l) => l.name === name);
     const [client] = of('client');
     const [director, directorServers] = of('director');
@@ -456,14 +496,29 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     const router = routerClients && routerServers ? { clientSide: routerClients, serverSide: routerServers } : undefined;
     if (router) await wireTwoArmed(router.clientSide, realHosts);
     state.aux = attachPeerPass(switchNs, [...new Set([director.peer, directorServerSide.peer])]);
-    log.debug({ id, reals, arms }, 'lab up');
+    log.debug({ id, reals, arms, ipv6 }, 'lab up');
     return {
       id, arms, switchNs, client, director, directorServerSide, router, reals: realHosts, bpffs, dir, down,
       vip: arms === 2 ? LAB_NET_TWO_ARMED.vip : LAB_NET.vip,
+      ...(ipv6 ? { vip6: LAB_NET6.vip } : {}),
       directorInterfaces: arms === 2 ? [`${director.ifname}:client`, `${directorServerSide.ifname}:server`] : [director.ifname],
     };
   } catch (e) {
     await down();
     throw e;
   }
+}
+
+/**
+ * The lab as its IPv6 side: the same namespaces, hosts and down(), with the
+ * IPv6 VIP as `vip` and each host's IPv6 address as `ip`, for code written
+ * against a lab's addresses (lab/scenario.ts) to run over IPv6.
+ */
+export function overIpv6(lab: Lab): Lab {
+  const six = (h: LabHost): LabHost => {
+    if (!h.ip6) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} was made without ipv6`);
+    return { ...h, ip: h.ip6 };
+  };
+  if (!lab.vip6) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} was made without ipv6`);
+  return { ...lab, vip: lab.vip6, client: six(lab.client), director: six(lab.director), reals: lab.reals.map(six) };
 }
