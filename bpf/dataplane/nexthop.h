@@ -101,6 +101,7 @@ static __always_inline int xvs_send(struct xdp_md *ctx, __u32 ifindex, const __u
 	rc = bpf_redirect_map(&xvs_tx_ports, ifindex, 0);
 	if (rc == XDP_REDIRECT)
 		return XDP_REDIRECT;
+	xvs_count(XVS_CNT_REDIRECT_UNMAPPED);
 	return bpf_redirect(ifindex, 0);
 }
 

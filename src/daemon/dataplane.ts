@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { BpfObject, attachXdp, detachXdp, ifIndex } from '../loader/index.js';
+import { BpfObject, type XdpMode } from '../loader/index.js';
 import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
 import { bpfObject } from '../paths.js';
@@ -7,6 +7,8 @@ import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import { defaultTimeouts } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
+import type { DirectorInterface } from './interfaces.js';
+import { attachPorts, detachPorts, detachStale, type Port } from './ports.js';
 import { copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
 
 /** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
@@ -73,9 +75,9 @@ export function unpinDirectorMaps(pinDir: string): number {
 }
 
 export interface DataplaneOptions {
-  /** Omitted: load only (packet tests, benchmarks). */
-  interface?: string;
-  xdpMode?: 'native' | 'generic';
+  /** The interfaces to attach to (see attach()); omitted: load only (packet tests, benchmarks). */
+  interfaces?: readonly DirectorInterface[];
+  xdpMode?: XdpMode;
   /** Omitted: no pinning (tests); maps die with the object. */
   pinDir?: string;
   connTableSize?: number;
@@ -103,10 +105,12 @@ export class Dataplane {
   readonly nats: TypedMap<C.ConnKey, C.Nat>;
   readonly natSyn: TypedMap<C.ConnKey, C.Nat>;
   readonly natReals: TypedMap<C.AddrKey, number>;
+  /** The devmap of the interfaces the director redirects to; never pinned, filled by attach(). */
+  readonly txPorts: TypedMap<number, C.DevmapVal>;
   /** Jiffies per second of this kernel (xvs_config.hz). */
   hz = 0;
-  ifindex = 0;
-  attachedMode: 'native' | 'generic' | undefined;
+  /** The interfaces the program is attached to, by attach(). */
+  ports: Port[] = [];
 
   private constructor(readonly obj: BpfObject, readonly connTableSize: number) {
     this.services = new TypedMap(obj.map('xvs_services'), C.svcKey, C.svc);
@@ -126,6 +130,7 @@ export class Dataplane {
     this.nats = new TypedMap(obj.map('xvs_nats'), C.connKey, C.nat);
     this.natSyn = new TypedMap(obj.map('xvs_nat_syn'), C.connKey, C.nat);
     this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
+    this.txPorts = new TypedMap(obj.map('xvs_tx_ports'), C.u32Codec, C.devmapVal);
   }
 
   /** The dataplane's clock now: bpf_jiffies64(), as connection entries hold it. */
@@ -161,10 +166,14 @@ export class Dataplane {
       dp.#initConfig();
       const since = stale.length > 0 ? dp.jiffies() : 0;
       const copied = stale.map((s) => copyNewestFirst(s.name, s.old, obj.map(s.name)));
-      if (o.interface) {
-        dp.ifindex = ifIndex(o.interface);
-        dp.attachedMode = attachXdp(dp.ifindex, dp.progFd, o.xdpMode ?? 'native');
-        log.info({ interface: o.interface, mode: dp.attachedMode, pinDir: o.pinDir, connTableSize }, 'dataplane attached');
+      if (o.interfaces) {
+        try {
+          dp.attach(o.interfaces, o.xdpMode ?? 'native');
+        } catch (e) {
+          dp.detach(); // what attach() reached before it failed (its own failures undo themselves)
+          dp.close();
+          throw e;
+        }
       }
       if (stale.length > 0) dp.#finishResize(stale, copied, since);
       return dp;
@@ -197,6 +206,20 @@ export class Dataplane {
   }
 
   /**
+   * Attaches the program to every interface (all or nothing) and enters each
+   * in xvs_tx_ports, then detaches it from interfaces a previous xvsd on the
+   * same pinned maps ran on and this list leaves out. Returns their names.
+   */
+  attach(ifaces: readonly DirectorInterface[], mode: XdpMode): string[] {
+    this.ports = attachPorts(this.progFd, this.txPorts, ifaces, mode);
+    for (const p of this.ports) log.info({ interface: p.name, role: p.role, mode: p.mode }, 'dataplane attached');
+    // xvs_config: a pin every program of this director shares, never resized (unlike the flow tables).
+    const stale = detachStale(this.config.raw.kernelId(), ifaces);
+    if (stale.length) log.info({ interfaces: stale }, 'detached from interfaces no longer given');
+    return stale;
+  }
+
+  /**
    * A fresh config (not one reused from a pin) gets the kernel's HZ and
    * IPVS's timeouts: the dataplane knows no defaults.
    */
@@ -216,8 +239,8 @@ export class Dataplane {
   }
 
   detach(): void {
-    if (this.ifindex) detachXdp(this.ifindex, this.attachedMode);
-    this.ifindex = 0;
+    detachPorts(this.ports);
+    this.ports = [];
   }
 
   close(): void {

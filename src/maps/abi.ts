@@ -28,3 +28,13 @@ export const ABI_ENUMS = [
   { btf: 'xvs_config_flags', prefix: 'XVS_CFG_F_', values: CFG_F },
   { btf: 'xvs_counter', prefix: 'XVS_CNT_', values: { ...COUNTERS, max: XVS_CNT_MAX } },
 ] as const;
+
+/** The decap helper's (bpf/xvs_decap.c): which families a VIP-map key is a VIP of, and its counter indexes. */
+export const DECAP_AF = { inet: 1 << 0, inet6: 1 << 1 } as const;
+export const DECAP_CNT = { decapped: 0, not_vip: 1, malformed: 2, max: 4 } as const;
+
+/** As ABI_ENUMS, in the BTF of xvs_decap.o. */
+export const DECAP_ABI_ENUMS = [
+  { btf: 'xvs_decap_af', prefix: 'XVS_DECAP_AF_', values: DECAP_AF },
+  { btf: 'xvs_decap_counter', prefix: 'XVS_DECAP_CNT_', values: DECAP_CNT },
+] as const;

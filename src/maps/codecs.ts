@@ -117,6 +117,16 @@ export const config = struct('xvs_config', [
   u32s('timeout', CONN_STATE.max),
 ] as const);
 
+/**
+ * The kernel's struct bpf_devmap_val (linux/bpf.h), the value of
+ * xvs_tx_ports: the interface a redirect leaves by, and the fd of an egress
+ * program (the union bpf_prog; 0 for none).
+ */
+export const devmapVal = struct('bpf_devmap_val', [
+  u32('ifindex'),
+  u32('bpf_prog'),
+] as const);
+
 /** __u32 keys of array maps and __u32 values (scheduler tables). */
 export const u32Codec = scalar(u32('u32'));
 /** __u64 values (plain per-CPU counters). */
@@ -134,6 +144,7 @@ export type Nat = ValueOf<typeof nat>;
 export type AddrKey = ValueOf<typeof addrKey>;
 export type PersistKey = ValueOf<typeof persistKey>;
 export type Persist = ValueOf<typeof persist>;
+export type DevmapVal = ValueOf<typeof devmapVal>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, stats, config, persistKey, persist } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, stats, config, persistKey, persist, devmapVal } as const;
