@@ -60,7 +60,7 @@ describe('codecs', () => {
       [real as Codec<never>, { addr: '10.0.0.2', port: 1, family: 2, fwd: 1, weight: 1, flags: 0, svc_id: 0, gen: 0, u_threshold: 0, l_threshold: 0 }, [[4, 16]]],
       [persistKey as Codec<never>, { caddr: '1.2.3.0', svc_id: 1, family: 2 }, [[4, 16], [21, 24]]],
       [connKey as Codec<never>, { saddr: '1.2.3.4', daddr: '5.6.7.8', sport: 1, dport: 2, proto: 6, family: 2 }, [[38, 40]]],
-      [conn as Codec<never>, { last_seen: 1, real_id: 2, real_gen: 3, svc_id: 4, state: 1, flags: 0 }, [[22, 24]]],
+      [conn as Codec<never>, { last_seen: 1, real_id: 2, real_gen: 3, svc_id: 4, state: 1, flags: 0, lport: 0, laddr_id: 0 }, [[28, 32]]],
     ];
     for (const [c, v, ranges] of cases) {
       const b = Buffer.alloc(c.size, 0xff);
@@ -120,8 +120,8 @@ describe('codecs', () => {
   it('lays out fields at C offsets', () => {
     const offsets = (c: Codec<unknown>) => Object.fromEntries(c.fields.map((f) => [f.name, [f.offset, f.size]]));
     assert.deepEqual(offsets(svcKey as Codec<unknown>), { addr: [0, 16], port: [16, 2], proto: [18, 1], family: [19, 1] });
-    assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], pad0: [22, 2] });
-    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size], [20, 36, 44, 40, 24, 40, 28]);
+    assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], lport: [22, 2], laddr_id: [24, 4], pad0: [28, 4] });
+    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size, nat.size], [20, 36, 44, 40, 32, 40, 72, 80]);
   });
 
   it('sums per-CPU values field by field', () => {
