@@ -23,3 +23,12 @@ export const ABI_ENUMS = [
   { btf: 'xvs_conn_state', prefix: 'XVS_CS_', values: CONN_STATE },
   { btf: 'xvs_counter', prefix: 'XVS_CNT_', values: { ...COUNTERS, max: XVS_CNT_MAX } },
 ] as const;
+
+/** Which segment carried a recorded TOA (bpf/xvs_toa.c). */
+export const TOA_SEG = { handshake: 1, later: 2 } as const;
+
+/** The enums the TOA reader's object (xvs_toa.o) shares with TypeScript. */
+export const TOA_ABI_ENUMS = [
+  { btf: 'xvs_family', prefix: 'XVS_AF_', values: FAMILY },
+  { btf: 'xvs_toa_seg', prefix: 'XVS_TOA_SEG_', values: TOA_SEG },
+] as const;
