@@ -12,6 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createLab, nsExec, run, sweepStaleLabs, type Lab, type LabHost } from '../src/lab/topology.js';
 import { BpfObject, attachXdp, ifIndex, withNetns, withNetnsAsync } from '../src/loader/index.js';
+import { AttachType, attachCgroup, detachCgroup } from '../src/loader/cgroup.js';
 import { toaClient } from '../src/maps/codecs.js';
 import type { RawMap } from '../src/maps/map.js';
 import { packageRoot } from '../src/paths.js';
@@ -27,7 +28,7 @@ const RS6 = '2001:db8::11';
 /** The director's local addresses the stand-in puts in place of the client's. */
 const LOCAL4 = '192.0.2.200';
 const LOCAL6 = '2001:db8::200';
-const WHERE = { none: 0, handshake: 1, data: 2, both: 3 } as const;
+const WHERE = { none: 0, handshake: 1, data: 2, both: 3, late: 4 } as const;
 const AF = { inet: 2, inet6: 10 } as const;
 const CONNS = 40;
 
@@ -38,7 +39,7 @@ interface Answer {
   client: { address: string; port: number; family: string; via: 'toa' | 'peer'; segment?: string };
   peer: { address: string; port: number };
 }
-interface Result { local: { address: string; port: number }; status: number; answer: Answer }
+interface Result { local: { address: string; port: number }; status: number; answer: Answer; answers: Array<{ answer: Answer }> }
 
 interface PathCfg { client: string; local: string; toa: string; where: number; badLen?: number }
 
@@ -112,7 +113,7 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
     assert.equal(n, 0, `${what}: entries left after every connection closed`);
   }
 
-  const stats = (): number[] => [0, 1, 2].map((i) => {
+  const stats = (): number[] => [0, 1, 2, 3].map((i) => {
     const k = Buffer.alloc(4);
     k.writeUInt32LE(i);
     return Number(statsMap.lookup(k)?.readBigUInt64LE(0) ?? 0n);
@@ -124,9 +125,9 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
     cfgMap.update(k, encodeCfg(c));
   }
 
-  async function connect(family: 4 | 6, n: number, port = 80): Promise<Result[]> {
+  async function connect(family: 4 | 6, n: number, port = 80, requests = 1): Promise<Result[]> {
     const url = family === 4 ? `http://${rs.ip}:${port}/` : `http://[${RS6}]:${port}/`;
-    const out = await nsExec(client.ns, 'node', [dist('test/helpers/toa-client.js'), '--url', url, '--connections', String(n)], { timeoutMs: 60_000 });
+    const out = await nsExec(client.ns, 'node', [dist('test/helpers/toa-client.js'), '--url', url, '--connections', String(n), '--requests', String(requests)], { timeoutMs: 60_000 });
     const results = JSON.parse(out) as Result[];
     assert.equal(results.length, n);
     for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.answer));
@@ -205,7 +206,7 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
       const before = stats();
       const results = await connect(c.family, CONNS);
       const after = stats();
-      assert.deepEqual(after.map((n, i) => n - before[i]!), c.inserted, 'TOAs the stand-in inserted (failures, handshake, data)');
+      assert.deepEqual(after.map((n, i) => n - before[i]!), [...c.inserted, 0], 'TOAs the stand-in inserted (failures, handshake, data, late)');
       const ports = new Set<number>();
       for (const r of results) {
         const a = r.answer;
@@ -226,6 +227,34 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
       await drained(c.name);
     });
   }
+
+  it('a TOA after the first data is never read, even while another program keeps header callbacks on', async () => {
+    const noisy = BpfObject.open({ objectPath: path.join(packageRoot, 'bpf/.output/fixtures/toa_noisy.o') });
+    try {
+      noisy.load();
+      const fd = noisy.program('sockops_noisy').fd;
+      attachCgroup(cg.dir, fd, AttachType.CGROUP_SOCK_OPS);
+      try {
+        for (const family of [4, 6] as const) {
+          const own = family === 4 ? client.ip : CLIENT6;
+          const local = family === 4 ? LOCAL4 : LOCAL6;
+          configure(family, { client: own, local, toa: family === 4 ? '203.0.113.9' : '2001:db8:f::9', where: WHERE.late });
+          const before = stats();
+          const results = await connect(family, 10, 80, 2);
+          assert.equal(stats()[3]! - before[3]!, 10, 'a TOA went into each second request');
+          for (const r of results) {
+            assert.equal(r.answers.length, 2);
+            for (const a of r.answers) assert.deepEqual({ ...a.answer.client, address: canon(a.answer.client.address) }, { address: canon(local), port: r.local.port, family: family === 4 ? 'IPv4' : 'IPv6', via: 'peer' });
+          }
+          assert.equal(await entries(), 0);
+        }
+      } finally {
+        detachCgroup(cg.dir, fd, AttachType.CGROUP_SOCK_OPS);
+      }
+    } finally {
+      noisy.close();
+    }
+  });
 
   it('a server outside the reader\'s cgroup gets no TOA', async () => {
     configure(4, { client: client.ip, local: LOCAL4, toa: client.ip, where: WHERE.handshake });

@@ -1,8 +1,8 @@
-// The client of the TOA tests: opens N connections at once, one request on
-// each, and prints what each connection's own end was and what the server
-// answered, as one JSON line. With --hold it keeps the connections open
-// until its standard input closes, then closes them and exits.
-//   node dist/test/helpers/toa-client.js --url http://192.0.2.11/ --connections 40 [--hold]
+// The client of the TOA tests: opens N connections at once, R requests one
+// after the other on each, and prints what each connection's own end was
+// and what the server answered, as one JSON line. With --hold it keeps the
+// connections open until its standard input closes, then closes them.
+//   node dist/test/helpers/toa-client.js --url http://192.0.2.11/ --connections 40 [--requests 1] [--hold]
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -10,6 +10,7 @@ const { values } = parseArgs({
   options: {
     url: { type: 'string' },
     connections: { type: 'string', default: '10' },
+    requests: { type: 'string', default: '1' },
     hold: { type: 'boolean', default: false },
     'timeout-ms': { type: 'string', default: '20000' },
   },
@@ -17,20 +18,29 @@ const { values } = parseArgs({
 });
 const url = values.url;
 const n = Number(values.connections);
+const perConn = Number(values.requests);
 const timeout = Number(values['timeout-ms']);
-if (!url || !(Number.isInteger(n) && n > 0 && n <= 1000) || !(timeout > 0)) {
-  process.stderr.write('usage: toa-client --url URL [--connections 1-1000] [--hold]\n');
+if (!url || !(Number.isInteger(n) && n > 0 && n <= 1000) || !(Number.isInteger(perConn) && perConn > 0 && perConn <= 100) || !(timeout > 0)) {
+  process.stderr.write('usage: toa-client --url URL [--connections 1-1000] [--requests 1-100] [--hold]\n');
   process.exit(2);
 }
 
-interface Result { local: { address: string; port: number }; status: number; answer: unknown }
+interface Answer { local: { address: string; port: number }; status: number; answer: unknown }
+interface Result extends Answer { answers: Answer[] }
 
 const agents: http.Agent[] = [];
 
-function one(): Promise<Result> {
-  // An agent per connection: each request gets a socket of its own, kept while holding.
+async function one(): Promise<Result> {
+  // An agent per connection: its requests share one socket, kept while holding.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   agents.push(agent);
+  const answers: Answer[] = [];
+  for (let i = 0; i < perConn; i++) answers.push(await request(agent));
+  if (answers.some((a) => a.local.port !== answers[0]!.local.port)) throw new Error('the requests of a connection went over different sockets');
+  return { ...answers[0]!, answers };
+}
+
+function request(agent: http.Agent): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.get(url!, { agent, timeout }, (res) => {
       let body = '';
