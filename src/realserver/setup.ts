@@ -514,6 +514,7 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
     if (want.mode === 'fullnat') {
       // No VIP on lo: the director sends to this host's own address.
       await syncToaReader(s, want.cgroup, pinDir, o.toaTableSize, ctx);
+      if (!prev && ctx.lines.length === changes) ctx.lines.push(`added ${vip} (fullnat): the TOA reader already runs on cgroup ${want.cgroup}`);
     } else {
       await addLoVip(vip, ctx);
       if (want.mode === 'tun') await syncDecap(s, want.interface, pinDir, xdpMode, ctx);
