@@ -94,13 +94,17 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
   let cfgMap: RawMap;
   let statsMap: RawMap;
   let httpd: ChildProcess | undefined;
+  let httpd4: ChildProcess | undefined;
   let outsider: ChildProcess | undefined;
+  let rs2: LabHost;
+  let opts2: Omit<RealServerOptions, 'vip' | 'mode'>;
+  let setUp2 = false;
   let opts: Omit<RealServerOptions, 'vip' | 'mode'>;
   let pin = '';
   let setUp = false;
 
-  /** What the reader holds, read with bpftool. */
-  const entries = async (): Promise<number> => (JSON.parse(await run('bpftool', ['-j', 'map', 'dump', 'pinned', pin])) as unknown[]).length;
+  /** What a reader holds, read with bpftool. */
+  const entries = async (where = pin): Promise<number> => (JSON.parse(await run('bpftool', ['-j', 'map', 'dump', 'pinned', where])) as unknown[]).length;
 
   /** Entries go when their connection reaches CLOSE; the server's side may take a moment after the client's. */
   async function drained(what: string): Promise<void> {
@@ -137,8 +141,9 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
   before(async () => {
     await sweepStaleLabs();
     await sweepStaleCgroups();
-    lab = await createLab({ reals: 1, ipv6: true });
+    lab = await createLab({ reals: 2, ipv6: true });
     rs = lab.reals[0]!;
+    rs2 = lab.reals[1]!;
     client = lab.client;
     await run('ip', ['-n', client.ns, 'addr', 'add', `${CLIENT6}/64`, 'dev', 'eth0', 'nodad']);
     await run('ip', ['-n', rs.ns, 'addr', 'add', `${RS6}/64`, 'dev', 'eth0', 'nodad']);
@@ -162,11 +167,18 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
     pin = path.join(opts.pinDir!, 'xvs_toa_conns');
     await withNetnsAsync(rs.ns, () => setupRealServer({ ...opts, vip: lab.vip, mode: 'fullnat' }));
     setUp = true;
+    // A second real server's namespace with its reader on the same cgroup: it must record none of rs1's connections.
+    opts2 = { stateDir: path.join(lab.dir, 'rs2-state'), pinDir: path.join(lab.bpffs, 'rs2'), cgroup: cg.path };
+    await withNetnsAsync(rs2.ns, () => setupRealServer({ ...opts2, vip: lab.vip, mode: 'fullnat' }));
+    setUp2 = true;
 
     // The application, started in the reader's cgroup before it opens its listening socket.
     httpd = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec ip netns exec "$2" node "$3" --port 80 --pin-dir "$4"',
       'sh', cg.dir, rs.ns, dist('test/helpers/toa-httpd.js'), opts.pinDir!], { stdio: ['ignore', 'pipe', 'pipe'] });
     await waitForLine(httpd, 'listening', 'toa-httpd');
+    httpd4 = spawn('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec ip netns exec "$2" node "$3" --port 81 --host 0.0.0.0 --pin-dir "$4"',
+      'sh', cg.dir, rs.ns, dist('test/helpers/toa-httpd.js'), opts.pinDir!], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await waitForLine(httpd4, 'listening', 'toa-httpd on an IPv4 socket');
     // The same application outside that cgroup: the reader never sees its connections.
     outsider = spawn('ip', ['netns', 'exec', rs.ns, 'node', dist('test/helpers/toa-httpd.js'), '--port', '8080', '--pin-dir', opts.pinDir!],
       { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -175,8 +187,10 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
 
   after(async () => {
     await stop(httpd);
+    await stop(httpd4);
     await stop(outsider);
     if (setUp) await withNetnsAsync(rs.ns, () => teardownRealServer({ ...opts, vip: lab.vip, mode: 'fullnat' })).catch(() => undefined);
+    if (setUp2) await withNetnsAsync(rs2.ns, () => teardownRealServer({ ...opts2, vip: lab.vip, mode: 'fullnat' })).catch(() => undefined);
     await cg?.remove();
     await lab?.down();
     pathObj?.close();
@@ -256,6 +270,16 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
     }
   });
 
+  it('an IPv4 socket (not dual stack) gets its clients too', async () => {
+    configure(4, { client: client.ip, local: LOCAL4, toa: client.ip, where: WHERE.data });
+    const results = await connect(4, 10, 81);
+    for (const r of results) {
+      assert.deepEqual(r.answer.peer.address, LOCAL4, 'an IPv4 socket\'s peer has no ::ffff: prefix');
+      assert.deepEqual(r.answer.client, { address: client.ip, port: r.local.port, family: 'IPv4', via: 'toa', segment: 'later' });
+    }
+    await drained('IPv4 socket');
+  });
+
   it('a server outside the reader\'s cgroup gets no TOA', async () => {
     configure(4, { client: client.ip, local: LOCAL4, toa: client.ip, where: WHERE.handshake });
     const results = await connect(4, 5, 8080);
@@ -300,6 +324,8 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
       const text = await xvs('list');
       assert.match(text.split('\n')[0]!, /^Local +Remote +Client +TOA in$/);
       assert.equal(text.trim().split('\n').length, 1 + 20);
+      assert.equal(await entries(), 20);
+      assert.equal(await entries(path.join(opts2.pinDir!, 'xvs_toa_conns')), 0, 'the reader of another namespace on the same cgroup records none of them');
     } finally {
       for (const h of holders) h.stdin!.end();
       await Promise.all(holders.map((h) => new Promise((r) => (h.exitCode !== null ? r(null) : h.once('exit', r)))));

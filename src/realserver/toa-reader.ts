@@ -93,9 +93,9 @@ export async function attachToaReader(o: { cgroup: string; pinDir: string; table
     objectPath, pinDir: o.pinDir, pinMaps: [TOA_READER.conns],
     ...(o.tableSize === undefined ? {} : { mapSizes: { [TOA_READER.conns]: checkTableSize(o.tableSize) } }),
   });
+  ctx.undo.push(() => void unpin(o.pinDir));
   try {
     obj.load();
-    ctx.undo.push(() => void unpin(o.pinDir));
     // Before the attach: a reader without its namespace records nothing.
     obj.map(TOA_READER.config).update(Buffer.alloc(4), toaConfig.encode({ netns_cookie: Number(cookie) }));
     const prog = obj.program(TOA_READER.program);

@@ -1,7 +1,7 @@
 // The real-server application of the TOA tests: an HTTP server answering
 // each request with what clientOf() gives for its connection, and the
 // socket's own peer, as JSON.
-//   node dist/test/helpers/toa-httpd.js --port 80 [--pin-dir DIR] [--state-dir DIR]
+//   node dist/test/helpers/toa-httpd.js --port 80 [--host ::] [--pin-dir DIR] [--state-dir DIR]
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { clientOf, closeToaTables, type ToaTableOptions } from '../../src/realserver/toa.js';
@@ -9,6 +9,8 @@ import { clientOf, closeToaTables, type ToaTableOptions } from '../../src/realse
 const { values } = parseArgs({
   options: {
     port: { type: 'string', default: '80' },
+    // '::' (default) takes IPv4 clients as ::ffff:a.b.c.d on an IPv6 socket; 0.0.0.0 makes an IPv4 one.
+    host: { type: 'string', default: '::' },
     'pin-dir': { type: 'string' },
     'state-dir': { type: 'string' },
   },
@@ -43,8 +45,7 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 120_000;
 
-// Dual stack: IPv4 clients arrive as ::ffff:a.b.c.d, which clientOf must see through.
-server.listen({ port, host: '::', ipv6Only: false }, () => process.stdout.write('listening\n'));
+server.listen({ port, host: values.host, ipv6Only: false }, () => process.stdout.write('listening\n'));
 server.on('error', (e) => {
   process.stderr.write(`toa-httpd: ${e.message}\n`);
   process.exit(1);
