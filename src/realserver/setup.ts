@@ -114,7 +114,7 @@ function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: Xdp
   let vip = String(o.vip ?? '').trim();
   if (o.mode !== 'dr' && o.mode !== 'tun' && o.mode !== 'fullnat') throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr, tun or fullnat`);
   if (isIPv6(vip) && !vip.includes('%')) {
-    // A FULLNAT real server never holds the VIP, so its family is no matter.
+    // A FULLNAT real server never holds the VIP, so its family does not matter.
     if (o.mode !== 'fullnat') throw new XvsError('UNSUPPORTED', `VIP ${vip}: IPv6 real servers are not supported yet`);
     vip = addr16ToIp(ipToAddr16(vip).bytes, AF_INET6);
   } else if (!isIPv4(vip)) {
@@ -486,8 +486,13 @@ async function syncToaReader(s: State, cgroup: string, pinDir: string, tableSize
   s.toa = await attachToaReader({ cgroup, pinDir, ...(tableSize === undefined ? {} : { tableSize }) }, ctx);
 }
 
-async function removeToaReader(s: State, ctx: Ctx): Promise<void> {
-  if (!s.toa || Object.values(s.vips).some((v) => v.mode === 'fullnat')) return;
+async function removeToaReader(s: State, vip: string, ctx: Ctx): Promise<void> {
+  if (!s.toa) return;
+  const others = Object.entries(s.vips).filter(([, v]) => v.mode === 'fullnat').map(([k]) => k);
+  if (others.length > 0) {
+    ctx.lines.push(`removed ${vip} (fullnat); the TOA reader stays for ${others.join(', ')}`);
+    return;
+  }
   await detachToaReader(s.toa, ctx.lines);
   s.toa = null;
 }
@@ -557,7 +562,7 @@ export async function teardownRealServer(o: RealServerOptions): Promise<string[]
     if (entry.mode !== mode) ctx.lines.push(`${vip} was set up as ${entry.mode}; undoing that`);
     delete s.vips[vip];
     if (entry.mode === 'tun') await step(() => removeDecap(s, vip, ctx));
-    if (entry.mode === 'fullnat') await step(() => removeToaReader(s, ctx));
+    if (entry.mode === 'fullnat') await step(() => removeToaReader(s, vip, ctx));
     else await step(() => removeLoVip(vip, ctx));
     await step(() => syncSysctls(s, ctx));
     saveState(loc, s);
