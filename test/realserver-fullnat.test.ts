@@ -105,6 +105,7 @@ describe('real server setup and teardown: FULLNAT', { skip, timeout: 180_000 }, 
     assert.deepEqual(down, [`detached xvs_toa_reader from cgroup ${cg.path}`, `unpinned ${pin()}`]);
     assert.deepEqual(await progs(), []);
     assert.ok(!existsSync(pin()));
+    assert.ok(!existsSync(base.pinDir!), 'its emptied pin directory goes too');
     assert.ok(!existsSync(stateFile()));
   });
 

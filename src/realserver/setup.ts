@@ -494,6 +494,8 @@ async function removeToaReader(s: State, vip: string, ctx: Ctx): Promise<void> {
     return;
   }
   await detachToaReader(s.toa, ctx.lines);
+  removeIfEmpty(s.toa.pinDir);
+  if (path.dirname(s.toa.pinDir) === REALSERVER_DEFAULTS.pinRoot) removeIfEmpty(REALSERVER_DEFAULTS.pinRoot);
   s.toa = null;
 }
 
