@@ -11,7 +11,7 @@ export const ErrorCodes = {
   LIBBPF: { exit: 3, hint: undefined },
   ATTACH: { exit: 3, hint: 'try --xdp-mode generic if the driver lacks native XDP' },
   BAD_ARGUMENT: { exit: 2, hint: undefined },
-  BAD_ADDRESS: { exit: 2, hint: 'addresses look like 192.0.2.10 or 192.0.2.10:80' },
+  BAD_ADDRESS: { exit: 2, hint: 'addresses look like 192.0.2.10, 192.0.2.10:80, 2001:db8::10 or [2001:db8::10]:80' },
   UNSUPPORTED: { exit: 2, hint: undefined },
   SERVICE_EXISTS: { exit: 1, hint: 'use -E to edit it' },
   NO_SERVICE: { exit: 1, hint: 'list services with `xvsadm -L -n`' },

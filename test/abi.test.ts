@@ -1,8 +1,8 @@
-// The TS side of the ABI against the compiled objects (the director's and
-// the real server's TOA reader): struct codecs (sizes, member names, offsets
-// and sizes) and mirrored constants (the enums of xvs_abi.h) from each
-// one's BTF; and the director's pinned maps, which must be every map the
-// object declares so none loses its state on a restart.
+// The TS side of the ABI against the compiled objects (the director's, the
+// real server's decap helper and TOA reader): struct codecs (sizes, member
+// names, offsets and sizes) and mirrored constants (the enums of xvs_abi.h)
+// from each one's BTF; and the director's pinned maps, which must be every
+// map its object declares so none loses its state on a restart.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Dataplane, directorMaps, unpinDirectorMaps } from '../src/daemon/dataplane.js';
 import { warningMark, warningsSince } from '../src/loader/libbpf.js';
-import { ABI_ENUMS, TOA_ABI_ENUMS } from '../src/maps/abi.js';
+import { ABI_ENUMS, DECAP_ABI_ENUMS, TOA_ABI_ENUMS } from '../src/maps/abi.js';
 import type { Codec } from '../src/maps/codec.js';
 import { abiCodecs, toaAbiCodecs } from '../src/maps/codecs.js';
 
@@ -21,7 +21,6 @@ const mainObject = join(root, 'bpf/.output/xvs.o');
 
 interface BtfMember { name: string; type_id: number; bits_offset: number; bitfield_size?: number }
 interface BtfEnumValue { name: string; val: number }
-interface AbiEnum { btf: string; prefix: string; values: Readonly<Record<string, number>> }
 interface BtfType {
   id: number; kind: string; name: string; size?: number; type_id?: number; nr_elems?: number;
   members?: BtfMember[]; values?: BtfEnumValue[]; vars?: { type_id: number }[];
@@ -59,8 +58,14 @@ function byKind(types: Map<number, BtfType>, kind: string): Map<string, BtfType>
   return new Map([...types.values()].filter((t) => t.kind === kind).map((t) => [t.name, t]));
 }
 
-/** Every codec and every mirrored enum of one object against its BTF. */
-function checkObject(object: string, codecs: readonly Codec<unknown>[], enums: readonly AbiEnum[]): void {
+interface AbiEnum { btf: string; prefix: string; values: Readonly<Record<string, number>> }
+
+/**
+ * Every codec and mirrored enum of one object against its BTF; for a helper
+ * object, also that it declares only its own maps (a shared header that
+ * pulled in the director's would make every load create them).
+ */
+function checkObject(object: string, codecs: readonly Codec<unknown>[], enums: readonly AbiEnum[], ownMaps?: string[]): void {
   const objectPath = join(root, 'bpf/.output', object);
 
   describe(`ABI: the TypeScript side matches the BTF of bpf/.output/${object}`, () => {
@@ -101,11 +106,19 @@ function checkObject(object: string, codecs: readonly Codec<unknown>[], enums: r
         assert.deepEqual(fromC, { ...e.values });
       });
     }
+
+    if (ownMaps) {
+      it('declares only its own maps, none of the director\'s', () => {
+        const section = byKind(types, 'DATASEC').get('.maps');
+        assert.deepEqual((section?.vars ?? []).map((v) => types.get(v.type_id)?.name).sort(), ownMaps);
+      });
+    }
   });
 }
 
 checkObject('xvs.o', Object.values(abiCodecs) as Codec<unknown>[], ABI_ENUMS);
-checkObject('xvs_toa.o', Object.values(toaAbiCodecs) as Codec<unknown>[], TOA_ABI_ENUMS);
+checkObject('xvs_decap.o', [], DECAP_ABI_ENUMS, ['xvs_decap_counters', 'xvs_decap_vips']);
+checkObject('xvs_toa.o', Object.values(toaAbiCodecs) as Codec<unknown>[], TOA_ABI_ENUMS, ['xvs_toa_config', 'xvs_toa_conns']);
 
 describe('ABI: the director pins every map its object declares', { skip: process.getuid?.() !== 0 ? 'needs root' : undefined }, () => {
   let tmp = '';

@@ -23,6 +23,7 @@ import { sweepStaleCgroups, testCgroup, type TestCgroup } from './helpers/cgroup
 
 const skip = kernelSkipReason();
 
+/** The lab's IPv6 addresses of the client and the first real server (LabHost.ip6). */
 const CLIENT6 = '2001:db8::100';
 const RS6 = '2001:db8::11';
 /** The director's local addresses the stand-in puts in place of the client's. */
@@ -145,8 +146,7 @@ describe('TOA reader: real connections through a FULLNAT stand-in', { skip, time
     rs = lab.reals[0]!;
     rs2 = lab.reals[1]!;
     client = lab.client;
-    await run('ip', ['-n', client.ns, 'addr', 'add', `${CLIENT6}/64`, 'dev', 'eth0', 'nodad']);
-    await run('ip', ['-n', rs.ns, 'addr', 'add', `${RS6}/64`, 'dev', 'eth0', 'nodad']);
+    assert.deepEqual([client.ip6, rs.ip6], [CLIENT6, RS6]);
     // Nobody owns the local addresses: the real server's answers to them go to the client's MAC, where the stand-in turns them back.
     await run('ip', ['-n', rs.ns, 'neigh', 'replace', LOCAL4, 'lladdr', client.mac, 'dev', 'eth0', 'nud', 'permanent']);
     await run('ip', ['-n', rs.ns, '-6', 'neigh', 'replace', LOCAL6, 'lladdr', client.mac, 'dev', 'eth0', 'nud', 'permanent']);

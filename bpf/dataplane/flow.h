@@ -307,9 +307,37 @@ static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt
 	xvs_count(XVS_CNT_PROMOTED);
 }
 
+/* An entry of xvs_conns that this packet may follow: its flow's real server
+ * (XVS_HIT), or the entry went (a new connection on its tuple) or was not
+ * usable (XVS_MISS). */
+static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_config *cfg, const struct xvs_conn_key *key,
+					 __u64 now, int syn, struct xvs_real **rp)
+{
+	struct xvs_conn *c = bpf_map_lookup_elem(&xvs_conns, key);
+	int rc;
+
+	if (!c)
+		return XVS_MISS;
+	rc = xvs_entry(c, cfg, now, syn, rp);
+	if (rc == XVS_HIT) {
+		p->svc_id = c->svc_id;
+		p->real_id = c->real_id;
+		xvs_touch(c, p, cfg, now);
+		return XVS_HIT;
+	}
+	if (rc == XVS_RESCHEDULE)
+		bpf_map_delete_elem(&xvs_conns, key);
+	return XVS_MISS;
+}
+
 /*
  * Finds or creates the flow and records it in p (service, real server, new
  * or not). Returns XVS_CONTINUE with *rp set, or the packet's verdict.
+ *
+ * Each kind of packet looks first where it most likely is: a SYN in
+ * xvs_syn_conns (a retransmission costs that one lookup), anything else in
+ * xvs_conns (an established packet costs that one lookup). The service is
+ * looked up only for a flow that is not in either table.
  */
 static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg,
 				    struct xvs_real **rp)
@@ -323,21 +351,26 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 	int tcp = p->proto == IPPROTO_TCP;
 	int syn = tcp && (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
 	__u32 rid;
-	int rc;
 
 	xvs_conn_key(&key, p);
-	c = bpf_map_lookup_elem(&xvs_conns, &key);
-	if (c) {
-		rc = xvs_entry(c, cfg, now, syn, rp);
-		if (rc == XVS_HIT) {
-			p->svc_id = c->svc_id;
-			p->real_id = c->real_id;
-			xvs_touch(c, p, cfg, now);
-			return XVS_CONTINUE;
-		}
-		if (rc == XVS_RESCHEDULE)
-			bpf_map_delete_elem(&xvs_conns, &key);
+	if (!syn && xvs_confirmed(p, cfg, &key, now, 0, rp) == XVS_HIT)
+		return XVS_CONTINUE;
+
+	c = bpf_map_lookup_elem(&xvs_syn_conns, &key);
+	if (c && xvs_entry(c, cfg, now, syn, rp) == XVS_HIT) {
+		p->svc_id = c->svc_id;
+		p->real_id = c->real_id;
+		/* The client's ACK (or a second datagram) confirms the flow. */
+		if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST))))
+			xvs_promote(c, p, &key, now);
+		else if (!syn)
+			c->state = xvs_tcp_next_state(c->state, p->tcp_flags);
+		return XVS_CONTINUE;
 	}
+
+	/* A SYN on a confirmed flow: the same connection, or a new one on its tuple. */
+	if (syn && xvs_confirmed(p, cfg, &key, now, 1, rp) == XVS_HIT)
+		return XVS_CONTINUE;
 
 	svc = xvs_service(p);
 	if (!svc) {
@@ -345,21 +378,8 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 		return XDP_PASS;
 	}
 	p->svc_id = svc->id;
-
-	if (!syn) {
-		/* A later packet of a new flow, or a first datagram. */
-		c = bpf_map_lookup_elem(&xvs_syn_conns, &key);
-		if (c && xvs_entry(c, cfg, now, 0, rp) == XVS_HIT) {
-			p->real_id = c->real_id;
-			if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST))))
-				xvs_promote(c, p, &key, now);
-			else
-				c->state = xvs_tcp_next_state(c->state, p->tcp_flags);
-			return XVS_CONTINUE;
-		}
-		if (tcp)
-			return xvs_stray(p, svc, rp);
-	}
+	if (tcp && !syn)
+		return xvs_stray(p, svc, rp);
 
 	r = xvs_pick(p, svc, cfg, now, &rid);
 	if (!r) {
@@ -367,21 +387,7 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 		return xvs_icmp_port_unreach(ctx, p);
 	}
 	xvs_new_entry(&nc, p, svc, r, rid, now);
-	/*
-	 * A SYN is written without a lookup first; only when its tuple is there
-	 * already (a retransmitted SYN) is the entry read, and kept unless it is
-	 * stale. The retransmission has advanced a sequence table by one pick.
-	 */
-	if (syn && bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_NOEXIST) != 0) {
-		c = bpf_map_lookup_elem(&xvs_syn_conns, &key);
-		if (c && xvs_entry(c, cfg, now, 1, rp) == XVS_HIT) {
-			p->real_id = c->real_id;
-			return XVS_CONTINUE;
-		}
-		bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_ANY);
-	} else if (!syn) {
-		bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_ANY);
-	}
+	bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_ANY);
 	p->is_new = 1;
 	p->real_id = rid;
 	*rp = r;

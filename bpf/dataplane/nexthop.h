@@ -102,6 +102,7 @@ static __always_inline int xvs_egress(struct xdp_md *ctx, const struct xvs_nexth
 	rc = bpf_redirect_map(&xvs_tx_ports, nh->ifindex, 0);
 	if (rc == XDP_REDIRECT)
 		return XDP_REDIRECT;
+	xvs_count(XVS_CNT_REDIRECT_UNMAPPED);
 	return bpf_redirect(nh->ifindex, 0);
 }
 

@@ -208,13 +208,35 @@ enum xvs_counter : __u32 {
 	XVS_CNT_FRAG_NEEDED = 9, /* ICMP fragmentation-needed or ICMPv6 packet-too-big sent */
 	XVS_CNT_PASS_TOO_BIG = 10, /* IPv4 too big for the tunnel, no DF: kernel */
 	XVS_CNT_TX = 11, /* forwarded on the ingress interface */
-	XVS_CNT_REDIRECT = 12, /* forwarded on another interface */
+	XVS_CNT_REDIRECT = 12, /* forwarded on another interface (through xvs_tx_ports or not) */
 	XVS_CNT_ERROR = 13, /* helper failure (adjust_head and friends) */
 	XVS_CNT_BAD_MODE = 14, /* real server mode not handled by this dataplane */
 	XVS_CNT_NH_MISS = 15, /* next hop not cached: asked bpf_fib_lookup */
 	XVS_CNT_SLOPPY = 16, /* TCP non-SYN without a flow, forwarded by its hash (sh, dh, mh, lblc, lblcr) */
 	XVS_CNT_PROMOTED = 17, /* a new flow confirmed (client ACK, second datagram): into xvs_conns */
+	XVS_CNT_REDIRECT_UNMAPPED = 18, /* of those redirected, to an interface not in xvs_tx_ports: plain bpf_redirect */
 	XVS_CNT_MAX = 24,
+};
+
+/*
+ * The real server's decap helper (bpf/xvs_decap.c). Its VIP map is keyed by
+ * the 16-byte address alone, which cannot tell an IPv4 VIP (addr[0], the
+ * rest zero) from an IPv6 address ending in 12 zero bytes; the value says
+ * which families the key is a VIP of, and a packet is stripped only when
+ * its inner header's family is one of them.
+ */
+enum xvs_decap_af : __u32 {
+	XVS_DECAP_AF_INET = 1U << 0,
+	XVS_DECAP_AF_INET6 = 1U << 1,
+};
+
+/* Indexes of the decap helper's per-CPU counters: what it did with a
+ * tunnelled packet (anything else is not counted). */
+enum xvs_decap_counter : __u32 {
+	XVS_DECAP_CNT_DECAPPED = 0, /* outer header stripped, the inner packet passed on */
+	XVS_DECAP_CNT_NOT_VIP = 1, /* inner destination not a VIP of its family: passed untouched */
+	XVS_DECAP_CNT_MALFORMED = 2, /* bad or truncated outer or inner header: passed untouched */
+	XVS_DECAP_CNT_MAX = 4,
 };
 
 /*

@@ -3,7 +3,7 @@ import { Command as Commander, CommanderError, Option } from 'commander';
 import { XvsError } from '../errors.js';
 import { DEFAULT_SCHEDULER, checkSchedulerName } from '../schedulers/registry.js';
 import {
-  DEFAULT_PERSISTENT, MAX_THRESHOLD, MAX_TIMEOUT, netmaskBits,
+  DEFAULT_PERSISTENT, MAX_THRESHOLD, MAX_TIMEOUT, netmaskBits, prefixLength,
   type Fwd, type Proto, type RealSpec, type Request, type ServiceKey, type ServiceSpec, type Timeouts,
 } from '../control/protocol.js';
 
@@ -64,8 +64,10 @@ Options:
   --persistent    -p [timeout]         persistent service, timeout 1..${MAX_TIMEOUT} s
                                        (default ${DEFAULT_PERSISTENT}); -E without -p makes it non-persistent
   --netmask       -M netmask           persistence granularity, a dotted IPv4 mask
-                                       (default 255.255.255.255); needs -p
-  --real-server   -r server-address    RIP[:PORT]; no port means the service port
+                                       (default 255.255.255.255), or for an IPv6
+                                       service a prefix length (default 128); needs -p
+  --real-server   -r server-address    RIP[:PORT], [IPv6]:PORT or a bare IPv6 address;
+                                       no port means the service port
   --gatewaying    -g                   direct routing (default)
   --ipip          -i                   IPIP tunnelling
   --masquerading  -m                   NAT
@@ -263,7 +265,7 @@ export interface Endpoint {
 }
 
 /**
- * `A.B.C.D[:PORT]`, `[IPv6][:PORT]` or a bare IPv6 address. Names are not
+ * `A.B.C.D[:PORT]`, `[IPv6]:PORT` or a bare IPv6 address. Names are not
  * resolved: a load balancer's table should not depend on DNS at edit time.
  */
 export function parseEndpoint(text: string): Endpoint {
@@ -274,6 +276,8 @@ export function parseEndpoint(text: string): Endpoint {
     host = bracketed[1]!;
     port = bracketed[2];
     if (!isIPv6(host)) badAddress(`'${text}' is not a valid [IPv6]:port address`);
+    // ipvsadm's parse_service takes brackets only before a port.
+    if (port === undefined) badAddress(`'${text}': brackets go with a port ([IPv6]:PORT); a bare IPv6 address has none`);
   } else if (!isIPv6(text)) {
     const colon = text.lastIndexOf(':');
     if (colon >= 0) {
@@ -323,9 +327,15 @@ function persistenceOf(o: Parsed, key: ServiceKey): Pick<ServiceSpec, 'persisten
   }
   const persistent = timeout === NO_VALUE ? DEFAULT_PERSISTENT : intArg(timeout, 1, MAX_TIMEOUT, 'the -p timeout (seconds)');
   if (mask === undefined) return { persistent };
-  if (key.addr.includes(':')) throw new XvsError('UNSUPPORTED', '-M on an IPv6 service (a prefix length in ipvsadm) is not supported');
+  if (isIPv6(key.addr)) return { persistent, netmask: prefixOf(mask) };
   if (netmaskBits(mask) === undefined) badArg(`-M needs a contiguous dotted IPv4 netmask such as 255.255.255.0, not '${mask}'`);
   return { persistent, netmask: mask };
+}
+
+/** -M of an IPv6 service: a prefix length, as ipvsadm reads it for one ("illegal ipv6 netmask" otherwise). */
+function prefixOf(mask: string): string {
+  if (prefixLength(mask) === undefined) badArg(`-M of an IPv6 service is a prefix length 1..128, not '${mask}'`);
+  return mask;
 }
 
 function thresholdsOf(o: Parsed): Pick<RealSpec, 'uthreshold' | 'lthreshold'> {

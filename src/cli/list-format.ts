@@ -1,5 +1,6 @@
 import { isIPv4 } from 'node:net';
-import { DEFAULT_NETMASK, type Fwd, type ListResult, type RealView, type ServiceView, type StatsView, type Timeouts } from '../control/protocol.js';
+import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type Fwd, type ListResult, type RealView, type ServiceView, type StatsView, type Timeouts } from '../control/protocol.js';
+import { addrPort, afOf, compareAddr, ipvsSort } from './list-order.js';
 
 // `ipvsadm -L -n` byte for byte (column widths, the trailing blanks of the
 // padded last column, sort order, K/M/G/T abbreviations), so scripts that
@@ -29,37 +30,30 @@ export function largeNum(n: number, exact: boolean): string {
 }
 
 function hostPort(addr: string, port: number): string {
-  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
-}
-
-// ipvsadm sorts by protocol, address (numerically), then port. IPv4 sorts
-// before IPv6; IPv6 addresses among themselves sort textually.
-function addrKey(addr: string): [number, number, string] {
-  if (!isIPv4(addr)) return [1, 0, addr];
-  return [0, addr.split('.').reduce((n, o) => n * 256 + Number(o), 0), ''];
-}
-
-function compareAddr(a: string, aPort: number, b: string, bPort: number): number {
-  const [fa, na, sa] = addrKey(a);
-  const [fb, nb, sb] = addrKey(b);
-  return fa - fb || na - nb || (sa < sb ? -1 : sa > sb ? 1 : 0) || aPort - bPort;
+  return addrPort(addr, port);
 }
 
 const PROTO_ORDER = { tcp: 6, udp: 17 } as const;
 
+// ipvs_cmp_services and ipvs_cmp_dests (list-order.ts).
 function byService(a: ServiceView, b: ServiceView): number {
-  return PROTO_ORDER[a.proto] - PROTO_ORDER[b.proto] || compareAddr(a.addr, a.port, b.addr, b.port);
+  return afOf(a.addr) - afOf(b.addr) || PROTO_ORDER[a.proto] - PROTO_ORDER[b.proto] || compareAddr(a.addr, b.addr) || a.port - b.port;
+}
+
+function byReal(port: number): (a: RealView, b: RealView) => number {
+  return (a, b) => compareAddr(a.addr, b.addr) || (a.port || port) - (b.port || port);
 }
 
 function statsColumns(s: StatsView, exact: boolean): string {
   return [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes].map((n) => largeNum(n, exact)).join('');
 }
 
-// ipvsadm's " persistent T" flag, with " mask M" for an IPv4 service whose
-// granularity is coarser than one host.
+// ipvsadm's " persistent T" flag, with " mask M" for a service whose
+// granularity is coarser than one host: a dotted mask, or an IPv6 prefix length.
 function flags(svc: ServiceView): string {
   if (svc.persistent === undefined) return '';
-  const mask = svc.netmask !== undefined && svc.netmask !== DEFAULT_NETMASK && isIPv4(svc.addr) ? ` mask ${svc.netmask}` : '';
+  const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
+  const mask = svc.netmask !== undefined && svc.netmask !== whole ? ` mask ${svc.netmask}` : '';
   return ` persistent ${svc.persistent}${mask}`;
 }
 
@@ -85,11 +79,10 @@ export function formatList(res: ListResult, opts: ListFormatOptions): string {
   } else {
     lines.push('Prot LocalAddress:Port Scheduler Flags', '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn');
   }
-  for (const svc of [...res.services].sort(byService)) {
+  for (const svc of ipvsSort(res.services, byService)) {
     const name = `${svc.proto.toUpperCase()}  ${hostPort(svc.addr, svc.port)}`;
     lines.push(opts.stats ? `${name.padEnd(33)}${statsColumns(svc.stats, opts.exact)}` : `${name} ${svc.scheduler}${flags(svc)}`);
-    const reals = [...svc.reals].sort((a, b) => compareAddr(a.addr, a.port || svc.port, b.addr, b.port || svc.port));
-    for (const r of reals) lines.push(realLine(svc, r, opts));
+    for (const r of ipvsSort(svc.reals, byReal(svc.port))) lines.push(realLine(svc, r, opts));
   }
   return `${lines.join('\n')}\n`;
 }

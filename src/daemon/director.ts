@@ -6,8 +6,11 @@ import { readTimeouts, type ConnCensus } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { MapWriter, realFromEntry } from './map-writer.js';
 import * as M from './model.js';
-import { ensureNeighbour } from './neigh.js';
-import { resolveNexthop } from './nexthop.js';
+import type { IpContext } from './ip-tables.js';
+import { ensureNeighbours } from './neigh.js';
+import { resolveNexthops } from './nexthop.js';
+import { mergeView, refreshChange, viewOf, type NexthopView, type RefreshReport } from './nexthop-refresh.js';
+import { UnresolvedNexthops } from './nexthop-status.js';
 import { MutationQueue } from './queue.js';
 import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
@@ -16,10 +19,11 @@ import { countersView, listView, statusView, type StatusView } from './views.js'
 
 const log = logger('director');
 
-export interface DirectorOptions extends PublisherOptions {
+export interface DirectorOptions extends PublisherOptions, IpContext {
   /**
-   * Keep managed neighbour entries for real servers: true (default) with
-   * ensureNeighbour, false for none (packet tests), or another function.
+   * Keep managed neighbour entries for real servers' next hops: true
+   * (default, neigh.ts), false for none (packet tests), or a function run
+   * at add-real instead.
    */
   neighbours?: boolean | ((addr: string) => Promise<void>);
   tunnelSource?: string;
@@ -55,6 +59,9 @@ export class Director {
   /** The last tick's census: configuration changes plan from it. */
   #census = EMPTY_CENSUS;
   #tickQueued = false;
+  readonly #unresolved = new UnresolvedNexthops();
+  /** What the next-hop entries were computed from (nexthop-refresh.ts). */
+  #nhView: NexthopView = { hops: new Map(), links: new Map() };
 
   constructor(readonly dp: Dataplane, readonly opts: DirectorOptions = {}) {
     this.#writer = new MapWriter(dp);
@@ -113,12 +120,19 @@ export class Director {
       const change = this.#replan(model, [M.serviceName(k)]);
       // Host state, once the change is known to be valid: the kernel keeps the MAC resolved.
       const neighbour = this.opts.neighbours ?? true;
-      if (neighbour !== false) await (neighbour === true ? ensureNeighbour : neighbour)(real.addr);
-      const nh = await resolveNexthop(real.addr, this.opts.tunnelSource);
+      if (typeof neighbour === 'function') await neighbour(real.addr);
+      const { resolutions, tables } = await resolveNexthops([real.addr], this.opts.tunnelSource, this.#ipContext());
+      const r = resolutions.get(real.addr)!;
+      // Watched before the neighbour is made managed: its resolution comes as an event.
+      this.#nhView = mergeView(this.#nhView, viewOf([r], tables));
+      if (neighbour === true && r.hop) await ensureNeighbours([r.hop], tables, this.#ipContext());
       return {
         ...change,
-        writes: (w) => w.writeNexthop(real.id, nh),
-        done: () => log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added'),
+        writes: (w) => w.writeNexthop(real.id, r.nh),
+        done: () => {
+          log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added');
+          this.#unresolved.note([r], M.realAddrs(model), false);
+        },
       };
     });
   }
@@ -174,7 +188,42 @@ export class Director {
   }
 
   status(): StatusView {
-    return statusView(this.dp, this.#model);
+    return statusView(this.dp, this.#model, this.#unresolved.why);
+  }
+
+  /**
+   * Every next hop recomputed from the kernel's tables and the entries that
+   * differ rewritten, as a transaction: no request or tick runs between the
+   * read of the tables and the writes. Real servers deleted but still in
+   * xvs_reals keep theirs current too, since their flows go on.
+   */
+  refreshNexthops(): Promise<RefreshReport> {
+    let report: RefreshReport | undefined;
+    return this.#transact(async (m) => {
+      const r = await refreshChange(this.dp, m, {
+        ...this.#ipContext(),
+        neighbours: (this.opts.neighbours ?? true) === true,
+        ...(this.opts.tunnelSource !== undefined ? { tunnelSource: this.opts.tunnelSource } : {}),
+        // Watched before any neighbour is made managed: its resolution comes as an event.
+        onView: (v) => { this.#nhView = v; },
+      });
+      return {
+        model: m,
+        writes: r.writes,
+        done: () => {
+          this.#unresolved.note(r.resolutions, M.realAddrs(m), true);
+          report = { changed: r.changed, unresolved: new Map(this.#unresolved.why) };
+        },
+      };
+    }).then(() => report!);
+  }
+
+  nexthopView(): NexthopView {
+    return this.#nhView;
+  }
+
+  #ipContext(): IpContext {
+    return this.opts.netns !== undefined ? { netns: this.opts.netns } : {};
   }
 
   counters(): Record<string, number> {

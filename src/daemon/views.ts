@@ -1,6 +1,8 @@
-import { DEFAULT_NETMASK, type ListResult, type RealView, type ServiceKey, type ServiceView, type StatsView } from '../control/protocol.js';
+import type { ListResult, RealView, ServiceKey, ServiceView, StatsView } from '../control/protocol.js';
 import { COUNTERS, XVS_CNT_MAX } from '../maps/counters.js';
 import type * as C from '../maps/codecs.js';
+import { FAMILY } from '../maps/abi.js';
+import { familyOf } from './addr.js';
 import { countConns, readTimeouts } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { findService, realGens, type Model } from './model.js';
@@ -27,8 +29,8 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey): ListResult {
     addr: s.addr,
     port: s.port,
     scheduler: s.scheduler,
-    // IPv6 services have no -M yet: the protocol's default stands for their /128.
-    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: s.addr.includes(':') ? DEFAULT_NETMASK : netmaskString(s.netmask) } : {}),
+    // In the protocol's form: dotted for IPv4, the prefix length for IPv6.
+    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     stats: statsView(dp.svcStats.sum(s.id)),
     reals: s.reals.map((r): RealView => ({
       addr: r.addr,
@@ -50,12 +52,27 @@ export interface StatusView {
   reals: number;
   connTableSize: number;
   counters: Record<string, number>;
+  /** Real servers whose xvs_nexthops entry is unknown (ifindex 0), with why when known. */
+  unresolvedNexthops: { addr: string; why: string }[];
+  /** Where the program runs, and whether the devmap holds each (a redirect there takes the devmap). */
+  interfaces: { name: string; ifindex: number; role: string; mode: string; txPort: boolean }[];
 }
 
-export function statusView(dp: Dataplane, m: Model): StatusView {
+export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, string> = new Map()): StatusView {
   let reals = 0;
-  for (const s of m.services.values()) reals += s.reals.length;
-  return { services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp) };
+  const unresolved = new Map<string, string>();
+  for (const s of m.services.values()) {
+    reals += s.reals.length;
+    for (const r of s.reals) {
+      if ((dp.nexthops.get(r.id)?.ifindex ?? 0) === 0) unresolved.set(r.addr, why.get(r.addr) ?? 'not resolved yet');
+    }
+  }
+  const interfaces = dp.ports.map((p) => ({ name: p.name, ifindex: p.ifindex, role: p.role, mode: p.mode, txPort: dp.txPorts.get(p.ifindex)?.ifindex === p.ifindex }));
+  return {
+    services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp),
+    unresolvedNexthops: [...unresolved].sort(([a], [b]) => a.localeCompare(b)).map(([addr, w]) => ({ addr, why: w })),
+    interfaces,
+  };
 }
 
 function statsView(s: C.Stats | null): StatsView {

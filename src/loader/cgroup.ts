@@ -4,6 +4,7 @@
 // cgroup is removed, like an XDP program on an interface.
 import { XvsError } from '../errors.js';
 import * as lb from './libbpf.js';
+import { progInfo } from './prog-info.js';
 
 /** enum bpf_attach_type. */
 export const AttachType = { CGROUP_SOCK_OPS: 3 } as const;
@@ -15,9 +16,6 @@ const BPF_F_ALLOW_MULTI = 2;
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
 const O_CLOEXEC = 0o2000000;
-const BPF_OBJ_NAME_LEN = 16;
-// struct bpf_prog_info up to and including name[16].
-const PROG_INFO_LEN = 80;
 
 function openCgroup(dir: string): number {
   const fd = lb.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
@@ -70,17 +68,6 @@ export interface ProgHandle {
   id: number;
   name: string;
   close(): void;
-}
-
-/** What the kernel says of a program fd. */
-export function progInfo(fd: number): { id: number; name: string } {
-  const b = Buffer.alloc(PROG_INFO_LEN);
-  const len: [number] = [PROG_INFO_LEN];
-  const r = lb.bpf_obj_get_info_raw(fd, b, len);
-  if (r < 0) throw new XvsError('LIBBPF', `program fd ${fd}: get info failed: ${lb.strerror(r)}`);
-  const raw = b.subarray(PROG_INFO_LEN - BPF_OBJ_NAME_LEN, PROG_INFO_LEN);
-  const nul = raw.indexOf(0);
-  return { id: b.readUInt32LE(4), name: raw.subarray(0, nul < 0 ? raw.length : nul).toString('utf8') };
 }
 
 /** Opens a program by kernel id; null when no program has that id (any more). */

@@ -136,9 +136,6 @@ export const bpf_xdp_query_id = fn<(ifindex: number, flags: number, progId: [num
 export const bpf_prog_attach = fn<(progFd: number, targetFd: number, type: number, flags: number) => number>(libbpf, 'int bpf_prog_attach(int prog_fd, int attachable_fd, int type, unsigned int flags)');
 export const bpf_prog_detach2 = fn<(progFd: number, targetFd: number, type: number) => number>(libbpf, 'int bpf_prog_detach2(int prog_fd, int attachable_fd, int type)');
 export const bpf_prog_query = fn<(targetFd: number, type: number, queryFlags: number, attachFlags: [number], progIds: Buffer, progCnt: [number]) => number>(libbpf, 'int bpf_prog_query(int target_fd, int type, uint32_t query_flags, _Out_ uint32_t *attach_flags, void *prog_ids, _Inout_ uint32_t *prog_cnt)');
-export const bpf_prog_get_fd_by_id = fn<(id: number) => number>(libbpf, 'int bpf_prog_get_fd_by_id(uint32_t id)');
-/** bpf_obj_get_info_by_fd into a plain buffer, for program info (struct bpf_prog_info). */
-export const bpf_obj_get_info_raw = fn<(fd: number, info: Buffer, len: [number]) => number>(libbpf, 'int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *info_len)');
 
 // Low-level syscall wrappers (bpf.h). Buffers are passed by address.
 export const bpf_map_update_elem = fn<(fd: number, key: Buf, value: Buf, flags: bigint | number) => number>(libbpf, 'int bpf_map_update_elem(int fd, void *key, void *value, uint64_t flags)');
@@ -152,6 +149,9 @@ export const bpf_map_get_fd_by_id = fn<(id: number) => number>(libbpf, 'int bpf_
 export const bpf_obj_get = fn<(path: string) => number>(libbpf, 'int bpf_obj_get(const char *pathname)');
 export const bpf_obj_pin = fn<(fd: number, path: string) => number>(libbpf, 'int bpf_obj_pin(int fd, const char *pathname)');
 export const bpf_obj_get_info_by_fd = fn<(fd: number, info: Record<string, unknown>, len: [number]) => number>(libbpf, 'int bpf_obj_get_info_by_fd(int fd, _Out_ bpf_map_info_head *info, _Inout_ uint32_t *info_len)');
+// The same call for a program's info, as raw bytes (prog-info.ts lays them out).
+export const bpf_obj_get_info_by_fd_raw = fn<(fd: number, info: Buffer, len: [number]) => number>(libbpf, 'int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *info_len)');
+export const bpf_prog_get_fd_by_id = fn<(id: number) => number>(libbpf, 'int bpf_prog_get_fd_by_id(uint32_t id)');
 export const bpf_prog_test_run_opts = fn<(progFd: number, opts: TestRunOptsValue) => number>(libbpf, 'int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)');
 export const libbpf_num_possible_cpus_raw = fn<() => number>(libbpf, 'int libbpf_num_possible_cpus(void)');
 

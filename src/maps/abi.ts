@@ -24,10 +24,20 @@ export const ABI_ENUMS = [
   { btf: 'xvs_counter', prefix: 'XVS_CNT_', values: { ...COUNTERS, max: XVS_CNT_MAX } },
 ] as const;
 
+/** The decap helper's (bpf/xvs_decap.c): which families a VIP-map key is a VIP of, and its counter indexes. */
+export const DECAP_AF = { inet: 1 << 0, inet6: 1 << 1 } as const;
+export const DECAP_CNT = { decapped: 0, not_vip: 1, malformed: 2, max: 4 } as const;
+
+/** As ABI_ENUMS, in the BTF of xvs_decap.o. */
+export const DECAP_ABI_ENUMS = [
+  { btf: 'xvs_decap_af', prefix: 'XVS_DECAP_AF_', values: DECAP_AF },
+  { btf: 'xvs_decap_counter', prefix: 'XVS_DECAP_CNT_', values: DECAP_CNT },
+] as const;
+
 /** Which segment carried a recorded TOA (bpf/xvs_toa.c). */
 export const TOA_SEG = { handshake: 1, later: 2 } as const;
 
-/** The enums the TOA reader's object (xvs_toa.o) shares with TypeScript. */
+/** As ABI_ENUMS, in the BTF of xvs_toa.o, the TOA reader's object. */
 export const TOA_ABI_ENUMS = [
   { btf: 'xvs_family', prefix: 'XVS_AF_', values: FAMILY },
   { btf: 'xvs_toa_seg', prefix: 'XVS_TOA_SEG_', values: TOA_SEG },

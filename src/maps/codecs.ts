@@ -95,6 +95,16 @@ export const config = struct('xvs_config', [
   u32('timeout_close'),
 ] as const);
 
+/**
+ * The kernel's struct bpf_devmap_val (linux/bpf.h), the value of
+ * xvs_tx_ports: the interface a redirect leaves by, and the fd of an egress
+ * program (the union bpf_prog; 0 for none).
+ */
+export const devmapVal = struct('bpf_devmap_val', [
+  u32('ifindex'),
+  u32('bpf_prog'),
+] as const);
+
 /** __u32 keys of array maps and __u32 values (scheduler tables). */
 export const u32Codec = scalar(u32('u32'));
 /** __u64 values (plain per-CPU counters). */
@@ -110,9 +120,10 @@ export type Config = ValueOf<typeof config>;
 export type Nexthop = ValueOf<typeof nexthop>;
 export type PersistKey = ValueOf<typeof persistKey>;
 export type Persist = ValueOf<typeof persist>;
+export type DevmapVal = ValueOf<typeof devmapVal>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, stats, config, persistKey, persist } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, stats, config, persistKey, persist, devmapVal } as const;
 
 // The real server's TOA reader (bpf/xvs_toa.c), a separate object: these
 // are checked against its BTF, not the director's.

@@ -19,6 +19,7 @@ export const COUNTERS = {
   nh_miss: 15,
   sloppy: 16,
   promoted: 17,
+  redirect_unmapped: 18,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;
