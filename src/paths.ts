@@ -6,6 +6,6 @@ import path from 'node:path';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const packageRoot = path.resolve(here, here.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
 
-export function bpfObject(name: 'xvs' | 'xvs_decap' | 'xvs_aux'): string {
+export function bpfObject(name: 'xvs' | 'xvs_decap' | 'xvs_aux' | 'xvs_toa'): string {
   return path.join(packageRoot, 'bpf', '.output', `${name}.o`);
 }

@@ -1,7 +1,8 @@
-// The TS side of the ABI against the compiled dataplane object: struct codecs
-// (sizes, member names, offsets and sizes) and mirrored constants (the enums
-// of xvs_abi.h) from its BTF; and the pinned maps, which must be every map
-// the object declares so none loses its state on a restart.
+// The TS side of the ABI against the compiled objects (the director's, the
+// real server's decap helper and TOA reader): struct codecs (sizes, member
+// names, offsets and sizes) and mirrored constants (the enums of xvs_abi.h)
+// from each one's BTF; and the director's pinned maps, which must be every
+// map its object declares so none loses its state on a restart.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -11,8 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Dataplane, directorMaps, unpinDirectorMaps } from '../src/daemon/dataplane.js';
 import { warningMark, warningsSince } from '../src/loader/libbpf.js';
-import { ABI_ENUMS, DECAP_ABI_ENUMS } from '../src/maps/abi.js';
-import { abiCodecs } from '../src/maps/codecs.js';
+import { ABI_ENUMS, DECAP_ABI_ENUMS, TOA_ABI_ENUMS } from '../src/maps/abi.js';
+import type { Codec } from '../src/maps/codec.js';
+import { abiCodecs, toaAbiCodecs } from '../src/maps/codecs.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const mainObject = join(root, 'bpf/.output/xvs.o');
@@ -56,72 +58,67 @@ function byKind(types: Map<number, BtfType>, kind: string): Map<string, BtfType>
   return new Map([...types.values()].filter((t) => t.kind === kind).map((t) => [t.name, t]));
 }
 
-describe('ABI: the TypeScript side matches the BTF of bpf/.output/xvs.o', () => {
-  let types = new Map<number, BtfType>();
+interface AbiEnum { btf: string; prefix: string; values: Readonly<Record<string, number>> }
 
-  before(() => {
-    // The object is the authority; build it if needed, and fail (never skip) if that fails.
-    run('make', ['-s', '-C', join(root, 'bpf'), '.output/xvs.o']);
-    types = btfTypes(mainObject);
-  });
+/**
+ * Every codec and mirrored enum of one object against its BTF; for a helper
+ * object, also that it declares only its own maps (a shared header that
+ * pulled in the director's would make every load create them).
+ */
+function checkObject(object: string, codecs: readonly Codec<unknown>[], enums: readonly AbiEnum[], ownMaps?: string[]): void {
+  const objectPath = join(root, 'bpf/.output', object);
 
-  for (const codec of Object.values(abiCodecs)) {
-    it(`struct ${codec.name}`, () => {
-      const s = byKind(types, 'STRUCT').get(codec.name);
-      assert.ok(s, `struct ${codec.name} not in the BTF of ${mainObject}`);
-      assert.equal(codec.size, s.size, `sizeof(struct ${codec.name})`);
-      const members = s.members ?? [];
-      assert.deepEqual(codec.fields.map((f) => f.name), members.map((m) => m.name), `members of ${codec.name}, in order`);
-      for (const m of members) {
-        assert.equal(m.bitfield_size ?? 0, 0, `${codec.name}.${m.name} is a bitfield`);
-        const f = codec.fields.find((x) => x.name === m.name);
-        assert.ok(f);
-        assert.equal(f.offset, m.bits_offset / 8, `offsetof(${codec.name}, ${m.name})`);
-        assert.equal(f.size, typeSize(types, m.type_id), `sizeof(${codec.name}.${m.name})`);
-      }
+  describe(`ABI: the TypeScript side matches the BTF of bpf/.output/${object}`, () => {
+    let types = new Map<number, BtfType>();
+
+    before(() => {
+      // The object is the authority; build it if needed, and fail (never skip) if that fails.
+      run('make', ['-s', '-C', join(root, 'bpf'), `.output/${object}`]);
+      types = btfTypes(objectPath);
     });
-  }
 
-  for (const e of ABI_ENUMS) {
-    it(`enum ${e.btf}`, () => {
-      const t = byKind(types, 'ENUM').get(e.btf);
-      assert.ok(t, `enum ${e.btf} not in the BTF of ${mainObject}: does a struct member (or xvs_abi_enums()) have this type?`);
-      const fromC: Record<string, number> = {};
-      for (const v of t.values ?? []) {
-        assert.ok(v.name.startsWith(e.prefix), `${v.name} lacks the prefix ${e.prefix}`);
-        fromC[v.name.slice(e.prefix.length).toLowerCase()] = v.val;
-      }
-      assert.deepEqual(fromC, { ...e.values });
-    });
-  }
-});
+    for (const codec of codecs) {
+      it(`struct ${codec.name}`, () => {
+        const s = byKind(types, 'STRUCT').get(codec.name);
+        assert.ok(s, `struct ${codec.name} not in the BTF of ${objectPath}`);
+        assert.equal(codec.size, s.size, `sizeof(struct ${codec.name})`);
+        const members = s.members ?? [];
+        assert.deepEqual(codec.fields.map((f) => f.name), members.map((m) => m.name), `members of ${codec.name}, in order`);
+        for (const m of members) {
+          assert.equal(m.bitfield_size ?? 0, 0, `${codec.name}.${m.name} is a bitfield`);
+          const f = codec.fields.find((x) => x.name === m.name);
+          assert.ok(f);
+          assert.equal(f.offset, m.bits_offset / 8, `offsetof(${codec.name}, ${m.name})`);
+          assert.equal(f.size, typeSize(types, m.type_id), `sizeof(${codec.name}.${m.name})`);
+        }
+      });
+    }
 
-describe('ABI: the TypeScript side matches the BTF of bpf/.output/xvs_decap.o', () => {
-  const decapObject = join(root, 'bpf/.output/xvs_decap.o');
-  let types = new Map<number, BtfType>();
+    for (const e of enums) {
+      it(`enum ${e.btf}`, () => {
+        const t = byKind(types, 'ENUM').get(e.btf);
+        assert.ok(t, `enum ${e.btf} not in the BTF of ${objectPath}: does a struct member (or xvs_abi_enums()) have this type?`);
+        const fromC: Record<string, number> = {};
+        for (const v of t.values ?? []) {
+          assert.ok(v.name.startsWith(e.prefix), `${v.name} lacks the prefix ${e.prefix}`);
+          fromC[v.name.slice(e.prefix.length).toLowerCase()] = v.val;
+        }
+        assert.deepEqual(fromC, { ...e.values });
+      });
+    }
 
-  before(() => {
-    run('make', ['-s', '-C', join(root, 'bpf'), '.output/xvs_decap.o']);
-    types = btfTypes(decapObject);
+    if (ownMaps) {
+      it('declares only its own maps, none of the director\'s', () => {
+        const section = byKind(types, 'DATASEC').get('.maps');
+        assert.deepEqual((section?.vars ?? []).map((v) => types.get(v.type_id)?.name).sort(), ownMaps);
+      });
+    }
   });
+}
 
-  for (const e of DECAP_ABI_ENUMS) {
-    it(`enum ${e.btf}`, () => {
-      const t = byKind(types, 'ENUM').get(e.btf);
-      assert.ok(t, `enum ${e.btf} not in the BTF of ${decapObject}`);
-      const fromC = Object.fromEntries((t.values ?? []).map((v) => {
-        assert.ok(v.name.startsWith(e.prefix), `${v.name} lacks the prefix ${e.prefix}`);
-        return [v.name.slice(e.prefix.length).toLowerCase(), v.val];
-      }));
-      assert.deepEqual(fromC, { ...e.values });
-    });
-  }
-
-  it('declares only its own maps, none of the director\'s', () => {
-    const section = byKind(types, 'DATASEC').get('.maps');
-    assert.deepEqual((section?.vars ?? []).map((v) => types.get(v.type_id)?.name).sort(), ['xvs_decap_counters', 'xvs_decap_vips']);
-  });
-});
+checkObject('xvs.o', Object.values(abiCodecs) as Codec<unknown>[], ABI_ENUMS);
+checkObject('xvs_decap.o', [], DECAP_ABI_ENUMS, ['xvs_decap_counters', 'xvs_decap_vips']);
+checkObject('xvs_toa.o', Object.values(toaAbiCodecs) as Codec<unknown>[], TOA_ABI_ENUMS, ['xvs_toa_config', 'xvs_toa_conns']);
 
 describe('ABI: the director pins every map its object declares', { skip: process.getuid?.() !== 0 ? 'needs root' : undefined }, () => {
   let tmp = '';

@@ -286,4 +286,54 @@ enum xvs_decap_counter : __u32 {
 	XVS_DECAP_CNT_MAX = 4,
 };
 
+/*
+ * The real server's TOA reader (bpf/xvs_toa.c): under FULLNAT the director
+ * replaces the client's address with one of its own and carries the
+ * client's in a TCP option (kind 254, TOA); the reader records it per
+ * connection for user space (src/realserver/toa.ts).
+ */
+enum {
+	XVS_TOA_TABLE_DEFAULT = 65536,
+};
+
+/* Which segment carried the TOA the reader recorded. */
+enum xvs_toa_seg : __u8 {
+	XVS_TOA_SEG_HANDSHAKE = 1, /* the one that completed the handshake (the client's ACK, or data in its place) */
+	XVS_TOA_SEG_LATER = 2,     /* a later one before any data was taken in order: the first data segment */
+};
+
+/* A connection as the real server's socket sees it: its own address and
+ * port, and its peer's (under FULLNAT, the director's local address). An
+ * IPv4 peer of an IPv6 socket (::ffff:a.b.c.d) is keyed as IPv4, so one key
+ * names the connection whichever socket family accepted it. */
+struct xvs_toa_key {
+	__be32 laddr[4];
+	__be32 raddr[4];
+	__be16 lport;
+	__be16 rport;
+	enum xvs_family family;
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct xvs_toa_key) == 40, "xvs_toa_key");
+
+/* The client a TOA named. Its family follows the option's length (8: IPv4,
+ * 20: IPv6), not the connection's: a director that translates families
+ * sends a 20-byte TOA over IPv4. */
+struct xvs_toa_client {
+	__be32 addr[4];
+	__be16 port;
+	enum xvs_family family;
+	enum xvs_toa_seg seg;
+};
+_Static_assert(sizeof(struct xvs_toa_client) == 20, "xvs_toa_client");
+
+/* One entry, written by the control plane before it attaches the reader. */
+struct xvs_toa_config {
+	/* The network namespace whose connections this reader records: the
+	 * reader is attached to a cgroup, which spans namespaces, and every
+	 * namespace set up as a real server runs its own. */
+	__u64 netns_cookie;
+};
+_Static_assert(sizeof(struct xvs_toa_config) == 8, "xvs_toa_config");
+
 #endif

@@ -6,17 +6,23 @@ import { collectInterfaces } from '../daemon/interfaces.js';
 import { REALSERVER_DEFAULTS, setupRealServer, teardownRealServer, type RealServerOptions } from '../realserver/setup.js';
 import { request, DEFAULT_SOCKET } from '../control/socket.js';
 import { runDemo } from '../lab/demo.js';
-import { fail } from './common.js';
+import { fail, positiveInt } from './common.js';
+import { toaCommand } from './toa.js';
 
 // `xvs`: everything that is not the director (xvsd) or ipvsadm (xvsadm).
 // Handlers return lines; only main() prints.
 
-interface RsFlags { vip: string; mode: 'dr' | 'tun'; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic' }
+interface RsFlags {
+  vip: string; mode: RealServerOptions['mode']; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic';
+  cgroup?: string; toaTableSize?: number;
+}
 
 function rsOptions(o: RsFlags): RealServerOptions {
   return {
     vip: o.vip, mode: o.mode, xdpMode: o.xdpMode,
     ...(o.interface ? { interface: o.interface } : {}),
+    ...(o.cgroup === undefined ? {} : { cgroup: o.cgroup }),
+    ...(o.toaTableSize === undefined ? {} : { toaTableSize: o.toaTableSize }),
     ...(o.pinDir === undefined ? {} : { pinDir: o.pinDir }),
     ...(o.stateDir === undefined ? {} : { stateDir: o.stateDir }),
   };
@@ -27,12 +33,14 @@ const perNetns = (root: string): string => `default: ${root}/netns-INODE, INODE 
 function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
   return new Command(name)
     .description(name === 'setup'
-      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter)'
+      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (DR, TUN: VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter; FULLNAT: the TOA reader on a cgroup)'
       : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls')
     .requiredOption('--vip <ip>', 'virtual IP address, IPv4 or IPv6')
-    .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun']).makeOptionMandatory())
-    .option('--interface <if>', 'interface facing the director (default: the route to the VIP)')
-    .option('--pin-dir <dir>', `bpffs directory for the decap helper's VIP map (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)
+    .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun', 'fullnat']).makeOptionMandatory())
+    .option('--interface <if>', 'DR, TUN: interface facing the director (default: the route to the VIP)')
+    .option('--cgroup <path>', 'FULLNAT: the cgroup whose connections the TOA reader sees, as /proc/PID/cgroup names it (default: /, every process)')
+    .option('--toa-table-size <n>', 'FULLNAT: connections the TOA reader holds at once (default 65536)', positiveInt)
+    .option('--pin-dir <dir>', `bpffs directory for the decap helper's and the TOA reader's maps (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)
     .option('--state-dir <dir>', `where what setup changed is recorded for teardown (${perNetns(REALSERVER_DEFAULTS.stateRoot)})`)
     .addOption(new Option('--xdp-mode <mode>', 'XDP attach mode').choices(['native', 'generic']).default('native'))
     .action(async (o: RsFlags) => {
@@ -41,11 +49,12 @@ function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
 }
 
 export function buildProgram(out: string[]): Command {
-  const program = new Command('xvs').description('xvs tools: real-server set-up, the lab demo, dataplane clean-up').exitOverride();
-  const rs = new Command('realserver').description('real-server set-up for DR and TUN');
+  const program = new Command('xvs').description('xvs tools: real-server set-up, FULLNAT client addresses, the lab demo, dataplane clean-up').exitOverride();
+  const rs = new Command('realserver').description('real-server set-up for DR, TUN and FULLNAT');
   rs.addCommand(realserverCommand('setup', out).exitOverride());
   rs.addCommand(realserverCommand('teardown', out).exitOverride());
   program.addCommand(rs.exitOverride());
+  program.addCommand(toaCommand(out));
   program.command('demo')
     .description('bring up the namespace lab, start xvsd, add a DR service with two real servers, send requests, show the listing')
     .option('--requests <n>', 'HTTP requests to send', '200')

@@ -132,6 +132,11 @@ export const bpf_xdp_attach = fn<(ifindex: number, progFd: number, flags: number
 export const bpf_xdp_detach = fn<(ifindex: number, flags: number, opts: null) => number>(libbpf, 'int bpf_xdp_detach(int ifindex, uint32_t flags, void *opts)');
 export const bpf_xdp_query_id = fn<(ifindex: number, flags: number, progId: [number]) => number>(libbpf, 'int bpf_xdp_query_id(int ifindex, int flags, _Out_ uint32_t *prog_id)');
 
+// Cgroup attachment (bpf.h): BPF_PROG_ATTACH/DETACH/QUERY on a cgroup directory's fd.
+export const bpf_prog_attach = fn<(progFd: number, targetFd: number, type: number, flags: number) => number>(libbpf, 'int bpf_prog_attach(int prog_fd, int attachable_fd, int type, unsigned int flags)');
+export const bpf_prog_detach2 = fn<(progFd: number, targetFd: number, type: number) => number>(libbpf, 'int bpf_prog_detach2(int prog_fd, int attachable_fd, int type)');
+export const bpf_prog_query = fn<(targetFd: number, type: number, queryFlags: number, attachFlags: [number], progIds: Buffer, progCnt: [number]) => number>(libbpf, 'int bpf_prog_query(int target_fd, int type, uint32_t query_flags, _Out_ uint32_t *attach_flags, void *prog_ids, _Inout_ uint32_t *prog_cnt)');
+
 // Low-level syscall wrappers (bpf.h). Buffers are passed by address.
 export const bpf_map_update_elem = fn<(fd: number, key: Buf, value: Buf, flags: bigint | number) => number>(libbpf, 'int bpf_map_update_elem(int fd, void *key, void *value, uint64_t flags)');
 export const bpf_map_lookup_elem = fn<(fd: number, key: Buf, value: Buf) => number>(libbpf, 'int bpf_map_lookup_elem(int fd, void *key, void *value)');
@@ -162,6 +167,8 @@ export const setns = fn<(fd: number, nstype: number) => number>(libc, 'int setns
 // open(2) is variadic in C; a fixed mode argument is ABI-compatible on x86_64.
 export const open = fn<(path: string, flags: number, mode: number) => number>(libc, 'int open(const char *path, int flags, uint32_t mode)');
 export const geteuid = fn<() => number>(libc, 'uint32_t geteuid(void)');
+export const socket = fn<(domain: number, type: number, protocol: number) => number>(libc, 'int socket(int domain, int type, int protocol)');
+export const getsockopt = fn<(fd: number, level: number, name: number, value: Buffer, len: [number]) => number>(libc, 'int getsockopt(int fd, int level, int optname, void *optval, _Inout_ uint32_t *optlen)');
 export const vsnprintf = fn<(buf: Buffer, size: number, fmt: Ptr, ap: Ptr | Buffer) => number>(libc, 'int vsnprintf(void *buf, size_t size, void *fmt, void *ap)');
 const strerror_raw = fn<(errnum: number) => string>(libc, 'const char *strerror(int errnum)');
 

@@ -1,7 +1,7 @@
-// The maps a loaded program uses, by kernel id. Every program loaded on the
-// director's pinned maps names them, so a program found on an interface
-// can be told to be this director's (xvsd's stale attachments, `xvs down`)
-// without a state file.
+// What the kernel says of a loaded program: its id and name, and the maps
+// it uses by kernel id. Every program loaded on the director's pinned maps
+// names them, so a program found on an interface can be told to be this
+// director's (xvsd's stale attachments, `xvs down`) without a state file.
 import koffi from 'koffi';
 import { XvsError } from '../errors.js';
 import * as lb from './libbpf.js';
@@ -9,8 +9,10 @@ import * as lb from './libbpf.js';
 // struct bpf_prog_info (linux/bpf.h) up to and including name[16]; the
 // kernel fills min(info_len, its size) and writes nr_map_ids ids to map_ids.
 const INFO_LEN = 80;
+const OFF_ID = 4;
 const OFF_NR_MAP_IDS = 52;
 const OFF_MAP_IDS = 56;
+const OFF_NAME = 64;
 /** More than any program of ours declares (the kernel caps a program at 64 maps). */
 const MAX_MAP_IDS = 64;
 const ENOENT = 2;
@@ -33,4 +35,15 @@ export function progMapIds(progId: number): number[] {
   } finally {
     lb.close(fd);
   }
+}
+
+/** The id and name (BPF_OBJ_NAME_LEN, so at most 15 characters) of the program behind fd. */
+export function progInfo(fd: number): { id: number; name: string } {
+  const info = Buffer.alloc(INFO_LEN);
+  const len: [number] = [INFO_LEN];
+  const r = lb.bpf_obj_get_info_by_fd_raw(fd, info, len);
+  if (r < 0) throw new XvsError('LIBBPF', `program fd ${fd}: get info failed: ${lb.strerror(r)}`);
+  const name = info.subarray(OFF_NAME, INFO_LEN);
+  const nul = name.indexOf(0);
+  return { id: info.readUInt32LE(OFF_ID), name: name.subarray(0, nul < 0 ? name.length : nul).toString('utf8') };
 }

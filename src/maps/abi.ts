@@ -38,3 +38,12 @@ export const DECAP_ABI_ENUMS = [
   { btf: 'xvs_decap_af', prefix: 'XVS_DECAP_AF_', values: DECAP_AF },
   { btf: 'xvs_decap_counter', prefix: 'XVS_DECAP_CNT_', values: DECAP_CNT },
 ] as const;
+
+/** Which segment carried a recorded TOA (bpf/xvs_toa.c). */
+export const TOA_SEG = { handshake: 1, later: 2 } as const;
+
+/** As ABI_ENUMS, in the BTF of xvs_toa.o, the TOA reader's object. */
+export const TOA_ABI_ENUMS = [
+  { btf: 'xvs_family', prefix: 'XVS_AF_', values: FAMILY },
+  { btf: 'xvs_toa_seg', prefix: 'XVS_TOA_SEG_', values: TOA_SEG },
+] as const;

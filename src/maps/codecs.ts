@@ -148,3 +148,31 @@ export type DevmapVal = ValueOf<typeof devmapVal>;
 
 /** The codecs checked against BTF, by C struct name. */
 export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, stats, config, persistKey, persist, devmapVal } as const;
+
+// The real server's TOA reader (bpf/xvs_toa.c), a separate object: these
+// are checked against its BTF, not the director's.
+export const toaKey = struct('xvs_toa_key', [
+  addr16('laddr', 'family'),
+  addr16('raddr', 'family'),
+  be16('lport'),
+  be16('rport'),
+  u8('family'),
+  pad('pad0', 3),
+] as const);
+
+export const toaClient = struct('xvs_toa_client', [
+  addr16('addr', 'family'),
+  be16('port'),
+  u8('family'),
+  u8('seg'),
+] as const);
+
+export const toaConfig = struct('xvs_toa_config', [
+  u64('netns_cookie'),
+] as const);
+
+export type ToaKey = ValueOf<typeof toaKey>;
+export type ToaClientValue = ValueOf<typeof toaClient>;
+
+/** The TOA reader's codecs checked against the BTF of xvs_toa.o, by C struct name. */
+export const toaAbiCodecs = { toaKey, toaClient, toaConfig } as const;

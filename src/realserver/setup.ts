@@ -2,10 +2,13 @@
 // kernel accepts packets addressed to it, ARP settings so the host never
 // answers or announces an IPv4 VIP (the director owns it on the wire), and
 // for TUN the xdp_decap program, which replaces the tunnel modules (IPIP,
-// SIT, ip6_tunnel), plus rp_filter off for an IPv4 VIP. Everything changed
-// is recorded so teardown can put it back exactly. All of it belongs to one
-// network namespace, so the record does too: by default it lives under a
-// directory named for the namespace (sys/netns.ts).
+// SIT, ip6_tunnel), plus rp_filter off for an IPv4 VIP. FULLNAT needs none
+// of that (the director talks to the real server's own address from one of
+// its own), only the client's address back: the TOA reader (toa-reader.ts)
+// on a cgroup. Everything changed is recorded so teardown can put it back
+// exactly. All of it belongs to one network namespace, so the record does
+// too: by default it lives under a directory named for the namespace
+// (sys/netns.ts).
 //
 // An IPv6 VIP needs no sysctl in place of arp_ignore/arp_announce: Linux
 // answers a neighbour solicitation only for an address of the interface it
@@ -28,14 +31,20 @@ import { addr16ToIp, ipToAddr16 } from '../maps/codec.js';
 import { mapFromId, type RawMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
 import { ensurePinDir } from '../sys/bpffs.js';
+import { checkCgroupPath } from '../sys/cgroupfs.js';
 import { netnsInode } from '../sys/netns.js';
+import { attachToaReader, checkTableSize, currentCookie, detachToaReader, toaReaderAttached, type ToaReaderState } from './toa-reader.js';
 
 const log = logger('realserver');
 
 export interface RealServerOptions {
   vip: string;
-  mode: 'dr' | 'tun';
+  mode: 'dr' | 'tun' | 'fullnat';
   interface?: string;
+  /** FULLNAT: the cgroup (as /proc/PID/cgroup names it) whose connections the TOA reader sees; default "/". */
+  cgroup?: string;
+  /** FULLNAT: connections the TOA reader's map holds (default XVS_TOA_TABLE_DEFAULT). */
+  toaTableSize?: number;
   /** Default: PIN_ROOT/netns-INODE. */
   pinDir?: string;
   /** Default: STATE_ROOT/netns-INODE. */
@@ -64,10 +73,9 @@ const LO_LABEL = 'lo:xvs';
 type Mode = RealServerOptions['mode'];
 type XdpMode = NonNullable<RealServerOptions['xdpMode']>;
 
-interface VipState {
-  mode: Mode;
-  interface: string;
-}
+type VipState =
+  | { mode: 'dr' | 'tun'; interface: string }
+  | { mode: 'fullnat'; cgroup: string };
 
 // Kernel ids, not pins, find the running decap: a pin lives as long as its
 // bpffs, which under `ip netns exec` is the one command that mounted it.
@@ -80,7 +88,8 @@ interface DecapState {
   pinDir: string;
 }
 
-const STATE_VERSION = 2;
+// 3: FULLNAT VIPs and the TOA reader. A version 2 file reads as one without them.
+const STATE_VERSION = 3;
 
 interface State {
   version: typeof STATE_VERSION;
@@ -90,6 +99,7 @@ interface State {
   /** Sysctl values from before xvs touched them, keyed `DEV/NAME` (under net/ipv4/conf). */
   saved: Record<string, string>;
   decap: DecapState | null;
+  toa: ToaReaderState | null;
 }
 
 type Undo = () => void | Promise<void>;
@@ -121,7 +131,9 @@ function canonicalVip(text: string): string {
 
 function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: XdpMode } {
   const vip = canonicalVip(String(o.vip ?? '').trim());
-  if (o.mode !== 'dr' && o.mode !== 'tun') throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr or tun`);
+  if (o.mode !== 'dr' && o.mode !== 'tun' && o.mode !== 'fullnat') throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr, tun or fullnat`);
+  if (o.cgroup !== undefined) checkCgroupPath(o.cgroup);
+  if (o.toaTableSize !== undefined) checkTableSize(o.toaTableSize);
   const xdpMode = o.xdpMode ?? REALSERVER_DEFAULTS.xdpMode;
   if (xdpMode !== 'native' && xdpMode !== 'generic') throw new XvsError('BAD_ARGUMENT', `xdp mode "${String(xdpMode)}": use native or generic`);
   if (o.interface !== undefined && !/^[^/\s]{1,15}$/.test(o.interface)) {
@@ -137,13 +149,13 @@ interface StateLocation {
   ownDir: boolean;
 }
 
-function stateLocation(o: RealServerOptions): StateLocation {
+function stateLocation(o: { stateDir?: string | undefined }): StateLocation {
   const dir = o.stateDir ?? netnsDir(REALSERVER_DEFAULTS.stateRoot);
   return { file: path.join(dir, REALSERVER_DEFAULTS.stateFile), ownDir: o.stateDir === undefined };
 }
 
-const emptyState = (): State => ({ version: STATE_VERSION, netns: netnsInode(), vips: {}, saved: {}, decap: null });
-const isEmpty = (s: State): boolean => Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap;
+const emptyState = (): State => ({ version: STATE_VERSION, netns: netnsInode(), vips: {}, saved: {}, decap: null, toa: null });
+const isEmpty = (s: State): boolean => Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap && !s.toa;
 
 function readState(file: string): State {
   if (!existsSync(file)) return emptyState();
@@ -154,6 +166,7 @@ function readState(file: string): State {
   } catch (e) {
     throw new XvsError('SYSTEM', `state file ${file} is unreadable (${message(e)}); fix or remove it`);
   }
+  if ((s.version as number) === 2) s = { ...s, version: STATE_VERSION, toa: null };
   if (s.version !== STATE_VERSION) {
     throw new XvsError('SYSTEM', `state file ${file} has layout version ${String(s.version)}, this xvs reads ${STATE_VERSION}`,
       { hint: 'tear down with the xvs that set it up, or remove the file' });
@@ -182,11 +195,27 @@ function decapAttached(d: DecapState): boolean {
  */
 async function loadState(loc: StateLocation, lines: string[]): Promise<State> {
   const s = readState(loc.file);
-  if (isEmpty(s) || (s.decap && decapAttached(s.decap))) return s;
-  const onLo = await loVips();
-  if (Object.keys(s.vips).some((v) => onLo.has(v))) return s;
+  if (isEmpty(s)) return s;
+  let why = 'none of its VIPs is on lo';
+  if (s.toa) {
+    // The cookie settles it: no later namespace gets this one's.
+    if (s.toa.netnsCookie === currentCookie()) return s;
+    why = 'its TOA reader records another network namespace';
+  } else {
+    if (s.decap && decapAttached(s.decap)) return s;
+    const onLo = await loVips();
+    if (Object.keys(s.vips).some((v) => onLo.has(v))) return s;
+  }
   log.warn({ file: loc.file, vips: Object.keys(s.vips) }, 'state file describes a network namespace that is gone; ignoring it');
-  lines.push(`ignored ${loc.file}: none of its VIPs is on lo, it belongs to a network namespace that is gone`);
+  lines.push(`ignored ${loc.file}: ${why}, it belongs to a network namespace that is gone`);
+  // A reader stays on its cgroup after its namespace goes; it records nothing any more, but holds its map.
+  if (s.toa) {
+    try {
+      await detachToaReader(s.toa, lines);
+    } catch (e) {
+      lines.push(`could not detach that namespace's TOA reader: ${message(e)}`);
+    }
+  }
   rmSync(loc.file, { force: true });
   return emptyState();
 }
@@ -242,7 +271,7 @@ const sysctlName = (key: string): string => `net.ipv4.conf.${key.replace('/', '.
 function wantedSysctls(vips: Record<string, VipState>): Map<string, string> {
   const want = new Map<string, string>();
   for (const [vip, v] of Object.entries(vips)) {
-    if (v6(vip)) continue;
+    if (v.mode === 'fullnat' || v6(vip)) continue;
     for (const dev of ['all', 'lo', v.interface]) {
       want.set(`${dev}/arp_ignore`, '1');
       want.set(`${dev}/arp_announce`, '2');
@@ -485,6 +514,36 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
   s.decap = null;
 }
 
+const describeVip = (v: VipState): string => (v.mode === 'fullnat' ? `fullnat, TOA reader on cgroup ${v.cgroup}` : `${v.mode} on ${v.interface}`);
+const sameVip = (a: VipState, b: VipState): boolean => describeVip(a) === describeVip(b);
+
+/** Runs the TOA reader on the cgroup (attaching it unless ours already runs there). */
+async function syncToaReader(s: State, cgroup: string, pinDir: string, tableSize: number | undefined, ctx: Ctx): Promise<void> {
+  const hint = 'FULLNAT VIPs share one TOA reader: tear them down first to change it';
+  if (s.toa && s.toa.cgroup !== cgroup) {
+    throw new XvsError('BAD_ARGUMENT', `the TOA reader runs on cgroup ${s.toa.cgroup}, not ${cgroup}`, { hint });
+  }
+  if (s.toa && tableSize !== undefined && s.toa.tableSize !== tableSize) {
+    throw new XvsError('BAD_ARGUMENT', `the TOA reader holds ${s.toa.tableSize} connections, not ${tableSize}`, { hint });
+  }
+  if (s.toa && (await toaReaderAttached(s.toa, ctx.lines))) return;
+  if (s.toa) ctx.lines.push(`the TOA reader (program id ${s.toa.progId}) no longer runs on cgroup ${cgroup}; attaching it again`);
+  s.toa = await attachToaReader({ cgroup, pinDir, ...(tableSize === undefined ? {} : { tableSize }) }, ctx);
+}
+
+async function removeToaReader(s: State, vip: string, ctx: Ctx): Promise<void> {
+  if (!s.toa) return;
+  const others = Object.entries(s.vips).filter(([, v]) => v.mode === 'fullnat').map(([k]) => k);
+  if (others.length > 0) {
+    ctx.lines.push(`removed ${vip} (fullnat); the TOA reader stays for ${others.join(', ')}`);
+    return;
+  }
+  await detachToaReader(s.toa, ctx.lines);
+  removeIfEmpty(s.toa.pinDir);
+  if (path.dirname(s.toa.pinDir) === REALSERVER_DEFAULTS.pinRoot) removeIfEmpty(REALSERVER_DEFAULTS.pinRoot);
+  s.toa = null;
+}
+
 export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const { vip, mode, xdpMode } = validate(o);
   const loc = stateLocation(o);
@@ -492,18 +551,27 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const s = await loadState(loc, ctx.lines);
   const changes = ctx.lines.length;
   const prev = s.vips[vip];
-  const iface = o.interface ?? prev?.interface ?? (await routeDevice(vip));
-  if (prev && (prev.mode !== mode || prev.interface !== iface)) {
-    throw new XvsError('BAD_ARGUMENT', `${vip} is set up as ${prev.mode} on ${prev.interface}; tear it down first`);
+  const want: VipState = mode === 'fullnat'
+    ? { mode, cgroup: o.cgroup ?? (prev?.mode === 'fullnat' ? prev.cgroup : undefined) ?? s.toa?.cgroup ?? '/' }
+    : { mode, interface: o.interface ?? (prev && prev.mode !== 'fullnat' ? prev.interface : undefined) ?? (await routeDevice(vip)) };
+  if (prev && !sameVip(prev, want)) {
+    throw new XvsError('BAD_ARGUMENT', `${vip} is set up as ${describeVip(prev)}; tear it down first`);
   }
-  checkInterface(iface);
+  if (want.mode !== 'fullnat') checkInterface(want.interface);
+  const pinDir = o.pinDir ?? netnsDir(REALSERVER_DEFAULTS.pinRoot);
 
   try {
-    s.vips[vip] = { mode, interface: iface };
+    s.vips[vip] = want;
     syncSysctls(s, ctx);
-    await addLoVip(vip, ctx);
-    if (v6(vip)) await checkLinkLocal(iface, ctx);
-    if (mode === 'tun') await syncDecap(s, iface, o.pinDir ?? netnsDir(REALSERVER_DEFAULTS.pinRoot), xdpMode, ctx);
+    if (want.mode === 'fullnat') {
+      // No VIP on lo: the director sends to this host's own address.
+      await syncToaReader(s, want.cgroup, pinDir, o.toaTableSize, ctx);
+      if (!prev && ctx.lines.length === changes) ctx.lines.push(`added ${vip} (fullnat): the TOA reader already runs on cgroup ${want.cgroup}`);
+    } else {
+      await addLoVip(vip, ctx);
+      if (v6(vip)) await checkLinkLocal(want.interface, ctx);
+      if (want.mode === 'tun') await syncDecap(s, want.interface, pinDir, xdpMode, ctx);
+    }
     saveState(loc, s);
   } catch (e) {
     for (const undo of ctx.undo.reverse()) {
@@ -515,7 +583,7 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
     }
     throw isXvsError(e) ? e : new XvsError('SYSTEM', `setup of ${vip} failed: ${message(e)}`, { cause: e });
   }
-  if (ctx.lines.length === changes) ctx.lines.push(`${vip} is already set up (${mode} on ${iface})`);
+  if (ctx.lines.length === changes) ctx.lines.push(`${vip} is already set up (${describeVip(want)})`);
   return ctx.lines;
 }
 
@@ -542,10 +610,22 @@ export async function teardownRealServer(o: RealServerOptions): Promise<string[]
     if (entry.mode !== mode) ctx.lines.push(`${vip} was set up as ${entry.mode}; undoing that`);
     delete s.vips[vip];
     if (entry.mode === 'tun') await step(() => removeDecap(s, vip, ctx));
-    await step(() => removeLoVip(vip, ctx));
+    if (entry.mode === 'fullnat') await step(() => removeToaReader(s, vip, ctx));
+    else await step(() => removeLoVip(vip, ctx));
     await step(() => syncSysctls(s, ctx));
     saveState(loc, s);
   }
   if (failures.length > 0) throw new XvsError('SYSTEM', `teardown of ${vip} incomplete: ${failures.join('; ')}`);
   return ctx.lines;
+}
+
+/** The TOA reader this namespace's state file records, or null (for toa.ts, which reads its map). */
+export function recordedToaReader(o: { stateDir?: string } = {}): ToaReaderState | null {
+  const s = readState(stateLocation(o).file);
+  return s.toa && s.toa.netnsCookie === currentCookie() ? s.toa : null;
+}
+
+/** Where a pin directory defaults to in this network namespace. */
+export function defaultPinDir(): string {
+  return netnsDir(REALSERVER_DEFAULTS.pinRoot);
 }
