@@ -17,6 +17,8 @@ export const ErrorCodes = {
   NO_SERVICE: { exit: 1, hint: 'list services with `xvsadm -L -n`' },
   REAL_EXISTS: { exit: 1, hint: 'use -e to edit it' },
   NO_REAL: { exit: 1, hint: 'list real servers with `xvsadm -L -n`' },
+  LADDR_EXISTS: { exit: 1, hint: 'list them with `xvsadm -G`' },
+  NO_LADDR: { exit: 1, hint: 'list them with `xvsadm -G`' },
   PORT_MAPPING: { exit: 2, hint: 'DR and TUN forward to the service port; use NAT (-m) to change ports' },
   CAPACITY: { exit: 1, hint: undefined },
   NO_DAEMON: { exit: 3, hint: 'start it with `xvsd --interface IF`' },

@@ -128,9 +128,18 @@ XVS_SUBPROG int xvs_nat_sync(const struct xvs_pkt *p, __u8 state)
 
 /* Spreads clients over local addresses and ports; deterministic, as the
  * scheduler's hash, so a client tends to keep its local address. */
-static __always_inline __u32 xvs_client_hash(const struct xvs_pkt *p, __u32 salt)
+/* Spreads a client (address and port) over a service's local addresses:
+ * the bits of the multiplicative hash that a remainder reads depend only on
+ * the input's low bits, so mix first (murmur3's finaliser). */
+static __always_inline __u32 xvs_client_hash(const struct xvs_pkt *p)
 {
-	return xvs_hash32(xvs_addr_fold(p->saddr) ^ ((__u32)p->sport << 16) ^ salt);
+	__u32 h = xvs_addr_fold(p->saddr) ^ ((__u32)p->sport << 16);
+
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
 }
 
 /* The reply side of a FULLNAT flow is at `rk` unless that tuple is in use:
@@ -179,7 +188,7 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	if (!r)
 		return XDP_DROP;
 	sid = p->svc_id;
-	h = xvs_client_hash(p, 0x9e37);
+	h = xvs_client_hash(p);
 	sl = bpf_map_lookup_elem(&xvs_svc_laddrs, &sid);
 	if (!sl || sl->count == 0 || sl->count > XVS_SVC_LADDRS_MAX)
 		goto no_laddr;
@@ -216,7 +225,10 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	n->state = state;
 	n->flags = XVS_NAT_F_FULLNAT;
 
-	h = xvs_client_hash(p, 0x7f4a);
+	/* A random first port, as Linux picks ephemeral ports: a client cannot
+	 * aim its flows at one probe sequence and use it up. One call per new
+	 * FULLNAT flow, never per packet. */
+	h = bpf_get_prandom_u32();
 	for (int k = 0; k < XVS_LPORT_TRIES; k++) {
 		rk.dport = bpf_htons(XVS_LPORT_MIN + (h + k * 7919) % (65536 - XVS_LPORT_MIN));
 		if (xvs_lport_taken(&rk, cfg, now))
