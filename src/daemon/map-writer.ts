@@ -2,6 +2,7 @@ import { XvsError } from '../errors.js';
 import type { ServiceKey } from '../control/protocol.js';
 import { logger } from '../log.js';
 import { CFG_F, FAMILY, FWD, REAL_F, SVC_F } from '../maps/abi.js';
+import { emptySlot } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { createArrayMap, mapFromId, type RawMap } from '../maps/map.js';
 import { modeByCode, MODES } from '../modes/index.js';
@@ -75,12 +76,9 @@ export function serviceFromEntry(key: C.SvcKey, e: C.Svc): Omit<ServiceModel, 'r
   };
 }
 
-/** Offset of xvs_real.family: 0 there means the slot was never used. */
-const REAL_FAMILY_OFFSET = 18;
-
 /** A pinned real entry; undefined for a slot never used. */
 export function realFromEntry(id: number, raw: Buffer): { svcId: number; removed: boolean; real: RealModel } | undefined {
-  if (raw[REAL_FAMILY_OFFSET] === 0) return undefined;
+  if (emptySlot(C.real, raw)) return undefined;
   const e = C.real.decode(raw);
   return {
     svcId: e.svc_id,
@@ -250,7 +248,7 @@ export class MapWriter {
   #putReal(id: number, e: C.Real): void {
     const key = u32(id);
     const raw = this.dp.reals.raw.lookup(key);
-    const old = raw && raw[REAL_FAMILY_OFFSET] !== 0 ? C.real.decode(raw) : undefined;
+    const old = raw && !emptySlot(C.real, raw) ? C.real.decode(raw) : undefined;
     this.#put(this.dp.reals.raw, key, C.real.encode(e));
     const before = old !== undefined && TWO_WAY.has(old.fwd);
     const after = TWO_WAY.has(e.fwd);

@@ -1,4 +1,5 @@
 import { logger } from '../log.js';
+import { emptySlot } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { mapFromId } from '../maps/map.js';
 import type { Dataplane } from './dataplane.js';
@@ -38,8 +39,8 @@ export function restoreModel(dp: Dataplane, limits: Limits): Model {
   const byLaddrId = new Map<number, string>();
   const la = dp.laddrs.raw.lookupBatch(1024);
   la.values.forEach((raw, i) => {
+    if (emptySlot(C.laddr, raw)) return;
     const e = C.laddr.decode(raw);
-    if (e.family === 0) return;
     const id = C.u32Codec.decode(la.keys[i]!);
     laddrIds.set(e.addr, id);
     byLaddrId.set(id, e.addr);
