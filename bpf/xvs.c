@@ -14,34 +14,47 @@
 SEC("xdp")
 int xvs_xdp(struct xdp_md *ctx)
 {
-	struct xvs_pkt p = {};
+	struct xvs_scratch *s = xvs_scratch_get();
 	struct xvs_real *r = NULL;
 	struct xvs_config *cfg;
+	struct xvs_pkt *p;
 	__u32 zero = 0;
 	int rc;
 
 	xvs_count(XVS_CNT_RX);
-	rc = xvs_parse(ctx, &p);
+	if (!s)
+		return XDP_PASS;
+	p = &s->pkt;
+	__builtin_memset(p, 0, sizeof(*p));
+	rc = xvs_parse(ctx, p);
 	if (rc != XVS_CONTINUE)
 		return rc;
 	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	if (!cfg)
 		return XDP_PASS;
-	rc = xvs_nat_reply(ctx, &p, cfg);
-	if (rc != XVS_CONTINUE)
-		return rc;
-	rc = xvs_flow(ctx, &p, cfg, &r);
+	if (cfg->flags & XVS_CFG_F_TWO_WAY) {
+		rc = xvs_nat_reply(ctx, p);
+		if (rc != XVS_CONTINUE)
+			return rc;
+	}
+	rc = xvs_flow(ctx, p, cfg, &r);
 	if (rc != XVS_CONTINUE)
 		return rc;
 	if (!r)
 		return XDP_DROP;
 	switch (r->fwd) {
 	case XVS_FWD_DR:
-		return xvs_fwd_dr(ctx, &p, r);
+		return xvs_fwd_dr(ctx, p, r);
 	case XVS_FWD_TUN:
-		return xvs_fwd_tun(ctx, &p, r);
+		return xvs_fwd_tun(ctx, p, r);
 	case XVS_FWD_NAT:
-		return xvs_fwd_nat(ctx, &p, r);
+		return xvs_fwd_nat(ctx, p);
+	case XVS_FWD_FULLNAT:
+		/* Here, not inside xvs_fwd_fullnat: two nested subprograms' frames
+		 * would not fit the stack's 512 bytes. */
+		if (p->toa)
+			xvs_toa_add(ctx, p);
+		return xvs_fwd_fullnat(ctx, p);
 	default:
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;

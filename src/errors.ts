@@ -19,6 +19,8 @@ export const ErrorCodes = {
   NO_REAL: { exit: 1, hint: 'list real servers with `xvsadm -L -n`' },
   NO_TOA: { exit: 1, hint: 'the connection carried no TOA, has closed, or belongs to another network namespace' },
   NO_TOA_READER: { exit: 3, hint: 'set it up with `xvs realserver setup --vip VIP --mode fullnat`' },
+  LADDR_EXISTS: { exit: 1, hint: 'list them with `xvsadm -G`' },
+  NO_LADDR: { exit: 1, hint: 'list them with `xvsadm -G`' },
   PORT_MAPPING: { exit: 2, hint: 'DR and TUN forward to the service port; use NAT (-m) to change ports' },
   CAPACITY: { exit: 1, hint: undefined },
   NO_DAEMON: { exit: 3, hint: 'start it with `xvsd --interface IF`' },

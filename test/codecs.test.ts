@@ -25,8 +25,8 @@ describe('codecs', () => {
     roundTrip(connKey, { saddr: '198.51.100.7', daddr: '192.0.2.10', sport: 40000, dport: 80, proto: 6, family: 2 });
     roundTrip(connKey, { saddr: '2001:db8:1::7', daddr: '2001:db8::10', sport: 1, dport: 2, proto: 17, family: 10 });
     roundTrip(conn, { last_seen: 2 ** 53 - 1, real_id: 16383, real_gen: 9, svc_id: 1023, state: 5, flags: 1, lport: 61000, laddr_id: 3 });
-    roundTrip(nat, { last_seen: 7, vaddr: '192.0.2.80', caddr: '203.0.113.7', vport: 80, cport: 40000, real_id: 3, svc_id: 2, ifindex: 9, cmac: '02:00:00:00:00:fe', smac: '02:00:00:00:01:01', family: 2, state: 1 });
-    roundTrip(nat, { last_seen: 0, vaddr: '2001:db8::80', caddr: '2001:db8:ff::7', vport: 443, cport: 1, real_id: 0, svc_id: 0, ifindex: 1, cmac: '00:00:00:00:00:00', smac: 'ff:ff:ff:ff:ff:ff', family: 10, state: 11 });
+    roundTrip(nat, { last_seen: 7, vaddr: '192.0.2.80', caddr: '203.0.113.7', vport: 80, cport: 40000, real_id: 3, svc_id: 2, ifindex: 9, cmac: '02:00:00:00:00:fe', smac: '02:00:00:00:01:01', family: 2, state: 1, flags: 0 });
+    roundTrip(nat, { last_seen: 0, vaddr: '2001:db8::80', caddr: '2001:db8:ff::7', vport: 443, cport: 1, real_id: 0, svc_id: 0, ifindex: 1, cmac: '00:00:00:00:00:00', smac: 'ff:ff:ff:ff:ff:ff', family: 10, state: 11, flags: 1 });
     roundTrip(addrKey, { addr: '192.0.2.11', family: 2 });
     roundTrip(persistKey, { caddr: '203.0.113.0', svc_id: 3, family: 2 });
     roundTrip(persist, { last_seen: 12345, real_id: 4, real_gen: 5 });

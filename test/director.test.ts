@@ -353,11 +353,12 @@ describe('director: every change a transaction', { skip }, () => {
       [{ op: 'add-service', svc: { ...tcp(85), scheduler: 'rr' } }, 'SERVICE_EXISTS'],
       [{ op: 'add-real', key: tcp(85), real: real('10.3.0.1') }, 'REAL_EXISTS'],
       [{ op: 'add-real', key: tcp(85), real: { ...real('10.3.0.98'), port: 8080 } }, 'PORT_MAPPING'],
-      [{ op: 'add-real', key: tcp(85), real: { ...real('10.3.0.98'), fwd: 'fullnat' } }, 'UNSUPPORTED'],
+      // FULLNAT rewrites both addresses within one family (no NAT64).
+      [{ op: 'add-real', key: tcp(85), real: { ...real('2001:db8::98'), fwd: 'fullnat' } }, 'BAD_ADDRESS'],
       // DR cannot carry an IPv4 VIP's packets to an IPv6 real server.
       [{ op: 'add-real', key: tcp(85), real: real('2001:db8::11') }, 'BAD_ADDRESS'],
       [{ op: 'add-real', key: tcp(99), real: real('10.3.0.98') }, 'NO_SERVICE'],
-      [{ op: 'edit-real', key: tcp(87), real: { ...real('10.3.1.1'), fwd: 'fullnat' } }, 'UNSUPPORTED'],
+      [{ op: 'edit-real', key: tcp(87), real: { ...real('10.3.1.1'), fwd: 'nat', port: 8087 } }, 'NO_REAL'],
       [{ op: 'edit-real', key: tcp(85), real: real('10.3.9.9') }, 'NO_REAL'],
       [{ op: 'edit-real', key: tcp(99), real: real('10.3.0.1') }, 'NO_SERVICE'],
       [{ op: 'del-real', key: tcp(85), real: { addr: '10.3.9.9', port: 0 } }, 'NO_REAL'],

@@ -15,6 +15,16 @@
  * other value a stage returns is the packet's XDP verdict. */
 #define XVS_CONTINUE -1
 
+/*
+ * A global BPF subprogram: the verifier checks it once, on its own, instead
+ * of at every place it would be inlined, and it has a stack frame of its
+ * own. For the rarely taken paths (ICMP answers, opening NAT and FULLNAT
+ * flows, TOA), whose size would otherwise multiply the packet path's
+ * verification and crowd its 512 bytes of stack. Its pointer arguments may
+ * be NULL as far as the verifier knows; it checks them.
+ */
+#define XVS_SUBPROG __attribute__((noinline))
+
 #define XVS_VLAN_MAX 2
 #define XVS_L2_MAX (ETH_HLEN + 4 * XVS_VLAN_MAX)
 #define XVS_IPV6_HLEN 40
@@ -22,26 +32,39 @@
 /*
  * One parsed packet, whatever its family: offsets from ctx->data, addresses
  * as 16 bytes (IPv4 in word 0, the rest zero, as in the ABI), ports in
- * network order. The flow stage adds whose packet it is.
+ * network order. Its first 40 bytes are its 5-tuple as the connection tables
+ * key it (`key`), so a lookup needs no copy. The flow stage adds whose
+ * packet it is. It lives in a per-CPU map (xvs_scratch), not on the stack,
+ * which the packet path's subprograms need.
  */
 struct xvs_pkt {
+	union {
+		struct xvs_conn_key key;
+		struct {
+			__be32 saddr[4];
+			__be32 daddr[4];
+			__be16 sport;
+			__be16 dport;
+			__u8 proto;        /* L4: IPPROTO_TCP or IPPROTO_UDP */
+			__u8 family;       /* XVS_AF_* */
+			__u8 key_pad[2];
+		};
+	};
 	__u32 l3_off;      /* = the L2 header's length */
 	__u32 l4_off;      /* after the IPv4 header with options, or IPv6 with extension headers */
 	__u16 ip_len;      /* the whole IP packet: IPv4 total length, or 40 + IPv6 payload length */
-	__u8 family;       /* XVS_AF_* */
-	__u8 proto;        /* L4: IPPROTO_TCP or IPPROTO_UDP */
 	__u8 tcp_flags;
 	__u8 df;           /* IPv4 DF; always 1 for IPv6, which routers never fragment */
 	__u8 tos;          /* IPv4 TOS or IPv6 traffic class */
 	__u8 ttl;          /* IPv4 TTL or IPv6 hop limit */
-	__be32 saddr[4];
-	__be32 daddr[4];
-	__be16 sport;
-	__be16 dport;
+	__u16 payload;     /* TCP: bytes of data after the header */
+	__u8 is_new;       /* this packet created its flow */
+	__u8 toa;          /* FULLNAT: this segment is to carry the client's address */
 	__u32 svc_id;
 	__u32 real_id;
-	__u8 is_new;       /* this packet created its flow */
-	__u8 pad0[3];
+	__u32 laddr_id;    /* FULLNAT: the flow's local address (xvs_laddrs) ... */
+	__be16 lport;      /* ... and port */
+	__u8 pad0[2];
 };
 
 #define XVS_TCP_FIN 0x01

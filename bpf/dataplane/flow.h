@@ -37,18 +37,6 @@ static __always_inline void xvs_account(const struct xvs_pkt *p)
 	}
 }
 
-static __always_inline void xvs_conn_key(struct xvs_conn_key *k, const struct xvs_pkt *p)
-{
-	__builtin_memcpy(k->saddr, p->saddr, 16);
-	__builtin_memcpy(k->daddr, p->daddr, 16);
-	k->sport = p->sport;
-	k->dport = p->dport;
-	k->proto = p->proto;
-	k->family = p->family;
-	k->pad0[0] = 0;
-	k->pad0[1] = 0;
-}
-
 /* A closing state: a SYN there starts a new connection on the old tuple. */
 static __always_inline int xvs_closing(__u8 state)
 {
@@ -85,6 +73,22 @@ static __always_inline int xvs_entry(const struct xvs_conn *c, const struct xvs_
 	return XVS_HIT;
 }
 
+/* This packet belongs to the entry's flow: whose it is, and (FULLNAT)
+ * whether it is to carry the client's address to the real server. */
+static __always_inline void xvs_follow(struct xvs_conn *c, struct xvs_pkt *p, const struct xvs_real *r)
+{
+	p->svc_id = c->svc_id;
+	p->real_id = c->real_id;
+	p->laddr_id = c->laddr_id;
+	p->lport = c->lport;
+	if (r->fwd == XVS_FWD_FULLNAT && p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_ACK) &&
+	    !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST)) && !(c->flags & XVS_CONN_F_TOA_DONE)) {
+		p->toa = 1;
+		if (p->payload)
+			c->flags |= XVS_CONN_F_TOA_DONE;
+	}
+}
+
 /* The table a client's segment follows: the input table when the director
  * sees the replies too, the input-only one otherwise. */
 static __always_inline int xvs_in_dir(const struct xvs_real *r)
@@ -105,7 +109,7 @@ static __always_inline void xvs_conn_state(struct xvs_conn *c, const struct xvs_
 		return;
 	c->state = ns;
 	if (xvs_in_dir(r) == XVS_DIR_IN)
-		xvs_nat_sync(p, r, c, ns);
+		xvs_nat_sync(p, ns);
 }
 
 /* Refreshes a confirmed flow: its clock (and its persistence template) at
@@ -163,83 +167,79 @@ static __always_inline void xvs_new_entry(struct xvs_conn *nc, const struct xvs_
 /* Moves a new flow the client has confirmed (its ACK, or a second datagram)
  * to xvs_conns, where a flood of new flows cannot reach it; its reply side
  * goes along. */
-static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt *p, const struct xvs_real *r,
-					const struct xvs_conn_key *key, __u64 now)
+static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt *p, const struct xvs_real *r, __u64 now)
 {
 	struct xvs_conn nc = *c;
 
 	nc.state = p->proto == IPPROTO_TCP ? xvs_tcp_state(c->state, p->tcp_flags, xvs_in_dir(r)) : XVS_CS_UDP;
 	nc.last_seen = now;
-	bpf_map_update_elem(&xvs_conns, key, &nc, BPF_ANY);
-	bpf_map_delete_elem(&xvs_syn_conns, key);
+	bpf_map_update_elem(&xvs_conns, &p->key, &nc, BPF_ANY);
+	bpf_map_delete_elem(&xvs_syn_conns, &p->key);
 	if (xvs_in_dir(r) == XVS_DIR_IN)
-		xvs_nat_promote(p, r, nc.state, now);
+		xvs_nat_promote(p, nc.state);
 	xvs_count(XVS_CNT_PROMOTED);
 }
 
 /* An entry of xvs_conns that this packet may follow: its flow's real server
  * (XVS_HIT), or the entry went (a new connection on its tuple) or was not
  * usable (XVS_MISS). */
-static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_config *cfg, const struct xvs_conn_key *key,
-					 __u64 now, int syn, struct xvs_real **rp)
+static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_config *cfg, __u64 now, int syn,
+					 struct xvs_real **rp)
 {
-	struct xvs_conn *c = bpf_map_lookup_elem(&xvs_conns, key);
+	struct xvs_conn *c = bpf_map_lookup_elem(&xvs_conns, &p->key);
 	int rc;
 
 	if (!c)
 		return XVS_MISS;
 	rc = xvs_entry(c, cfg, now, syn, rp);
 	if (rc == XVS_HIT) {
-		p->svc_id = c->svc_id;
-		p->real_id = c->real_id;
+		xvs_follow(c, p, *rp);
 		xvs_conn_state(c, p, *rp);
 		xvs_touch(c, p, cfg, now);
 		return XVS_HIT;
 	}
 	if (rc == XVS_RESCHEDULE)
-		bpf_map_delete_elem(&xvs_conns, key);
+		bpf_map_delete_elem(&xvs_conns, &p->key);
 	return XVS_MISS;
 }
 
 /*
- * Finds or creates the flow and records it in p (service, real server, new
- * or not). Returns XVS_CONTINUE with *rp set, or the packet's verdict.
- *
- * Each kind of packet looks first where it most likely is: a SYN in
- * xvs_syn_conns (a retransmission costs that one lookup), anything else in
- * xvs_conns (an established packet costs that one lookup). The service is
- * looked up only for a flow that is not in either table.
+ * Everything but an established packet's one lookup: a new flow waiting for
+ * its confirmation (a SYN looks there first: a retransmission costs that one
+ * lookup), a SYN on a confirmed flow, a packet of no flow, and a new flow.
+ * Records the flow in p (real server included) and returns XVS_CONTINUE, or
+ * the packet's verdict. A subprogram (see XVS_SUBPROG): the new-flow path's
+ * temporaries stay off the established path's stack.
  */
-static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg,
-				    struct xvs_real **rp)
+XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 {
-	struct xvs_conn_key key;
 	struct xvs_conn nc;
 	struct xvs_conn *c;
 	struct xvs_svc *svc;
-	struct xvs_real *r;
+	struct xvs_real *r = NULL;
+	struct xvs_config *cfg;
 	__u64 now = bpf_jiffies64();
-	int tcp = p->proto == IPPROTO_TCP;
-	int syn = tcp && (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
-	__u32 rid;
+	__u32 zero = 0, rid;
+	int tcp, syn;
 
-	xvs_conn_key(&key, p);
-	if (!syn && xvs_confirmed(p, cfg, &key, now, 0, rp) == XVS_HIT)
-		return XVS_CONTINUE;
+	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
+	if (!p || !cfg)
+		return XDP_DROP;
+	tcp = p->proto == IPPROTO_TCP;
+	syn = tcp && (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
 
-	c = bpf_map_lookup_elem(&xvs_syn_conns, &key);
-	if (c && xvs_entry(c, cfg, now, syn, rp) == XVS_HIT) {
-		p->svc_id = c->svc_id;
-		p->real_id = c->real_id;
+	c = bpf_map_lookup_elem(&xvs_syn_conns, &p->key);
+	if (c && xvs_entry(c, cfg, now, syn, &r) == XVS_HIT) {
+		xvs_follow(c, p, r);
 		if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST))))
-			xvs_promote(c, p, *rp, &key, now);
+			xvs_promote(c, p, r, now);
 		else if (!syn)
-			xvs_conn_state(c, p, *rp);
+			xvs_conn_state(c, p, r);
 		return XVS_CONTINUE;
 	}
 
 	/* A SYN on a confirmed flow: the same connection, or a new one on its tuple. */
-	if (syn && xvs_confirmed(p, cfg, &key, now, 1, rp) == XVS_HIT)
+	if (syn && xvs_confirmed(p, cfg, now, 1, &r) == XVS_HIT)
 		return XVS_CONTINUE;
 
 	svc = xvs_service(p);
@@ -249,7 +249,7 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 	}
 	p->svc_id = svc->id;
 	if (tcp && !syn)
-		return xvs_stray(p, svc, rp);
+		return xvs_stray(p, svc, &r);
 
 	r = xvs_pick(p, svc, cfg, now, &rid);
 	if (!r) {
@@ -257,13 +257,44 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 		return xvs_icmp_port_unreach(ctx, p);
 	}
 	xvs_new_entry(&nc, p, svc, r, rid, now);
-	bpf_map_update_elem(&xvs_syn_conns, &key, &nc, BPF_ANY);
-	p->is_new = 1;
 	p->real_id = rid;
-	if (xvs_in_dir(r) == XVS_DIR_IN)
-		xvs_nat_open(ctx, p, r, nc.state, now);
-	*rp = r;
+	if (r->fwd == XVS_FWD_FULLNAT) {
+		int verdict = xvs_fnat_open(ctx, p, nc.state);
+
+		if (verdict)
+			return verdict;
+		nc.laddr_id = p->laddr_id;
+		nc.lport = p->lport;
+	} else if (r->fwd == XVS_FWD_NAT) {
+		xvs_nat_open(ctx, p, nc.state);
+	}
+	bpf_map_update_elem(&xvs_syn_conns, &p->key, &nc, BPF_ANY);
+	p->is_new = 1;
 	return XVS_CONTINUE;
+}
+
+/*
+ * Finds or creates the flow and records it in p (service, real server, new
+ * or not). Returns XVS_CONTINUE with *rp set, or the packet's verdict. A
+ * packet other than a SYN looks in xvs_conns first: an established packet
+ * costs that one lookup and no service lookup, inline.
+ */
+static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg,
+				    struct xvs_real **rp)
+{
+	int syn = p->proto == IPPROTO_TCP &&
+		  (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
+	__u32 id;
+	int rc;
+
+	if (!syn && xvs_confirmed(p, cfg, bpf_jiffies64(), 0, rp) == XVS_HIT)
+		return XVS_CONTINUE;
+	rc = xvs_flow_more(ctx, p);
+	if (rc != XVS_CONTINUE)
+		return rc;
+	id = p->real_id;
+	*rp = bpf_map_lookup_elem(&xvs_reals, &id);
+	return *rp ? XVS_CONTINUE : XDP_DROP;
 }
 
 #endif

@@ -28,12 +28,30 @@
  * (their content is undefined), and the rest follows unchanged. Every
  * packet pointer the caller held is invalid afterwards: reload ctx->data
  * and ctx->data_end and check again before writing into the room. */
+/* The moved headers' copy: a per-CPU map value rather than the stack, which
+ * a caller's chain of subprograms shares (512 bytes in all). Never pinned. */
+struct xvs_hdrmove_buf {
+	__u8 b[XVS_HDRMOVE_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_hdrmove_buf);
+} xvs_hdrmove_scratch SEC(".maps");
+
 static __always_inline int xvs_open_room(struct xdp_md *ctx, __u32 at, __u32 room)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u8 buf[XVS_HDRMOVE_MAX];
+	__u32 zero = 0;
+	struct xvs_hdrmove_buf *hb = bpf_map_lookup_elem(&xvs_hdrmove_scratch, &zero);
+	__u8 *buf;
 
+	if (!hb)
+		return XVS_PRIM_EARG;
+	buf = hb->b;
 	if (at > XVS_HDRMOVE_MAX || room == 0 || room > XVS_ROOM_MAX)
 		return XVS_PRIM_EARG;
 	if (data + at > data_end)

@@ -170,8 +170,10 @@ err:
 	return XDP_DROP;
 }
 
-static __always_inline int xvs_icmp_port_unreach(struct xdp_md *ctx, const struct xvs_pkt *p)
+XVS_SUBPROG int xvs_icmp_port_unreach(struct xdp_md *ctx, const struct xvs_pkt *p)
 {
+	if (!p)
+		return XDP_DROP;
 	if (p->family == XVS_AF_INET6)
 		return xvs_icmp6_error(ctx, p, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0);
 	return xvs_icmp4_error(ctx, p, ICMP_PORT_UNREACH, 0);
@@ -179,8 +181,10 @@ static __always_inline int xvs_icmp_port_unreach(struct xdp_md *ctx, const struc
 
 /* The packet does not fit the path once encapsulated: tell the client the
  * MTU it has (mtu, already less the encapsulation). */
-static __always_inline int xvs_icmp_too_big(struct xdp_md *ctx, const struct xvs_pkt *p, __u32 mtu)
+XVS_SUBPROG int xvs_icmp_too_big(struct xdp_md *ctx, const struct xvs_pkt *p, __u32 mtu)
 {
+	if (!p)
+		return XDP_DROP;
 	xvs_count(XVS_CNT_FRAG_NEEDED);
 	if (p->family == XVS_AF_INET6)
 		return xvs_icmp6_error(ctx, p, ICMPV6_PKT_TOOBIG, 0, mtu < XVS_IPV6_MIN_MTU ? XVS_IPV6_MIN_MTU : mtu);

@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "xvs_abi.h"
+#include "common.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -94,6 +95,21 @@ struct {
 	__type(value, struct xvs_nat);
 } xvs_nat_syn SEC(".maps");
 
+/* FULLNAT's local addresses, by id, and each service's set of them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_LADDRS);
+	__type(key, __u32);
+	__type(value, struct xvs_laddr);
+} xvs_laddrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct xvs_svc_laddrs);
+} xvs_svc_laddrs SEC(".maps");
+
 /* Addresses of NAT and FULLNAT real servers: a packet from one may be a
  * reply (value: how many such real servers have it). */
 struct {
@@ -146,6 +162,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xvs_config);
 } xvs_config SEC(".maps");
+
+/* One packet's working memory, per CPU (XDP runs one packet at a time on a
+ * CPU), off the stack, whose 512 bytes the whole chain of subprograms
+ * shares. Never pinned: nothing in it outlives the packet. */
+struct xvs_scratch {
+	struct xvs_pkt pkt;
+	struct xvs_nat nat; /* the reply side a new NAT/FULLNAT flow opens */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_scratch);
+} xvs_scratch SEC(".maps");
+
+/* This CPU's scratch (never NULL in practice: a one-entry array). */
+static __always_inline struct xvs_scratch *xvs_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&xvs_scratch, &zero);
+}
 
 static __always_inline void xvs_count(enum xvs_counter idx)
 {

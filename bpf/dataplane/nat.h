@@ -3,7 +3,8 @@
  * LVS-NAT (masquerading): the client's packet goes to the real server with
  * its destination rewritten to RIP:rport; the real server answers through
  * the director (its gateway), which rewrites the reply's source back to
- * VIP:vport and sends it the way the client's packets came. A reply that
+ * VIP:vport and sends it the way the client's packets came. FULLNAT's
+ * replies come here too: their destination goes back to CIP:cport. A reply that
  * matches no flow is not touched: it goes to the kernel, never rewritten by
  * guess. Checksums follow incrementally (rewrite.h).
  */
@@ -13,13 +14,24 @@
 #include "nexthop.h"
 #include "rewrite.h"
 #include "tcpstate.h"
+#include "fullnat.h"
 
-static __always_inline int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_real *r)
+/* A subprogram (see XVS_SUBPROG), as the rewrite's stack would crowd the
+ * packet path's. */
+XVS_SUBPROG int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	struct xvs_nexthop fib = {};
 	const struct xvs_nexthop *nh;
+	struct xvs_real *r;
+	__u32 id;
 	int verdict;
 
+	if (!p)
+		return XDP_DROP;
+	id = p->real_id;
+	r = bpf_map_lookup_elem(&xvs_reals, &id);
+	if (!r)
+		return XDP_DROP;
 	if (r->family != p->family) {
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
@@ -77,26 +89,28 @@ static __always_inline void xvs_nat_reply_state(struct xvs_nat *n, const struct 
  * A packet from a NAT real server that belongs to a flow: rewritten back to
  * the service and sent to the client; XVS_CONTINUE for anything else (the
  * rest of the chain decides: it may be a client of a VIP, or the real
- * server's own traffic for the kernel).
+ * server's own traffic for the kernel). A subprogram (see XVS_SUBPROG),
+ * called only while some real server is NAT or FULLNAT.
  */
-static __always_inline int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg)
+XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	struct xvs_addr_key ak = {};
-	struct xvs_conn_key key;
+	struct xvs_config *cfg;
 	struct xvs_nat *n;
+	__u32 zero = 0, bytes;
 	__u64 now;
-	__u32 bytes = p->ip_len;
 
-	if (!(cfg->flags & XVS_CFG_F_TWO_WAY))
+	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
+	if (!p || !cfg)
 		return XVS_CONTINUE;
+	bytes = p->ip_len;
 	__builtin_memcpy(ak.addr, p->saddr, 16);
 	ak.family = p->family;
 	if (!bpf_map_lookup_elem(&xvs_nat_reals, &ak))
 		return XVS_CONTINUE;
-	xvs_conn_key(&key, p);
-	n = bpf_map_lookup_elem(&xvs_nats, &key);
+	n = bpf_map_lookup_elem(&xvs_nats, &p->key);
 	if (!n)
-		n = bpf_map_lookup_elem(&xvs_nat_syn, &key);
+		n = bpf_map_lookup_elem(&xvs_nat_syn, &p->key);
 	now = bpf_jiffies64();
 	if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
 		return XVS_CONTINUE;
@@ -105,10 +119,14 @@ static __always_inline int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p, 
 		xvs_nat_reply_state(n, p);
 	if (now - n->last_seen >= cfg->hz)
 		n->last_seen = now;
-	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, n->vaddr, n->vport)) {
+	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, n->vaddr, n->vport) ||
+	    ((n->flags & XVS_NAT_F_FULLNAT) &&
+	     xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, n->caddr, n->cport))) {
 		xvs_count(XVS_CNT_NAT_PASS);
 		return XDP_DROP;
 	}
+	if ((n->flags & XVS_NAT_F_FULLNAT) && p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN))
+		xvs_mss_clamp(ctx, p, xvs_toa_len(n->family));
 	/* The reply is routed through the director, which is a router for it. */
 	if (xvs_ttl_decrement(ctx, p->l3_off, p->family)) {
 		xvs_count(XVS_CNT_TTL_EXCEEDED);

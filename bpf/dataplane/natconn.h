@@ -3,86 +3,260 @@
  * The reply side of NAT and FULLNAT flows (struct xvs_nat): opened with the
  * flow, confirmed with it, and kept in the same TCP state, so either side's
  * timeout follows the connection as IPVS's one entry does. The key is the
- * reply's 5-tuple: real server to client (NAT).
+ * reply's 5-tuple: real server to client (NAT) or to the flow's local
+ * address and port (FULLNAT, opened by fullnat.h, which allocates them).
  */
 #ifndef XVS_NATCONN_H
 #define XVS_NATCONN_H
 
 #include "common.h"
 #include "maps.h"
+#include "sched.h"
 
-static __always_inline void xvs_reply_key(struct xvs_conn_key *k, const struct xvs_pkt *p, const struct xvs_real *r)
+/* The reply's tuple: real server to client (NAT), or to the flow's local
+ * address and port (FULLNAT). -1 when that address is gone. */
+static __always_inline int xvs_reply_key(struct xvs_conn_key *k, const struct xvs_pkt *p, const struct xvs_real *r)
 {
 	__builtin_memcpy(k->saddr, r->addr, 16);
-	__builtin_memcpy(k->daddr, p->saddr, 16);
 	k->sport = r->port;
-	k->dport = p->sport;
 	k->proto = p->proto;
 	k->family = r->family;
 	k->pad0[0] = 0;
 	k->pad0[1] = 0;
+	if (r->fwd == XVS_FWD_FULLNAT) {
+		__u32 id = p->laddr_id;
+		struct xvs_laddr *la = bpf_map_lookup_elem(&xvs_laddrs, &id);
+
+		if (!la)
+			return -1;
+		__builtin_memcpy(k->daddr, la->addr, 16);
+		k->dport = p->lport;
+		return 0;
+	}
+	__builtin_memcpy(k->daddr, p->saddr, 16);
+	k->dport = p->sport;
+	return 0;
 }
 
 /* Opens the reply side of a new flow: what its replies become and where they
  * go, which is back the way the client's packets came (their interface and
  * MACs), so a reply needs no route lookup. */
-static __always_inline void xvs_nat_open(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r,
-					 __u8 state, __u64 now)
+/* New flows only: a subprogram. */
+XVS_SUBPROG int xvs_nat_open(struct xdp_md *ctx, const struct xvs_pkt *p, __u8 state)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
+	struct xvs_scratch *s = xvs_scratch_get();
 	struct xvs_conn_key rk;
-	struct xvs_nat n = {};
+	struct xvs_real *r;
+	struct xvs_nat *n;
+	__u32 id;
 
-	if ((void *)(eth + 1) > data_end)
-		return;
-	xvs_reply_key(&rk, p, r);
-	n.last_seen = now;
-	__builtin_memcpy(n.vaddr, p->daddr, 16);
-	__builtin_memcpy(n.caddr, p->saddr, 16);
-	n.vport = p->dport;
-	n.cport = p->sport;
-	n.real_id = p->real_id;
-	n.svc_id = p->svc_id;
-	n.ifindex = ctx->ingress_ifindex;
-	__builtin_memcpy(n.cmac, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(n.smac, eth->h_dest, ETH_ALEN);
-	n.family = p->family;
-	n.state = state;
-	bpf_map_update_elem(&xvs_nat_syn, &rk, &n, BPF_ANY);
+	if (!p || !s)
+		return 0;
+	id = p->real_id;
+	r = bpf_map_lookup_elem(&xvs_reals, &id);
+	if (!r || (void *)(eth + 1) > data_end || xvs_reply_key(&rk, p, r))
+		return 0;
+	n = &s->nat;
+	__builtin_memset(n, 0, sizeof(*n));
+	n->last_seen = bpf_jiffies64();
+	__builtin_memcpy(n->vaddr, p->daddr, 16);
+	__builtin_memcpy(n->caddr, p->saddr, 16);
+	n->vport = p->dport;
+	n->cport = p->sport;
+	n->real_id = p->real_id;
+	n->svc_id = p->svc_id;
+	n->ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(n->cmac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(n->smac, eth->h_dest, ETH_ALEN);
+	n->family = p->family;
+	n->state = state;
+	bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_ANY);
+	return 0;
 }
 
-/* The flow was confirmed: its reply side moves to xvs_nats too. */
-static __always_inline void xvs_nat_promote(const struct xvs_pkt *p, const struct xvs_real *r, __u8 state, __u64 now)
+/* The flow was confirmed: its reply side moves to xvs_nats too. A
+ * subprogram (see XVS_SUBPROG): once per flow. */
+XVS_SUBPROG int xvs_nat_promote(const struct xvs_pkt *p, __u8 state)
 {
 	struct xvs_conn_key rk;
 	struct xvs_nat *n, copy;
+	struct xvs_real *r;
+	__u32 id;
 
-	xvs_reply_key(&rk, p, r);
+	if (!p)
+		return 0;
+	id = p->real_id;
+	r = bpf_map_lookup_elem(&xvs_reals, &id);
+	if (!r || xvs_reply_key(&rk, p, r))
+		return 0;
 	n = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
 	if (!n)
-		return;
+		return 0;
 	copy = *n;
 	copy.state = state;
-	copy.last_seen = now;
+	copy.last_seen = bpf_jiffies64();
 	bpf_map_update_elem(&xvs_nats, &rk, &copy, BPF_ANY);
 	bpf_map_delete_elem(&xvs_nat_syn, &rk);
+	return 0;
 }
 
-/* The client's segment changed the connection's state: the reply side's copy follows. */
-static __always_inline void xvs_nat_sync(const struct xvs_pkt *p, const struct xvs_real *r, const struct xvs_conn *c,
-					 __u8 state)
+/* The client's segment changed the connection's state: the reply side's
+ * copy follows (a subprogram: on state changes only). */
+XVS_SUBPROG int xvs_nat_sync(const struct xvs_pkt *p, __u8 state)
 {
 	struct xvs_conn_key rk;
 	struct xvs_nat *n;
+	struct xvs_real *r;
+	__u32 id;
 
-	xvs_reply_key(&rk, p, r);
+	if (!p)
+		return 0;
+	id = p->real_id;
+	r = bpf_map_lookup_elem(&xvs_reals, &id);
+	if (!r || xvs_reply_key(&rk, p, r))
+		return 0;
 	n = bpf_map_lookup_elem(&xvs_nats, &rk);
 	if (!n)
 		n = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
-	if (n && n->real_id == c->real_id)
+	if (n && n->real_id == p->real_id)
 		n->state = state;
+	return 0;
+}
+
+/* Spreads clients over local addresses and ports; deterministic, as the
+ * scheduler's hash, so a client tends to keep its local address. */
+/* Spreads a client (address and port) over a service's local addresses:
+ * the bits of the multiplicative hash that a remainder reads depend only on
+ * the input's low bits, so mix first (murmur3's finaliser). */
+static __always_inline __u32 xvs_client_hash(const struct xvs_pkt *p)
+{
+	__u32 h = xvs_addr_fold(p->saddr) ^ ((__u32)p->sport << 16);
+
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
+/* The reply side of a FULLNAT flow is at `rk` unless that tuple is in use:
+ * by a confirmed flow's reply side, or a new one's that has not expired. An
+ * expired one is removed: its port is free again. */
+static __always_inline int xvs_lport_taken(const struct xvs_conn_key *rk, const struct xvs_config *cfg, __u64 now)
+{
+	struct xvs_nat *e = bpf_map_lookup_elem(&xvs_nats, rk);
+
+	if (e) {
+		if (xvs_fresh(cfg, e->last_seen, now, e->state))
+			return 1;
+		bpf_map_delete_elem(&xvs_nats, rk);
+	}
+	return 0;
+}
+
+/*
+ * Gives a new FULLNAT flow a local address of its service and a local port
+ * no live flow to the same RIP:rport from that address has, and opens its
+ * reply side there (p->laddr_id, p->lport). The reply tables are the
+ * allocator: a port is in use while a reply side holds its tuple, and
+ * BPF_NOEXIST makes the claim atomic across CPUs. Returns 0, or a verdict
+ * (counted) when the service has no local address or no port was free. A
+ * subprogram, as xvs_nat_open.
+ */
+XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u64 now = bpf_jiffies64();
+	__u32 zero = 0, sid, h, id, idx;
+	struct xvs_config *cfg = bpf_map_lookup_elem(&xvs_config, &zero);
+	struct xvs_svc_laddrs *sl;
+	struct xvs_laddr *la;
+	struct xvs_real *r;
+	struct xvs_scratch *s = xvs_scratch_get();
+	struct xvs_conn_key rk = {};
+	struct xvs_nat *n, *e;
+
+	if (!p || !cfg || !s)
+		return XDP_DROP;
+	id = p->real_id;
+	r = bpf_map_lookup_elem(&xvs_reals, &id);
+	if (!r)
+		return XDP_DROP;
+	sid = p->svc_id;
+	h = xvs_client_hash(p);
+	sl = bpf_map_lookup_elem(&xvs_svc_laddrs, &sid);
+	if (!sl || sl->count == 0 || sl->count > XVS_SVC_LADDRS_MAX)
+		goto no_laddr;
+	idx = h % sl->count;
+	/* The verifier cannot see that a remainder is below its divisor. */
+	asm volatile("" : "+r"(idx));
+	if (idx >= XVS_SVC_LADDRS_MAX)
+		goto no_laddr;
+	id = sl->ids[idx];
+	la = bpf_map_lookup_elem(&xvs_laddrs, &id);
+	if (!la || la->family != r->family)
+		goto no_laddr;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+
+	__builtin_memcpy(rk.saddr, r->addr, 16);
+	__builtin_memcpy(rk.daddr, la->addr, 16);
+	rk.sport = r->port;
+	rk.proto = p->proto;
+	rk.family = r->family;
+	n = &s->nat;
+	__builtin_memset(n, 0, sizeof(*n));
+	n->last_seen = now;
+	__builtin_memcpy(n->vaddr, p->daddr, 16);
+	__builtin_memcpy(n->caddr, p->saddr, 16);
+	n->vport = p->dport;
+	n->cport = p->sport;
+	n->real_id = p->real_id;
+	n->svc_id = p->svc_id;
+	n->ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(n->cmac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(n->smac, eth->h_dest, ETH_ALEN);
+	n->family = p->family;
+	n->state = state;
+	n->flags = XVS_NAT_F_FULLNAT;
+
+	/* A random first port, as Linux picks ephemeral ports: a client cannot
+	 * aim its flows at one probe sequence and use it up. One call per new
+	 * FULLNAT flow, never per packet. */
+	h = bpf_get_prandom_u32();
+	for (int k = 0; k < XVS_LPORT_TRIES; k++) {
+		rk.dport = bpf_htons(XVS_LPORT_MIN + (h + k * 7919) % (65536 - XVS_LPORT_MIN));
+		if (xvs_lport_taken(&rk, cfg, now))
+			continue;
+		if (bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_NOEXIST)) {
+			e = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
+			if (e && xvs_fresh(cfg, e->last_seen, now, e->state))
+				continue;
+			bpf_map_delete_elem(&xvs_nat_syn, &rk);
+			if (bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_NOEXIST))
+				continue;
+		}
+		/* Another CPU may have confirmed a flow on this tuple between the
+		 * first look and the claim: its reply side moved to xvs_nats. */
+		if (bpf_map_lookup_elem(&xvs_nats, &rk)) {
+			bpf_map_delete_elem(&xvs_nat_syn, &rk);
+			continue;
+		}
+		p->laddr_id = id;
+		p->lport = rk.dport;
+		return 0;
+	}
+	xvs_count(XVS_CNT_FNAT_NO_PORT);
+	return XDP_DROP;
+
+no_laddr:
+	xvs_count(XVS_CNT_FNAT_NO_LADDR);
+	return XDP_DROP;
 }
 
 #endif

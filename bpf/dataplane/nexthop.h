@@ -22,14 +22,18 @@
  * Fills nh from bpf_fib_lookup (tunnel source too when src is set, unless
  * the control plane already chose one). Returns XVS_CONTINUE or a verdict:
  * an unresolved neighbour or a missing route is dropped and counted, never
- * silently.
+ * silently. A subprogram (see XVS_SUBPROG): only while the cache has no
+ * entry, and the lookup's 64 bytes stay off the packet path's stack.
  */
-static __always_inline int xvs_fib_nexthop(struct xdp_md *ctx, const struct xvs_real *r, struct xvs_nexthop *nh, int src)
+XVS_SUBPROG int xvs_fib_nexthop(struct xdp_md *ctx, __u32 real_id, struct xvs_nexthop *nh, int src)
 {
 	struct bpf_fib_lookup fib = {};
+	struct xvs_real *r = bpf_map_lookup_elem(&xvs_reals, &real_id);
 	int rc;
 
 	xvs_count(XVS_CNT_NH_MISS);
+	if (!r || !nh)
+		return XDP_DROP;
 	fib.ifindex = ctx->ingress_ifindex;
 	if (r->family == XVS_AF_INET6) {
 		fib.family = AF_INET6;
@@ -73,7 +77,7 @@ xvs_nexthop(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *
 		return c;
 	if (c)
 		__builtin_memcpy(fallback->saddr, c->saddr, 16);
-	*verdict = xvs_fib_nexthop(ctx, r, fallback, src);
+	*verdict = xvs_fib_nexthop(ctx, p->real_id, fallback, src);
 	return *verdict == XVS_CONTINUE ? fallback : NULL;
 }
 

@@ -123,6 +123,7 @@ static __always_inline int xvs_parse_l4(void *data, void *data_end, struct xvs_p
 		p->sport = th->source;
 		p->dport = th->dest;
 		p->tcp_flags = ((__u8 *)th)[13];
+		p->payload = end - off - th->doff * 4;
 		return XVS_CONTINUE;
 	}
 	if (p->proto == IPPROTO_UDP) {

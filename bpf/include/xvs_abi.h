@@ -33,6 +33,10 @@ enum {
 	XVS_PERSIST_TABLE_DEFAULT = 262144,
 	XVS_SYN_TABLE_DEFAULT = 262144,
 	XVS_MAX_PORTS = 64,
+	XVS_MAX_LADDRS = 1024,      /* local addresses of FULLNAT services, all together */
+	XVS_SVC_LADDRS_MAX = 16,    /* local addresses of one service */
+	XVS_LPORT_MIN = 1024,       /* FULLNAT's local ports: 1024..65535 */
+	XVS_LPORT_TRIES = 8,        /* ports tried for one new flow before it counts as exhausted */
 };
 
 enum xvs_family : __u8 {
@@ -66,6 +70,11 @@ enum xvs_real_flags : __u32 {
 
 enum xvs_conn_flags : __u8 {
 	XVS_CONN_F_PERSIST = 1U << 0, /* refreshes its persistence template */
+	XVS_CONN_F_TOA_DONE = 1U << 1, /* FULLNAT: a segment with data carried the client's address */
+};
+
+enum xvs_nat_flags : __u8 {
+	XVS_NAT_F_FULLNAT = 1U << 0, /* the reply's destination (local address and port) goes back to the client too */
 };
 
 /*
@@ -185,9 +194,25 @@ struct xvs_nat {
 	__u8 smac[6];       /* their destination MAC: ours on that interface */
 	enum xvs_family family; /* of the VIP and the client */
 	enum xvs_conn_state state;
-	__u8 pad0[6];
+	enum xvs_nat_flags flags;
+	__u8 pad0[5];
 };
 _Static_assert(sizeof(struct xvs_nat) == 80, "xvs_nat");
+
+/* A local address of FULLNAT, by id (xvs_laddrs). */
+struct xvs_laddr {
+	__be32 addr[4];
+	enum xvs_family family;
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct xvs_laddr) == 20, "xvs_laddr");
+
+/* A FULLNAT service's local addresses (ipvsadm -P/-Q), by service id. */
+struct xvs_svc_laddrs {
+	__u32 count;
+	__u32 ids[XVS_SVC_LADDRS_MAX]; /* indexes of xvs_laddrs */
+};
+_Static_assert(sizeof(struct xvs_svc_laddrs) == 68, "xvs_svc_laddrs");
 
 /* A real server's address, for the test "is this a reply of a NAT or
  * FULLNAT real server?" made before the reply tables are searched. */
@@ -262,6 +287,10 @@ enum xvs_counter : __u32 {
 	XVS_CNT_NAT_REPLY = 19, /* a NAT/FULLNAT reply translated back to the service */
 	XVS_CNT_NAT_PASS = 20, /* a NAT/FULLNAT packet the rewrite refused (IPv6 extension headers, UDP/IPv6 without checksum): kernel */
 	XVS_CNT_TTL_EXCEEDED = 21, /* a reply whose TTL ran out at the director: dropped */
+	XVS_CNT_FNAT_NO_LADDR = 22, /* a new FULLNAT flow of a service without a local address: dropped */
+	XVS_CNT_FNAT_NO_PORT = 23, /* a new FULLNAT flow found no free local port: dropped */
+	XVS_CNT_TOA_ADDED = 24, /* the client's address inserted (TCP option 254) */
+	XVS_CNT_TOA_NO_ROOM = 25, /* no room for it in the TCP options: forwarded without */
 	XVS_CNT_MAX = 32,
 };
 

@@ -1,6 +1,6 @@
 // A restart with another --conn-table-size. libbpf reuses a pinned map only
 // if its definition matches, so the flow tables whose size follows the
-// option (xvs_conns, xvs_syn_conns, xvs_persist) are loaded fresh at the new
+// option (xvs_conns, xvs_syn_conns, xvs_persist and NAT's reply sides) are loaded fresh at the new
 // size instead, and the live entries are copied over from the old pins
 // before those are replaced: most recently used first when the new table is
 // smaller, every entry when it is larger.
@@ -14,6 +14,8 @@ export const RESIZABLE = {
   xvs_conns: C.conn,
   xvs_syn_conns: C.conn,
   xvs_persist: C.persist,
+  xvs_nats: C.nat,
+  xvs_nat_syn: C.nat,
 } as const;
 
 export type ResizableName = keyof typeof RESIZABLE;

@@ -105,6 +105,8 @@ export class Dataplane {
   readonly nats: TypedMap<C.ConnKey, C.Nat>;
   readonly natSyn: TypedMap<C.ConnKey, C.Nat>;
   readonly natReals: TypedMap<C.AddrKey, number>;
+  readonly laddrs: TypedMap<number, C.Laddr>;
+  readonly svcLaddrs: TypedMap<number, C.SvcLaddrs>;
   /** The devmap of the interfaces the director redirects to; never pinned, filled by attach(). */
   readonly txPorts: TypedMap<number, C.DevmapVal>;
   /** Jiffies per second of this kernel (xvs_config.hz). */
@@ -130,6 +132,8 @@ export class Dataplane {
     this.nats = new TypedMap(obj.map('xvs_nats'), C.connKey, C.nat);
     this.natSyn = new TypedMap(obj.map('xvs_nat_syn'), C.connKey, C.nat);
     this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
+    this.laddrs = new TypedMap(obj.map('xvs_laddrs'), C.u32Codec, C.laddr);
+    this.svcLaddrs = new TypedMap(obj.map('xvs_svc_laddrs'), C.u32Codec, C.svcLaddrs);
     this.txPorts = new TypedMap(obj.map('xvs_tx_ports'), C.u32Codec, C.devmapVal);
   }
 
@@ -142,10 +146,14 @@ export class Dataplane {
   static load(o: DataplaneOptions = {}): Dataplane {
     const connTableSize = o.connTableSize ?? DEFAULT_CONN_TABLE_SIZE;
     const objectPath = o.objectPath ?? bpfObject('xvs');
+    const synTableSize = o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2));
+    // NAT's reply sides mirror the flows they answer: one per flow.
     const sizes = {
       xvs_conns: connTableSize,
-      xvs_syn_conns: o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2)),
+      xvs_syn_conns: synTableSize,
       xvs_persist: Math.max(1024, connTableSize >>> 2),
+      xvs_nats: connTableSize,
+      xvs_nat_syn: synTableSize,
     };
     // Flow tables pinned at another size are loaded fresh and filled from the old pins (conn-migrate.ts).
     const stale = o.pinDir ? openResizedPins(o.pinDir, sizes) : [];

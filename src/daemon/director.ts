@@ -152,6 +152,27 @@ export class Director {
     }));
   }
 
+  /** ipvsadm -P (the FULLNAT forks' grammar): a local address for the service's FULLNAT flows. */
+  addLaddr(k: ServiceKey, addr: string): Promise<void> {
+    return this.#transact((m) => ({
+      model: M.addLaddr(m, k, addr, this.dp.laddrs.raw.maxEntries),
+      done: () => log.info({ service: M.serviceName(k), laddr: addr }, 'local address added'),
+    }));
+  }
+
+  /** ipvsadm -Q: new flows no longer take it; running ones keep it. */
+  delLaddr(k: ServiceKey, addr: string): Promise<void> {
+    return this.#transact((m) => ({
+      model: M.delLaddr(m, k, addr),
+      done: () => log.info({ service: M.serviceName(k), laddr: addr }, 'local address deleted'),
+    }));
+  }
+
+  /** ipvsadm -G: the service's local addresses. */
+  laddrs(k: ServiceKey): string[] {
+    return [...(M.findService(this.#model, k).laddrs ?? [])];
+  }
+
   clear(): Promise<void> {
     return this.#transact((m) => ({ model: M.clearServices(m), done: () => log.info('all services cleared') }));
   }

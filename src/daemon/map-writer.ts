@@ -2,13 +2,14 @@ import { XvsError } from '../errors.js';
 import type { ServiceKey } from '../control/protocol.js';
 import { logger } from '../log.js';
 import { CFG_F, FAMILY, FWD, REAL_F, SVC_F } from '../maps/abi.js';
+import { emptySlot } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { createArrayMap, mapFromId, type RawMap } from '../maps/map.js';
 import { modeByCode, MODES } from '../modes/index.js';
 import { LOOKUP_CODES, SCHEDULERS, schedulerByCode, type SchedulerName } from '../schedulers/registry.js';
 import { familyOf } from './addr.js';
 import type { Dataplane } from './dataplane.js';
-import { serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
+import { EMPTY_MODEL, serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
 
 // The only code that writes the director's maps, and the only place that
 // turns the model into the ABI of bpf/include/xvs_abi.h (and back, for a
@@ -75,12 +76,9 @@ export function serviceFromEntry(key: C.SvcKey, e: C.Svc): Omit<ServiceModel, 'r
   };
 }
 
-/** Offset of xvs_real.family: 0 there means the slot was never used. */
-const REAL_FAMILY_OFFSET = 18;
-
 /** A pinned real entry; undefined for a slot never used. */
 export function realFromEntry(id: number, raw: Buffer): { svcId: number; removed: boolean; real: RealModel } | undefined {
-  if (raw[REAL_FAMILY_OFFSET] === 0) return undefined;
+  if (emptySlot(C.real, raw)) return undefined;
   const e = C.real.decode(raw);
   return {
     svcId: e.svc_id,
@@ -160,8 +158,20 @@ export class MapWriter {
         for (const o of old?.reals ?? []) {
           if (!s.reals.some((r) => r.id === o.id)) this.#putReal(o.id, realEntryOf(s, o, true));
         }
+        if (old?.laddrs !== s.laddrs) this.#putSvcLaddrs(s, after);
+      }
+      // A local address's entry before any service names it; never taken back (flows carry its id).
+      for (const [addr, id] of after.laddrIds ?? []) {
+        if (before.laddrIds?.get(addr) !== id) this.#put(this.dp.laddrs.raw, u32(id), C.laddr.encode({ addr, family: familyOf(addr) }));
       }
     });
+  }
+
+  /** The service's local addresses as ids of xvs_laddrs (none: an empty set). */
+  #putSvcLaddrs(s: ServiceModel | { id: number; laddrs?: undefined }, m: Model): void {
+    const ids = (s.laddrs ?? []).map((a) => m.laddrIds?.get(a) ?? 0);
+    const padded = [...ids, ...new Array<number>(C.SVC_LADDRS_MAX - ids.length).fill(0)];
+    this.#put(this.dp.svcLaddrs.raw, u32(s.id), C.svcLaddrs.encode({ count: ids.length, ids: padded }));
   }
 
   /** Zeroes the statistics of these services and real servers (ipvsadm -Z). */
@@ -195,6 +205,7 @@ export class MapWriter {
     this.#del(this.dp.services.raw, C.svcKey.encode(svcKeyOf(s)));
     this.#putTable(s.id, null);
     for (const r of s.reals) this.#putReal(r.id, realEntryOf(s, r, true));
+    this.#putSvcLaddrs({ id: s.id }, EMPTY_MODEL);
   }
 
   /**
@@ -237,7 +248,7 @@ export class MapWriter {
   #putReal(id: number, e: C.Real): void {
     const key = u32(id);
     const raw = this.dp.reals.raw.lookup(key);
-    const old = raw && raw[REAL_FAMILY_OFFSET] !== 0 ? C.real.decode(raw) : undefined;
+    const old = raw && !emptySlot(C.real, raw) ? C.real.decode(raw) : undefined;
     this.#put(this.dp.reals.raw, key, C.real.encode(e));
     const before = old !== undefined && TWO_WAY.has(old.fwd);
     const after = TWO_WAY.has(e.fwd);

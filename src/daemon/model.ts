@@ -46,6 +46,8 @@ export interface ServiceModel {
   readonly tableSize: number;
   /** What the table publisher keeps from one plan to the next. */
   readonly plan: PlanState;
+  /** FULLNAT's local addresses (ipvsadm -P), in the order they were added. */
+  readonly laddrs?: readonly string[];
 }
 
 export interface Model {
@@ -53,6 +55,12 @@ export interface Model {
   readonly services: ReadonlyMap<string, ServiceModel>;
   /** Where the next real id search starts (next-fit). */
   readonly realCursor: number;
+  /**
+   * Every local address a service has had, by its index in xvs_laddrs.
+   * Ids are never taken back: a flow carries its local address's id for as
+   * long as it lives.
+   */
+  readonly laddrIds?: ReadonlyMap<string, number>;
 }
 
 /** How many services and real servers the dataplane's maps can hold. */
@@ -126,9 +134,12 @@ function persistence(spec: ServiceSpec): Pick<ServiceModel, 'persistent' | 'netm
   return { persistent: spec.persistent, netmask: (v6 ? prefixLength(spec.netmask) : netmaskBits(spec.netmask)) ?? whole };
 }
 
-/** DR leaves the packet's addresses as they are and NAT rewrites only one of them: the real server is of the VIP's family. */
+/**
+ * DR leaves the packet's addresses as they are, NAT rewrites only one of them
+ * and FULLNAT both within one family: the real server is of the VIP's family.
+ */
 function checkFamilies(s: ServiceModel, addr: string, fwd: ModeName): void {
-  if ((fwd === 'dr' || fwd === 'nat') && familyOf(addr) !== familyOf(s.addr)) {
+  if ((fwd === 'dr' || fwd === 'nat' || fwd === 'fullnat') && familyOf(addr) !== familyOf(s.addr)) {
     throw new XvsError('BAD_ADDRESS', `${fwd.toUpperCase()} real server ${addr} is not of the address family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
   }
 }
@@ -210,4 +221,34 @@ export function delReal(m: Model, k: ServiceKey, spec: { addr: string; port: num
   const s = findService(m, k);
   const r = findReal(s, spec);
   return withService(m, { ...s, reals: s.reals.filter((x) => x !== r) });
+}
+
+/** A service may have this many local addresses (XVS_SVC_LADDRS_MAX). */
+export const LADDRS_PER_SERVICE = 16;
+
+/** ipvsadm -P: a local address for the service's FULLNAT flows, of its family. */
+export function addLaddr(m: Model, k: ServiceKey, addr: string, maxIds: number): Model {
+  const s = findService(m, k);
+  const a = checkIp(addr, 'local address');
+  if (familyOf(a) !== familyOf(s.addr)) throw new XvsError('BAD_ADDRESS', `local address ${a} is not of the address family of ${s.addr}`);
+  const list = s.laddrs ?? [];
+  if (list.includes(a)) throw new XvsError('LADDR_EXISTS', `local address ${a} already in service ${serviceName(k)}`);
+  if (list.length >= LADDRS_PER_SERVICE) throw new XvsError('CAPACITY', `at most ${LADDRS_PER_SERVICE} local addresses per service`);
+  const ids = new Map(m.laddrIds ?? []);
+  if (!ids.has(a)) {
+    const used = new Set(ids.values());
+    let id = 0;
+    while (used.has(id)) id++;
+    if (id >= maxIds) throw new XvsError('CAPACITY', `at most ${maxIds} local addresses in all`);
+    ids.set(a, id);
+  }
+  return withService({ ...m, laddrIds: ids }, { ...s, laddrs: [...list, a] });
+}
+
+/** ipvsadm -Q: new FULLNAT flows no longer take it; flows that have it keep it. */
+export function delLaddr(m: Model, k: ServiceKey, addr: string): Model {
+  const s = findService(m, k);
+  const a = checkIp(addr, 'local address');
+  if (!(s.laddrs ?? []).includes(a)) throw new XvsError('NO_LADDR', `no local address ${a} in service ${serviceName(k)}`);
+  return withService(m, { ...s, laddrs: (s.laddrs ?? []).filter((x) => x !== a) });
 }

@@ -1,4 +1,5 @@
 import { logger } from '../log.js';
+import { emptySlot } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { mapFromId } from '../maps/map.js';
 import type { Dataplane } from './dataplane.js';
@@ -33,12 +34,25 @@ export function restoreModel(dp: Dataplane, limits: Limits): Model {
     const owner = byId.get(found.svcId);
     if (owner && !found.removed) owner.reals.push(found.real);
   });
+  // Local addresses: every id in use, and each service's set by id.
+  const laddrIds = new Map<string, number>();
+  const byLaddrId = new Map<number, string>();
+  const la = dp.laddrs.raw.lookupBatch(1024);
+  la.values.forEach((raw, i) => {
+    if (emptySlot(C.laddr, raw)) return;
+    const e = C.laddr.decode(raw);
+    const id = C.u32Codec.decode(la.keys[i]!);
+    laddrIds.set(e.addr, id);
+    byLaddrId.set(id, e.addr);
+  });
   const services = new Map<string, ServiceModel>();
   for (const { s, reals } of byId.values()) {
+    const sl = dp.svcLaddrs.get(s.id);
+    const laddrs = sl ? sl.ids.slice(0, sl.count).flatMap((id) => byLaddrId.get(id) ?? []) : [];
     const locality = s.scheduler === 'lblc' || s.scheduler === 'lblcr';
     const previous = locality ? readTable(dp, s.id) : undefined;
     services.set(serviceName(s), {
-      ...s, reals,
+      ...s, reals, ...(laddrs.length > 0 ? { laddrs } : {}),
       plan: {
         memory: undefined,
         svcConns: dp.svcStats.sum(s.id)?.conns ?? 0,
@@ -49,7 +63,7 @@ export function restoreModel(dp: Dataplane, limits: Limits): Model {
     });
   }
   log.info({ services: services.size }, 'state restored from pinned maps');
-  return { services, realCursor: (maxId + 1) % limits.reals };
+  return { services, realCursor: (maxId + 1) % limits.reals, ...(laddrIds.size > 0 ? { laddrIds } : {}) };
 }
 
 /** The table the dataplane holds for a service (the outer map yields the inner map's id). */

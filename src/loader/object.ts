@@ -154,13 +154,15 @@ export class BpfObject {
   }
 
   /**
-   * The declared maps that can be pinned and reused: all but devmaps. The
-   * kernel adds BPF_F_RDONLY_PROG to a devmap it creates and refuses that
-   * flag from the creator, so libbpf 1.1 (Debian 12's) never finds a pinned
-   * devmap compatible; a devmap holds configuration its loader writes anew.
+   * The declared maps that can be pinned and reused: all but devmaps and
+   * scratch maps. The kernel adds BPF_F_RDONLY_PROG to a devmap it creates
+   * and refuses that flag from the creator, so libbpf 1.1 (Debian 12's)
+   * never finds a pinned devmap compatible; a devmap holds configuration
+   * its loader writes anew. A map named *_scratch is one packet's working
+   * memory: nothing in it outlives the packet, and its layout may change.
    */
   pinnableMapNames(): string[] {
-    return this.declaredMapNames().filter((n) => !DEVMAPS.has(lb.bpf_map__type(this.#findMap(n))));
+    return this.declaredMapNames().filter((n) => !DEVMAPS.has(lb.bpf_map__type(this.#findMap(n))) && !n.endsWith('_scratch'));
   }
 
   programNames(): string[] {

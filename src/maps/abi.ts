@@ -9,7 +9,8 @@ export const FWD = { dr: 1, tun: 2, nat: 3, fullnat: 4 } as const;
 export const LOOKUP = { seq: 0, hash_src: 1, hash_dst: 2 } as const;
 export const SVC_F = { persistent: 1 << 0 } as const;
 export const REAL_F = { removed: 1 << 0, overload: 1 << 1 } as const;
-export const CONN_F = { persist: 1 << 0 } as const;
+export const CONN_F = { persist: 1 << 0, toa_done: 1 << 1 } as const;
+export const NAT_F = { fullnat: 1 << 0 } as const;
 export const CONN_STATE = {
   none: 0, established: 1, syn_sent: 2, syn_recv: 3, fin_wait: 4, time_wait: 5, close: 6,
   close_wait: 7, last_ack: 8, listen: 9, synack: 10, udp: 11, max: 16,
@@ -24,6 +25,7 @@ export const ABI_ENUMS = [
   { btf: 'xvs_svc_flags', prefix: 'XVS_SVC_F_', values: SVC_F },
   { btf: 'xvs_real_flags', prefix: 'XVS_REAL_F_', values: REAL_F },
   { btf: 'xvs_conn_flags', prefix: 'XVS_CONN_F_', values: CONN_F },
+  { btf: 'xvs_nat_flags', prefix: 'XVS_NAT_F_', values: NAT_F },
   { btf: 'xvs_conn_state', prefix: 'XVS_CS_', values: CONN_STATE },
   { btf: 'xvs_config_flags', prefix: 'XVS_CFG_F_', values: CFG_F },
   { btf: 'xvs_counter', prefix: 'XVS_CNT_', values: { ...COUNTERS, max: XVS_CNT_MAX } },

@@ -2,6 +2,9 @@
 // as in C (test/abi.test.ts holds them to the BTF). Ports are host-order
 // numbers, addresses are strings whose family is the struct's `family`.
 import { CONN_STATE } from './abi.js';
+
+/** XVS_SVC_LADDRS_MAX: the ids array's length, checked against BTF with the struct. */
+export const SVC_LADDRS_MAX = 16;
 import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u32s, u64, type ValueOf } from './codec.js';
 
 export const svcKey = struct('xvs_svc_key', [
@@ -80,7 +83,19 @@ export const nat = struct('xvs_nat', [
   mac('smac'),
   u8('family'),
   u8('state'),
-  pad('pad0', 6),
+  u8('flags'),
+  pad('pad0', 5),
+] as const);
+
+export const laddr = struct('xvs_laddr', [
+  addr16('addr', 'family'),
+  u8('family'),
+  pad('pad0', 3),
+] as const);
+
+export const svcLaddrs = struct('xvs_svc_laddrs', [
+  u32('count'),
+  u32s('ids', SVC_LADDRS_MAX),
 ] as const);
 
 export const addrKey = struct('xvs_addr_key', [
@@ -142,12 +157,14 @@ export type Config = ValueOf<typeof config>;
 export type Nexthop = ValueOf<typeof nexthop>;
 export type Nat = ValueOf<typeof nat>;
 export type AddrKey = ValueOf<typeof addrKey>;
+export type Laddr = ValueOf<typeof laddr>;
+export type SvcLaddrs = ValueOf<typeof svcLaddrs>;
 export type PersistKey = ValueOf<typeof persistKey>;
 export type Persist = ValueOf<typeof persist>;
 export type DevmapVal = ValueOf<typeof devmapVal>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, stats, config, persistKey, persist, devmapVal } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal } as const;
 
 // The real server's TOA reader (bpf/xvs_toa.c), a separate object: these
 // are checked against its BTF, not the director's.

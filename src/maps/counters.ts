@@ -23,6 +23,10 @@ export const COUNTERS = {
   nat_reply: 19,
   nat_pass: 20,
   ttl_exceeded: 21,
+  fnat_no_laddr: 22,
+  fnat_no_port: 23,
+  toa_added: 24,
+  toa_no_room: 25,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;

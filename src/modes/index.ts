@@ -28,7 +28,14 @@ export const MODES = {
     portMapping: true,
     contract: 'DNAT to RIP:rport (checksums incremental); the real server routes replies through the director, which rewrites their source back to VIP:vport (TTL - 1) and sends them the way the client\'s packets came',
   },
-  fullnat: { code: FWD.fullnat, flag: '--fullnat', listName: 'FullNat', implemented: false, portMapping: true, contract: 'SNAT+DNAT, client address in TOA' },
+  fullnat: {
+    code: FWD.fullnat,
+    flag: '-b',
+    listName: 'FullNat',
+    implemented: true,
+    portMapping: true,
+    contract: 'SNAT to a local address and port of the service (-P) and DNAT to RIP:rport; replies come back to the local address and go out as VIP:vport to the client; the client\'s address travels in TCP option 254 (TOA)',
+  },
 } as const;
 
 export type ModeName = keyof typeof MODES;
