@@ -3,7 +3,10 @@ import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { XvsError, isXvsError } from '../errors.js';
 import { logger } from '../log.js';
+import { peerCred, type PeerCred } from './peercred.js';
 import { parseRequest, type Request, type Response } from './protocol.js';
+
+export type Handler = (req: Request, peer: PeerCred | undefined) => Promise<unknown>;
 
 export const DEFAULT_SOCKET = '/run/xvs/xvsd.sock';
 
@@ -18,23 +21,24 @@ function errorResponse(e: unknown): Response {
   return { ok: false, error: { code: 'DAEMON', message: e instanceof Error ? e.message : String(e) } };
 }
 
-async function answer(line: string, handler: (req: Request) => Promise<unknown>): Promise<Response> {
+async function answer(line: string, handler: Handler, peer: PeerCred | undefined): Promise<Response> {
   try {
-    const result = await handler(parseRequest(line));
+    const result = await handler(parseRequest(line), peer);
     return result === undefined ? { ok: true } : { ok: true, result };
   } catch (e) {
     return errorResponse(e);
   }
 }
 
-function onConnection(sock: Socket, handler: (req: Request) => Promise<unknown>): void {
+function onConnection(sock: Socket, handler: Handler): void {
   let buf = '';
+  const peer = peerCred(sock);
   // Answers go out in request order even when handlers finish out of order.
   let queue = Promise.resolve();
   const enqueue = (line: string): void => {
     if (line.trim() === '') return;
     queue = queue
-      .then(() => answer(line, handler))
+      .then(() => answer(line, handler, peer))
       .then((resp) => {
         if (!sock.destroyed) sock.write(`${JSON.stringify(resp)}\n`);
       });
@@ -91,7 +95,7 @@ async function removeStale(path: string): Promise<void> {
  * 0700 and the socket chmod'ed 0600: the socket is the daemon's whole
  * authority over the dataplane, so only its owner (root) may talk to it.
  */
-export async function serve(path: string, handler: (req: Request) => Promise<unknown>): Promise<Server> {
+export async function serve(path: string, handler: Handler): Promise<Server> {
   try {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     await removeStale(path);
