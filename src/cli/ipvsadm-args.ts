@@ -249,7 +249,8 @@ function parseService(text: string, proto: NameProto | undefined, names: Names |
     bracketed = true;
   }
   let a: Addr;
-  if (isIPv6(buf)) {
+  // inet_pton takes no zone index ("%eth0"); Node's isIPv6 does.
+  if (isIPv6(buf) && !buf.includes('%')) {
     a = { af: 'inet6', addr: new URL(`http://[${buf}]/`).hostname.slice(1, -1) };
   } else {
     // Not IPv6: the port follows the last ':' (inside brackets there is none left).
@@ -616,8 +617,7 @@ function toCommand(e: Entry, warnings: string[]): Command {
     case 'zero': return has('service-address') ? { op: 'zero', key: serviceKey(e) } : { op: 'zero' };
     case 'startDaemon':
     case 'stopDaemon':
-      unsupported('the connection sync daemon (--start-daemon/--stop-daemon) is not supported yet');
-    // falls through (unsupported throws)
+      return unsupported('the connection sync daemon (--start-daemon/--stop-daemon) is not supported yet');
     case 'del': return { op: 'del-service', key: serviceKey(e) };
     case 'add':
     case 'edit': {
