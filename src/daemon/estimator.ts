@@ -4,8 +4,9 @@ import type { RateView, StatsView } from '../control/protocol.js';
 // --rate: every 2 seconds each counter's increase becomes a rate, smoothed
 // with a weight of 1/4, kept in fixed point as the kernel keeps it
 // (connections and packets scaled by 2^10, bytes by 2^5) and rounded the way
-// ip_vs_read_estimator rounds. A new or zeroed entry starts from the
-// counters as they are then, with rates 0.
+// ip_vs_read_estimator rounds. An entry first seen starts from the counters
+// as they are then (a restarted xvsd finds them running); a zeroed one from
+// zero; both with rates 0.
 
 export const ESTIMATOR_INTERVAL_MS = 2000;
 
@@ -63,9 +64,13 @@ export class RateEstimator {
     };
   }
 
-  /** ip_vs_zero_estimator: rates 0, counting from the (zeroed) counters at the next step. */
+  /**
+   * ip_vs_zero_estimator: rates 0, and the counters as they are now (just
+   * zeroed) the point the next step counts from, so nothing sent between
+   * -Z and that step is lost.
+   */
   zero(keys: Iterable<string>): void {
-    for (const k of keys) this.#est.delete(k);
+    for (const k of keys) this.#est.set(k, { last: { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 }, cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 });
   }
 }
 
