@@ -1,6 +1,5 @@
 import { promises as dns } from 'node:dns';
 import { readFileSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
 
 // Host and service names as ipvsadm uses them: gethostbyname for a host
 // given as a name (IPv4 only), getservbyname/getservbyport for ports, and
@@ -129,13 +128,4 @@ export function inetAton(text: string): string | undefined {
   let value = last;
   nums.forEach((n, i) => { value += n * 2 ** (8 * (3 - i)); });
   return [24, 16, 8, 0].map((s) => Math.floor(value / 2 ** s) % 256).join('.');
-}
-
-/** An address ipvsadm would print: the host's name, or the address itself. */
-export function addrName(names: Names | undefined, addr: string): string {
-  return names?.hostOf(addr) ?? addr;
-}
-
-export function isDottedQuad(s: string): boolean {
-  return isIPv4(s);
 }

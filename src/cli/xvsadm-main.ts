@@ -7,8 +7,8 @@ import { recordingNames, resolveNames, systemNameSources, type NameSources, type
 import { atLine, formatSave, parseRestore, splitRestore } from './save-format.js';
 
 export interface XvsadmDeps {
-  /** Sends one request to xvsd at socketPath (the --socket choice). */
-  request: (req: Request, socketPath: string) => Promise<unknown>;
+  /** Sends one request to xvsd at socketPath (the --socket choice), waiting up to timeoutMs (default: the socket's). */
+  request: (req: Request, socketPath: string, timeoutMs?: number) => Promise<unknown>;
   /** -R's input (default: all of stdin). */
   readInput?: () => Promise<string>;
   /** Where host and service names come from (default: the system's). */
@@ -79,6 +79,11 @@ export function renderError(err: XvsError, op: string | undefined): { text: stri
   return { text: `${PROG}: ${err.oneLine()}\n`, exitCode };
 }
 
+// A restore of thousands of real servers resolves each one's next hop before
+// anything is written; it may take a while, and stopping to wait would not
+// stop xvsd from finishing it.
+const BATCH_TIMEOUT_MS = 10 * 60_000;
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
@@ -102,7 +107,7 @@ async function restore(run: Run): Promise<string> {
   const parsed = parseRestore(text, names);
   run.stderr.push(...parsed.warnings.map((w) => `${w}\n`));
   try {
-    await run.deps.request({ op: 'batch', requests: parsed.requests as BatchRequest[] }, run.socketPath);
+    await run.deps.request({ op: 'batch', requests: parsed.requests as BatchRequest[] }, run.socketPath, BATCH_TIMEOUT_MS);
   } catch (e) {
     const m = isXvsError(e) ? /^request (\d+): ([\s\S]*)$/.exec(e.message) : null;
     if (!m || !isXvsError(e)) throw e;
@@ -172,7 +177,7 @@ export async function runXvsadm(argv: string[], deps: XvsadmDeps): Promise<Xvsad
 }
 
 export async function main(): Promise<void> {
-  const res = await runXvsadm(process.argv.slice(2), { request: (req, path) => request(path, req) });
+  const res = await runXvsadm(process.argv.slice(2), { request: (req, path, timeoutMs) => request(path, req, timeoutMs) });
   if (res.stdout) process.stdout.write(res.stdout);
   if (res.stderr) process.stderr.write(res.stderr);
   process.exitCode = res.exitCode;

@@ -10,8 +10,9 @@ export type Handler = (req: Request, peer: PeerCred | undefined) => Promise<unkn
 
 export const DEFAULT_SOCKET = '/run/xvs/xvsd.sock';
 
-// A request line longer than this is not a mistake we want to buffer.
-const MAX_LINE = 1 << 20;
+// A request line longer than this is not a mistake we want to buffer (a
+// restore of 100,000 lines, MAX_BATCH, is about 15 MiB of JSON).
+const MAX_LINE = 32 << 20;
 
 const log = logger('control');
 

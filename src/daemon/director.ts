@@ -36,6 +36,9 @@ export interface Peer {
   gid: number;
 }
 
+/** Real servers of a batch whose neighbours and next hops are resolved at once. */
+const BATCH_RESOLVE = 8;
+
 const MUTATIONS = new Set<Request['op']>(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'batch']);
 
 /** What a transaction computed before anything is written. */
@@ -192,10 +195,13 @@ export class Director {
       const live = M.realGens(change.model);
       const nexthops = new Map<number, Awaited<ReturnType<typeof resolveNexthop>>>();
       const neighbour = this.opts.neighbours ?? true;
-      for (const [id, addr] of added) {
-        if (!live.has(id)) continue;
-        if (neighbour !== false) await (neighbour === true ? ensureNeighbour : neighbour)(addr);
-        nexthops.set(id, await resolveNexthop(addr, this.opts.tunnelSource));
+      const todo = [...added].filter(([id]) => live.has(id));
+      // A few at a time: each asks the kernel through `ip`.
+      for (let i = 0; i < todo.length; i += BATCH_RESOLVE) {
+        await Promise.all(todo.slice(i, i + BATCH_RESOLVE).map(async ([id, addr]) => {
+          if (neighbour !== false) await (neighbour === true ? ensureNeighbour : neighbour)(addr);
+          nexthops.set(id, await resolveNexthop(addr, this.opts.tunnelSource));
+        }));
       }
       return {
         ...change,
