@@ -46,10 +46,13 @@ function onConnection(sock: Socket, handler: Handler): void {
   };
   sock.setEncoding('utf8');
   sock.on('data', (chunk: string) => {
+    // Only the new bytes can hold the next newline: a long line (a batch) is not rescanned per chunk.
+    let from = buf.length;
     buf += chunk;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+    for (let nl = buf.indexOf('\n', from); nl >= 0; nl = buf.indexOf('\n', from)) {
       enqueue(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
+      from = 0;
     }
     if (buf.length > MAX_LINE) {
       buf = '';
