@@ -1,45 +1,59 @@
-// Bench frames: one 128-byte Ethernet/IPv4/TCP frame from a client to the
-// VIP, the size xdp_gen writes, so the test-run and live figures see the
-// same packet.
+// Bench frames: one 128-byte Ethernet/IP/TCP frame from a client to a VIP,
+// the size xdp_gen writes, so the test-run and live figures see the same
+// packet. A mode names the forwarding method and the family: DR and TUN
+// over IPv4 (VIP 192.0.2.80) and over IPv6 (VIP 2001:db8::80, TUN as IPv6 in
+// IPv6), one real server each.
 import * as F from '../test/helpers/frames.js';
 import { NET } from './net.js';
 
 export const FRAME_LEN = 128;
-export const SADDR_OFF = 14 + 12;
-export const SPORT_OFF = 14 + 20;
 
-export const PORTS = { dr: 80, tun: 81 } as const;
-export type Mode = keyof typeof PORTS;
+export const MODES = {
+  dr: { fwd: 'dr', v6: false, port: 80 },
+  tun: { fwd: 'tun', v6: false, port: 81 },
+  dr6: { fwd: 'dr', v6: true, port: 80 },
+  tun6: { fwd: 'tun', v6: true, port: 81 },
+} as const;
+export type Mode = keyof typeof MODES;
 
-export function flowFrame(mode: Mode, flags: number, sport = 40000): Buffer {
-  const payload = Buffer.alloc(FRAME_LEN - 14 - 20 - 20, 0x61);
+/** Where a mode's frames keep the source address and port. */
+export function offsets(mode: Mode): { saddr: number; sport: number } {
+  return MODES[mode].v6 ? { saddr: 14 + 8, sport: 14 + 40 } : { saddr: 14 + 12, sport: 14 + 20 };
+}
+
+export const vipOf = (mode: Mode): string => (MODES[mode].v6 ? NET.vip6 : NET.vip);
+export const rsOf = (mode: Mode): string => (MODES[mode].v6 ? NET.rs6 : NET.rs);
+
+/** A frame of the one client of fixed flows, or (newFlows) the template setFlow varies. */
+export function flowFrame(mode: Mode, flags: number, sport = 40000, newFlows = false): Buffer {
+  const m = MODES[mode];
+  const payload = Buffer.alloc(FRAME_LEN - 14 - (m.v6 ? 40 : 20) - 20, 0x61);
+  const src = newFlows ? (m.v6 ? NET.newClients6 : NET.newClients) : (m.v6 ? NET.client6 : NET.client);
   const f = F.frame({
-    l2: { dst: NET.bMac, src: NET.aMac }, src: NET.client, dst: NET.vip,
-    sport, dport: PORTS[mode], flags, payload,
+    l2: { dst: NET.bMac, src: NET.aMac }, src, dst: vipOf(mode),
+    sport, dport: m.port, flags, payload,
   });
   if (f.length !== FRAME_LEN) throw new Error(`bench frame is ${f.length} bytes, expected ${FRAME_LEN}`);
   return f;
 }
 
-// Clients come from two documentation /24s: 508 addresses times the source
-// ports give millions of distinct 5-tuples. Checksums go stale; the
-// director never verifies them.
-const CLIENT_NETS = [[203, 0, 113], [198, 51, 100]] as const;
-const HOSTS = 254;
-export const CLIENT_COUNT = CLIENT_NETS.length * HOSTS;
+// A new-flow case gives frame n the n-th 5-tuple: source port 1024 + n % 64512
+// and n / 64512 in the last byte (IPv4, within 198.51.100.0/24) or the last two
+// bytes (IPv6, within 2001:db8:fe::/112) of the client address, subnets no
+// fixed flow comes from. xdp_gen (bpf/xvs_aux.c) does the same for live
+// frames. Checksums go stale; the director never verifies them.
+export const SPORTS = 65536 - 1024;
 
-export function setClient(f: Buffer, i: number): void {
-  const n = CLIENT_NETS[Math.floor(i / HOSTS) % CLIENT_NETS.length]!;
-  f[SADDR_OFF] = n[0];
-  f[SADDR_OFF + 1] = n[1];
-  f[SADDR_OFF + 2] = n[2];
-  f[SADDR_OFF + 3] = 1 + (i % HOSTS);
+/** How many distinct 5-tuples setFlow (and xdp_gen) can give in this mode: n must stay below it. */
+export function flowSpace(mode: Mode): number {
+  return SPORTS * (MODES[mode].v6 ? 65536 : 256);
 }
 
-const SPORTS = 65536 - 1024;
-
-/** The i-th distinct 5-tuple (i < CLIENT_COUNT * 64512). */
-export function setFlow(f: Buffer, i: number): void {
-  f.writeUInt16BE(1024 + (i % SPORTS), SPORT_OFF);
-  setClient(f, Math.floor(i / SPORTS));
+export function setFlow(f: Buffer, mode: Mode, n: number): void {
+  if (n >= flowSpace(mode)) throw new Error(`flow ${n} would repeat an earlier one in ${mode}`);
+  const o = offsets(mode);
+  const hi = Math.floor(n / SPORTS);
+  f.writeUInt16BE(1024 + (n % SPORTS), o.sport);
+  if (MODES[mode].v6) f.writeUInt16BE(hi, o.saddr + 14);
+  else f[o.saddr + 3] = hi;
 }

@@ -4,7 +4,7 @@
 import * as F from '../test/helpers/frames.js';
 import { attachXdp, BPF_F_TEST_XDP_LIVE_FRAMES, detachXdp, testRun } from '../src/loader/index.js';
 import { cpuShares, pinNapi } from './cpu.js';
-import { FRAME_LEN, flowFrame, SPORT_OFF, type Mode } from './frames.js';
+import { FRAME_LEN, flowFrame, flowSpace, type Mode } from './frames.js';
 import { NET, setThreadedNapi, statsDelta, xdpStats, type Links } from './net.js';
 import { dirDelta, dirSnap, genSeq, setTemplate, sinkCount, sinkPerCpu, zeroSink, type DirSnap, type Progs } from './progs.js';
 import { ctxFor, inNs, median, nowNs, runTx, sleep, VerdictError } from './run-util.js';
@@ -27,7 +27,8 @@ export const LIVE_LIMITS = {
 export type BProg = 'none' | 'xdp_sink' | 'xdp_macswap' | 'xvs_xdp';
 export type Napi = 'softirq' | 'threaded';
 
-export interface LiveCase { name: string; b: BProg; mode: Mode | null; flows: 'fixed' | 'new' }
+/** fixed: one established flow; syn: one flow's SYN over and over; new: every frame a new flow. */
+export interface LiveCase { name: string; b: BProg; mode: Mode | null; flows: 'fixed' | 'syn' | 'new' }
 
 export interface LiveResult {
   name: string;
@@ -62,11 +63,15 @@ const fdOf = (p: Progs, b: Exclude<BProg, 'none'>): number => (b === 'xdp_sink' 
 
 function template(p: Progs, links: Links, c: LiveCase): Buffer {
   if (c.mode === null) return flowFrame('dr', F.TCP.ACK);
-  if (c.flows === 'new') return flowFrame(c.mode, F.TCP.SYN);
-  // The flow exists before the chain starts, so every live frame takes the established path.
+  if (c.flows === 'new') return flowFrame(c.mode, F.TCP.SYN, 0, true);
+  // The flow exists before the chain starts (confirmed by the client's ACK
+  // for 'fixed'), so every live frame takes the path the case names.
   const syn = flowFrame(c.mode, F.TCP.SYN, 50000);
   inNs(() => runTx(`${c.name} priming SYN`, p.fd.director, { data: syn, ctxIn: ctxFor(links.b, syn.length) }));
-  return flowFrame(c.mode, F.TCP.ACK, 50000);
+  if (c.flows === 'syn') return syn;
+  const ack = flowFrame(c.mode, F.TCP.ACK, 50000);
+  inNs(() => runTx(`${c.name} priming ACK`, p.fd.director, { data: ack, ctxIn: ctxFor(links.b, ack.length) }));
+  return ack;
 }
 
 function generate(p: Progs, links: Links, frame: Buffer, repeat: number): { wallNs: number; kernelNs: number } {
@@ -93,6 +98,15 @@ function setUp(p: Progs, links: Links, c: LiveCase, napi: Napi, bCpu: number): n
 
 function check(c: LiveCase, generated: number, sunk: number, genFrames: number, d: DirSnap | null): void {
   const odd = d ? Object.keys(d.counters).filter((k) => k !== 'rx' && k !== 'tx') : [];
+  // Every frame of a new-flow chain is a 5-tuple the generator has not sent
+  // before (an injective sequence, restarted per case, inside its space), and
+  // the director counts each as a new connection.
+  if (c.flows === 'new' && c.mode && genFrames > flowSpace(c.mode)) {
+    throw new VerdictError(`${c.name}: ${genFrames} frames but only ${flowSpace(c.mode)} distinct flows: some repeated`);
+  }
+  if (c.flows === 'new' && d && d.conns !== d.counters.tx) {
+    throw new VerdictError(`${c.name}: ${d.counters.tx} frames forwarded but ${d.conns} new connections`);
+  }
   if (d && (odd.length > 0 || d.counters.rx !== d.counters.tx)) {
     throw new VerdictError(`${c.name}: the director did not answer XDP_TX to every frame: ${JSON.stringify(d.counters)}`);
   }
@@ -106,8 +120,8 @@ export async function runLive(p: Progs, links: Links, c: LiveCase, napi: Napi, b
   const frame = template(p, links, c);
   try {
     const pinned = setUp(p, links, c, napi, bCpu);
-    // Varying the port makes xdp_gen count its frames, the only proof it ran when xb takes none.
-    setTemplate(p, frame, c.flows === 'new' || c.b === 'none' ? SPORT_OFF : null);
+    // Varying the flow makes xdp_gen count its frames, the only proof it ran when xb takes none.
+    setTemplate(p, frame, c.flows === 'new' ? c.mode : c.b === 'none' ? 'dr' : null);
     const warm = generate(p, links, frame, LIVE_LIMITS.warmupFrames);
     const nsPerFrame = Math.max(warm.kernelNs / LIVE_LIMITS.warmupFrames, 1);
     const repeat = Math.round(Math.min(LIVE_LIMITS.maxFramesPerCall, Math.max(LIVE_LIMITS.minFramesPerCall, (LIVE_LIMITS.callMs * 1e6) / nsPerFrame)));

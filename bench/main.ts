@@ -9,14 +9,16 @@ import { runLive, type LiveCase, type LiveResult, type Napi } from './live.js';
 import { runMicro } from './micro.js';
 import { createNet, destroyNet, NET } from './net.js';
 import { closeProgs, loadProgs, type Progs } from './progs.js';
+import { DEFAULT_CONN_TABLE_SIZE } from '../src/daemon/dataplane.js';
 import { liveRows, microRows, render, toJson, type Env } from './report.js';
 import { runFidelityBench } from './fidelity.js';
+import { floodLines, runFloodBench } from './flood.js';
 import { runSchedSpeedBench } from './sched-speed.js';
 import { runTablePushBench } from './table-push.js';
 
-const MICRO_CONN_TABLE = 1 << 20;
-/** Smaller than xdp_gen's port period (1024 frames), see report.ts. */
-const LIVE_CONN_TABLE = 512;
+/** xvsd's defaults: what an operator gets (the new-flow table is a quarter, at most 65536). */
+const MICRO_CONN_TABLE = DEFAULT_CONN_TABLE_SIZE;
+const LIVE_CONN_TABLE = DEFAULT_CONN_TABLE_SIZE;
 export const RESULTS_FILE = path.join(packageRoot, 'dist', 'bench-results.json');
 
 /** Opt-in: on a 2-CPU VM the overdriven NAPI thread gives bimodal figures. */
@@ -27,8 +29,12 @@ const LIVE_CASES: readonly LiveCase[] = [
   { name: 'xdp_sink (ceiling)', b: 'xdp_sink', mode: null, flows: 'fixed' },
   { name: 'xdp_macswap (baseline)', b: 'xdp_macswap', mode: null, flows: 'fixed' },
   { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'fixed' },
+  { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'syn' },
   { name: 'xvs_xdp DR', b: 'xvs_xdp', mode: 'dr', flows: 'new' },
   { name: 'xvs_xdp TUN', b: 'xvs_xdp', mode: 'tun', flows: 'fixed' },
+  { name: 'xvs_xdp TUN', b: 'xvs_xdp', mode: 'tun', flows: 'new' },
+  { name: 'xvs_xdp IPv6 DR', b: 'xvs_xdp', mode: 'dr6', flows: 'fixed' },
+  { name: 'xvs_xdp IPv6 TUN', b: 'xvs_xdp', mode: 'tun6', flows: 'fixed' },
 ];
 
 const progress = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
@@ -71,21 +77,24 @@ export async function main(): Promise<void> {
     const micro = await runMicro(p, links, progress);
     closeProgs(p);
     p = null;
-    // A fresh director for the chains: its own small conn table, no flows left from part 1.
+    // A fresh director for the chains: no flows left from part 1.
     p = await loadProgs(LIVE_CONN_TABLE);
     const live = await liveAll(p, links);
+    closeProgs(p);
+    p = null;
+    const flood = await runFloodBench(links);
     const m = microRows(micro);
     const l = liveRows(live);
     const conns = { micro: MICRO_CONN_TABLE, live: LIVE_CONN_TABLE };
     const extra = THREADED
       ? ['   threaded: xb\'s NAPI is a kernel thread pinned to CPU 1 (xa\'s sink follows it there); the generator overdrives it.']
       : ['   Set XVS_BENCH_THREADED=1 to add chains with xb\'s NAPI in a thread on CPU 1 (overdriven; unstable on small VMs).'];
-    process.stdout.write(`${render(e, m, l, conns, extra)}\n`);
+    process.stdout.write(`${render(e, m, l, conns, extra)}\n\n${floodLines(flood).join('\n')}\n`);
     // Control plane: table publishing, scheduler build speed, scheduling fidelity against exact IPVS.
     const tablePush = runTablePushBench();
     const schedSpeed = await runSchedSpeedBench();
     const fidelity = await runFidelityBench();
-    const json = JSON.stringify({ ...toJson(e, (Date.now() - t0) / 1000, NET.ns, m, l, conns), controlPlane: { tablePush, schedSpeed, fidelity } }, null, 2);
+    const json = JSON.stringify({ ...toJson(e, (Date.now() - t0) / 1000, NET.ns, m, l, conns), flood, controlPlane: { tablePush, schedSpeed, fidelity } }, null, 2);
     process.stdout.write(`\n${json}\n`);
     mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
     writeFileSync(RESULTS_FILE, `${json}\n`);

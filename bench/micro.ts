@@ -1,7 +1,7 @@
 // Per-packet cost through BPF_PROG_TEST_RUN on B's ingress, so fib lookups
 // resolve the real server and the director answers XDP_TX.
 import * as F from '../test/helpers/frames.js';
-import { FRAME_LEN, flowFrame, setFlow, type Mode } from './frames.js';
+import { FRAME_LEN, flowFrame, flowSpace, MODES, setFlow, type Mode } from './frames.js';
 import { NET, type Links } from './net.js';
 import { dirDelta, dirSnap, type DirSnap, type Progs } from './progs.js';
 import { ctxFor, inNs, median, msSince, nowNs, runTx, VerdictError, yieldToLoop } from './run-util.js';
@@ -33,12 +33,16 @@ export interface MicroResult {
 
 interface Ctx { p: Progs; links: Links }
 
+/** The first output of a case must be its frame, as the real server gets it. */
 function checkOutput(mode: Mode | null, out: Buffer): void {
   if (mode === null) return;
-  const want = mode === 'dr' ? FRAME_LEN : FRAME_LEN + 20;
-  const rsMac = F.mac(NET.rsMac);
-  if (out.length !== want || !out.subarray(0, 6).equals(rsMac) || (mode === 'tun' && out[14 + 9] !== 4)) {
-    throw new VerdictError(`${mode} output is not a frame to the real server: ${out.subarray(0, 40).toString('hex')}`);
+  const m = MODES[mode];
+  const tun = m.fwd === 'tun';
+  const want = FRAME_LEN + (tun ? (m.v6 ? 40 : 20) : 0);
+  // The outer header's protocol: 4 (IPv4 in IPv4) at byte 9, 41 (IPv6 in IPv6) at byte 6.
+  const encap = !tun || (m.v6 ? out[14 + 6] === 41 : out[14 + 9] === 4);
+  if (out.length !== want || !out.subarray(0, 6).equals(F.mac(NET.rsMac)) || !encap) {
+    throw new VerdictError(`${mode} output is not a frame to the real server: ${out.subarray(0, 60).toString('hex')}`);
   }
 }
 
@@ -79,7 +83,7 @@ async function single(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mod
     const tb = nowNs();
     inNs(() => {
       while (n < MICRO_LIMITS.loopRuns && msSince(tb) < MICRO_LIMITS.batchMs) {
-        if (newFlow) setFlow(frame, n);
+        if (newFlow && mode) setFlow(frame, mode, n);
         const r = runTx(`${name}, run ${n + 1}`, fd, { data: frame, ctxIn, repeat: 1 }, detail);
         if (n === 0) checkOutput(mode, r.data);
         durations[n++] = r.duration;
@@ -87,6 +91,7 @@ async function single(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mod
     });
     await yieldToLoop();
   }
+  if (newFlow && mode && n > flowSpace(mode)) throw new VerdictError(`${name}: ${n} runs but only ${flowSpace(mode)} distinct flows`);
   const got = durations.subarray(0, n);
   const d = before && mode ? dirDelta(before, dirSnap(c.p, mode)) : null;
   if (d && d.counters.tx !== n) throw new VerdictError(`${name}: director counted ${d.counters.tx} TX for ${n} runs`);
@@ -98,11 +103,20 @@ async function single(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mod
   };
 }
 
-/** The flow's first packet, so what follows runs the established path. */
+/** The flow's first packet (and the client's ACK that confirms it), so what follows runs the established path. */
 function prime(c: Ctx, mode: Mode, sport: number): Buffer {
-  const syn = flowFrame(mode, F.TCP.SYN, sport);
-  inNs(() => runTx(`${mode} priming SYN`, c.p.fd.director, { data: syn, ctxIn: ctxFor(c.links.b, syn.length) }));
+  for (const flags of [F.TCP.SYN, F.TCP.ACK]) {
+    const f = flowFrame(mode, flags, sport);
+    inNs(() => runTx(`${mode} priming ${flags === F.TCP.SYN ? 'SYN' : 'ACK'}`, c.p.fd.director, { data: f, ctxIn: ctxFor(c.links.b, f.length) }));
+  }
   return flowFrame(mode, F.TCP.ACK, sport);
+}
+
+/** A SYN the director has seen: what a client retransmitting its SYN sends. */
+function knownSyn(c: Ctx, mode: Mode, sport: number): Buffer {
+  const f = flowFrame(mode, F.TCP.SYN, sport);
+  inNs(() => runTx(`${mode} first SYN`, c.p.fd.director, { data: f, ctxIn: ctxFor(c.links.b, f.length) }));
+  return f;
 }
 
 export async function runMicro(p: Progs, links: Links, progress: (s: string) => void): Promise<MicroResult[]> {
@@ -117,8 +131,11 @@ export async function runMicro(p: Progs, links: Links, progress: (s: string) => 
   step(repeatN(c, 'DR established', p.fd.director, prime(c, 'dr', 40000), 'dr'));
   step(await single(c, 'baseline xdp_macswap', p.fd.macswap, swapFrame, null, false));
   step(await single(c, 'DR established', p.fd.director, prime(c, 'dr', 40001), 'dr', false));
-  step(await single(c, 'DR new flow', p.fd.director, flowFrame('dr', F.TCP.SYN), 'dr', true));
+  step(await single(c, 'DR SYN of a known flow', p.fd.director, knownSyn(c, 'dr', 40002), 'dr', false));
+  step(await single(c, 'DR new flow', p.fd.director, flowFrame('dr', F.TCP.SYN, 0, true), 'dr', true));
   step(await single(c, 'TUN established', p.fd.director, prime(c, 'tun', 40000), 'tun', false));
-  step(await single(c, 'TUN new flow', p.fd.director, flowFrame('tun', F.TCP.SYN), 'tun', true));
+  step(await single(c, 'TUN new flow', p.fd.director, flowFrame('tun', F.TCP.SYN, 0, true), 'tun', true));
+  step(await single(c, 'IPv6 DR established', p.fd.director, prime(c, 'dr6', 40000), 'dr6', false));
+  step(await single(c, 'IPv6 TUN established', p.fd.director, prime(c, 'tun6', 40000), 'tun6', false));
   return out;
 }

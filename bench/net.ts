@@ -16,6 +16,13 @@ export const NET = {
   rs: '192.0.2.11',
   rsMac: '02:00:00:00:00:0b',
   client: '203.0.113.7',
+  dirAddr6: '2001:db8::1',
+  vip6: '2001:db8::80',
+  rs6: '2001:db8::11',
+  client6: '2001:db8:ff::7',
+  /** New-flow cases vary the last byte(s) of these: a subnet no fixed flow comes from. */
+  newClients: '198.51.100.0',
+  newClients6: '2001:db8:fe::',
 } as const;
 
 export interface Links { a: number; b: number }
@@ -59,15 +66,23 @@ export function createNet(): Links {
   sh('ip', ['netns', 'add', NET.ns]);
   created = true;
   const ip = (...a: string[]) => sh('ip', ['-n', NET.ns, ...a]);
-  // No IPv6 on the veths: router solicitations and MLD reports would reach
-  // the sink and the director and spoil exact counts.
-  nsSh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  // IPv6 only where the director needs it, and quiet: no link-local address,
+  // no DAD, no router solicitation, so nothing but the bench's frames reaches
+  // the sink and the director (exact counts). xa has none at all.
+  nsSh('sysctl', ['-qw', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.default.addr_gen_mode=1',
+    'net.ipv6.conf.default.accept_ra=0', 'net.ipv6.conf.default.router_solicitations=0', 'net.ipv6.conf.default.accept_dad=0']);
   ip('link', 'add', 'name', NET.b, 'address', NET.bMac, 'type', 'veth', 'peer', 'name', NET.a, 'address', NET.aMac);
+  nsSh('sysctl', ['-qw', `net.ipv6.conf.${NET.b}.disable_ipv6=0`]);
   for (const d of ['lo', NET.a, NET.b]) ip('link', 'set', d, 'up');
   ip('addr', 'add', `${NET.dirAddr}/24`, 'dev', NET.b);
+  // The director's IPv6 address lives on lo: an address on xb would join a
+  // multicast group and xb would send an MLD report into the chain.
+  ip('-6', 'addr', 'add', `${NET.dirAddr6}/128`, 'dev', 'lo');
+  ip('-6', 'route', 'add', '2001:db8::/64', 'dev', NET.b);
   ip('neigh', 'add', NET.rs, 'lladdr', NET.rsMac, 'dev', NET.b, 'nud', 'permanent');
+  ip('-6', 'neigh', 'add', NET.rs6, 'lladdr', NET.rsMac, 'dev', NET.b, 'nud', 'permanent');
   // bpf_fib_lookup answers FWD_DISABLED on an interface that does not forward.
-  nsSh('sysctl', ['-qw', 'net.ipv4.conf.all.forwarding=1']);
+  nsSh('sysctl', ['-qw', 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1']);
   return withNetns(NET.ns, () => ({ a: ifIndex(NET.a), b: ifIndex(NET.b) }));
 }
 

@@ -1,17 +1,17 @@
 // Everything the bench loads: the director with a DR and a TUN service on
-// one real server, and the aux programs (baseline, sink, generator).
+// one real server per family, and the aux programs (baseline, sink, generator).
 import { Dataplane } from '../src/daemon/dataplane.js';
 import { Director } from '../src/daemon/director.js';
 import { BpfObject, withNetnsAsync } from '../src/loader/index.js';
 import * as C from '../src/maps/codecs.js';
 import { PerCpuMap, type RawMap } from '../src/maps/map.js';
 import { bpfObject } from '../src/paths.js';
-import { PORTS, type Mode } from './frames.js';
+import { MODES, offsets, rsOf, vipOf, type Mode } from './frames.js';
 import { NET } from './net.js';
 
 const GEN_MAX = 128;
 const SINK_IDX = 0;
-/** xdp_gen's per-CPU sequence: one step per frame when it varies the port. */
+/** xdp_gen's per-CPU sequence: one step per frame when it varies the 5-tuple. */
 const SEQ_IDX = 1;
 
 export interface Progs {
@@ -31,10 +31,10 @@ export async function loadProgs(connTableSize: number, synTableSize?: number): P
     const director = new Director(dp, { neighbours: false });
     // Inside the bench's namespace, so the director resolves the real server's next hop there.
     await withNetnsAsync(NET.ns, async () => {
-      for (const mode of ['dr', 'tun'] as const) {
-        const key = { proto: 'tcp' as const, addr: NET.vip, port: PORTS[mode] };
-        director.addService({ ...key, scheduler: 'rr' });
-        await director.addReal(key, { addr: NET.rs, port: 0, fwd: mode, weight: 1 });
+      for (const mode of Object.keys(MODES) as Mode[]) {
+        const key = { proto: 'tcp' as const, addr: vipOf(mode), port: MODES[mode].port };
+        await director.addService({ ...key, scheduler: 'rr' });
+        await director.addReal(key, { addr: rsOf(mode), port: 0, fwd: MODES[mode].fwd, weight: 1 });
       }
     });
     return {
@@ -76,23 +76,33 @@ export function zeroSink(p: Progs): void {
   p.auxCount.setAll(SINK_IDX, 0);
 }
 
-/** struct gen_tmpl: len, vary_port, port_off, pad, frame[128]. */
-export function setTemplate(p: Progs, frame: Buffer, varyPortAt: number | null): void {
+/**
+ * struct gen_tmpl: len, vary, port_off, addr_off, addr_bytes, pad, frame[128].
+ * With `vary` (a mode), frame n gets that mode's n-th 5-tuple (setFlow's),
+ * counting from 0 again: the sequence restarts with every template.
+ */
+export function setTemplate(p: Progs, frame: Buffer, vary: Mode | null): void {
   if (frame.length !== GEN_MAX) throw new Error(`generator template must be ${GEN_MAX} bytes, got ${frame.length}`);
-  const v = Buffer.alloc(16 + GEN_MAX);
+  const v = Buffer.alloc(24 + GEN_MAX);
   v.writeUInt32LE(frame.length, 0);
-  v.writeUInt32LE(varyPortAt === null ? 0 : 1, 4);
-  v.writeUInt32LE(varyPortAt ?? 0, 8);
-  frame.copy(v, 16);
+  if (vary !== null) {
+    const o = offsets(vary);
+    v.writeUInt32LE(1, 4);
+    v.writeUInt32LE(o.sport, 8);
+    v.writeUInt32LE(MODES[vary].v6 ? o.saddr + 14 : o.saddr + 3, 12);
+    v.writeUInt32LE(MODES[vary].v6 ? 2 : 1, 16);
+  }
+  frame.copy(v, 24);
   p.genTmpl.update(Buffer.alloc(4), v);
+  p.auxCount.setAll(SEQ_IDX, 0);
 }
 
 /** Director state a case can be checked against: verdict counters and new flows. */
 export interface DirSnap { counters: Record<string, number>; conns: number; pkts: number }
 
 export function dirSnap(p: Progs, mode: Mode): DirSnap {
-  const svc = p.dp.services.get({ addr: NET.vip, port: PORTS[mode], proto: 6, family: 2 });
-  if (!svc) throw new Error(`bench service ${NET.vip}:${PORTS[mode]} is missing`);
+  const svc = p.dp.services.get({ addr: vipOf(mode), port: MODES[mode].port, proto: 6, family: MODES[mode].v6 ? 10 : 2 });
+  if (!svc) throw new Error(`bench service ${vipOf(mode)}:${MODES[mode].port} is missing`);
   const s = p.dp.svcStats.sum(svc.id);
   return { counters: p.director.counters(), conns: s?.conns ?? 0, pkts: s?.inpkts ?? 0 };
 }

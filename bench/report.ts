@@ -79,7 +79,9 @@ function microTable(micro: MicroRow[], connTable: number): string[] {
     '   repeat=N: one frame rerun N times in the kernel; ns/pkt = median of the kernel\'s integer averages, alt = wall clock / N.',
     '   repeat=1: one syscall per packet, kernel-timed durations summed / count (Katran\'s method), alt = median run. A lone',
     '   run pays the timer and a cold cache, so these compare with the repeat=1 baseline, not the repeat=N one.',
-    `   new flow: a fresh 5-tuple every run (source port and client address); conn table ${connTable} entries, never full.`,
+    `   new flow: a fresh 5-tuple every run (source port and client address, never repeated: checked); conn table ${connTable}`,
+    '   entries, new-flow table a quarter of it (at most 65536): once full, every new flow evicts the oldest new flow.',
+    '   SYN of a known flow: the SYN of a flow the director has seen, again (a retransmission). IPv6 TUN is IPv6 in IPv6.',
   ];
 }
 
@@ -100,10 +102,37 @@ function liveTable(live: LiveRow[], connTable: number): string[] {
     '   softirq (veth default): xb\'s and xa\'s NAPI run inside the generator\'s test run on CPU 0, so a figure is the whole',
     '   chain\'s cost on one core, bounded by that core; net ns = ns/pkt minus the generator-alone row (xb without XDP, so',
     '   the redirect fails at once): roughly what the enqueue to xb, xb\'s program, the way back and the sink add.',
-    `   new flows: xdp_gen varies only the source port (seq | 0x400), so a port returns every 1024 frames; with a ${connTable}-entry`,
-    '   conn table the LRU has evicted it by then, so each frame is a miss + schedule + insert over eviction (new % confirms).',
+    `   new flows: xdp_gen gives frame n the n-th 5-tuple (port and client address), restarting per case and never`,
+    `   repeating (checked), so each frame is a miss + schedule + insert; conn table ${connTable} entries (new % confirms).`,
+    '   syn: one flow\'s SYN again and again (a retransmitting client).',
     '   Each generator call pays a fixed setup/teardown (callOverheadMs in the JSON), inside the wall time.',
   ];
+}
+
+/** Issue 7's goals, each as a ratio to the repeat=1 floor of this run. */
+const GOALS = [
+  { name: 'DR established', max: 2.0 },
+  { name: 'TUN established', max: 2.5 },
+  { name: 'DR SYN of a known flow', max: 2.5 },
+  { name: 'DR new flow', max: 6.0 },
+  { name: 'TUN new flow', max: 6.0 },
+] as const;
+
+function goals(micro: MicroRow[]): string[] {
+  const ratio = (name: string) => micro.find((m) => m.method === 'repeat=1' && m.name === name)?.ratio;
+  const out = ['   goals (repeat=1, x floor):'];
+  for (const g of GOALS) {
+    const r = ratio(g.name);
+    if (r !== undefined) out.push(`     ${g.name.padEnd(24)} ${r.toFixed(2)} <= ${g.max.toFixed(1)}  ${r <= g.max ? 'met' : 'NOT met'}`);
+  }
+  for (const m of ['DR', 'TUN']) {
+    const v4 = ratio(`${m} established`);
+    const v6 = ratio(`IPv6 ${m} established`);
+    if (v4 === undefined || v6 === undefined) continue;
+    const d = (100 * (v6 - v4)) / v4;
+    out.push(`     IPv6 ${m} established      ${v6.toFixed(2)} vs ${v4.toFixed(2)} (${d >= 0 ? '+' : ''}${d.toFixed(1)}%, within 10%)  ${Math.abs(d) <= 10 ? 'met' : 'NOT met'}`);
+  }
+  return out;
 }
 
 function summary(micro: MicroRow[], live: LiveRow[]): string[] {
@@ -123,9 +152,10 @@ function summary(micro: MicroRow[], live: LiveRow[]): string[] {
 export function render(env: Env, micro: MicroRow[], live: LiveRow[], conns: { micro: number; live: number }, extra: string[]): string {
   return [
     `xvs bench: Linux ${env.kernel}, ${env.cpus} CPUs (${env.cpuModel}), Node ${env.node}, ${env.date}`,
-    `every frame: Ethernet/IPv4/TCP, ${env.frameBytes} bytes, client -> VIP 192.0.2.80 (DR on :80, TUN on :81), one real server`,
+    `every frame: Ethernet/IP/TCP, ${env.frameBytes} bytes, client -> VIP 192.0.2.80 or 2001:db8::80 (DR on :80, TUN on :81), one real server`,
     '',
     ...microTable(micro, conns.micro),
+    ...goals(micro),
     '',
     ...liveTable(live, conns.live),
     ...summary(micro, live),

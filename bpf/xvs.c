@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The director: a chain of stages, each returning a verdict or XVS_CONTINUE
- * and counting where it decides: parse (parse.h), flow (flow.h: connection
- * tables, service, scheduler), forward by the real server's method (one
- * header per method).
+ * and counting where it decides: parse (parse.h), NAT replies (nat.h), flow
+ * (flow.h: connection tables, service, scheduler), forward by the real
+ * server's method (one header per method).
  */
 #include "dataplane/parse.h"
 #include "dataplane/flow.h"
 #include "dataplane/dr.h"
 #include "dataplane/tun.h"
+#include "dataplane/nat.h"
 
 SEC("xdp")
 int xvs_xdp(struct xdp_md *ctx)
@@ -26,6 +27,9 @@ int xvs_xdp(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	if (!cfg)
 		return XDP_PASS;
+	rc = xvs_nat_reply(ctx, &p, cfg);
+	if (rc != XVS_CONTINUE)
+		return rc;
 	rc = xvs_flow(ctx, &p, cfg, &r);
 	if (rc != XVS_CONTINUE)
 		return rc;
@@ -36,6 +40,8 @@ int xvs_xdp(struct xdp_md *ctx)
 		return xvs_fwd_dr(ctx, &p, r);
 	case XVS_FWD_TUN:
 		return xvs_fwd_tun(ctx, &p, r);
+	case XVS_FWD_NAT:
+		return xvs_fwd_nat(ctx, &p, r);
 	default:
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;

@@ -20,7 +20,7 @@ export const ErrorCodes = {
   BAD_ARGUMENT: { exit: 2, hint: undefined },
   /** popt's errors and ipvsadm's tryhelp_exit: the command line could not be read. */
   USAGE: { exit: 255, hint: undefined },
-  BAD_ADDRESS: { exit: 2, hint: 'addresses look like 192.0.2.10 or 192.0.2.10:80' },
+  BAD_ADDRESS: { exit: 2, hint: 'addresses look like 192.0.2.10, 192.0.2.10:80, 2001:db8::10 or [2001:db8::10]:80' },
   UNSUPPORTED: { exit: 2, hint: undefined },
   SERVICE_EXISTS: { exit: 255, hint: 'use -E to edit it', ipvsadm: 'Service already exists' },
   NO_SERVICE: { exit: 255, hint: 'list services with `xvsadm -L -n`', ipvsadm: { service: 'No such service', real: 'Service not defined' } },

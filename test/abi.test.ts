@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Dataplane, directorMaps, unpinDirectorMaps } from '../src/daemon/dataplane.js';
 import { warningMark, warningsSince } from '../src/loader/libbpf.js';
-import { ABI_ENUMS } from '../src/maps/abi.js';
+import { ABI_ENUMS, DECAP_ABI_ENUMS } from '../src/maps/abi.js';
 import { abiCodecs } from '../src/maps/codecs.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -94,6 +94,33 @@ describe('ABI: the TypeScript side matches the BTF of bpf/.output/xvs.o', () => 
       assert.deepEqual(fromC, { ...e.values });
     });
   }
+});
+
+describe('ABI: the TypeScript side matches the BTF of bpf/.output/xvs_decap.o', () => {
+  const decapObject = join(root, 'bpf/.output/xvs_decap.o');
+  let types = new Map<number, BtfType>();
+
+  before(() => {
+    run('make', ['-s', '-C', join(root, 'bpf'), '.output/xvs_decap.o']);
+    types = btfTypes(decapObject);
+  });
+
+  for (const e of DECAP_ABI_ENUMS) {
+    it(`enum ${e.btf}`, () => {
+      const t = byKind(types, 'ENUM').get(e.btf);
+      assert.ok(t, `enum ${e.btf} not in the BTF of ${decapObject}`);
+      const fromC = Object.fromEntries((t.values ?? []).map((v) => {
+        assert.ok(v.name.startsWith(e.prefix), `${v.name} lacks the prefix ${e.prefix}`);
+        return [v.name.slice(e.prefix.length).toLowerCase(), v.val];
+      }));
+      assert.deepEqual(fromC, { ...e.values });
+    });
+  }
+
+  it('declares only its own maps, none of the director\'s', () => {
+    const section = byKind(types, 'DATASEC').get('.maps');
+    assert.deepEqual((section?.vars ?? []).map((v) => types.get(v.type_id)?.name).sort(), ['xvs_decap_counters', 'xvs_decap_vips']);
+  });
 });
 
 describe('ABI: the director pins every map its object declares', { skip: process.getuid?.() !== 0 ? 'needs root' : undefined }, () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { addr16ToIp, ipToAddr16, sumValues, type Codec } from '../src/maps/codec.js';
-import { config, conn, connKey, nexthop, persist, persistKey, real, stats, svc, svcKey, u32Codec, u64Codec } from '../src/maps/codecs.js';
+import { addrKey, config, conn, connKey, nat, nexthop, persist, persistKey, real, stats, svc, svcKey, u32Codec, u64Codec } from '../src/maps/codecs.js';
 
 function roundTrip<T>(c: Codec<T>, v: T): void {
   const b = c.encode(v);
@@ -24,11 +24,14 @@ describe('codecs', () => {
     roundTrip(real, { addr: 'fd00::2', port: 65535, family: 10, fwd: 1, weight: 0, flags: 0, svc_id: 0, gen: 1, u_threshold: 0, l_threshold: 0 });
     roundTrip(connKey, { saddr: '198.51.100.7', daddr: '192.0.2.10', sport: 40000, dport: 80, proto: 6, family: 2 });
     roundTrip(connKey, { saddr: '2001:db8:1::7', daddr: '2001:db8::10', sport: 1, dport: 2, proto: 17, family: 10 });
-    roundTrip(conn, { last_seen: 2 ** 53 - 1, real_id: 16383, real_gen: 9, svc_id: 1023, state: 5, flags: 1 });
+    roundTrip(conn, { last_seen: 2 ** 53 - 1, real_id: 16383, real_gen: 9, svc_id: 1023, state: 5, flags: 1, lport: 61000, laddr_id: 3 });
+    roundTrip(nat, { last_seen: 7, vaddr: '192.0.2.80', caddr: '203.0.113.7', vport: 80, cport: 40000, real_id: 3, svc_id: 2, ifindex: 9, cmac: '02:00:00:00:00:fe', smac: '02:00:00:00:01:01', family: 2, state: 1 });
+    roundTrip(nat, { last_seen: 0, vaddr: '2001:db8::80', caddr: '2001:db8:ff::7', vport: 443, cport: 1, real_id: 0, svc_id: 0, ifindex: 1, cmac: '00:00:00:00:00:00', smac: 'ff:ff:ff:ff:ff:ff', family: 10, state: 11 });
+    roundTrip(addrKey, { addr: '192.0.2.11', family: 2 });
     roundTrip(persistKey, { caddr: '203.0.113.0', svc_id: 3, family: 2 });
     roundTrip(persist, { last_seen: 12345, real_id: 4, real_gen: 5 });
     roundTrip(stats, { conns: 1, inpkts: 2 ** 40, inbytes: 3, outpkts: 0, outbytes: Number.MAX_SAFE_INTEGER });
-    roundTrip(config, { hz: 250, flags: 3, timeout_tcp: 900, timeout_tcpfin: 120, timeout_udp: 300, timeout_synrecv: 60, timeout_close: 10 });
+    roundTrip(config, { hz: 250, flags: 1, timeout: Array.from({ length: 16 }, (_, i) => i * 1000 + 7) });
     roundTrip(nexthop, { ifindex: 7, mtu: 1500, dmac: '02:00:00:00:00:0b', smac: '02:00:00:00:01:01', saddr: '192.0.2.1' });
     roundTrip(nexthop, { ifindex: 0, mtu: 0, dmac: '00:00:00:00:00:00', smac: 'ff:ff:ff:ff:ff:ff', saddr: '2001:db8::1' });
     roundTrip(u32Codec, 0xdeadbeef);
@@ -57,7 +60,7 @@ describe('codecs', () => {
       [real as Codec<never>, { addr: '10.0.0.2', port: 1, family: 2, fwd: 1, weight: 1, flags: 0, svc_id: 0, gen: 0, u_threshold: 0, l_threshold: 0 }, [[4, 16]]],
       [persistKey as Codec<never>, { caddr: '1.2.3.0', svc_id: 1, family: 2 }, [[4, 16], [21, 24]]],
       [connKey as Codec<never>, { saddr: '1.2.3.4', daddr: '5.6.7.8', sport: 1, dport: 2, proto: 6, family: 2 }, [[38, 40]]],
-      [conn as Codec<never>, { last_seen: 1, real_id: 2, real_gen: 3, svc_id: 4, state: 1, flags: 0 }, [[22, 24]]],
+      [conn as Codec<never>, { last_seen: 1, real_id: 2, real_gen: 3, svc_id: 4, state: 1, flags: 0, lport: 0, laddr_id: 0 }, [[28, 32]]],
     ];
     for (const [c, v, ranges] of cases) {
       const b = Buffer.alloc(c.size, 0xff);
@@ -117,8 +120,8 @@ describe('codecs', () => {
   it('lays out fields at C offsets', () => {
     const offsets = (c: Codec<unknown>) => Object.fromEntries(c.fields.map((f) => [f.name, [f.offset, f.size]]));
     assert.deepEqual(offsets(svcKey as Codec<unknown>), { addr: [0, 16], port: [16, 2], proto: [18, 1], family: [19, 1] });
-    assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], pad0: [22, 2] });
-    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size], [20, 36, 44, 40, 24, 40, 28]);
+    assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], lport: [22, 2], laddr_id: [24, 4], pad0: [28, 4] });
+    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size, nat.size], [20, 36, 44, 40, 32, 40, 72, 80]);
   });
 
   it('sums per-CPU values field by field', () => {

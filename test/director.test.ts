@@ -353,11 +353,11 @@ describe('director: every change a transaction', { skip }, () => {
       [{ op: 'add-service', svc: { ...tcp(85), scheduler: 'rr' } }, 'SERVICE_EXISTS'],
       [{ op: 'add-real', key: tcp(85), real: real('10.3.0.1') }, 'REAL_EXISTS'],
       [{ op: 'add-real', key: tcp(85), real: { ...real('10.3.0.98'), port: 8080 } }, 'PORT_MAPPING'],
-      [{ op: 'add-real', key: tcp(85), real: { ...real('10.3.0.98'), fwd: 'nat' } }, 'UNSUPPORTED'],
+      [{ op: 'add-real', key: tcp(85), real: { ...real('10.3.0.98'), fwd: 'fullnat' } }, 'UNSUPPORTED'],
       // DR cannot carry an IPv4 VIP's packets to an IPv6 real server.
       [{ op: 'add-real', key: tcp(85), real: real('2001:db8::11') }, 'BAD_ADDRESS'],
       [{ op: 'add-real', key: tcp(99), real: real('10.3.0.98') }, 'NO_SERVICE'],
-      [{ op: 'edit-real', key: tcp(87), real: { ...real('10.3.1.1'), fwd: 'nat' } }, 'UNSUPPORTED'],
+      [{ op: 'edit-real', key: tcp(87), real: { ...real('10.3.1.1'), fwd: 'fullnat' } }, 'UNSUPPORTED'],
       [{ op: 'edit-real', key: tcp(85), real: real('10.3.9.9') }, 'NO_REAL'],
       [{ op: 'edit-real', key: tcp(99), real: real('10.3.0.1') }, 'NO_SERVICE'],
       [{ op: 'del-real', key: tcp(85), real: { addr: '10.3.9.9', port: 0 } }, 'NO_REAL'],
@@ -397,7 +397,7 @@ describe('director: every change a transaction', { skip }, () => {
     assert.throws(() => writer.atomically(() => {
       writer.sync(m, next, new Map([[s.id, new Uint32Array(0)]]));
       writer.zeroStats([s.id], [s.reals[0]!.id]);
-      writer.writeConfig({ timeout_tcp: 5 });
+      writer.writeConfig({ timeout: new Array<number>(16).fill(5) });
       throw new Error('injected');
     }), /injected/);
     assert.deepEqual(dumpMaps(dp), was);
@@ -427,7 +427,8 @@ describe('director: every change a transaction', { skip }, () => {
   test('--set takes ipvsadm\'s 31-day maximum', async () => {
     await request(sock, { op: 'set-timeouts', timeouts: { tcp: 2678400, tcpfin: 0, udp: 2678400 } });
     assert.deepEqual(await request(sock, { op: 'get-timeouts' }), { tcp: 2678400, tcpfin: 120, udp: 2678400 });
-    assert.equal(dp.config.get(0)?.timeout_tcp, 2678400);
+    assert.equal(dp.config.get(0)?.timeout[1], 2678400, 'ESTABLISHED');
+    assert.equal(dp.config.get(0)?.timeout[11], 2678400, 'UDP');
     await request(sock, { op: 'set-timeouts', timeouts: { tcp: 900, tcpfin: 0, udp: 300 } });
   });
 

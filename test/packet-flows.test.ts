@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
+import { CONN_STATE } from '../src/maps/abi.js';
 import type { ConnKey } from '../src/maps/codecs.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
@@ -48,23 +49,23 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
   test('a new flow waits in xvs_syn_conns and moves to xvs_conns on the client\'s ACK', () => {
     const promoted = counter('promoted');
     assert.equal(t.run(pkt(80, 50000, F.TCP.SYN)).retval, XdpAction.TX);
-    assert.equal(t.dp.synConns.get(key(80, 50000))?.state, 2, 'SYN_RECV in the new-flow table');
+    assert.equal(t.dp.synConns.get(key(80, 50000))?.state, CONN_STATE.syn_recv, 'SYN_RECV in the new-flow table');
     assert.equal(t.dp.conns.get(key(80, 50000)), null);
     assert.equal(t.run(pkt(80, 50000, F.TCP.SYN)).retval, XdpAction.TX, 'a retransmitted SYN');
     assert.equal(t.run(pkt(80, 50000, F.TCP.ACK)).retval, XdpAction.TX);
-    assert.equal(t.dp.conns.get(key(80, 50000))?.state, 1, 'ESTABLISHED in the confirmed table');
+    assert.equal(t.dp.conns.get(key(80, 50000))?.state, CONN_STATE.established, 'ESTABLISHED in the confirmed table');
     assert.equal(t.dp.synConns.get(key(80, 50000)), null);
     assert.equal(counter('promoted') - promoted, 1);
     assert.equal(t.run(pkt(80, 50000, F.TCP.ACK | F.TCP.FIN)).retval, XdpAction.TX);
-    assert.equal(t.dp.conns.get(key(80, 50000))?.state, 3, 'FIN_WAIT');
+    assert.equal(t.dp.conns.get(key(80, 50000))?.state, CONN_STATE.fin_wait, 'FIN_WAIT');
   });
 
   test('UDP: the first datagram makes a new flow, the second confirms it', () => {
     const dgram = () => F.frame({ l2: inbound, src: ADDR.client, dst: ADDR.vip, sport: 6000, dport: 53, proto: 'udp', payload: Buffer.from('x') });
     assert.equal(t.run(dgram()).retval, XdpAction.TX);
-    assert.equal(t.dp.synConns.get(key(53, 6000, ADDR.client, 17))?.state, 5);
+    assert.equal(t.dp.synConns.get(key(53, 6000, ADDR.client, 17))?.state, CONN_STATE.udp);
     assert.equal(t.run(dgram()).retval, XdpAction.TX);
-    assert.equal(t.dp.conns.get(key(53, 6000, ADDR.client, 17))?.state, 5);
+    assert.equal(t.dp.conns.get(key(53, 6000, ADDR.client, 17))?.state, CONN_STATE.udp);
     assert.equal(t.dp.synConns.get(key(53, 6000, ADDR.client, 17)), null);
   });
 

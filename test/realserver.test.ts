@@ -48,7 +48,7 @@ describe('real server setup and teardown', { skip, timeout: 120_000 }, () => {
   it('rejects bad options without changing anything', async () => {
     const before = await sysctls();
     const cases: Array<[Partial<RealServerOptions>, string]> = [
-      [{ vip: '2001:db8::80', mode: 'dr' }, 'UNSUPPORTED'],
+      [{ vip: 'fe80::1%eth0', mode: 'dr' }, 'BAD_ADDRESS'],
       [{ vip: '192.0.2.300', mode: 'dr' }, 'BAD_ADDRESS'],
       [{ vip: lab.vip, mode: 'nat' as 'dr' }, 'BAD_ARGUMENT'],
       [{ vip: lab.vip, mode: 'dr', xdpMode: 'offload' as 'native' }, 'BAD_ARGUMENT'],

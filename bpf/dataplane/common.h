@@ -139,4 +139,30 @@ struct xvs_vlan_hdr {
 	__be16 proto;
 };
 
+/* Returns 0 with the L2 length and the ethertype after the tags, or -1. */
+static __always_inline int xvs_parse_l2(void *data, void *data_end, __u32 *l2_len, __be16 *ethertype)
+{
+	struct ethhdr *eth = data;
+	__u32 off = ETH_HLEN;
+	__be16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	proto = eth->h_proto;
+#pragma unroll
+	for (int i = 0; i < XVS_VLAN_MAX; i++) {
+		struct xvs_vlan_hdr *vh = data + off;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(vh + 1) > data_end)
+			return -1;
+		proto = vh->proto;
+		off += sizeof(*vh);
+	}
+	*l2_len = off;
+	*ethertype = proto;
+	return 0;
+}
+
 #endif

@@ -76,6 +76,33 @@ struct {
 	__type(value, struct xvs_conn);
 } xvs_syn_conns SEC(".maps");
 
+/* NAT and FULLNAT replies, by their 5-tuple as they reach the director: the
+ * reply side of confirmed flows, and of new ones (kept apart for the same
+ * reason as xvs_conns and xvs_syn_conns). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_CONN_TABLE_DEFAULT);
+	__type(key, struct xvs_conn_key);
+	__type(value, struct xvs_nat);
+} xvs_nats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, XVS_SYN_TABLE_DEFAULT);
+	__type(key, struct xvs_conn_key);
+	__type(value, struct xvs_nat);
+} xvs_nat_syn SEC(".maps");
+
+/* Addresses of NAT and FULLNAT real servers: a packet from one may be a
+ * reply (value: how many such real servers have it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XVS_MAX_REALS);
+	__type(key, struct xvs_addr_key);
+	__type(value, __u32);
+} xvs_nat_reals SEC(".maps");
+
 /* Interfaces the director forwards to with XDP_REDIRECT, by ifindex; filled
  * by xvsd at every start, never pinned (see BpfObject.pinnableMapNames). */
 struct {

@@ -77,10 +77,10 @@ xvs_nexthop(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *
 	return *verdict == XVS_CONTINUE ? fallback : NULL;
 }
 
-/* Hands the packet to its real server: accounts it, rewrites the MACs and
- * sends the frame out of the next hop's interface. Tagged frames go back out
- * tagged on the ingress port (one-armed VLAN director). */
-static __always_inline int xvs_egress(struct xdp_md *ctx, const struct xvs_nexthop *nh, const struct xvs_pkt *p)
+/* Sends the frame to the next hop (ifindex, dmac) as smac: XDP_TX out of the
+ * interface it came in on, XDP_REDIRECT out of another. Tagged frames go
+ * back out tagged on the ingress port (one-armed VLAN director). */
+static __always_inline int xvs_send(struct xdp_md *ctx, __u32 ifindex, const __u8 *dmac, const __u8 *smac, __u32 l3_off)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -89,20 +89,27 @@ static __always_inline int xvs_egress(struct xdp_md *ctx, const struct xvs_nexth
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	xvs_account(p);
-	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
-	if (nh->ifindex == ctx->ingress_ifindex || p->l3_off != ETH_HLEN) {
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	if (ifindex == ctx->ingress_ifindex || l3_off != ETH_HLEN) {
 		xvs_count(XVS_CNT_TX);
 		return XDP_TX;
 	}
 	xvs_count(XVS_CNT_REDIRECT);
 	/* The devmap is the fast way out; an interface the control plane did not
 	 * enter there still works through the plain redirect. */
-	rc = bpf_redirect_map(&xvs_tx_ports, nh->ifindex, 0);
+	rc = bpf_redirect_map(&xvs_tx_ports, ifindex, 0);
 	if (rc == XDP_REDIRECT)
 		return XDP_REDIRECT;
-	return bpf_redirect(nh->ifindex, 0);
+	xvs_count(XVS_CNT_REDIRECT_UNMAPPED);
+	return bpf_redirect(ifindex, 0);
+}
+
+/* Hands the packet to its real server: accounts it and sends it to the next hop. */
+static __always_inline int xvs_egress(struct xdp_md *ctx, const struct xvs_nexthop *nh, const struct xvs_pkt *p)
+{
+	xvs_account(p);
+	return xvs_send(ctx, nh->ifindex, nh->dmac, nh->smac, p->l3_off);
 }
 
 #endif

@@ -68,14 +68,26 @@ enum xvs_conn_flags : __u8 {
 	XVS_CONN_F_PERSIST = 1U << 0, /* refreshes its persistence template */
 };
 
-/* TCP connection states as IPVS names them (input-only table). */
+/*
+ * Connection states, numbered as IPVS numbers its TCP states (so its state
+ * tables index them as they are), and UDP. A DR/TUN director sees only the
+ * client's half and follows IPVS's input-only table; NAT and FULLNAT see
+ * both halves and follow its input and output tables (flow.h).
+ */
 enum xvs_conn_state : __u8 {
 	XVS_CS_NONE = 0,
 	XVS_CS_ESTABLISHED = 1,
-	XVS_CS_SYN_RECV = 2,
-	XVS_CS_FIN_WAIT = 3,
-	XVS_CS_CLOSE = 4,
-	XVS_CS_UDP = 5,
+	XVS_CS_SYN_SENT = 2,
+	XVS_CS_SYN_RECV = 3,
+	XVS_CS_FIN_WAIT = 4,
+	XVS_CS_TIME_WAIT = 5,
+	XVS_CS_CLOSE = 6,
+	XVS_CS_CLOSE_WAIT = 7,
+	XVS_CS_LAST_ACK = 8,
+	XVS_CS_LISTEN = 9,
+	XVS_CS_SYNACK = 10,
+	XVS_CS_UDP = 11,
+	XVS_CS_MAX = 16, /* slots of xvs_config.timeout */
 };
 
 struct xvs_svc_key {
@@ -149,9 +161,42 @@ struct xvs_conn {
 	__u32 svc_id;
 	enum xvs_conn_state state;
 	enum xvs_conn_flags flags;
-	__u8 pad0[2];
+	__be16 lport;       /* FULLNAT: the local port the flow leaves with */
+	__u32 laddr_id;     /* FULLNAT: its local address, an index of xvs_laddrs */
+	__u32 pad0;
 };
-_Static_assert(sizeof(struct xvs_conn) == 24, "xvs_conn");
+_Static_assert(sizeof(struct xvs_conn) == 32, "xvs_conn");
+
+/*
+ * NAT and FULLNAT: what turns a real server's reply back into the
+ * service's. The key is the reply's 5-tuple as it reaches the director:
+ * real server to client (NAT) or to the local address (FULLNAT).
+ */
+struct xvs_nat {
+	__u64 last_seen;    /* jiffies of the latest reply */
+	__be32 vaddr[4];    /* the VIP the client sent to: the reply's source */
+	__be32 caddr[4];    /* the client: the reply's destination */
+	__be16 vport;
+	__be16 cport;
+	__u32 real_id;
+	__u32 svc_id;
+	__u32 ifindex;      /* where the client's packets came in: replies leave there */
+	__u8 cmac[6];       /* their source MAC: the next hop towards the client */
+	__u8 smac[6];       /* their destination MAC: ours on that interface */
+	enum xvs_family family; /* of the VIP and the client */
+	enum xvs_conn_state state;
+	__u8 pad0[6];
+};
+_Static_assert(sizeof(struct xvs_nat) == 80, "xvs_nat");
+
+/* A real server's address, for the test "is this a reply of a NAT or
+ * FULLNAT real server?" made before the reply tables are searched. */
+struct xvs_addr_key {
+	__be32 addr[4];
+	enum xvs_family family;
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct xvs_addr_key) == 20, "xvs_addr_key");
 
 /* Persistence template: one client (or client subnet) of one service. */
 struct xvs_persist_key {
@@ -179,19 +224,18 @@ struct xvs_stats {
 };
 _Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
 
+enum xvs_config_flags : __u32 {
+	XVS_CFG_F_TWO_WAY = 1U << 0, /* some real server is NAT or FULLNAT: look for replies */
+};
+
 /* One entry, written by the control plane when it loads the dataplane (the
- * IPVS defaults are its to know) and on ipvsadm --set. Timeouts in seconds
- * after a connection's last packet, per state. */
+ * IPVS defaults are its to know) and on ipvsadm --set. */
 struct xvs_config {
 	__u32 hz;               /* jiffies per second, measured by the control plane */
-	__u32 flags;
-	__u32 timeout_tcp;      /* ESTABLISHED (ipvsadm --set tcp) */
-	__u32 timeout_tcpfin;   /* FIN_WAIT (--set tcpfin) */
-	__u32 timeout_udp;      /* UDP (--set udp) */
-	__u32 timeout_synrecv;  /* SYN_RECV */
-	__u32 timeout_close;    /* CLOSE, and anything else */
+	enum xvs_config_flags flags;
+	__u32 timeout[XVS_CS_MAX]; /* seconds after a connection's last packet, by state */
 };
-_Static_assert(sizeof(struct xvs_config) == 28, "xvs_config");
+_Static_assert(sizeof(struct xvs_config) == 72, "xvs_config");
 
 /* Indexes of the per-CPU counter array xvs_counters: what
  * happened to each packet that did not simply go out. */
@@ -208,13 +252,38 @@ enum xvs_counter : __u32 {
 	XVS_CNT_FRAG_NEEDED = 9, /* ICMP fragmentation-needed or ICMPv6 packet-too-big sent */
 	XVS_CNT_PASS_TOO_BIG = 10, /* IPv4 too big for the tunnel, no DF: kernel */
 	XVS_CNT_TX = 11, /* forwarded on the ingress interface */
-	XVS_CNT_REDIRECT = 12, /* forwarded on another interface */
+	XVS_CNT_REDIRECT = 12, /* forwarded on another interface (through xvs_tx_ports or not) */
 	XVS_CNT_ERROR = 13, /* helper failure (adjust_head and friends) */
 	XVS_CNT_BAD_MODE = 14, /* real server mode not handled by this dataplane */
 	XVS_CNT_NH_MISS = 15, /* next hop not cached: asked bpf_fib_lookup */
 	XVS_CNT_SLOPPY = 16, /* TCP non-SYN without a flow, forwarded by its hash (sh, dh, mh, lblc, lblcr) */
 	XVS_CNT_PROMOTED = 17, /* a new flow confirmed (client ACK, second datagram): into xvs_conns */
-	XVS_CNT_MAX = 24,
+	XVS_CNT_REDIRECT_UNMAPPED = 18, /* of those redirected, to an interface not in xvs_tx_ports: plain bpf_redirect */
+	XVS_CNT_NAT_REPLY = 19, /* a NAT/FULLNAT reply translated back to the service */
+	XVS_CNT_NAT_PASS = 20, /* a NAT/FULLNAT packet the rewrite refused (IPv6 extension headers, UDP/IPv6 without checksum): kernel */
+	XVS_CNT_TTL_EXCEEDED = 21, /* a reply whose TTL ran out at the director: dropped */
+	XVS_CNT_MAX = 32,
+};
+
+/*
+ * The real server's decap helper (bpf/xvs_decap.c). Its VIP map is keyed by
+ * the 16-byte address alone, which cannot tell an IPv4 VIP (addr[0], the
+ * rest zero) from an IPv6 address ending in 12 zero bytes; the value says
+ * which families the key is a VIP of, and a packet is stripped only when
+ * its inner header's family is one of them.
+ */
+enum xvs_decap_af : __u32 {
+	XVS_DECAP_AF_INET = 1U << 0,
+	XVS_DECAP_AF_INET6 = 1U << 1,
+};
+
+/* Indexes of the decap helper's per-CPU counters: what it did with a
+ * tunnelled packet (anything else is not counted). */
+enum xvs_decap_counter : __u32 {
+	XVS_DECAP_CNT_DECAPPED = 0, /* outer header stripped, the inner packet passed on */
+	XVS_DECAP_CNT_NOT_VIP = 1, /* inner destination not a VIP of its family: passed untouched */
+	XVS_DECAP_CNT_MALFORMED = 2, /* bad or truncated outer or inner header: passed untouched */
+	XVS_DECAP_CNT_MAX = 4,
 };
 
 #endif

@@ -632,11 +632,8 @@ function toCommand(e: Entry, warnings: string[]): Command {
       const svc: ServiceSpec = { ...key, scheduler: sched };
       if (e.svc.persistent !== undefined) {
         svc.persistent = e.svc.persistent;
-        if (e.svc.af === 'inet6') {
-          if (e.svc.netmask !== 128) unsupported('-M on an IPv6 service (a prefix length) is not supported yet');
-        } else if (has('netmask')) {
-          svc.netmask = dotted(e.svc.netmask);
-        }
+        // ipvsadm sends the mask it read: dotted for IPv4, a prefix length for IPv6.
+        if (has('netmask')) svc.netmask = e.svc.af === 'inet6' ? String(e.svc.netmask) : dotted(e.svc.netmask);
       }
       // -M without -p: ipvsadm sends it and the kernel keeps no persistence to apply it to.
       return { op: e.cmd === 'add' ? 'add-service' : 'edit-service', svc };
@@ -754,7 +751,7 @@ Daemon Options:
 xvs:
   --socket PATH                       xvsd's control socket (default /run/xvs/xvsd.sock)
   Not supported yet (refused with "not supported yet" and exit 2): -f, --sctp-service,
-  port-zero services, -o, --pe, -b, --tun-type gue|gre, -m, the fo, ovf and twos
+  port-zero services, -o, --pe, -b, --tun-type gue|gre, the fo, ovf and twos
   schedulers, the sync daemon.
 `;
 }

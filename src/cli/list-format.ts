@@ -1,6 +1,7 @@
 import { isIPv4 } from 'node:net';
-import { DEFAULT_NETMASK, type ConnView, type Fwd, type ListResult, type RateView, type RealView, type ServiceView, type StatsView, type Timeouts } from '../control/protocol.js';
+import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ConnView, type Fwd, type ListResult, type RateView, type RealView, type ServiceView, type StatsView, type Timeouts } from '../control/protocol.js';
 import { IPVS_VERSION } from './ipvsadm-args.js';
+import { afOf, compareAddr, ipvsSort, ntop } from './list-order.js';
 import type { Names } from './names.js';
 
 // ipvsadm -L byte for byte (ipvsadm.c: print_title, print_service_entry,
@@ -36,43 +37,30 @@ export function largeNum(n: number, exact: boolean): string {
   return `${Math.floor(n / div)}${unit}`.padStart(9);
 }
 
-/** addrport_to_anyname: numeric, or the host's and the port's names where they have one. */
+/** addrport_to_anyname: numeric (inet_ntop's text), or the host's and the port's names where they have one. */
 export function hostPort(addr: string, port: number, proto: string, names?: Names): string {
-  const v4 = isIPv4(addr);
-  const host = names?.hostOf(addr) ?? addr;
+  const host = names?.hostOf(addr) ?? ntop(addr);
   const p = names?.serviceOf(port, proto as 'tcp' | 'udp') ?? String(port);
-  return v4 ? `${host}:${p}` : `[${host}]:${p}`;
-}
-
-// ipvs_cmp_services / ipvs_cmp_dests: family, protocol, address, port.
-function addrKey(addr: string): [number, bigint] {
-  if (isIPv4(addr)) return [2, BigInt(addr.split('.').reduce((n, o) => n * 256 + Number(o), 0))];
-  const full = new URL(`http://[${addr}]/`).hostname.slice(1, -1);
-  const [head, tail = ''] = full.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = full.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  return [10, groups.reduce((n, g) => (n << 16n) + BigInt(parseInt(g, 16)), 0n)];
-}
-
-function compareAddr(a: string, aPort: number, b: string, bPort: number): number {
-  const [fa, na] = addrKey(a);
-  const [fb, nb] = addrKey(b);
-  return fa - fb || (na < nb ? -1 : na > nb ? 1 : 0) || aPort - bPort;
+  return isIPv4(addr) ? `${host}:${p}` : `[${host}]:${p}`;
 }
 
 const PROTO_ORDER = { tcp: 6, udp: 17 } as const;
 
-export function byService(a: ServiceView, b: ServiceView): number {
-  return addrKey(a.addr)[0] - addrKey(b.addr)[0] || PROTO_ORDER[a.proto] - PROTO_ORDER[b.proto] || compareAddr(a.addr, a.port, b.addr, b.port);
+// ipvs_cmp_services and ipvs_cmp_dests, sorted as glibc's qsort sorts (list-order.ts).
+function byService(a: ServiceView, b: ServiceView): number {
+  return afOf(a.addr) - afOf(b.addr) || PROTO_ORDER[a.proto] - PROTO_ORDER[b.proto] || compareAddr(a.addr, b.addr) || a.port - b.port;
+}
+
+function byReal(port: number): (a: RealView, b: RealView) => number {
+  return (a, b) => compareAddr(a.addr, b.addr) || (a.port || port) - (b.port || port);
 }
 
 export function sortedServices(res: ListResult, nosort = false): ServiceView[] {
-  return nosort ? [...res.services] : [...res.services].sort(byService);
+  return nosort ? [...res.services] : ipvsSort(res.services, byService);
 }
 
 export function sortedReals(svc: ServiceView, nosort = false): RealView[] {
-  return nosort ? [...svc.reals] : [...svc.reals].sort((a, b) => compareAddr(a.addr, a.port || svc.port, b.addr, b.port || svc.port));
+  return nosort ? [...svc.reals] : ipvsSort(svc.reals, byReal(svc.port));
 }
 
 function statsColumns(s: StatsView, exact: boolean): string {
@@ -81,11 +69,12 @@ function statsColumns(s: StatsView, exact: boolean): string {
 
 const ZERO_RATES: RateView = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
 
-// ipvsadm's " persistent T" flag, with " mask M" for an IPv4 service whose
-// granularity is coarser than one host.
+// ipvsadm's " persistent T" flag, with " mask M" for a service whose
+// granularity is coarser than one host: a dotted mask, or an IPv6 prefix length.
 function flags(svc: ServiceView): string {
   if (svc.persistent === undefined) return '';
-  const mask = svc.netmask !== undefined && svc.netmask !== DEFAULT_NETMASK && isIPv4(svc.addr) ? ` mask ${svc.netmask}` : '';
+  const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
+  const mask = svc.netmask !== undefined && svc.netmask !== whole ? ` mask ${svc.netmask}` : '';
   return ` persistent ${svc.persistent}${mask}`;
 }
 

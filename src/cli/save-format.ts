@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { DEFAULT_NETMASK, type ListResult, type RealView, type ServiceView, type Timeouts } from '../control/protocol.js';
+import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ListResult, type RealView, type ServiceView, type Timeouts } from '../control/protocol.js';
 import { XvsError } from '../errors.js';
 import { commandToRequest, parseIpvsadm, type Mutation, type RequestCommand } from './ipvsadm-args.js';
 import { hostPort, sortedReals, sortedServices } from './list-format.js';
@@ -20,7 +20,9 @@ function serviceRule(svc: ServiceView, names?: Names): string {
   let line = `-A ${ruleService(svc, names)} -s ${svc.scheduler}`;
   if (svc.persistent !== undefined) {
     line += ` -p ${svc.persistent}`;
-    if (isIPv4(svc.addr) && svc.netmask !== undefined && svc.netmask !== DEFAULT_NETMASK) line += ` -M ${svc.netmask}`;
+    // A dotted mask for IPv4 (" -M %s"), the prefix length for IPv6 (" -M %i"), each only when not the whole address.
+    const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
+    if (svc.netmask !== undefined && svc.netmask !== whole) line += ` -M ${svc.netmask}`;
   }
   return line;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
-import { detachXdp, ifIndex } from '../loader/index.js';
+import { DEFAULT_PIN_DIR } from '../daemon/dataplane.js';
+import { takeDown } from '../daemon/down.js';
+import { collectInterfaces } from '../daemon/interfaces.js';
 import { REALSERVER_DEFAULTS, setupRealServer, teardownRealServer, type RealServerOptions } from '../realserver/setup.js';
 import { request, DEFAULT_SOCKET } from '../control/socket.js';
 import { runDemo } from '../lab/demo.js';
@@ -26,9 +27,9 @@ const perNetns = (root: string): string => `default: ${root}/netns-INODE, INODE 
 function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
   return new Command(name)
     .description(name === 'setup'
-      ? 'configure this host as an LVS real server for a VIP (VIP on lo, ARP sysctls; TUN: rp_filter and the IPIP decap helper)'
+      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter)'
       : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls')
-    .requiredOption('--vip <ip>', 'virtual IP address')
+    .requiredOption('--vip <ip>', 'virtual IP address, IPv4 or IPv6')
     .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun']).makeOptionMandatory())
     .option('--interface <if>', 'interface facing the director (default: the route to the VIP)')
     .option('--pin-dir <dir>', `bpffs directory for the decap helper's VIP map (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)
@@ -54,14 +55,11 @@ export function buildProgram(out: string[]): Command {
     .option('--socket <path>', 'control socket', DEFAULT_SOCKET)
     .action(async (o: { socket: string }) => { out.push(JSON.stringify(await request(o.socket, { op: 'status' }), null, 2)); });
   program.command('down')
-    .description('detach the director from an interface and remove its pinned maps (drops all flows)')
-    .requiredOption('--interface <if>', 'interface xvsd was attached to')
+    .description('detach the director from its interfaces and remove its pinned maps (drops all flows)')
+    .option('--interface <if[:role],...>', 'interfaces xvsd was attached to, repeatable or a comma list (roles as xvsd takes them); '
+      + 'every other interface running the director on the pinned maps is detached too', collectInterfaces)
     .option('--pin-dir <dir>', 'bpffs directory of the pinned maps', DEFAULT_PIN_DIR)
-    .action((o: { interface: string; pinDir: string }) => {
-      detachXdp(ifIndex(o.interface));
-      const n = unpinDirectorMaps(o.pinDir);
-      out.push(`detached from ${o.interface}; unpinned ${n} maps under ${o.pinDir}`);
-    });
+    .action((o: { interface?: string[]; pinDir: string }) => { out.push(takeDown(o)); });
   return program;
 }
 

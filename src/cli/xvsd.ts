@@ -5,16 +5,17 @@ import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps 
 import { Director } from '../daemon/director.js';
 import { SYSTEM_CONFIG, restoreConfig, saveConfig } from '../daemon/config-file.js';
 import { ESTIMATOR_INTERVAL_MS } from '../daemon/estimator.js';
-import { enableForwarding } from '../daemon/host.js';
+import { enableForwarding, restoreForwarding, type SavedForwarding } from '../daemon/host.js';
+import { collectInterfaces, parseInterfaces, resolveInterfaces } from '../daemon/interfaces.js';
+import { NexthopRefresher } from '../daemon/nexthop-refresh.js';
 import { logger } from '../log.js';
-import { ifIndex } from '../loader/index.js';
 import { ensurePinDir } from '../sys/bpffs.js';
 import { fail, positiveInt } from './common.js';
 
 const log = logger('xvsd');
 
 interface XvsdOptions {
-  interface: string;
+  interface: string[];
   xdpMode: 'native' | 'generic';
   socket: string;
   pinDir: string;
@@ -28,8 +29,8 @@ interface XvsdOptions {
 
 async function main(argv: string[]): Promise<void> {
   const program = new Command('xvsd')
-    .description('the xvs director: loads the XDP dataplane on an interface and serves xvsadm')
-    .requiredOption('--interface <if>', 'interface that receives traffic for the virtual services')
+    .description('the xvs director: loads the XDP dataplane on its interfaces and serves xvsadm')
+    .requiredOption('--interface <if[:role],...>', 'an interface of the director and what it faces: client (VIPs are reached there), server (real servers are there) or both (the default, one-armed); repeatable or a comma list', collectInterfaces)
     .addOption(new Option('--xdp-mode <mode>', 'XDP attach mode').choices(['native', 'generic']).default('native'))
     .option('--socket <path>', 'control socket', DEFAULT_SOCKET)
     .option('--pin-dir <dir>', 'bpffs directory for the pinned maps', DEFAULT_PIN_DIR)
@@ -45,10 +46,18 @@ async function main(argv: string[]): Promise<void> {
   program.parse(argv);
   const o = program.opts<XvsdOptions>();
 
-  ifIndex(o.interface);
+  // Every check on the list precedes the first change.
+  const ifaces = resolveInterfaces(parseInterfaces(o.interface, { complete: true }));
   await ensurePinDir(o.pinDir);
-  const prevForwarding = enableForwarding(o.interface);
-  const dp = Dataplane.load({ interface: o.interface, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
+  const prevForwarding: SavedForwarding[] = [];
+  let dp: Dataplane;
+  try {
+    for (const i of ifaces) prevForwarding.push(enableForwarding(i.name));
+    dp = Dataplane.load({ interfaces: ifaces, xdpMode: o.xdpMode, pinDir: o.pinDir, connTableSize: o.connTableSize });
+  } catch (e) {
+    for (const saved of prevForwarding) restoreForwarding(saved);
+    throw e;
+  }
   const configPath = o.config === false ? undefined
     : o.config ?? (o.socket === DEFAULT_SOCKET && o.pinDir === DEFAULT_PIN_DIR ? SYSTEM_CONFIG : undefined);
   const director: Director = new Director(dp, {
@@ -68,6 +77,10 @@ async function main(argv: string[]): Promise<void> {
     await restoreConfig(configPath, director);
     saveConfig(configPath, director);
   }
+  // Next hops follow the kernel from here on; the first refresh rewrites
+  // every entry, so a restart also catches what changed while xvsd was down.
+  const refresher = new NexthopRefresher(director);
+  await refresher.start();
   const server = await serve(o.socket, (req, peer) => director.handle(req, peer));
   const estimator = setInterval(() => {
     try {
@@ -80,12 +93,13 @@ async function main(argv: string[]): Promise<void> {
   const ticker = setInterval(() => {
     director.tick().catch((e: unknown) => log.error({ err: (e as Error).message }, 'tick failed'));
   }, o.tickMs);
-  log.info({ interface: o.interface, socket: o.socket, pinDir: o.pinDir, config: configPath ?? null, forwardingWas: prevForwarding }, 'xvsd ready');
+  log.info({ interfaces: dp.ports.map((p) => `${p.name}:${p.role}`), socket: o.socket, pinDir: o.pinDir, config: configPath ?? null, forwardingWas: prevForwarding }, 'xvsd ready');
 
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
     clearInterval(ticker);
     clearInterval(estimator);
+    refresher.stop();
     server.close();
     if (o.teardownOnExit) {
       dp.detach();

@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { XvsError } from '../errors.js';
 import { checkSchedulerName } from '../schedulers/registry.js';
 
@@ -27,12 +27,18 @@ export const DEFAULT_PERSISTENT = 6 * 60;
 export const MAX_THRESHOLD = 2 ** 31 - 1;
 /** Persistence granularity when none is given: per client host. */
 export const DEFAULT_NETMASK = '255.255.255.255';
+/** The same for an IPv6 service, whose -M is a prefix length (ipvsadm's, and IPVS's netmask field). */
+export const DEFAULT_PREFIX6 = '128';
 
 export interface ServiceSpec extends ServiceKey {
   scheduler: string;
   /** Persistence timeout in seconds, 1..MAX_TIMEOUT; absent = not persistent. */
   persistent?: number;
-  /** Dotted contiguous IPv4 mask; only with persistent; IPv6 services take only DEFAULT_NETMASK; absent = DEFAULT_NETMASK. */
+  /**
+   * Persistence granularity, only with persistent: for an IPv4 service a
+   * dotted contiguous mask (absent = DEFAULT_NETMASK), for an IPv6 service a
+   * prefix length 1..128 in decimal (absent = DEFAULT_PREFIX6), as ipvsadm -M.
+   */
   netmask?: string;
 }
 
@@ -209,16 +215,23 @@ export function netmaskBits(mask: string): number | undefined {
   return parts.reduce((acc, p) => acc * 256 + Number(p), 0);
 }
 
+/** An IPv6 persistence prefix length, 1..128 in plain decimal (IPVS refuses 0), as a number. */
+export function prefixLength(text: string): number | undefined {
+  return /^[1-9]\d{0,2}$/.test(text) && Number(text) <= 128 ? Number(text) : undefined;
+}
+
 function spec(v: unknown): ServiceSpec {
   const o = obj(v, 'svc');
   const out: ServiceSpec = { ...key(v, 'svc'), scheduler: checkSchedulerName(str(o, 'scheduler', 'svc')) };
   if (o.persistent !== undefined) out.persistent = int(o, 'persistent', 'svc', 1, MAX_TIMEOUT);
   if (o.netmask !== undefined) {
     const mask = o.netmask;
-    if (typeof mask !== 'string' || netmaskBits(mask) === undefined) bad('svc.netmask must be a dotted IPv4 netmask such as 255.255.255.0');
+    if (isIPv6(out.addr)) {
+      if (typeof mask !== 'string' || prefixLength(mask) === undefined) bad('svc.netmask of an IPv6 service must be a prefix length 1..128 such as "64"');
+    } else if (typeof mask !== 'string' || netmaskBits(mask) === undefined) {
+      bad('svc.netmask of an IPv4 service must be a dotted netmask such as 255.255.255.0');
+    }
     if (out.persistent === undefined) bad('svc.netmask is only meaningful with svc.persistent');
-    // An IPv6 service may carry only the default (it is what a listing shows for one).
-    if (out.addr.includes(':') && mask !== DEFAULT_NETMASK) bad('svc.netmask other than 255.255.255.255 applies to IPv4 services only');
     out.netmask = mask;
   }
   return out;

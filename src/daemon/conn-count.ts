@@ -2,18 +2,16 @@ import type { Timeouts } from '../control/protocol.js';
 import * as C from '../maps/codecs.js';
 import type { Dataplane } from './dataplane.js';
 import { CONN_STATE } from '../maps/abi.js';
-import { IPVS_TIMEOUTS, timeoutOf } from './timeouts.js';
+import { defaultTimeouts, setView } from './timeouts.js';
 
-export const DEFAULT_TIMEOUTS = { tcp: IPVS_TIMEOUTS.tcp, tcpfin: IPVS_TIMEOUTS.tcpfin, udp: IPVS_TIMEOUTS.udp } as const;
+/** The timeout table the dataplane applies now (the control plane wrote it at load). */
+export function readStateTimeouts(dp: Dataplane): number[] {
+  return dp.config.get(0)?.timeout ?? defaultTimeouts();
+}
 
-/** The timeouts ipvsadm --set changes, as the dataplane applies them now (the control plane wrote xvs_config at load). */
+/** The timeouts ipvsadm --set changes, as the dataplane applies them now. */
 export function readTimeouts(dp: Dataplane): Timeouts {
-  const c = dp.config.get(0);
-  return {
-    tcp: c?.timeout_tcp || DEFAULT_TIMEOUTS.tcp,
-    tcpfin: c?.timeout_tcpfin || DEFAULT_TIMEOUTS.tcpfin,
-    udp: c?.timeout_udp || DEFAULT_TIMEOUTS.udp,
-  };
+  return setView(readStateTimeouts(dp));
 }
 
 export interface ConnCounts { active: number; inactive: number }
@@ -30,18 +28,18 @@ export interface ConnCensus {
   destinations: Map<number, Map<string, number>>;
 }
 
-export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>, timeouts: { tcp: number; tcpfin: number; udp: number }): ConnCensus {
+export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>): ConnCensus {
   const out = new Map<number, ConnCounts>();
   const destinations = new Map<number, Map<string, number>>();
   const now = dp.jiffies();
-  const t = { ...IPVS_TIMEOUTS, ...timeouts };
+  const t = readStateTimeouts(dp);
   // Confirmed flows and new ones (SYN_RECV, a first datagram): IPVS counts both.
   for (const table of [dp.conns, dp.synConns]) {
     const { keys, values } = table.raw.lookupBatch(4096);
     values.forEach((vb, i) => {
       const c = C.conn.decode(vb);
       if (gens.get(c.real_id) !== c.real_gen) return;
-      if (now - c.last_seen > timeoutOf(c.state, t) * dp.hz) return;
+      if (now - c.last_seen > (t[c.state] ?? 0) * dp.hz) return;
       const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
       if (c.state === CONN_STATE.established) n.active++;
       else n.inactive++;

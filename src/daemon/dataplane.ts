@@ -1,12 +1,15 @@
 import { rmSync } from 'node:fs';
-import { BpfObject, attachXdp, detachXdp, ifIndex } from '../loader/index.js';
+import { BpfObject, type XdpMode } from '../loader/index.js';
 import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
 import { bpfObject } from '../paths.js';
 import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
-import { IPVS_TIMEOUTS } from './timeouts.js';
+import { defaultTimeouts } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
+import type { DirectorInterface } from './interfaces.js';
+import { attachPorts, detachPorts, detachStale, type Port } from './ports.js';
+import { copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
 
 /** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
 const ETH_ZLEN = 60;
@@ -72,9 +75,9 @@ export function unpinDirectorMaps(pinDir: string): number {
 }
 
 export interface DataplaneOptions {
-  /** Omitted: load only (packet tests, benchmarks). */
-  interface?: string;
-  xdpMode?: 'native' | 'generic';
+  /** The interfaces to attach to (see attach()); omitted: load only (packet tests, benchmarks). */
+  interfaces?: readonly DirectorInterface[];
+  xdpMode?: XdpMode;
   /** Omitted: no pinning (tests); maps die with the object. */
   pinDir?: string;
   connTableSize?: number;
@@ -99,10 +102,15 @@ export class Dataplane {
   readonly clockFd: number;
   readonly synConns: TypedMap<C.ConnKey, C.Conn>;
   readonly nexthops: TypedMap<number, C.Nexthop>;
+  readonly nats: TypedMap<C.ConnKey, C.Nat>;
+  readonly natSyn: TypedMap<C.ConnKey, C.Nat>;
+  readonly natReals: TypedMap<C.AddrKey, number>;
+  /** The devmap of the interfaces the director redirects to; never pinned, filled by attach(). */
+  readonly txPorts: TypedMap<number, C.DevmapVal>;
   /** Jiffies per second of this kernel (xvs_config.hz). */
   hz = 0;
-  ifindex = 0;
-  attachedMode: 'native' | 'generic' | undefined;
+  /** The interfaces the program is attached to, by attach(). */
+  ports: Port[] = [];
 
   private constructor(readonly obj: BpfObject, readonly connTableSize: number) {
     this.services = new TypedMap(obj.map('xvs_services'), C.svcKey, C.svc);
@@ -119,6 +127,10 @@ export class Dataplane {
     this.clockFd = obj.program('xvs_clock').fd;
     this.synConns = new TypedMap(obj.map('xvs_syn_conns'), C.connKey, C.conn);
     this.nexthops = new TypedMap(obj.map('xvs_nexthops'), C.u32Codec, C.nexthop);
+    this.nats = new TypedMap(obj.map('xvs_nats'), C.connKey, C.nat);
+    this.natSyn = new TypedMap(obj.map('xvs_nat_syn'), C.connKey, C.nat);
+    this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
+    this.txPorts = new TypedMap(obj.map('xvs_tx_ports'), C.u32Codec, C.devmapVal);
   }
 
   /** The dataplane's clock now: bpf_jiffies64(), as connection entries hold it. */
@@ -129,29 +141,82 @@ export class Dataplane {
 
   static load(o: DataplaneOptions = {}): Dataplane {
     const connTableSize = o.connTableSize ?? DEFAULT_CONN_TABLE_SIZE;
-    const obj = BpfObject.open({
-      objectPath: o.objectPath ?? bpfObject('xvs'),
-      mapSizes: {
-        xvs_conns: connTableSize,
-        xvs_syn_conns: o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2)),
-        xvs_persist: Math.max(1024, connTableSize >>> 2),
-      },
-      ...(o.pinDir ? { pinDir: o.pinDir } : {}),
-    });
+    const objectPath = o.objectPath ?? bpfObject('xvs');
+    const sizes = {
+      xvs_conns: connTableSize,
+      xvs_syn_conns: o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2)),
+      xvs_persist: Math.max(1024, connTableSize >>> 2),
+    };
+    // Flow tables pinned at another size are loaded fresh and filled from the old pins (conn-migrate.ts).
+    const stale = o.pinDir ? openResizedPins(o.pinDir, sizes) : [];
     try {
-      obj.load();
-    } catch (e) {
-      obj.close();
-      throw e;
+      const fresh = new Set<string>(stale.map((s) => s.name));
+      const obj = BpfObject.open({
+        objectPath,
+        mapSizes: sizes,
+        ...(o.pinDir ? { pinDir: o.pinDir, ...(fresh.size > 0 ? { pinMaps: directorMaps(objectPath).filter((n) => !fresh.has(n)) } : {}) } : {}),
+      });
+      try {
+        obj.load();
+      } catch (e) {
+        obj.close();
+        throw e;
+      }
+      const dp = new Dataplane(obj, connTableSize);
+      dp.#initConfig();
+      const since = stale.length > 0 ? dp.jiffies() : 0;
+      const copied = stale.map((s) => copyNewestFirst(s.name, s.old, obj.map(s.name)));
+      if (o.interfaces) {
+        try {
+          dp.attach(o.interfaces, o.xdpMode ?? 'native');
+        } catch (e) {
+          dp.detach(); // what attach() reached before it failed (its own failures undo themselves)
+          dp.close();
+          throw e;
+        }
+      }
+      if (stale.length > 0) dp.#finishResize(stale, copied, since);
+      return dp;
+    } finally {
+      for (const s of stale) s.old.close();
     }
-    const dp = new Dataplane(obj, connTableSize);
-    dp.#initConfig();
-    if (o.interface) {
-      dp.ifindex = ifIndex(o.interface);
-      dp.attachedMode = attachXdp(dp.ifindex, dp.progFd, o.xdpMode ?? 'native');
-      log.info({ interface: o.interface, mode: dp.attachedMode, pinDir: o.pinDir, connTableSize }, 'dataplane attached');
-    }
-    return dp;
+  }
+
+  /**
+   * After the attach, the flows the old program created or touched during
+   * the copy join the new tables; then the new tables take the pins, and
+   * one line says what was kept.
+   */
+  #finishResize(stale: StalePin[], copied: CopyResult[], since: number): void {
+    const maps: Record<string, { from: number; to: number; entries: number; kept: number; late: number }> = {};
+    let kept = 0;
+    let dropped = 0;
+    stale.forEach((s, i) => {
+      const to = this.obj.map(s.name);
+      const late = copyTouchedSince(s.name, s.old, to, since);
+      repin(s, to);
+      const c = copied[i]!;
+      maps[s.name] = { from: s.old.maxEntries, to: s.want, entries: c.entries, kept: c.kept, late };
+      kept += c.kept + late;
+      dropped += Math.max(0, c.entries - c.kept);
+    });
+    const line = `flow tables resized: ${kept} entries kept, ${dropped} did not fit`;
+    if (dropped > 0) log.warn({ maps }, line);
+    else log.info({ maps }, line);
+  }
+
+  /**
+   * Attaches the program to every interface (all or nothing) and enters each
+   * in xvs_tx_ports, then detaches it from interfaces a previous xvsd on the
+   * same pinned maps ran on and this list leaves out. Returns their names.
+   */
+  attach(ifaces: readonly DirectorInterface[], mode: XdpMode): string[] {
+    this.ports = attachPorts(this.progFd, this.txPorts, ifaces, mode);
+    for (const p of this.ports) log.info({ interface: p.name, role: p.role, mode: p.mode }, 'dataplane attached');
+    // xvs_config: a pin every program of this director shares, never resized (unlike the flow tables).
+    const stale = detachStale(this.config.raw.kernelId(), ifaces);
+    if (stale.length) log.info({ interfaces: stale }, 'detached from interfaces no longer given');
+    return stale;
   }
 
   /**
@@ -160,7 +225,7 @@ export class Dataplane {
    */
   #initConfig(): void {
     const cur = this.config.get(0);
-    if (cur && cur.hz !== 0 && cur.timeout_tcp !== 0) {
+    if (cur && cur.hz !== 0 && cur.timeout.some((t) => t !== 0)) {
       this.hz = cur.hz;
       return;
     }
@@ -169,17 +234,13 @@ export class Dataplane {
     this.config.set(0, {
       hz: this.hz,
       flags: cur?.flags ?? 0,
-      timeout_tcp: IPVS_TIMEOUTS.tcp,
-      timeout_tcpfin: IPVS_TIMEOUTS.tcpfin,
-      timeout_udp: IPVS_TIMEOUTS.udp,
-      timeout_synrecv: IPVS_TIMEOUTS.synrecv,
-      timeout_close: IPVS_TIMEOUTS.close,
+      timeout: defaultTimeouts(),
     });
   }
 
   detach(): void {
-    if (this.ifindex) detachXdp(this.ifindex, this.attachedMode);
-    this.ifindex = 0;
+    detachPorts(this.ports);
+    this.ports = [];
   }
 
   close(): void {

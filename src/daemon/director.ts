@@ -3,12 +3,16 @@ import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import * as C from '../maps/codecs.js';
 import { checkIp } from './addr.js';
-import { readTimeouts, type ConnCensus } from './conn-count.js';
+import { readStateTimeouts, readTimeouts, type ConnCensus } from './conn-count.js';
+import { withSet } from './timeouts.js';
 import type { Dataplane } from './dataplane.js';
 import { MapWriter, realFromEntry } from './map-writer.js';
 import * as M from './model.js';
-import { ensureNeighbour } from './neigh.js';
-import { resolveNexthop } from './nexthop.js';
+import type { IpContext } from './ip-tables.js';
+import { ensureNeighbours } from './neigh.js';
+import { resolveNexthops } from './nexthop.js';
+import { mergeView, refreshChange, viewOf, type NexthopView, type RefreshReport } from './nexthop-refresh.js';
+import { UnresolvedNexthops } from './nexthop-status.js';
 import { MutationQueue } from './queue.js';
 import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
@@ -18,10 +22,11 @@ import { configView, connectionsView, countersView, listView, statsByRateKey, st
 
 const log = logger('director');
 
-export interface DirectorOptions extends PublisherOptions {
+export interface DirectorOptions extends PublisherOptions, IpContext {
   /**
-   * Keep managed neighbour entries for real servers: true (default) with
-   * ensureNeighbour, false for none (packet tests), or another function.
+   * Keep managed neighbour entries for real servers' next hops: true
+   * (default, neigh.ts), false for none (packet tests), or a function run
+   * at add-real instead.
    */
   neighbours?: boolean | ((addr: string) => Promise<void>);
   tunnelSource?: string;
@@ -35,9 +40,6 @@ export interface Peer {
   uid: number;
   gid: number;
 }
-
-/** Real servers of a batch whose neighbours and next hops are resolved at once. */
-const BATCH_RESOLVE = 8;
 
 const MUTATIONS = new Set<Request['op']>(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'batch']);
 
@@ -86,6 +88,9 @@ export class Director {
   #tickQueued = false;
   /** ipvsadm --rate: sampled every 2 s by estimate(). */
   readonly rates = new RateEstimator();
+  readonly #unresolved = new UnresolvedNexthops();
+  /** What the next-hop entries were computed from (nexthop-refresh.ts). */
+  #nhView: NexthopView = { hops: new Map(), links: new Map() };
 
   constructor(readonly dp: Dataplane, readonly opts: DirectorOptions = {}) {
     this.#writer = new MapWriter(dp);
@@ -140,7 +145,8 @@ export class Director {
       const touched = new Set<string>();
       const added = new Map<number, string>();
       const zeroed: { svcs: number[]; reals: number[]; keys: string[] }[] = [];
-      let timeouts: Timeouts | undefined;
+      /** The state timeout table after the batch's --set requests, if it has any. */
+      let timeouts: number[] | undefined;
       for (const [i, req] of requests.entries()) {
         try {
           switch (req.op) {
@@ -179,11 +185,9 @@ export class Director {
               zeroed.push(z);
               break;
             }
-            case 'set-timeouts': {
-              const cur = timeouts ?? this.timeouts();
-              timeouts = { tcp: req.timeouts.tcp || cur.tcp, tcpfin: req.timeouts.tcpfin || cur.tcpfin, udp: req.timeouts.udp || cur.udp };
+            case 'set-timeouts':
+              timeouts = withSet(timeouts ?? readStateTimeouts(this.dp), req.timeouts);
               break;
-            }
           }
         } catch (e) {
           if (e instanceof XvsError) throw new XvsError(e.code, `request ${i + 1}: ${e.message}`, e.hint === undefined ? {} : { hint: e.hint });
@@ -191,26 +195,25 @@ export class Director {
         }
       }
       const change = this.#replan(model, [...touched]);
-      // Host state and next hops for the real servers the batch leaves in place.
+      // Host state and next hops for the real servers the batch leaves in place, as addReal does for one.
       const live = M.realGens(change.model);
-      const nexthops = new Map<number, Awaited<ReturnType<typeof resolveNexthop>>>();
-      const neighbour = this.opts.neighbours ?? true;
       const todo = [...added].filter(([id]) => live.has(id));
-      // A few at a time: each asks the kernel through `ip`.
-      for (let i = 0; i < todo.length; i += BATCH_RESOLVE) {
-        await Promise.all(todo.slice(i, i + BATCH_RESOLVE).map(async ([id, addr]) => {
-          if (neighbour !== false) await (neighbour === true ? ensureNeighbour : neighbour)(addr);
-          nexthops.set(id, await resolveNexthop(addr, this.opts.tunnelSource));
-        }));
-      }
+      const neighbour = this.opts.neighbours ?? true;
+      if (typeof neighbour === 'function') for (const [, addr] of todo) await neighbour(addr);
+      const { resolutions, tables } = await resolveNexthops(todo.map(([, addr]) => addr), this.opts.tunnelSource, this.#ipContext());
+      const resolved = todo.map(([id, addr]) => [id, resolutions.get(addr)!] as const);
+      this.#nhView = mergeView(this.#nhView, viewOf(resolved.map(([, r]) => r), tables));
+      const hops = resolved.flatMap(([, r]) => (r.hop ? [r.hop] : []));
+      if (neighbour === true && hops.length > 0) await ensureNeighbours(hops, tables, this.#ipContext());
       return {
         ...change,
         writes: (w) => {
-          for (const [id, nh] of nexthops) w.writeNexthop(id, nh);
+          for (const [id, r] of resolved) w.writeNexthop(id, r.nh);
           for (const z of zeroed) w.zeroStats(z.svcs, z.reals);
-          if (timeouts) w.writeConfig({ timeout_tcp: timeouts.tcp, timeout_tcpfin: timeouts.tcpfin, timeout_udp: timeouts.udp });
+          if (timeouts) w.writeConfig({ timeout: timeouts });
         },
         done: () => {
+          this.#unresolved.note(resolved.map(([, r]) => r), M.realAddrs(change.model), false);
           for (const z of zeroed) this.rates.zero(z.keys);
           log.info({ requests: requests.length, services: change.model.services.size }, 'batch applied');
         },
@@ -260,12 +263,19 @@ export class Director {
       const change = this.#replan(model, [M.serviceName(k)]);
       // Host state, once the change is known to be valid: the kernel keeps the MAC resolved.
       const neighbour = this.opts.neighbours ?? true;
-      if (neighbour !== false) await (neighbour === true ? ensureNeighbour : neighbour)(real.addr);
-      const nh = await resolveNexthop(real.addr, this.opts.tunnelSource);
+      if (typeof neighbour === 'function') await neighbour(real.addr);
+      const { resolutions, tables } = await resolveNexthops([real.addr], this.opts.tunnelSource, this.#ipContext());
+      const r = resolutions.get(real.addr)!;
+      // Watched before the neighbour is made managed: its resolution comes as an event.
+      this.#nhView = mergeView(this.#nhView, viewOf([r], tables));
+      if (neighbour === true && r.hop) await ensureNeighbours([r.hop], tables, this.#ipContext());
       return {
         ...change,
-        writes: (w) => w.writeNexthop(real.id, nh),
-        done: () => log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added'),
+        writes: (w) => w.writeNexthop(real.id, r.nh),
+        done: () => {
+          log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added');
+          this.#unresolved.note([r], M.realAddrs(model), false);
+        },
       };
     });
   }
@@ -299,8 +309,7 @@ export class Director {
   /** 0 leaves a timeout as it is, as ipvsadm --set does. */
   setTimeouts(t: Timeouts): Promise<void> {
     return this.#transact((m) => {
-      const cur = this.timeouts();
-      const next = { timeout_tcp: t.tcp || cur.tcp, timeout_tcpfin: t.tcpfin || cur.tcpfin, timeout_udp: t.udp || cur.udp };
+      const next = { timeout: withSet(readStateTimeouts(this.dp), t) };
       return {
         model: m,
         writes: (w) => w.writeConfig(next),
@@ -318,7 +327,42 @@ export class Director {
   }
 
   status(): StatusView {
-    return statusView(this.dp, this.#model);
+    return statusView(this.dp, this.#model, this.#unresolved.why);
+  }
+
+  /**
+   * Every next hop recomputed from the kernel's tables and the entries that
+   * differ rewritten, as a transaction: no request or tick runs between the
+   * read of the tables and the writes. Real servers deleted but still in
+   * xvs_reals keep theirs current too, since their flows go on.
+   */
+  refreshNexthops(): Promise<RefreshReport> {
+    let report: RefreshReport | undefined;
+    return this.#transact(async (m) => {
+      const r = await refreshChange(this.dp, m, {
+        ...this.#ipContext(),
+        neighbours: (this.opts.neighbours ?? true) === true,
+        ...(this.opts.tunnelSource !== undefined ? { tunnelSource: this.opts.tunnelSource } : {}),
+        // Watched before any neighbour is made managed: its resolution comes as an event.
+        onView: (v) => { this.#nhView = v; },
+      });
+      return {
+        model: m,
+        writes: r.writes,
+        done: () => {
+          this.#unresolved.note(r.resolutions, M.realAddrs(m), true);
+          report = { changed: r.changed, unresolved: new Map(this.#unresolved.why) };
+        },
+      };
+    }).then(() => report!);
+  }
+
+  nexthopView(): NexthopView {
+    return this.#nhView;
+  }
+
+  #ipContext(): IpContext {
+    return this.opts.netns !== undefined ? { netns: this.opts.netns } : {};
   }
 
   counters(): Record<string, number> {

@@ -1,7 +1,7 @@
 import { XvsError } from '../errors.js';
 import type { ServiceKey } from '../control/protocol.js';
 import { logger } from '../log.js';
-import { FAMILY, REAL_F, SVC_F } from '../maps/abi.js';
+import { CFG_F, FAMILY, FWD, REAL_F, SVC_F } from '../maps/abi.js';
 import * as C from '../maps/codecs.js';
 import { createArrayMap, mapFromId, type RawMap } from '../maps/map.js';
 import { modeByCode, MODES } from '../modes/index.js';
@@ -20,6 +20,8 @@ const log = logger('map-writer');
 
 const PROTO_NUM = { tcp: 6, udp: 17 } as const;
 const BPF_F_INNER_MAP = 1 << 12;
+/** Forwarding methods whose replies come back through the director. */
+const TWO_WAY = new Set<number>([FWD.nat, FWD.fullnat]);
 
 export function svcKeyOf(k: ServiceKey): C.SvcKey {
   return { addr: k.addr, port: k.port, proto: PROTO_NUM[k.proto], family: familyOf(k.addr) };
@@ -150,13 +152,13 @@ export class MapWriter {
           const o = oldReals.get(r.id);
           if (o === r) continue;
           if (o?.gen !== r.gen) this.#zeroStats(this.dp.realStats.raw, r.id);
-          this.#put(this.dp.reals.raw, u32(r.id), C.real.encode(realEntryOf(s, r, false)));
+          this.#putReal(r.id, realEntryOf(s, r, false));
         }
         if (table) this.#installTable(s, old?.tableSize ?? 0, table);
         else this.#put(this.dp.services.raw, C.svcKey.encode(svcKeyOf(s)), C.svc.encode(svcEntryOf(s)));
         // ...and a deleted one flagged only once no table names it: its flows go on.
         for (const o of old?.reals ?? []) {
-          if (!s.reals.some((r) => r.id === o.id)) this.#put(this.dp.reals.raw, u32(o.id), C.real.encode(realEntryOf(s, o, true)));
+          if (!s.reals.some((r) => r.id === o.id)) this.#putReal(o.id, realEntryOf(s, o, true));
         }
       }
     });
@@ -192,7 +194,7 @@ export class MapWriter {
   #closeService(s: ServiceModel): void {
     this.#del(this.dp.services.raw, C.svcKey.encode(svcKeyOf(s)));
     this.#putTable(s.id, null);
-    for (const r of s.reals) this.#put(this.dp.reals.raw, u32(r.id), C.real.encode(realEntryOf(s, r, true)));
+    for (const r of s.reals) this.#putReal(r.id, realEntryOf(s, r, true));
   }
 
   /**
@@ -224,6 +226,37 @@ export class MapWriter {
     } finally {
       inner.close(); // the outer map holds its own reference
     }
+  }
+
+  /**
+   * A real server's entry. xvs_nat_reals counts, per address, the entries
+   * (deleted ones too: their flows go on) of NAT and FULLNAT real servers,
+   * and xvs_config says whether there are any: the dataplane looks for
+   * replies only then.
+   */
+  #putReal(id: number, e: C.Real): void {
+    const key = u32(id);
+    const raw = this.dp.reals.raw.lookup(key);
+    const old = raw && raw[REAL_FAMILY_OFFSET] !== 0 ? C.real.decode(raw) : undefined;
+    this.#put(this.dp.reals.raw, key, C.real.encode(e));
+    const before = old !== undefined && TWO_WAY.has(old.fwd);
+    const after = TWO_WAY.has(e.fwd);
+    if (before && after && old.addr === e.addr) return;
+    if (before) this.#countNatReal(old.addr, old.family, -1);
+    if (after) this.#countNatReal(e.addr, e.family, 1);
+  }
+
+  #countNatReal(addr: string, family: number, delta: number): void {
+    const map = this.dp.natReals.raw;
+    const key = C.addrKey.encode({ addr, family });
+    const n = (map.lookup(key) ? C.u32Codec.decode(map.lookup(key)!) : 0) + delta;
+    if (n > 0) this.#put(map, key, u32(n));
+    else this.#del(map, key);
+    const cur = this.dp.config.get(0);
+    if (!cur) throw new XvsError('LIBBPF', 'xvs_config has no entry 0');
+    const twoWay = map.nextKey(null) !== null;
+    const flags = twoWay ? cur.flags | CFG_F.two_way : cur.flags & ~CFG_F.two_way;
+    if (flags !== cur.flags) this.#put(this.dp.config.raw, u32(0), C.config.encode({ ...cur, flags }));
   }
 
   #zeroStats(map: RawMap, id: number): void {

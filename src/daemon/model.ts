@@ -1,5 +1,5 @@
 import { XvsError } from '../errors.js';
-import { netmaskBits, type Proto, type RealSpec, type ServiceKey, type ServiceSpec } from '../control/protocol.js';
+import { netmaskBits, prefixLength, type Proto, type RealSpec, type ServiceKey, type ServiceSpec } from '../control/protocol.js';
 import { validateReal, type ModeName } from '../modes/index.js';
 import { checkSchedulerName, type SchedulerName } from '../schedulers/registry.js';
 import { checkIp, familyOf } from './addr.js';
@@ -36,7 +36,8 @@ export interface ServiceModel {
   readonly persistent?: number;
   /**
    * Persistence granularity as IPVS keeps it: for IPv4 a netmask as a number
-   * (all ones unless -M said otherwise), for IPv6 a prefix length (128).
+   * (all ones unless -M said otherwise), for IPv6 a prefix length (128
+   * unless -M said otherwise).
    */
   readonly netmask: number;
   /** In ipvsadm insertion order, which schedulers use for ties. */
@@ -102,6 +103,13 @@ export function withoutService(m: Model, s: ServiceModel): Model {
   return { ...m, services };
 }
 
+/** The addresses of every live real server. */
+export function realAddrs(m: Model): Set<string> {
+  const out = new Set<string>();
+  for (const s of m.services.values()) for (const r of s.reals) out.add(r.addr);
+  return out;
+}
+
 /** Real id -> generation of every live real server: which flows still count. */
 export function realGens(m: Model): Map<number, number> {
   const gens = new Map<number, number>();
@@ -109,18 +117,19 @@ export function realGens(m: Model): Map<number, number> {
   return gens;
 }
 
+/** The protocol checked the mask's syntax for the service's family; a missing one is one client host. */
 function persistence(spec: ServiceSpec): Pick<ServiceModel, 'persistent' | 'netmask'> {
-  // The protocol takes no IPv6 prefix yet: an IPv6 service persists per client address.
-  const whole = familyOf(spec.addr) === FAMILY.inet6 ? IPV6_ALL : ALL_ONES;
+  const v6 = familyOf(spec.addr) === FAMILY.inet6;
+  const whole = v6 ? IPV6_ALL : ALL_ONES;
   if (spec.persistent === undefined) return { netmask: whole };
-  if (whole === IPV6_ALL) return { persistent: spec.persistent, netmask: whole };
-  return { persistent: spec.persistent, netmask: spec.netmask === undefined ? ALL_ONES : netmaskBits(spec.netmask) ?? ALL_ONES };
+  if (spec.netmask === undefined) return { persistent: spec.persistent, netmask: whole };
+  return { persistent: spec.persistent, netmask: (v6 ? prefixLength(spec.netmask) : netmaskBits(spec.netmask)) ?? whole };
 }
 
-/** DR leaves the packet as it is: only a real server of the VIP's family can take it. */
+/** DR leaves the packet's addresses as they are and NAT rewrites only one of them: the real server is of the VIP's family. */
 function checkFamilies(s: ServiceModel, addr: string, fwd: ModeName): void {
-  if (fwd === 'dr' && familyOf(addr) !== familyOf(s.addr)) {
-    throw new XvsError('BAD_ADDRESS', `DR real server ${addr} is not of the address family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
+  if ((fwd === 'dr' || fwd === 'nat') && familyOf(addr) !== familyOf(s.addr)) {
+    throw new XvsError('BAD_ADDRESS', `${fwd.toUpperCase()} real server ${addr} is not of the address family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
   }
 }
 

@@ -1,5 +1,5 @@
 import { SCHEDULERS } from '../schedulers/registry.js';
-import { countConns, readTimeouts, type ConnCensus } from './conn-count.js';
+import { countConns, type ConnCensus } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { realGens, serviceName, withServices, type Model, type ServiceModel } from './model.js';
 import { nextOverload } from './overload.js';
@@ -34,7 +34,7 @@ export interface TickChange {
  * algorithm from the current counts.
  */
 export function tickChange(dp: Dataplane, m: Model, opts: PublisherOptions): TickChange {
-  const census = countConns(dp, realGens(m), readTimeouts(dp));
+  const census = countConns(dp, realGens(m));
   const tables = new Map<number, Uint32Array>();
   const crossed: Crossing[] = [];
   const updated: ServiceModel[] = [];

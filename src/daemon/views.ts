@@ -1,12 +1,12 @@
-import { DEFAULT_NETMASK, type ConnView, type ListResult, type RealView, type ServiceKey, type ServiceView, type StatsView } from '../control/protocol.js';
-import { CONN_STATE } from '../maps/abi.js';
+import type { ConnView, ListResult, RealView, ServiceKey, ServiceView, StatsView } from '../control/protocol.js';
 import { COUNTERS, XVS_CNT_MAX } from '../maps/counters.js';
 import * as C from '../maps/codecs.js';
-import { countConns, readTimeouts } from './conn-count.js';
+import { CONN_STATE, FAMILY } from '../maps/abi.js';
+import { familyOf } from './addr.js';
+import { countConns, readStateTimeouts, readTimeouts } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { realRateKey, svcRateKey, type RateEstimator } from './estimator.js';
 import { findService, realGens, serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
-import { IPVS_TIMEOUTS, timeoutOf } from './timeouts.js';
 
 // What xvsadm -L, xvs status and --timeout show: the committed model with
 // the dataplane's live counts and statistics. Read-only.
@@ -24,15 +24,15 @@ export function countersView(dp: Dataplane): Record<string, number> {
 export function listView(dp: Dataplane, m: Model, k?: ServiceKey, rates?: RateEstimator): ListResult {
   const targets = k ? [findService(m, k)] : [...m.services.values()].sort((a, b) => a.id - b.id);
   const timeouts = readTimeouts(dp);
-  const counts = countConns(dp, realGens(m), timeouts).reals;
+  const counts = countConns(dp, realGens(m)).reals;
   const templates = persistCounts(dp, m);
   const services: ServiceView[] = targets.map((s) => ({
     proto: s.proto,
     addr: s.addr,
     port: s.port,
     scheduler: s.scheduler,
-    // IPv6 services have no -M yet: the protocol's default stands for their /128.
-    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: s.addr.includes(':') ? DEFAULT_NETMASK : netmaskString(s.netmask) } : {}),
+    // In the protocol's form: dotted for IPv4, the prefix length for IPv6.
+    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     stats: statsView(dp.svcStats.sum(s.id)),
     ...(rates ? { rates: rates.rates(svcRateKey(s.id, serviceName(s))) } : {}),
     reals: s.reals.map((r): RealView => ({
@@ -57,12 +57,27 @@ export interface StatusView {
   reals: number;
   connTableSize: number;
   counters: Record<string, number>;
+  /** Real servers whose xvs_nexthops entry is unknown (ifindex 0), with why when known. */
+  unresolvedNexthops: { addr: string; why: string }[];
+  /** Where the program runs, and whether the devmap holds each (a redirect there takes the devmap). */
+  interfaces: { name: string; ifindex: number; role: string; mode: string; txPort: boolean }[];
 }
 
-export function statusView(dp: Dataplane, m: Model): StatusView {
+export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, string> = new Map()): StatusView {
   let reals = 0;
-  for (const s of m.services.values()) reals += s.reals.length;
-  return { services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp) };
+  const unresolved = new Map<string, string>();
+  for (const s of m.services.values()) {
+    reals += s.reals.length;
+    for (const r of s.reals) {
+      if ((dp.nexthops.get(r.id)?.ifindex ?? 0) === 0) unresolved.set(r.addr, why.get(r.addr) ?? 'not resolved yet');
+    }
+  }
+  const interfaces = dp.ports.map((p) => ({ name: p.name, ifindex: p.ifindex, role: p.role, mode: p.mode, txPort: dp.txPorts.get(p.ifindex)?.ifindex === p.ifindex }));
+  return {
+    services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp),
+    unresolvedNexthops: [...unresolved].sort(([a], [b]) => a.localeCompare(b)).map(([addr, w]) => ({ addr, why: w })),
+    interfaces,
+  };
 }
 
 function statsView(s: C.Stats | null): StatsView {
@@ -110,14 +125,8 @@ function persistCounts(dp: Dataplane, m: Model): Map<number, number> {
   return out;
 }
 
-const STATE_NAMES: Record<number, string> = {
-  [CONN_STATE.none]: 'NONE',
-  [CONN_STATE.established]: 'ESTABLISHED',
-  [CONN_STATE.syn_recv]: 'SYN_RECV',
-  [CONN_STATE.fin_wait]: 'FIN_WAIT',
-  [CONN_STATE.close]: 'CLOSE',
-  [CONN_STATE.udp]: 'UDP',
-};
+// IPVS's state names (tcp_state_name_table, and "UDP" for UDP): the abi's names in capitals.
+const STATE_NAMES = new Map<number, string>(Object.entries(CONN_STATE).filter(([n]) => n !== 'max').map(([n, v]) => [v, n.toUpperCase()]));
 
 /**
  * ipvsadm -L -c: what /proc/net/ip_vs_conn would hold. Every live entry of
@@ -127,7 +136,7 @@ const STATE_NAMES: Record<number, string> = {
  */
 export function connectionsView(dp: Dataplane, m: Model): ConnView[] {
   const { reals, services } = owners(m);
-  const t = { ...IPVS_TIMEOUTS, ...readTimeouts(dp) };
+  const t = readStateTimeouts(dp);
   const now = dp.jiffies();
   const hz = dp.hz || 1;
   const out: ConnView[] = [];
@@ -137,11 +146,11 @@ export function connectionsView(dp: Dataplane, m: Model): ConnView[] {
       const c = C.conn.decode(vb);
       const o = reals.get(c.real_id);
       if (!o || o.real.gen !== c.real_gen) return;
-      const left = timeoutOf(c.state, t) * hz - (now - c.last_seen);
+      const left = (t[c.state] ?? 0) * hz - (now - c.last_seen);
       if (left < 0) return;
       const key = C.connKey.decode(keys[i]!);
       out.push({
-        proto: key.proto === 17 ? 'udp' : 'tcp', expires: Math.floor(left / hz), state: STATE_NAMES[c.state] ?? 'NONE',
+        proto: key.proto === 17 ? 'udp' : 'tcp', expires: Math.floor(left / hz), state: STATE_NAMES.get(c.state) ?? 'NONE',
         caddr: key.saddr, cport: key.sport, vaddr: key.daddr, vport: key.dport, daddr: o.real.addr, dport: o.real.port,
       });
     });
@@ -171,7 +180,7 @@ export function configView(dp: Dataplane, m: Model): ListResult {
     addr: s.addr,
     port: s.port,
     scheduler: s.scheduler,
-    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: s.addr.includes(':') ? DEFAULT_NETMASK : netmaskString(s.netmask) } : {}),
+    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     stats: zero,
     reals: s.reals.map((r): RealView => ({
       addr: r.addr, port: r.port, fwd: r.fwd, weight: r.weight, uthreshold: r.uthreshold, lthreshold: r.lthreshold,

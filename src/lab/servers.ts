@@ -21,6 +21,8 @@ export interface RunningHttpd {
 export function startHttpd(lab: Lab, host: LabHost, name: string, opts: HttpdOptions = {}): Promise<RunningHttpd> {
   const args = ['netns', 'exec', host.ns, process.execPath, HTTPD, '--name', name, '--port', String(opts.port ?? 80)];
   if (opts.holdMs) args.push('--hold-ms', String(opts.holdMs));
+  // A host with IPv6 listens on both families (:: takes IPv4 too); one without could not bind ::.
+  if (host.ip6) args.push('--host', '::');
   const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let stderr = '';

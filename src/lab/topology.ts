@@ -1,7 +1,32 @@
-// The namespace lab shared by tests, the demo and the bench: one bridged L2
-// segment (192.0.2.0/24, a documentation range) with a client, a director
-// and N real servers, each in its own network namespace. Nothing here is
-// configured outside those namespaces except the lab's bpffs under /run.
+// The namespace lab shared by tests, the demo and the bench. Every host is
+// its own network namespace; a switch namespace holds the bridges; nothing
+// is configured outside those namespaces except the lab's bpffs under /run.
+//
+// One-armed (the default): one bridged segment, 192.0.2.0/24, with the
+// client (.100), the director (.1, eth0, VIP .80) and N real servers (.11..).
+//
+// Two-armed (`arms: 2`), a two-armed LVS-DR/TUN site:
+//
+//          client 198.51.100.100
+//             │ eth0
+//   ──────────┴──────────── br0: client segment, 198.51.100.0/24 ────────┐
+//             │ eth0 .1, VIP .80/32                                     │ eth0 .254
+//          director  (xvsd --interface eth0:client,eth1:server)       router (forwards)
+//             │ eth1 192.0.2.1                                          │ eth1 .254
+//   ──────────┴──────┬─────────┬── br1: server segment, 192.0.2.0/24 ───┘
+//                    │ eth0    │ eth0
+//                   rs1 .11   rs2 .12 ...   (default route via the router, 192.0.2.254)
+//
+// A client's packets reach the VIP on the director's client-side interface
+// and leave by its server-side interface (XDP_REDIRECT through xvs_tx_ports)
+// with that interface's MAC. The real servers answer from the VIP through
+// their default gateway, the router, which reaches the client segment
+// without the director: as at a real site, replies never cross the
+// director (which in DR/TUN would not know what to do with them), and the
+// router's rp_filter is off because it forwards packets whose source, the
+// VIP, is on its other side. The segments are separate bridges, so ARP for
+// the VIP is answered only where clients ask, and frames to the real
+// servers can only be seen on the server segment.
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -20,15 +45,46 @@ export const LAB_NET = {
   client: '192.0.2.100',
 } as const;
 
-// Last octets double as the last MAC byte, so a capture names the host.
+/** The two-armed lab: the server segment is LAB_NET's (without client and VIP). */
+export const LAB_NET_TWO_ARMED = {
+  prefixLen: 24,
+  /** The client segment. */
+  client: '198.51.100.100',
+  directorClientSide: '198.51.100.1',
+  vip: '198.51.100.80',
+  routerClientSide: '198.51.100.254',
+  /** The server segment. */
+  directorServerSide: LAB_NET.director,
+  firstReal: LAB_NET.firstReal,
+  routerServerSide: '192.0.2.254',
+} as const;
+
+/**
+ * With `ipv6` (one-armed): one /64 on the same segment, each host's address
+ * ending as its IPv4 one does (2001:db8::11 beside 192.0.2.11).
+ */
+export const LAB_NET6 = {
+  prefixLen: 64,
+  director: '2001:db8::1',
+  vip: '2001:db8::80',
+  client: '2001:db8::100',
+  real: (octet: number): string => `2001:db8::${octet}`,
+} as const;
+
+// Last octets double as the last MAC byte, so a capture names the host; the
+// byte before says the segment (0 the server or only segment, 1 the client segment).
 const MAC_DIRECTOR = 0x01;
 const MAC_CLIENT = 0x64;
+const MAC_ROUTER = 0xfe;
 const MAX_REALS = 50; // .11–.60 stays clear of the VIP (.80) and client (.100)
 
 /** Each run's bpffs and owner file live here, not under /sys: `ip netns exec` mounts a fresh /sys per run. */
 export const LAB_ROOT = '/run/xvs-lab';
 const BRIDGE = 'br0';
+/** The server segment of a two-armed lab. */
+const BRIDGE_SERVERS = 'br1';
 const HOST_IF = 'eth0';
+const HOST_IF_SERVERS = 'eth1';
 
 export interface LabHost {
   name: string;
@@ -38,15 +94,27 @@ export interface LabHost {
   mac: string;
   /** The switch-side end of the host's veth, in the switch namespace. */
   peer: string;
+  /** Its IPv6 address, in a lab made with `ipv6`. */
+  ip6?: string;
 }
 
 export interface Lab {
   id: string;
+  arms: 1 | 2;
   switchNs: string;
   client: LabHost;
+  /** The director's interface facing the clients, where the VIP is (one-armed: its only one). */
   director: LabHost;
+  /** The director's interface facing the real servers (one-armed: the same as director). */
+  directorServerSide: LabHost;
+  /** Two-armed: the router between the segments, the real servers' default gateway (its client-side and server-side legs). */
+  router: { clientSide: LabHost; serverSide: LabHost } | undefined;
+  /** What xvsd is given: --interface eth0 (one-armed) or eth0:client,eth1:server. */
+  directorInterfaces: string[];
   reals: LabHost[];
   vip: string;
+  /** The IPv6 VIP, in a lab made with `ipv6`. */
+  vip6?: string;
   bpffs: string;
   /** /run/xvs-lab/ID: scratch space removed by down() (state files, captures). */
   dir: string;
@@ -56,8 +124,17 @@ export interface Lab {
 export interface LabOptions {
   id?: string;
   reals?: number;
-  /** IPv6 is off by default so link-local chatter does not show up in captures and counters. */
+  /**
+   * IPv6 is off by default so link-local chatter does not show up in captures
+   * and counters. On, every host also has an address of LAB_NET6, usable at
+   * once: no duplicate address detection (nodad, and accept_dad 0 for the
+   * link-local address the kernel solicits neighbours from), no router
+   * solicitations, and a bridge that floods multicast rather than snooping
+   * it, so a neighbour solicitation always reaches the host it asks for.
+   */
   ipv6?: boolean;
+  /** 1 (default): one segment; 2: a client segment and a server segment (see the header). */
+  arms?: 1 | 2;
 }
 
 export interface RunOptions {
@@ -105,7 +182,7 @@ function labDir(id: string): string {
 }
 
 function nsBelongsTo(ns: string, id: string): boolean {
-  return new RegExp(`^${id}-(sw|client|dir|rs\\d+)$`).test(ns);
+  return new RegExp(`^${id}-(sw|client|dir|rt|rs\\d+)$`).test(ns);
 }
 
 function listNamespaces(): string[] {
@@ -209,7 +286,7 @@ function installExitHandlers(): void {
 /** Removes labs whose owning process is gone (namespaces, bpffs mount, directory). */
 export async function sweepStaleLabs(prefix = 'xvs'): Promise<void> {
   const ids = new Set<string>();
-  const idOf = new RegExp(`^(${prefix}[a-z0-9]*)-(sw|client|dir|rs\\d+)$`);
+  const idOf = new RegExp(`^(${prefix}[a-z0-9]*)-(sw|client|dir|rt|rs\\d+)$`);
   for (const ns of listNamespaces()) {
     const m = idOf.exec(ns);
     if (m?.[1]) ids.add(m[1]);
@@ -226,47 +303,75 @@ export async function sweepStaleLabs(prefix = 'xvs'): Promise<void> {
   }
 }
 
-interface HostSpec {
+/** One interface of one host: a veth whose other end is on a bridge of the switch. */
+interface LinkSpec {
   name: string;
   nsSuffix: string;
+  ifname: string;
   ip: string;
-  macByte: number;
+  mac: string;
+  bridge: string;
+  peer: string;
+  /** One-armed with `ipv6`: the host's IPv6 address too. */
+  ip6?: string;
 }
 
-function hostSpecs(reals: number): HostSpec[] {
-  const specs: HostSpec[] = [
-    { name: 'client', nsSuffix: 'client', ip: LAB_NET.client, macByte: MAC_CLIENT },
-    { name: 'director', nsSuffix: 'dir', ip: LAB_NET.director, macByte: MAC_DIRECTOR },
-  ];
+const labMac = (segment: number, byte: number): string => `02:00:00:00:${hexByte(segment)}:${hexByte(byte)}`;
+
+function linkSpecs(reals: number, arms: 1 | 2): LinkSpec[] {
+  const realLinks: LinkSpec[] = [];
   for (let i = 1; i <= reals; i++) {
     const octet = LAB_NET.firstReal + i - 1;
-    specs.push({ name: `rs${i}`, nsSuffix: `rs${i}`, ip: `192.0.2.${octet}`, macByte: octet });
+    realLinks.push({
+      name: `rs${i}`, nsSuffix: `rs${i}`, ifname: HOST_IF, ip: `192.0.2.${octet}`, mac: labMac(0, octet),
+      bridge: arms === 2 ? BRIDGE_SERVERS : BRIDGE, peer: `sw-rs${i}`, ...(arms === 1 ? { ip6: LAB_NET6.real(octet) } : {}),
+    });
   }
-  return specs;
+  if (arms === 1) {
+    return [
+      { name: 'client', nsSuffix: 'client', ifname: HOST_IF, ip: LAB_NET.client, ip6: LAB_NET6.client, mac: labMac(0, MAC_CLIENT), bridge: BRIDGE, peer: 'sw-client' },
+      { name: 'director', nsSuffix: 'dir', ifname: HOST_IF, ip: LAB_NET.director, ip6: LAB_NET6.director, mac: labMac(0, MAC_DIRECTOR), bridge: BRIDGE, peer: 'sw-director' },
+      ...realLinks,
+    ];
+  }
+  const N = LAB_NET_TWO_ARMED;
+  return [
+    { name: 'client', nsSuffix: 'client', ifname: HOST_IF, ip: N.client, mac: labMac(1, MAC_CLIENT), bridge: BRIDGE, peer: 'sw-client' },
+    { name: 'director', nsSuffix: 'dir', ifname: HOST_IF, ip: N.directorClientSide, mac: labMac(1, MAC_DIRECTOR), bridge: BRIDGE, peer: 'sw-director' },
+    { name: 'director', nsSuffix: 'dir', ifname: HOST_IF_SERVERS, ip: N.directorServerSide, mac: labMac(0, MAC_DIRECTOR), bridge: BRIDGE_SERVERS, peer: 'sw-director1' },
+    { name: 'router', nsSuffix: 'rt', ifname: HOST_IF, ip: N.routerClientSide, mac: labMac(1, MAC_ROUTER), bridge: BRIDGE, peer: 'sw-router' },
+    { name: 'router', nsSuffix: 'rt', ifname: HOST_IF_SERVERS, ip: N.routerServerSide, mac: labMac(0, MAC_ROUTER), bridge: BRIDGE_SERVERS, peer: 'sw-router1' },
+    ...realLinks,
+  ];
 }
 
-async function addHost(id: string, switchNs: string, spec: HostSpec): Promise<LabHost> {
+async function addSwitchPort(id: string, switchNs: string, spec: LinkSpec, ipv6: boolean): Promise<LabHost> {
   const host: LabHost = {
-    name: spec.name,
-    ns: `${id}-${spec.nsSuffix}`,
-    ifname: HOST_IF,
-    ip: spec.ip,
-    mac: `02:00:00:00:00:${hexByte(spec.macByte)}`,
-    peer: `sw-${spec.name}`,
+    name: spec.name, ns: `${id}-${spec.nsSuffix}`, ifname: spec.ifname, ip: spec.ip, mac: spec.mac, peer: spec.peer,
+    ...(ipv6 && spec.ip6 ? { ip6: spec.ip6 } : {}),
   };
   const h = ['-n', host.ns];
   const sw = ['-n', switchNs];
   // Created in place: no interface ever exists in the root namespace.
-  await run('ip', [...sw, 'link', 'add', host.peer, 'type', 'veth', 'peer', 'name', HOST_IF, 'netns', host.ns]);
-  await run('ip', [...h, 'link', 'set', HOST_IF, 'address', host.mac]);
-  await run('ip', [...h, 'addr', 'add', `${host.ip}/${LAB_NET.prefixLen}`, 'dev', HOST_IF]);
-  await run('ip', [...h, 'link', 'set', HOST_IF, 'up']);
-  await run('ip', [...sw, 'link', 'set', host.peer, 'master', BRIDGE]);
+  await run('ip', [...sw, 'link', 'add', host.peer, 'type', 'veth', 'peer', 'name', host.ifname, 'netns', host.ns]);
+  await run('ip', [...h, 'link', 'set', host.ifname, 'address', host.mac]);
+  await run('ip', [...h, 'addr', 'add', `${host.ip}/${LAB_NET.prefixLen}`, 'dev', host.ifname]);
+  if (host.ip6) await run('ip', [...h, '-6', 'addr', 'add', `${host.ip6}/${LAB_NET6.prefixLen}`, 'dev', host.ifname, 'nodad']);
+  await run('ip', [...h, 'link', 'set', host.ifname, 'up']);
+  await run('ip', [...sw, 'link', 'set', host.peer, 'master', spec.bridge]);
   await run('ip', [...sw, 'link', 'set', host.peer, 'up']);
   // Frames forwarded by XDP would otherwise keep CHECKSUM_PARTIAL and be dropped by the receiver.
-  await nsExec(host.ns, 'ethtool', ['-K', HOST_IF, 'tx', 'off']);
+  await nsExec(host.ns, 'ethtool', ['-K', host.ifname, 'tx', 'off']);
   await nsExec(switchNs, 'ethtool', ['-K', host.peer, 'tx', 'off']);
   return host;
+}
+
+/** The router forwards between the segments; the real servers route through it. */
+async function wireTwoArmed(router: LabHost, reals: readonly LabHost[]): Promise<void> {
+  // rp_filter off: replies from the VIP arrive on the server side while the VIP's subnet is on the client side.
+  await nsExec(router.ns, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0',
+    `net.ipv4.conf.${HOST_IF}.rp_filter=0`, `net.ipv4.conf.${HOST_IF_SERVERS}.rp_filter=0`]);
+  for (const r of reals) await run('ip', ['-n', r.ns, 'route', 'add', 'default', 'via', LAB_NET_TWO_ARMED.routerServerSide, 'dev', r.ifname]);
 }
 
 async function prepareNamespace(ns: string, ipv6: boolean): Promise<void> {
@@ -274,18 +379,24 @@ async function prepareNamespace(ns: string, ipv6: boolean): Promise<void> {
   await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   if (!ipv6) {
     await nsExec(ns, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    return;
   }
+  // Before the veth arrives, which takes its settings from `default`: its
+  // link-local address is usable at once (the kernel sends no neighbour
+  // solicitation from a tentative one) and it asks for no router.
+  await nsExec(ns, 'sysctl', ['-qw', ...['all', 'default'].flatMap((c) => [
+    `net.ipv6.conf.${c}.accept_dad=0`, `net.ipv6.conf.${c}.router_solicitations=0`, `net.ipv6.conf.${c}.accept_ra=0`])]);
 }
 
-// XDP_TX on a veth reaches the peer only if the peer runs an XDP program.
-function attachPeerPass(switchNs: string, peer: string): BpfObject {
+// XDP_TX or XDP_REDIRECT out of a veth reaches the peer only if the peer runs an XDP program.
+function attachPeerPass(switchNs: string, peers: readonly string[]): BpfObject {
   const objectPath = bpfObject('xvs_aux');
   if (!existsSync(objectPath)) throw new XvsError('OBJECT_MISSING', `${objectPath} not found`);
   const aux = BpfObject.open({ objectPath });
   try {
     aux.load();
     const fd = aux.program('xdp_pass').fd;
-    withNetns(switchNs, () => attachXdp(ifIndex(peer), fd, 'native'));
+    withNetns(switchNs, () => { for (const p of peers) attachXdp(ifIndex(p), fd, 'native'); });
     return aux;
   } catch (e) {
     aux.close();
@@ -293,14 +404,42 @@ function attachPeerPass(switchNs: string, peer: string): BpfObject {
   }
 }
 
+export interface LinkEnd {
+  host: LabHost;
+  ifname: string;
+  ip: string;
+  mac: string;
+}
+
+/**
+ * A second, direct link between two lab hosts (a director with two paths
+ * to a real server): a veth pair created in place, addresses on both ends,
+ * checksum offload off as on the switch ports, and xdp_pass on both ends so
+ * frames redirected or sent back by XDP reach the other side.
+ */
+export async function addLink(lab: Lab, a: Omit<LinkEnd, 'host'> & { host: LabHost }, b: Omit<LinkEnd, 'host'> & { host: LabHost }, prefixLen: number): Promise<void> {
+  const aux = live.get(lab.id)?.aux;
+  if (!aux) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} is not up in this process`);
+  await run('ip', ['-n', a.host.ns, 'link', 'add', a.ifname, 'address', a.mac, 'type', 'veth', 'peer', 'name', b.ifname, 'address', b.mac, 'netns', b.host.ns]);
+  for (const end of [a, b]) {
+    await run('ip', ['-n', end.host.ns, 'addr', 'add', `${end.ip}/${prefixLen}`, 'dev', end.ifname]);
+    await run('ip', ['-n', end.host.ns, 'link', 'set', end.ifname, 'up']);
+    await nsExec(end.host.ns, 'ethtool', ['-K', end.ifname, 'tx', 'off']);
+    const fd = aux.program('xdp_pass').fd;
+    withNetns(end.host.ns, () => attachXdp(ifIndex(end.ifname), fd, 'native'));
+  }
+}
+
 export async function createLab(opts: LabOptions = {}): Promise<Lab> {
   const id = opts.id ?? `xvs${process.pid % 100000}`;
   const reals = opts.reals ?? 2;
+  const arms = opts.arms ?? 1;
   // The longest namespace-derived name must stay readable; veth names do not depend on it.
   if (!/^[a-z][a-z0-9]{0,15}$/.test(id)) throw new XvsError('BAD_ARGUMENT', `lab id "${id}": use 1-16 lowercase letters and digits`);
   if (!Number.isInteger(reals) || reals < 1 || reals > MAX_REALS) {
     throw new XvsError('BAD_ARGUMENT', `lab reals ${reals}: between 1 and ${MAX_REALS}`);
   }
+  if (arms !== 1 && arms !== 2) throw new XvsError('BAD_ARGUMENT', `lab arms ${String(arms)}: 1 or 2`);
   if (live.has(id)) throw new XvsError('BAD_ARGUMENT', `lab ${id} is already up in this process`);
   const other = ownerAlive(id);
   if (other !== null && other !== process.pid) throw new XvsError('BAD_ARGUMENT', `lab ${id} belongs to running process ${other}`);
@@ -337,19 +476,49 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     await run('mount', ['-t', 'bpf', 'bpf', bpffs]);
 
     const ipv6 = opts.ipv6 ?? false;
-    const specs = hostSpecs(reals);
-    await prepareNamespace(switchNs, ipv6);
-    await Promise.all(specs.map((s) => prepareNamespace(`${id}-${s.nsSuffix}`, ipv6)));
-    await run('ip', ['-n', switchNs, 'link', 'add', BRIDGE, 'type', 'bridge']);
-    await run('ip', ['-n', switchNs, 'link', 'set', BRIDGE, 'up']);
-    const hosts = await Promise.all(specs.map((s) => addHost(id, switchNs, s)));
-    const [client, director, ...realHosts] = hosts;
+    if (ipv6 && arms === 2) throw new XvsError('UNSUPPORTED', 'the two-armed lab is IPv4 only');
+    const specs = linkSpecs(reals, arms);
+    // The switch only bridges: it needs no addresses of its own, in either family.
+    await prepareNamespace(switchNs, false);
+    await Promise.all([...new Set(specs.map((s) => s.nsSuffix))].map((suffix) => prepareNamespace(`${id}-${suffix}`, ipv6)));
+    for (const bridge of new Set(specs.map((s) => s.bridge))) {
+      await run('ip', ['-n', switchNs, 'link', 'add', bridge, 'type', 'bridge', ...(ipv6 ? ['mcast_snooping', '0'] : [])]);
+      await run('ip', ['-n', switchNs, 'link', 'set', bridge, 'up']);
+    }
+    const links = await Promise.all(specs.map((s) => addSwitchPort(id, switchNs, s, ipv6)));
+    const of = (name: string): LabHost[] => links.filter((l) => l.name === name);
+    const [client] = of('client');
+    const [director, directorServers] = of('director');
+    const [routerClients, routerServers] = of('router');
+    const realHosts = links.filter((l) => l.name.startsWith('rs'));
     if (!client || !director) throw new Error('unreachable: host list');
-    state.aux = attachPeerPass(switchNs, director.peer);
-    log.debug({ id, reals }, 'lab up');
-    return { id, switchNs, client, director, reals: realHosts, vip: LAB_NET.vip, bpffs, dir, down };
+    const directorServerSide = directorServers ?? director;
+    const router = routerClients && routerServers ? { clientSide: routerClients, serverSide: routerServers } : undefined;
+    if (router) await wireTwoArmed(router.clientSide, realHosts);
+    state.aux = attachPeerPass(switchNs, [...new Set([director.peer, directorServerSide.peer])]);
+    log.debug({ id, reals, arms, ipv6 }, 'lab up');
+    return {
+      id, arms, switchNs, client, director, directorServerSide, router, reals: realHosts, bpffs, dir, down,
+      vip: arms === 2 ? LAB_NET_TWO_ARMED.vip : LAB_NET.vip,
+      ...(ipv6 ? { vip6: LAB_NET6.vip } : {}),
+      directorInterfaces: arms === 2 ? [`${director.ifname}:client`, `${directorServerSide.ifname}:server`] : [director.ifname],
+    };
   } catch (e) {
     await down();
     throw e;
   }
+}
+
+/**
+ * The lab as its IPv6 side: the same namespaces, hosts and down(), with the
+ * IPv6 VIP as `vip` and each host's IPv6 address as `ip`, for code written
+ * against a lab's addresses (lab/scenario.ts) to run over IPv6.
+ */
+export function overIpv6(lab: Lab): Lab {
+  const six = (h: LabHost): LabHost => {
+    if (!h.ip6) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} was made without ipv6`);
+    return { ...h, ip: h.ip6 };
+  };
+  if (!lab.vip6) throw new XvsError('BAD_ARGUMENT', `lab ${lab.id} was made without ipv6`);
+  return { ...lab, vip: lab.vip6, client: six(lab.client), director: six(lab.director), reals: lab.reals.map(six) };
 }

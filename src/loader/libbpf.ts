@@ -144,6 +144,9 @@ export const bpf_map_get_fd_by_id = fn<(id: number) => number>(libbpf, 'int bpf_
 export const bpf_obj_get = fn<(path: string) => number>(libbpf, 'int bpf_obj_get(const char *pathname)');
 export const bpf_obj_pin = fn<(fd: number, path: string) => number>(libbpf, 'int bpf_obj_pin(int fd, const char *pathname)');
 export const bpf_obj_get_info_by_fd = fn<(fd: number, info: Record<string, unknown>, len: [number]) => number>(libbpf, 'int bpf_obj_get_info_by_fd(int fd, _Out_ bpf_map_info_head *info, _Inout_ uint32_t *info_len)');
+// The same call for a program's info, as raw bytes (prog-info.ts lays them out).
+export const bpf_obj_get_info_by_fd_raw = fn<(fd: number, info: Buffer, len: [number]) => number>(libbpf, 'int bpf_obj_get_info_by_fd(int fd, void *info, _Inout_ uint32_t *info_len)');
+export const bpf_prog_get_fd_by_id = fn<(id: number) => number>(libbpf, 'int bpf_prog_get_fd_by_id(uint32_t id)');
 export const bpf_prog_test_run_opts = fn<(progFd: number, opts: TestRunOptsValue) => number>(libbpf, 'int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)');
 export const libbpf_num_possible_cpus_raw = fn<() => number>(libbpf, 'int libbpf_num_possible_cpus(void)');
 

@@ -1,5 +1,6 @@
 // Attaching XDP programs to interfaces by netlink (through libbpf). Names and
 // indexes resolve in the calling thread's network namespace (see netns.ts).
+import { readFileSync } from 'node:fs';
 import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import * as lb from './libbpf.js';
@@ -20,6 +21,23 @@ export function ifIndex(name: string): number {
   const i = name === '' || name.length >= 16 ? 0 : lb.if_nametoindex(name);
   if (i === 0) throw new XvsError('NO_INTERFACE', `interface ${name} does not exist`);
   return i;
+}
+
+/**
+ * Every interface of the calling thread's network namespace. thread-self:
+ * the namespace withNetns entered is this thread's, not the process's.
+ */
+export function listInterfaces(): { name: string; ifindex: number }[] {
+  const lines = readFileSync('/proc/thread-self/net/dev', 'utf8').split('\n').slice(2);
+  const out: { name: string; ifindex: number }[] = [];
+  for (const l of lines) {
+    // Interface names cannot contain ':' (dev_valid_name), so the first one ends it.
+    const name = l.slice(0, Math.max(0, l.indexOf(':'))).trim();
+    if (!name) continue;
+    const ifindex = lb.if_nametoindex(name);
+    if (ifindex !== 0) out.push({ name, ifindex }); // gone since the read
+  }
+  return out;
 }
 
 /**

@@ -10,7 +10,11 @@ export const LOOKUP = { seq: 0, hash_src: 1, hash_dst: 2 } as const;
 export const SVC_F = { persistent: 1 << 0 } as const;
 export const REAL_F = { removed: 1 << 0, overload: 1 << 1 } as const;
 export const CONN_F = { persist: 1 << 0 } as const;
-export const CONN_STATE = { none: 0, established: 1, syn_recv: 2, fin_wait: 3, close: 4, udp: 5 } as const;
+export const CONN_STATE = {
+  none: 0, established: 1, syn_sent: 2, syn_recv: 3, fin_wait: 4, time_wait: 5, close: 6,
+  close_wait: 7, last_ack: 8, listen: 9, synack: 10, udp: 11, max: 16,
+} as const;
+export const CFG_F = { two_way: 1 << 0 } as const;
 
 /** Each mirrored enum: its BTF name, the prefix of its members in C, the TS object. */
 export const ABI_ENUMS = [
@@ -21,5 +25,16 @@ export const ABI_ENUMS = [
   { btf: 'xvs_real_flags', prefix: 'XVS_REAL_F_', values: REAL_F },
   { btf: 'xvs_conn_flags', prefix: 'XVS_CONN_F_', values: CONN_F },
   { btf: 'xvs_conn_state', prefix: 'XVS_CS_', values: CONN_STATE },
+  { btf: 'xvs_config_flags', prefix: 'XVS_CFG_F_', values: CFG_F },
   { btf: 'xvs_counter', prefix: 'XVS_CNT_', values: { ...COUNTERS, max: XVS_CNT_MAX } },
+] as const;
+
+/** The decap helper's (bpf/xvs_decap.c): which families a VIP-map key is a VIP of, and its counter indexes. */
+export const DECAP_AF = { inet: 1 << 0, inet6: 1 << 1 } as const;
+export const DECAP_CNT = { decapped: 0, not_vip: 1, malformed: 2, max: 4 } as const;
+
+/** As ABI_ENUMS, in the BTF of xvs_decap.o. */
+export const DECAP_ABI_ENUMS = [
+  { btf: 'xvs_decap_af', prefix: 'XVS_DECAP_AF_', values: DECAP_AF },
+  { btf: 'xvs_decap_counter', prefix: 'XVS_DECAP_CNT_', values: DECAP_CNT },
 ] as const;

@@ -93,6 +93,20 @@ export function u64<N extends string>(name: N): FieldDef<N, number> {
   };
 }
 
+/** `__u32 NAME[n]` (host order) as an array of n numbers. */
+export function u32s<N extends string>(name: N, n: number): FieldDef<N, number[]> {
+  return {
+    name,
+    size: 4 * n,
+    align: 4,
+    write(b, off, v) {
+      if (v.length !== n) throw new XvsError('BAD_ARGUMENT', `${name}: ${v.length} values where ${n} belong`);
+      v.forEach((x, i) => (LE ? b.writeUInt32LE(x, off + 4 * i) : b.writeUInt32BE(x, off + 4 * i)));
+    },
+    read: (b, off) => Array.from({ length: n }, (_, i) => (LE ? b.readUInt32LE(off + 4 * i) : b.readUInt32BE(off + 4 * i))),
+  };
+}
+
 /** A byte array (`__u8 NAME[n]`, or a mask with no family of its own) as a Buffer of n bytes. */
 export function bytes<N extends string>(name: N, n: number, align = 1): FieldDef<N, Buffer> {
   return {

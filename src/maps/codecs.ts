@@ -1,7 +1,8 @@
 // One codec per struct in bpf/include/xvs_abi.h, members in C order and named
 // as in C (test/abi.test.ts holds them to the BTF). Ports are host-order
 // numbers, addresses are strings whose family is the struct's `family`.
-import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u64, type ValueOf } from './codec.js';
+import { CONN_STATE } from './abi.js';
+import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u32s, u64, type ValueOf } from './codec.js';
 
 export const svcKey = struct('xvs_svc_key', [
   addr16('addr', 'family'),
@@ -61,7 +62,31 @@ export const conn = struct('xvs_conn', [
   u32('svc_id'),
   u8('state'),
   u8('flags'),
-  pad('pad0', 2),
+  be16('lport'),
+  u32('laddr_id'),
+  pad('pad0', 4),
+] as const);
+
+export const nat = struct('xvs_nat', [
+  u64('last_seen'),
+  addr16('vaddr', 'family'),
+  addr16('caddr', 'family'),
+  be16('vport'),
+  be16('cport'),
+  u32('real_id'),
+  u32('svc_id'),
+  u32('ifindex'),
+  mac('cmac'),
+  mac('smac'),
+  u8('family'),
+  u8('state'),
+  pad('pad0', 6),
+] as const);
+
+export const addrKey = struct('xvs_addr_key', [
+  addr16('addr', 'family'),
+  u8('family'),
+  pad('pad0', 3),
 ] as const);
 
 export const persistKey = struct('xvs_persist_key', [
@@ -85,14 +110,21 @@ export const stats = struct('xvs_stats', [
   u64('outbytes'),
 ] as const);
 
+/** timeout: seconds by connection state (CONN_STATE's numbers). */
 export const config = struct('xvs_config', [
   u32('hz'),
   u32('flags'),
-  u32('timeout_tcp'),
-  u32('timeout_tcpfin'),
-  u32('timeout_udp'),
-  u32('timeout_synrecv'),
-  u32('timeout_close'),
+  u32s('timeout', CONN_STATE.max),
+] as const);
+
+/**
+ * The kernel's struct bpf_devmap_val (linux/bpf.h), the value of
+ * xvs_tx_ports: the interface a redirect leaves by, and the fd of an egress
+ * program (the union bpf_prog; 0 for none).
+ */
+export const devmapVal = struct('bpf_devmap_val', [
+  u32('ifindex'),
+  u32('bpf_prog'),
 ] as const);
 
 /** __u32 keys of array maps and __u32 values (scheduler tables). */
@@ -108,8 +140,11 @@ export type Conn = ValueOf<typeof conn>;
 export type Stats = ValueOf<typeof stats>;
 export type Config = ValueOf<typeof config>;
 export type Nexthop = ValueOf<typeof nexthop>;
+export type Nat = ValueOf<typeof nat>;
+export type AddrKey = ValueOf<typeof addrKey>;
 export type PersistKey = ValueOf<typeof persistKey>;
 export type Persist = ValueOf<typeof persist>;
+export type DevmapVal = ValueOf<typeof devmapVal>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, stats, config, persistKey, persist } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, stats, config, persistKey, persist, devmapVal } as const;

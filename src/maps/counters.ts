@@ -19,9 +19,13 @@ export const COUNTERS = {
   nh_miss: 15,
   sloppy: 16,
   promoted: 17,
+  redirect_unmapped: 18,
+  nat_reply: 19,
+  nat_pass: 20,
+  ttl_exceeded: 21,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;
 
 /** Entries in xvs_counters; indexes past the named ones are spare. */
-export const XVS_CNT_MAX = 24;
+export const XVS_CNT_MAX = 32;

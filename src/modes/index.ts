@@ -20,7 +20,14 @@ export const MODES = {
     portMapping: false,
     contract: 'IPIP: outer IPv4 (src director, dst RIP, TOS/TTL/ID/DF of the inner packet), MACs from the FIB; DF packets that no longer fit get ICMP frag-needed with MTU-20',
   },
-  nat: { code: FWD.nat, flag: '-m', listName: 'Masq', implemented: false, portMapping: true, contract: 'DNAT to RIP:rport' },
+  nat: {
+    code: FWD.nat,
+    flag: '-m',
+    listName: 'Masq',
+    implemented: true,
+    portMapping: true,
+    contract: 'DNAT to RIP:rport (checksums incremental); the real server routes replies through the director, which rewrites their source back to VIP:vport (TTL - 1) and sends them the way the client\'s packets came',
+  },
   fullnat: { code: FWD.fullnat, flag: '--fullnat', listName: 'FullNat', implemented: false, portMapping: true, contract: 'SNAT+DNAT, client address in TOA' },
 } as const;
 

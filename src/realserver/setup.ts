@@ -1,10 +1,21 @@
 // What a Linux real server needs for LVS-DR and LVS-TUN: the VIP on lo so the
 // kernel accepts packets addressed to it, ARP settings so the host never
-// answers or announces the VIP (the director owns it on the wire), and for
-// TUN the xdp_decap program, which replaces the ipip module, plus rp_filter
-// off. Everything changed is recorded so teardown can put it back exactly.
-// All of it belongs to one network namespace, so the record does too: by
-// default it lives under a directory named for the namespace (sys/netns.ts).
+// answers or announces an IPv4 VIP (the director owns it on the wire), and
+// for TUN the xdp_decap program, which replaces the tunnel modules (IPIP,
+// SIT, ip6_tunnel), plus rp_filter off for an IPv4 VIP. Everything changed
+// is recorded so teardown can put it back exactly. All of it belongs to one
+// network namespace, so the record does too: by default it lives under a
+// directory named for the namespace (sys/netns.ts).
+//
+// An IPv6 VIP needs no sysctl in place of arp_ignore/arp_announce: Linux
+// answers a neighbour solicitation only for an address of the interface it
+// arrived on (ndisc_recv_ns looks the target up on that device, strictly),
+// so a VIP on lo is never claimed on the wire; and it solicits neighbours
+// from an address of the outgoing interface, its link-local one when the
+// packet's source (the VIP) is not there, so it never announces the VIP
+// either. test/realserver-ipv6.test.ts shows both in a namespace. What it does
+// need is that link-local address: without one the kernel sends no
+// solicitation for a reply from the VIP at all, so setup says so.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
@@ -12,7 +23,8 @@ import path from 'node:path';
 import { XvsError, isXvsError } from '../errors.js';
 import { logger } from '../log.js';
 import { BpfObject, attachXdp, detachXdp, ifIndex, xdpProgId } from '../loader/index.js';
-import { ipToAddr16 } from '../maps/codec.js';
+import { DECAP_AF, FAMILY } from '../maps/abi.js';
+import { addr16ToIp, ipToAddr16 } from '../maps/codec.js';
 import { mapFromId, type RawMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
 import { ensurePinDir } from '../sys/bpffs.js';
@@ -100,10 +112,15 @@ function sh(cmd: string, args: readonly string[]): Promise<string> {
   });
 }
 
+/** The VIP in the one spelling the state file and the maps use (IPv6 compressed, lower case). */
+function canonicalVip(text: string): string {
+  if (isIPv4(text)) return text;
+  if (isIPv6(text) && !text.includes('%')) return addr16ToIp(ipToAddr16(text).bytes, FAMILY.inet6);
+  throw new XvsError('BAD_ADDRESS', `VIP "${text}" is not an IPv4 or IPv6 address`);
+}
+
 function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: XdpMode } {
-  const vip = String(o.vip ?? '').trim();
-  if (isIPv6(vip)) throw new XvsError('UNSUPPORTED', `VIP ${vip}: IPv6 real servers are not supported yet`);
-  if (!isIPv4(vip)) throw new XvsError('BAD_ADDRESS', `VIP "${vip}" is not an IPv4 address`);
+  const vip = canonicalVip(String(o.vip ?? '').trim());
   if (o.mode !== 'dr' && o.mode !== 'tun') throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr or tun`);
   const xdpMode = o.xdpMode ?? REALSERVER_DEFAULTS.xdpMode;
   if (xdpMode !== 'native' && xdpMode !== 'generic') throw new XvsError('BAD_ARGUMENT', `xdp mode "${String(xdpMode)}": use native or generic`);
@@ -190,12 +207,15 @@ function saveState(loc: StateLocation, s: State): void {
 function prefixLen(dst: string): number {
   if (dst === 'default') return 0;
   const slash = dst.indexOf('/');
-  return slash < 0 ? 32 : Number(dst.slice(slash + 1));
+  return slash < 0 ? (isIPv6(dst) ? 128 : 32) : Number(dst.slice(slash + 1));
 }
+
+const v6 = (vip: string): boolean => isIPv6(vip);
+const hostPrefix = (vip: string): string => `${vip}/${v6(vip) ? 128 : 32}`;
 
 // Main table only: once the VIP is on lo, `ip route get` answers "lo".
 async function routeDevice(vip: string): Promise<string> {
-  const out = await sh('ip', ['-j', '-4', 'route', 'show', 'table', 'main', 'match', `${vip}/32`]);
+  const out = await sh('ip', ['-j', v6(vip) ? '-6' : '-4', 'route', 'show', 'table', 'main', 'match', hostPrefix(vip)]);
   const routes = (out.trim() ? JSON.parse(out) : []) as Array<{ dst: string; dev?: string }>;
   const best = routes
     .filter((r) => r.dev && r.dev !== 'lo')
@@ -217,10 +237,12 @@ function checkInterface(name: string): number {
 const sysctlPath = (key: string): string => `/proc/sys/net/ipv4/conf/${key}`;
 const sysctlName = (key: string): string => `net.ipv4.conf.${key.replace('/', '.')}`;
 
-// Per device: the kernel uses max(all, dev) for arp_ignore, arp_announce and rp_filter.
+// Per device: the kernel uses max(all, dev) for arp_ignore, arp_announce and
+// rp_filter. IPv4 VIPs only: IPv6 has no ARP, and no rp_filter sysctl.
 function wantedSysctls(vips: Record<string, VipState>): Map<string, string> {
   const want = new Map<string, string>();
-  for (const v of Object.values(vips)) {
+  for (const [vip, v] of Object.entries(vips)) {
+    if (v6(vip)) continue;
     for (const dev of ['all', 'lo', v.interface]) {
       want.set(`${dev}/arp_ignore`, '1');
       want.set(`${dev}/arp_announce`, '2');
@@ -267,48 +289,79 @@ function syncSysctls(s: State, ctx: Ctx): void {
   }
 }
 
-interface LoAddress { local: string; prefixlen: number; label?: string }
+interface LoAddress { local: string; prefixlen: number; label?: string; metric?: number }
 
-async function loAddresses(): Promise<LoAddress[]> {
-  const out = await sh('ip', ['-j', '-4', 'addr', 'show', 'dev', 'lo']);
+async function loAddresses(family: '-4' | '-6'): Promise<LoAddress[]> {
+  const out = await sh('ip', ['-j', family, 'addr', 'show', 'dev', 'lo']);
   const links = JSON.parse(out || '[]') as Array<{ addr_info?: LoAddress[] }>;
-  return links.flatMap((l) => l.addr_info ?? []);
+  // In the state file's spelling: ip writes IPv4-mapped addresses its own way.
+  return links.flatMap((l) => l.addr_info ?? []).map((a) => ({ ...a, local: canonicalVip(a.local) }));
 }
 
 async function loVips(): Promise<Set<string>> {
-  return new Set((await loAddresses()).map((a) => a.local));
+  return new Set([...(await loAddresses('-4')), ...(await loAddresses('-6'))].map((a) => a.local));
 }
 
 async function loAddress(vip: string): Promise<LoAddress | null> {
-  return (await loAddresses()).find((a) => a.local === vip) ?? null;
+  return (await loAddresses(v6(vip) ? '-6' : '-4')).find((a) => a.local === vip) ?? null;
 }
+
+// IPv6 addresses take no label: a metric of their own marks them as ours.
+const LO_METRIC6 = 0x5856; // "XV"
+
+const isOurs = (vip: string, a: LoAddress): boolean => (v6(vip) ? a.metric === LO_METRIC6 : a.label === LO_LABEL);
 
 async function addLoVip(vip: string, ctx: Ctx): Promise<void> {
   if (await loAddress(vip)) return;
-  await sh('ip', ['addr', 'add', `${vip}/32`, 'dev', 'lo', 'label', LO_LABEL]);
-  ctx.undo.push(() => sh('ip', ['addr', 'del', `${vip}/32`, 'dev', 'lo']).then(() => undefined));
-  ctx.lines.push(`added ${vip}/32 to lo`);
+  // nodad: lo does no duplicate address detection anyway; this says it never will.
+  const mark = v6(vip) ? ['nodad', 'metric', String(LO_METRIC6)] : ['label', LO_LABEL];
+  await sh('ip', ['addr', 'add', hostPrefix(vip), 'dev', 'lo', ...mark]);
+  ctx.undo.push(() => sh('ip', ['addr', 'del', hostPrefix(vip), 'dev', 'lo']).then(() => undefined));
+  ctx.lines.push(`added ${hostPrefix(vip)} to lo`);
 }
 
 async function removeLoVip(vip: string, ctx: Ctx): Promise<void> {
   const a = await loAddress(vip);
   if (!a) return;
-  if (a.label !== LO_LABEL) {
+  if (!isOurs(vip, a)) {
     ctx.lines.push(`left ${vip}/${a.prefixlen} on lo: it was not added by xvs`);
     return;
   }
   await sh('ip', ['addr', 'del', `${vip}/${a.prefixlen}`, 'dev', 'lo']);
-  ctx.lines.push(`removed ${vip}/32 from lo`);
+  ctx.lines.push(`removed ${vip}/${a.prefixlen} from lo`);
+}
+
+/** The kernel solicits neighbours for a reply from an IPv6 VIP on lo only from the interface's link-local address. */
+async function checkLinkLocal(iface: string, ctx: Ctx): Promise<void> {
+  const out = await sh('ip', ['-j', '-6', 'addr', 'show', 'dev', iface, 'scope', 'link']);
+  const addrs = (JSON.parse(out || '[]') as Array<{ addr_info?: { dadfailed?: boolean }[] }>).flatMap((l) => l.addr_info ?? []);
+  if (addrs.some((a) => !a.dadfailed)) return;
+  log.warn({ interface: iface }, 'no IPv6 link-local address: replies from the VIP cannot resolve their next hop');
+  ctx.lines.push(`warning: ${iface} has no IPv6 link-local address; the kernel solicits neighbours for replies from a VIP on lo only from one`);
 }
 
 function vipKey(vip: string): Buffer {
   return ipToAddr16(vip).bytes;
 }
 
-function vipValue(): Buffer {
+/** The family bit of a VIP in the decap map's value (see enum xvs_decap_af). */
+const decapAf = (vip: string): number => (v6(vip) ? DECAP_AF.inet6 : DECAP_AF.inet);
+
+function u32le(n: number): Buffer {
   const v = Buffer.alloc(4);
-  v.writeUInt32LE(1);
+  v.writeUInt32LE(n >>> 0);
   return v;
+}
+
+/** Sets or clears a VIP's family bit; an address left with no family leaves the map. Returns whether it changed. */
+function putDecapVip(map: RawMap, vip: string, on: boolean): boolean {
+  const key = vipKey(vip);
+  const cur = map.lookup(key)?.readUInt32LE(0) ?? 0;
+  const next = on ? cur | decapAf(vip) : cur & ~decapAf(vip);
+  if (next === cur) return false;
+  if (next === 0) map.delete(key);
+  else map.update(key, u32le(next));
+  return true;
 }
 
 function removeIfEmpty(dir: string): void {
@@ -387,13 +440,11 @@ async function syncDecap(s: State, iface: string, pinDir: string, xdpMode: XdpMo
   try {
     // All of them, not only the new one: a decap attached afresh starts empty.
     for (const [vip, v] of Object.entries(s.vips)) {
-      const key = vipKey(vip);
-      if (v.mode !== 'tun' || map.lookup(key)) continue;
-      map.update(key, vipValue());
+      if (v.mode !== 'tun' || !putDecapVip(map, vip, true)) continue;
       ctx.undo.push(() => {
         const m = openDecapVips(decap);
         try {
-          m.delete(key);
+          putDecapVip(m, vip, false);
         } finally {
           m.close();
         }
@@ -412,7 +463,7 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
   if (attached) {
     const map = openDecapVips(d);
     try {
-      if (map.delete(vipKey(vip))) ctx.lines.push(`removed ${vip} from ${DECAP_MAP}`);
+      if (putDecapVip(map, vip, false)) ctx.lines.push(`removed ${vip} from ${DECAP_MAP}`);
     } finally {
       map.close();
     }
@@ -451,6 +502,7 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
     s.vips[vip] = { mode, interface: iface };
     syncSysctls(s, ctx);
     await addLoVip(vip, ctx);
+    if (v6(vip)) await checkLinkLocal(iface, ctx);
     if (mode === 'tun') await syncDecap(s, iface, o.pinDir ?? netnsDir(REALSERVER_DEFAULTS.pinRoot), xdpMode, ctx);
     saveState(loc, s);
   } catch (e) {

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * LVS-NAT (masquerading): the client's packet goes to the real server with
+ * its destination rewritten to RIP:rport; the real server answers through
+ * the director (its gateway), which rewrites the reply's source back to
+ * VIP:vport and sends it the way the client's packets came. A reply that
+ * matches no flow is not touched: it goes to the kernel, never rewritten by
+ * guess. Checksums follow incrementally (rewrite.h).
+ */
+#ifndef XVS_NAT_H
+#define XVS_NAT_H
+
+#include "nexthop.h"
+#include "rewrite.h"
+#include "tcpstate.h"
+
+static __always_inline int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_real *r)
+{
+	struct xvs_nexthop fib = {};
+	const struct xvs_nexthop *nh;
+	int verdict;
+
+	if (r->family != p->family) {
+		xvs_count(XVS_CNT_BAD_MODE);
+		return XDP_DROP;
+	}
+	nh = xvs_nexthop(ctx, p, r, &fib, 0, &verdict);
+	if (!nh)
+		return verdict;
+	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, r->port)) {
+		xvs_count(XVS_CNT_NAT_PASS);
+		return XDP_DROP;
+	}
+	return xvs_egress(ctx, nh, p);
+}
+
+static __always_inline void xvs_account_out(__u32 svc_id, __u32 real_id, __u32 bytes)
+{
+	struct xvs_stats *s = bpf_map_lookup_elem(&xvs_svc_stats, &svc_id);
+
+	if (s) {
+		s->outpkts += 1;
+		s->outbytes += bytes;
+	}
+	s = bpf_map_lookup_elem(&xvs_real_stats, &real_id);
+	if (s) {
+		s->outpkts += 1;
+		s->outbytes += bytes;
+	}
+}
+
+/* The connection's state after a reply moved it: the client's side (the
+ * flow's entry) follows, found by the tuple the reply side keeps. */
+static __always_inline void xvs_nat_reply_state(struct xvs_nat *n, const struct xvs_pkt *p)
+{
+	struct xvs_conn_key fk = {};
+	struct xvs_conn *c;
+	__u8 ns = xvs_tcp_state(n->state, p->tcp_flags, XVS_DIR_OUT);
+
+	if (ns == n->state)
+		return;
+	n->state = ns;
+	__builtin_memcpy(fk.saddr, n->caddr, 16);
+	__builtin_memcpy(fk.daddr, n->vaddr, 16);
+	fk.sport = n->cport;
+	fk.dport = n->vport;
+	fk.proto = p->proto;
+	fk.family = n->family;
+	c = bpf_map_lookup_elem(&xvs_conns, &fk);
+	if (!c)
+		c = bpf_map_lookup_elem(&xvs_syn_conns, &fk);
+	if (c && c->real_id == n->real_id)
+		c->state = ns;
+}
+
+/*
+ * A packet from a NAT real server that belongs to a flow: rewritten back to
+ * the service and sent to the client; XVS_CONTINUE for anything else (the
+ * rest of the chain decides: it may be a client of a VIP, or the real
+ * server's own traffic for the kernel).
+ */
+static __always_inline int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg)
+{
+	struct xvs_addr_key ak = {};
+	struct xvs_conn_key key;
+	struct xvs_nat *n;
+	__u64 now;
+	__u32 bytes = p->ip_len;
+
+	if (!(cfg->flags & XVS_CFG_F_TWO_WAY))
+		return XVS_CONTINUE;
+	__builtin_memcpy(ak.addr, p->saddr, 16);
+	ak.family = p->family;
+	if (!bpf_map_lookup_elem(&xvs_nat_reals, &ak))
+		return XVS_CONTINUE;
+	xvs_conn_key(&key, p);
+	n = bpf_map_lookup_elem(&xvs_nats, &key);
+	if (!n)
+		n = bpf_map_lookup_elem(&xvs_nat_syn, &key);
+	now = bpf_jiffies64();
+	if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
+		return XVS_CONTINUE;
+
+	if (p->proto == IPPROTO_TCP)
+		xvs_nat_reply_state(n, p);
+	if (now - n->last_seen >= cfg->hz)
+		n->last_seen = now;
+	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, n->vaddr, n->vport)) {
+		xvs_count(XVS_CNT_NAT_PASS);
+		return XDP_DROP;
+	}
+	/* The reply is routed through the director, which is a router for it. */
+	if (xvs_ttl_decrement(ctx, p->l3_off, p->family)) {
+		xvs_count(XVS_CNT_TTL_EXCEEDED);
+		return XDP_DROP;
+	}
+	xvs_account_out(n->svc_id, n->real_id, bytes);
+	xvs_count(XVS_CNT_NAT_REPLY);
+	return xvs_send(ctx, n->ifindex, n->cmac, n->smac, p->l3_off);
+}
+
+#endif

@@ -1,0 +1,98 @@
+// A restart with another --conn-table-size. libbpf reuses a pinned map only
+// if its definition matches, so the flow tables whose size follows the
+// option (xvs_conns, xvs_syn_conns, xvs_persist) are loaded fresh at the new
+// size instead, and the live entries are copied over from the old pins
+// before those are replaced: most recently used first when the new table is
+// smaller, every entry when it is larger.
+import { existsSync, rmSync } from 'node:fs';
+import * as lb from '../loader/libbpf.js';
+import * as C from '../maps/codecs.js';
+import { BPF_NOEXIST, mapFromPin, type RawMap } from '../maps/map.js';
+
+/** The maps sized from --conn-table-size, each with the codec of its value (all start with last_seen). */
+export const RESIZABLE = {
+  xvs_conns: C.conn,
+  xvs_syn_conns: C.conn,
+  xvs_persist: C.persist,
+} as const;
+
+export type ResizableName = keyof typeof RESIZABLE;
+
+export interface StalePin {
+  name: ResizableName;
+  path: string;
+  old: RawMap;
+  want: number;
+}
+
+/** The pinned flow tables whose size differs from `sizes`, opened so they can be copied from. */
+export function openResizedPins(pinDir: string, sizes: Record<ResizableName, number>): StalePin[] {
+  const out: StalePin[] = [];
+  try {
+    for (const name of Object.keys(RESIZABLE) as ResizableName[]) {
+      const path = `${pinDir}/${name}`;
+      if (!existsSync(path)) continue;
+      const old = mapFromPin(path);
+      if (old.maxEntries === sizes[name]) old.close();
+      else out.push({ name, path, old, want: sizes[name] });
+    }
+  } catch (e) {
+    for (const s of out) s.old.close();
+    throw e;
+  }
+  return out;
+}
+
+const lastSeen = (name: ResizableName, v: Buffer): number => RESIZABLE[name].decode(v).last_seen;
+
+const CHUNK = 4096;
+
+export interface CopyResult {
+  /** Entries in the old table when it was read. */
+  entries: number;
+  /** Entries the new table holds after the copy. */
+  kept: number;
+}
+
+/**
+ * Copies the newest `to.maxEntries` entries, oldest of them first: if the
+ * LRU makes room before it is full (its free lists are per CPU), what it
+ * evicts is the oldest of those copied.
+ */
+export function copyNewestFirst(name: ResizableName, from: RawMap, to: RawMap): CopyResult {
+  const { keys, values } = from.lookupBatch(CHUNK);
+  const seen = values.map((v) => lastSeen(name, v));
+  const order = keys.map((_, i) => i).sort((a, b) => seen[b]! - seen[a]!);
+  const take = order.slice(0, to.maxEntries).reverse();
+  for (let i = 0; i < take.length; i += CHUNK) {
+    const part = take.slice(i, i + CHUNK);
+    to.updateBatchFlat(Buffer.concat(part.map((j) => keys[j]!)), Buffer.concat(part.map((j) => values[j]!)), part.length);
+  }
+  return { entries: keys.length, kept: to.lookupBatch(CHUNK).keys.length };
+}
+
+const EEXIST = 17;
+
+/**
+ * The entries the old dataplane created or touched since `since` (jiffies)
+ * while the copy ran and until the new program was attached, added where the
+ * new table has none: an entry the new program already wrote is newer.
+ * Returns how many were added.
+ */
+export function copyTouchedSince(name: ResizableName, from: RawMap, to: RawMap, since: number): number {
+  const { keys, values } = from.lookupBatch(CHUNK);
+  let added = 0;
+  values.forEach((v, i) => {
+    if (lastSeen(name, v) < since) return;
+    const r = lb.bpf_map_update_elem(to.fd, keys[i]!, v, BPF_NOEXIST);
+    if (r === 0) added++;
+    else if (r !== -EEXIST) throw new Error(`map ${name}: update failed: ${lb.strerror(r)}`);
+  });
+  return added;
+}
+
+/** The new table takes the old one's pin. */
+export function repin(s: StalePin, to: RawMap): void {
+  rmSync(s.path, { force: true });
+  to.pin(s.path);
+}

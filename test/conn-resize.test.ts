@@ -1,0 +1,103 @@
+// A restart with another --conn-table-size: the pinned flow tables are
+// replaced by tables of the new size holding the old entries (the newest
+// when shrinking, all when growing), and the pins point at the new ones.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Dataplane } from '../src/daemon/dataplane.js';
+import * as C from '../src/maps/codecs.js';
+import { mapFromPin } from '../src/maps/map.js';
+import { kernelSkipReason, sh } from './helpers/env.js';
+
+const skip = kernelSkipReason();
+
+const connKey = (i: number): C.ConnKey => ({
+  saddr: `203.0.113.${i & 255}`, daddr: '192.0.2.80', sport: 1024 + (i >> 8), dport: 80, proto: 6, family: 2,
+});
+const persistKey = (i: number): C.PersistKey => ({ caddr: `198.51.${(i >> 8) & 255}.${i & 255}`, svc_id: 1, family: 2 });
+const conn = (i: number): C.Conn => ({ last_seen: 1_000_000 + i, real_id: i % 7, real_gen: 1, svc_id: 1, state: 1, flags: 0, lport: 0, laddr_id: 0 });
+
+describe('flow tables across a change of --conn-table-size', { skip }, () => {
+  let dir: string;
+  let pinDir: string;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'xvs-resize-'));
+    const fs = join(dir, 'bpffs');
+    mkdirSync(fs);
+    sh('mount', ['-t', 'bpf', 'bpf', fs]);
+    pinDir = join(fs, 'xvs');
+  });
+
+  after(() => {
+    spawnSync('umount', [join(dir, 'bpffs')]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const N = { conns: 6000, syn: 1500, persist: 1500 };
+
+  /** last_seen offsets present in each table. */
+  function present(dp: Dataplane): { conns: number[]; syn: number[]; persist: number[] } {
+    const offs = (m: { raw: { lookupBatch(): { values: Buffer[] } } }, dec: (b: Buffer) => number) =>
+      m.raw.lookupBatch().values.map(dec).sort((a, b) => a - b);
+    return {
+      conns: offs(dp.conns, (b) => C.conn.decode(b).last_seen - 1_000_000),
+      syn: offs(dp.synConns, (b) => C.conn.decode(b).last_seen - 1_000_000),
+      persist: offs(dp.persist, (b) => C.persist.decode(b).last_seen - 1_000_000),
+    };
+  }
+
+  test('shrinking keeps the most recently used entries; growing keeps every one', () => {
+    const first = Dataplane.load({ pinDir, connTableSize: 8192 });
+    try {
+      for (let i = 0; i < N.conns; i++) first.conns.set(connKey(i), conn(i));
+      for (let i = 0; i < N.syn; i++) first.synConns.set(connKey(i + 100_000), conn(i));
+      for (let i = 0; i < N.persist; i++) first.persist.set(persistKey(i), { last_seen: 1_000_000 + i, real_id: 1, real_gen: 1 });
+      const cfg = first.config.get(0)!;
+      first.config.set(0, { ...cfg, timeout: cfg.timeout.map((t, s) => (s === 1 ? 123 : t)) });
+    } finally {
+      first.close();
+    }
+
+    // Halved: conns 4096, syn and persist 1024.
+    const small = Dataplane.load({ pinDir, connTableSize: 4096 });
+    let kept: ReturnType<typeof present>;
+    try {
+      assert.equal(small.conns.raw.maxEntries, 4096);
+      assert.equal(small.synConns.raw.maxEntries, 1024);
+      assert.equal(small.persist.raw.maxEntries, 1024);
+      assert.equal(small.config.get(0)?.timeout[1], 123, 'the other maps are the pinned ones');
+      kept = present(small);
+      for (const [name, total] of Object.entries(N) as [keyof typeof N, number][]) {
+        const got = kept[name];
+        const cap = name === 'conns' ? 4096 : 1024;
+        assert.ok(got.length > 0 && got.length <= cap, `${name}: ${got.length} kept of ${total} into ${cap}`);
+        // Exactly the newest: the last got.length offsets, none missing in between.
+        assert.deepEqual(got, Array.from({ length: got.length }, (_, i) => total - got.length + i), `${name}: the newest entries`);
+      }
+      // The common-LRU tables fill up; the per-CPU one (syn) holds what one CPU's share takes.
+      assert.equal(kept.conns.length, 4096);
+      assert.equal(kept.persist.length, 1024);
+    } finally {
+      small.close();
+    }
+    for (const [name, size] of [['xvs_conns', 4096], ['xvs_syn_conns', 1024], ['xvs_persist', 1024]] as const) {
+      const m = mapFromPin(join(pinDir, name));
+      assert.equal(m.maxEntries, size, `${name} pin`);
+      m.close();
+    }
+
+    // Doubled again: nothing is lost.
+    const big = Dataplane.load({ pinDir, connTableSize: 8192 });
+    try {
+      assert.equal(big.conns.raw.maxEntries, 8192);
+      assert.deepEqual(present(big), kept);
+      assert.deepEqual(big.conns.get(connKey(N.conns - 1)), conn(N.conns - 1), 'entries copied byte for byte');
+    } finally {
+      big.close();
+    }
+  });
+});
