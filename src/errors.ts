@@ -1,6 +1,13 @@
 // One registry of error classes: each has a stable code, a one-line message
 // and, where it helps, a hint. The CLIs print `xvs: <CODE> <message>` and exit
 // non-zero; the daemon sends {code, message, hint} over its socket.
+//
+// xvsadm speaks ipvsadm's words: `exit` is ipvsadm 1.31's exit code on the
+// path that meets the error (fail() exits 2; popt errors and refusals from
+// the kernel make main return -1, i.e. 255; -L's failures exit 1, which
+// xvsadm applies to every list command), and `ipvsadm` is libipvs's
+// ipvs_strerror() for the refusal, by the kind of command that met it:
+// "service" for -A/-E/-D/-Z/-L, "real" for -a/-e/-d.
 
 export const ErrorCodes = {
   NOT_ROOT: { exit: 77, hint: 'run as root (CAP_BPF and CAP_NET_ADMIN are needed)' },
@@ -11,24 +18,37 @@ export const ErrorCodes = {
   LIBBPF: { exit: 3, hint: undefined },
   ATTACH: { exit: 3, hint: 'try --xdp-mode generic if the driver lacks native XDP' },
   BAD_ARGUMENT: { exit: 2, hint: undefined },
+  /** popt's errors and ipvsadm's tryhelp_exit: the command line could not be read. */
+  USAGE: { exit: 255, hint: undefined },
   BAD_ADDRESS: { exit: 2, hint: 'addresses look like 192.0.2.10, 192.0.2.10:80, 2001:db8::10 or [2001:db8::10]:80' },
   UNSUPPORTED: { exit: 2, hint: undefined },
-  SERVICE_EXISTS: { exit: 1, hint: 'use -E to edit it' },
-  NO_SERVICE: { exit: 1, hint: 'list services with `xvsadm -L -n`' },
-  REAL_EXISTS: { exit: 1, hint: 'use -e to edit it' },
-  NO_REAL: { exit: 1, hint: 'list real servers with `xvsadm -L -n`' },
+  SERVICE_EXISTS: { exit: 255, hint: 'use -E to edit it', ipvsadm: 'Service already exists' },
+  NO_SERVICE: { exit: 255, hint: 'list services with `xvsadm -L -n`', ipvsadm: { service: 'No such service', real: 'Service not defined' } },
+  REAL_EXISTS: { exit: 255, hint: 'use -e to edit it', ipvsadm: 'Destination already exists' },
+  NO_REAL: { exit: 255, hint: 'list real servers with `xvsadm -L -n`', ipvsadm: 'No such destination' },
+  /** The kernel's ENOENT for a scheduler it has no module for. */
+  NO_SCHEDULER: { exit: 255, hint: 'schedulers: rr wrr lc wlc sed nq dh sh lblc lblcr mh', ipvsadm: 'Scheduler or persistence engine not found' },
+  /** The kernel's ERANGE (a lower threshold above the upper one). */
+  OUT_OF_RANGE: { exit: 255, hint: undefined, ipvsadm: 'Numerical result out of range' },
   NO_TOA: { exit: 1, hint: 'the connection carried no TOA, has closed, or belongs to another network namespace' },
   NO_TOA_READER: { exit: 3, hint: 'set it up with `xvs realserver setup --vip VIP --mode fullnat`' },
-  LADDR_EXISTS: { exit: 1, hint: 'list them with `xvsadm -G`' },
-  NO_LADDR: { exit: 1, hint: 'list them with `xvsadm -G`' },
+  LADDR_EXISTS: { exit: 255, hint: 'list them with `xvsadm -G`' },
+  NO_LADDR: { exit: 255, hint: 'list them with `xvsadm -G`' },
   PORT_MAPPING: { exit: 2, hint: 'DR and TUN forward to the service port; use NAT (-m) to change ports' },
-  CAPACITY: { exit: 1, hint: undefined },
+  CAPACITY: { exit: 255, hint: undefined },
   NO_DAEMON: { exit: 3, hint: 'start it with `xvsd --interface IF`' },
   DAEMON: { exit: 3, hint: undefined },
   SYSTEM: { exit: 1, hint: undefined },
-} as const;
+} as const satisfies Record<string, { exit: number; hint: string | undefined; ipvsadm?: string | { service: string; real: string } }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
+
+/** ipvsadm's words for a refusal with this code, met by a command of this kind; undefined where ipvsadm has none. */
+export function ipvsadmWords(code: ErrorCode, kind: 'service' | 'real'): string | undefined {
+  const entry = ErrorCodes[code];
+  const w = 'ipvsadm' in entry ? entry.ipvsadm : undefined;
+  return typeof w === 'object' ? w[kind] : w;
+}
 
 export class XvsError extends Error {
   readonly code: ErrorCode;

@@ -26,21 +26,30 @@ const accepted: [string[], Request][] = [
   [['-A', '-u', '[2001:db8::53]:53'], { op: 'add-service', svc: { ...U6, scheduler: 'wlc' } }],
   [['-A', '-t', '[2001:0DB8:0000::0080]:80'], { op: 'add-service', svc: { ...K6, scheduler: 'wlc' } }],
   [['-D', '--tcp-service=[2001:db8::80]:80'], { op: 'del-service', key: K6 }],
-  [['-a', ...T6, '-r', '[2001:db8::11]:80', '-g', '-w', '3'], { op: 'add-real', key: K6, real: { addr: '2001:db8::11', port: 80, fwd: 'dr', weight: 3 } }],
+  // DR and TUN forward to the service's port: ipvsadm sends that port (port 0 here, "the service's").
+  [['-a', ...T6, '-r', '[2001:db8::11]:80', '-g', '-w', '3'], { op: 'add-real', key: K6, real: { addr: '2001:db8::11', port: 0, fwd: 'dr', weight: 3 } }],
   [['-a', ...T6, '-r', '2001:db8::11'], { op: 'add-real', key: K6, real: { addr: '2001:db8::11', port: 0, fwd: 'dr', weight: 1 } }],
   // A bare address is all address, as inet_pton reads it: the last group is no port.
   [['-a', ...T6, '-r', '2001:db8::11:80', '-i'], { op: 'add-real', key: K6, real: { addr: '2001:db8::11:80', port: 0, fwd: 'tun', weight: 1 } }],
   // Either family tunnels to either (the daemon checks DR's family).
   [['-a', '-t', '192.0.2.80:80', '-r', '[2001:db8::11]:80', '-i'],
-    { op: 'add-real', key: { proto: 'tcp', addr: '192.0.2.80', port: 80 }, real: { addr: '2001:db8::11', port: 80, fwd: 'tun', weight: 1 } }],
+    { op: 'add-real', key: { proto: 'tcp', addr: '192.0.2.80', port: 80 }, real: { addr: '2001:db8::11', port: 0, fwd: 'tun', weight: 1 } }],
   [['-a', ...T6, '-r', '192.0.2.11', '-i'], { op: 'add-real', key: K6, real: { addr: '192.0.2.11', port: 0, fwd: 'tun', weight: 1 } }],
-  [['-e', '-u', '[2001:db8::53]:53', '-r', '[2001:db8::21]:53', '-w', '0'], { op: 'edit-real', key: U6, real: { addr: '2001:db8::21', port: 53, fwd: 'dr', weight: 0 } }],
+  [['-e', '-u', '[2001:db8::53]:53', '-r', '[2001:db8::21]:53', '-w', '0'], { op: 'edit-real', key: U6, real: { addr: '2001:db8::21', port: 0, fwd: 'dr', weight: 0 } }],
   [['-d', ...T6, '-r', '[2001:db8::11]:80'], { op: 'del-real', key: K6, real: { addr: '2001:db8::11', port: 80 } }],
   [['-L', '-n', ...T6], { op: 'list', key: K6 }],
   [['-Z', '-u', '[2001:db8::53]:53'], { op: 'zero', key: U6 }],
   // -M is a prefix length for an IPv6 service, as ipvsadm's (`-p 360 -M 64`).
   [['-A', ...T6, '-p', '360', '-M', '64'], { op: 'add-service', svc: { ...K6, scheduler: 'wlc', persistent: 360, netmask: '64' } }],
-  [['-A', '-M', '48', '-p', ...T6], { op: 'add-service', svc: { ...K6, scheduler: 'wlc', persistent: 360, netmask: '48' } }],
+  // ipvsadm reads a -M before the service as an IPv4 mask, and an IPv6 service then resets it to 128.
+  [['-A', '-M', '48', '-p', ...T6], { op: 'add-service', svc: { ...K6, scheduler: 'wlc', persistent: 360, netmask: '128' } }],
+  // atoi: leading digits count.
+  [['-A', ...T6, '-p', '-M', '064'], { op: 'add-service', svc: { ...K6, scheduler: 'wlc', persistent: 360, netmask: '64' } }],
+  [['-A', ...T6, '-p', '-M', '64x'], { op: 'add-service', svc: { ...K6, scheduler: 'wlc', persistent: 360, netmask: '64' } }],
+  // -M without -p: accepted and without effect, as with ipvsadm.
+  [['-A', ...T6, '-M', '64'], { op: 'add-service', svc: { ...K6, scheduler: 'wlc' } }],
+  // inet_aton reads "24" as 0.0.0.24, a mask like any other.
+  [['-A', '-t', '192.0.2.80:80', '-p', '-M', '24'], { op: 'add-service', svc: { proto: 'tcp', addr: '192.0.2.80', port: 80, scheduler: 'wlc', persistent: 360, netmask: '0.0.0.24' } }],
   [['-E', ...T6, '-s', 'sh', '-p', '60', '--netmask', '128'], { op: 'edit-service', svc: { ...K6, scheduler: 'sh', persistent: 60, netmask: '128' } }],
   [['-A', ...T6, '-p', '-M', '1'], { op: 'add-service', svc: { ...K6, scheduler: 'wlc', persistent: 360, netmask: '1' } }],
 ];
@@ -53,25 +62,21 @@ test('IPv6 ipvsadm argv maps to the expected request, which the daemon accepts u
   }
 });
 
+// ipvsadm 1.31's words (parse_service, the -M case of parse_options).
 const refused: [string[], string, RegExp][] = [
-  [['-A', '-t', '[2001:db8::80]'], 'BAD_ADDRESS', /brackets go with a port/],
-  [['-a', ...T6, '-r', '[2001:db8::11]'], 'BAD_ADDRESS', /brackets go with a port/],
-  [['-A', '-t', '[2001:db8::80]:'], 'BAD_ADDRESS', /bad port/],
-  [['-A', '-t', '[2001:db8::80]:65536'], 'BAD_ADDRESS', /bad port/],
-  [['-A', '-t', '[2001:db8::80]:http'], 'BAD_ADDRESS', /bad port/],
-  [['-A', '-t', '2001:db8::80'], 'BAD_ADDRESS', /needs a port/],
-  [['-A', '-t', '[2001:db8::80:80'], 'BAD_ADDRESS', /not an IPv4 address/],
-  [['-A', '-t', '[2001:db8::g]:80'], 'BAD_ADDRESS', /not a valid \[IPv6\]:port/],
-  [['-A', ...T6, '-p', '-M', '0'], 'BAD_ARGUMENT', /^-M of an IPv6 service is a prefix length 1\.\.128, not '0'$/],
-  [['-A', ...T6, '-p', '-M', '129'], 'BAD_ARGUMENT', /prefix length/],
-  [['-A', ...T6, '-p', '-M', '064'], 'BAD_ARGUMENT', /prefix length/],
-  [['-A', ...T6, '-p', '-M', '64x'], 'BAD_ARGUMENT', /prefix length/],
-  [['-A', ...T6, '-p', '-M', '/64'], 'BAD_ARGUMENT', /prefix length/],
-  [['-A', ...T6, '-p', '-M', 'ffff:ffff:ffff:ffff::'], 'BAD_ARGUMENT', /prefix length/],
-  [['-A', ...T6, '-p', '-M', '255.255.255.0'], 'BAD_ARGUMENT', /prefix length/],
-  [['-A', ...T6, '-M', '64'], 'BAD_ARGUMENT', /needs -p/],
-  // A prefix length is not an IPv4 mask.
-  [['-A', '-t', '192.0.2.80:80', '-p', '-M', '24'], 'BAD_ARGUMENT', /dotted IPv4 netmask/],
+  [['-A', '-t', '[2001:db8::80]'], 'BAD_ARGUMENT', /^illegal virtual server address\[:port\] specified$/],
+  [['-a', ...T6, '-r', '[2001:db8::11]'], 'BAD_ARGUMENT', /^illegal real server address\[:port\] specified$/],
+  [['-A', '-t', '[2001:db8::80]:'], 'BAD_ARGUMENT', /^illegal virtual server address/],
+  [['-A', '-t', '[2001:db8::80]:65536'], 'BAD_ARGUMENT', /^illegal virtual server address/],
+  [['-A', '-t', '[2001:db8::80]:http'], 'BAD_ARGUMENT', /^illegal virtual server address/], // no names given to the parser
+  [['-A', '-t', '2001:db8::80'], 'BAD_ARGUMENT', /^Zero port specified for non-persistent service$/],
+  [['-A', '-t', '[2001:db8::80:80'], 'BAD_ARGUMENT', /^illegal virtual server address/],
+  [['-A', '-t', '[2001:db8::g]:80'], 'BAD_ARGUMENT', /^illegal virtual server address/],
+  [['-A', ...T6, '-p', '-M', '0'], 'BAD_ARGUMENT', /^illegal ipv6 netmask specified$/],
+  [['-A', ...T6, '-p', '-M', '129'], 'BAD_ARGUMENT', /^illegal ipv6 netmask specified$/],
+  [['-A', ...T6, '-p', '-M', '/64'], 'BAD_ARGUMENT', /^illegal ipv6 netmask specified$/],
+  [['-A', ...T6, '-p', '-M', 'ffff:ffff:ffff:ffff::'], 'BAD_ARGUMENT', /^illegal ipv6 netmask specified$/],
+  [['-A', ...T6, '-p', '-M', '255.255.255.0'], 'BAD_ARGUMENT', /^illegal ipv6 netmask specified$/],
 ];
 
 test('bad IPv6 forms are refused with one line, the right code and nothing sent', async () => {
@@ -82,7 +87,9 @@ test('bad IPv6 forms are refused with one line, the right code and nothing sent'
       assert.match(e.message, message, argv.join(' '));
       return true;
     }, argv.join(' '));
-    const res = await runXvsadm(argv, { request: async () => assert.fail(`${argv.join(' ')} must not send`) });
+    // No names (as the parse above has none): the system's /etc/services knows "http".
+    const names = { lookup: async () => undefined, reverse: async () => undefined, services: () => '' };
+    const res = await runXvsadm(argv, { request: async () => assert.fail(`${argv.join(' ')} must not send`), names });
     assert.equal(res.stdout, '');
     assert.equal(res.stderr.split('\n').length, 2, res.stderr);
     assert.equal(res.exitCode, 2);

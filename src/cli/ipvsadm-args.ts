@@ -1,16 +1,26 @@
-import { isIPv4, isIPv6 } from 'node:net';
-import { Command as Commander, CommanderError, Option } from 'commander';
+import { isIPv6 } from 'node:net';
 import { XvsError } from '../errors.js';
-import { DEFAULT_SCHEDULER, checkSchedulerName } from '../schedulers/registry.js';
+import { DEFAULT_SCHEDULER, isSchedulerName } from '../schedulers/registry.js';
 import {
-  DEFAULT_PERSISTENT, MAX_THRESHOLD, MAX_TIMEOUT, netmaskBits, prefixLength,
-  type Fwd, type Proto, type RealSpec, type Request, type ServiceKey, type ServiceSpec, type Timeouts,
+  DEFAULT_PERSISTENT, MAX_TIMEOUT, type Fwd, type Proto, type Request, type ServiceKey, type ServiceSpec,
 } from '../control/protocol.js';
+import { inetAton, type NameProto, type Names } from './names.js';
+import { popt, type PoptOption } from './popt.js';
 
-// ipvsadm's command line, parsed into what xvsd is asked to do. The grammar
-// and defaults follow ipvsadm (one command option, -g and weight 1 for real
-// servers, wlc for services); options ipvsadm has and xvs does not yet are
-// recognised and refused as UNSUPPORTED rather than "unknown option".
+// ipvsadm 1.31's command line (ipvsadm.c: parse_options, process_options,
+// generic_opt_check), step for step, so that every command line gets the
+// message and exit code ipvsadm gives it, in the order ipvsadm finds them:
+// the first option must be the command; each option is checked as it comes;
+// then the --set values, stray words, scheduler flags, the table of legal
+// command/option pairs, the per-command rules. What the kernel would refuse
+// without looking at its state (an unknown scheduler, thresholds out of
+// order) is refused here with the kernel's words; what ipvsadm accepts and
+// xvs cannot do yet is refused last, as UNSUPPORTED.
+
+export const PROG = 'xvsadm';
+export const IPVSADM_VERSION = 'v1.31 2019/12/24';
+/** The IPVS version ipvsadm prints; tools grep for it. */
+export const IPVS_VERSION = '1.2.1';
 
 export interface ListOptions {
   numeric: boolean;
@@ -18,434 +28,737 @@ export interface ListOptions {
   exact: boolean;
   /** --thresholds; present only when given. --stats wins over it, as in ipvsadm. */
   thresholds?: boolean;
+  rate?: boolean;
+  persistentConn?: boolean;
+  nosort?: boolean;
+  tunInfo?: boolean;
 }
+
+type MutationOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts';
+export type Mutation = Extract<Request, { op: MutationOp }>;
 
 export type RequestCommand =
-  | Exclude<Request, { op: 'list' } | { op: 'status' }>
+  | (Mutation & { warnings?: string[] })
+  | { op: 'get-timeouts' }
   | { op: 'list'; key?: ServiceKey; list: ListOptions };
 
-export type Command = RequestCommand | { op: 'help'; text: string };
+export type Command =
+  | RequestCommand
+  | { op: 'help'; text: string }
+  | { op: 'version'; text: string }
+  /** -L -c */
+  | { op: 'connections'; numeric: boolean; persistentConn: boolean }
+  /** -L --daemon: the sync daemons running, of which xvs has none. */
+  | { op: 'list-daemon' }
+  | { op: 'save'; numeric: boolean }
+  | { op: 'restore' };
 
 export function commandToRequest(cmd: RequestCommand): Request {
-  if (cmd.op !== 'list') return cmd;
-  return cmd.key === undefined ? { op: 'list' } : { op: 'list', key: cmd.key };
+  if (cmd.op === 'list') return cmd.key === undefined ? { op: 'list' } : { op: 'list', key: cmd.key };
+  if ('warnings' in cmd) {
+    const { warnings: _w, ...req } = cmd;
+    return req as Request;
+  }
+  return cmd;
 }
 
-export const USAGE = `Usage:
-  xvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
-  xvsadm -D -t|u service-address
-  xvsadm -C
-  xvsadm -a|e -t|u service-address -r server-address [-g|i|m] [-w weight] [-x upper] [-y lower]
-  xvsadm -d -t|u service-address -r server-address
-  xvsadm -L|l [-n] [--stats|--thresholds] [--exact] [-t|u service-address]
-  xvsadm -L|l --timeout
-  xvsadm -Z [-t|u service-address]
-  xvsadm --set tcp tcpfin udp
-  xvsadm -h
+export interface ParseOptions {
+  /** A line of -R's input: -R itself is refused there (ipvsadm's "avoid infinite loop"). */
+  readingStdin?: boolean;
+  /** Host and service names; without it only numbers are understood. */
+  names?: Names;
+}
 
-Commands:
-  --add-service     -A   add virtual service
-  --edit-service    -E   edit virtual service
-  --delete-service  -D   delete virtual service
-  --clear           -C   clear the whole table
-  --add-server      -a   add real server
-  --edit-server     -e   edit real server
-  --delete-server   -d   delete real server
-  --list            -L|-l  list the table
-  --zero            -Z   zero counters of a service or of all services
-  --set tcp tcpfin udp   set connection timeouts in seconds (0 keeps one as it is)
-  --help            -h   this text
+// ---------------------------------------------------------------------------
+// ipvsadm's tables
 
-Options:
-  --tcp-service   -t service-address   VIP:PORT, or [IPv6]:PORT
-  --udp-service   -u service-address   VIP:PORT, or [IPv6]:PORT
-  --scheduler     -s scheduler         one of rr wrr lc wlc sed nq dh sh lblc lblcr mh
-                                       (default ${DEFAULT_SCHEDULER})
-  --persistent    -p [timeout]         persistent service, timeout 1..${MAX_TIMEOUT} s
-                                       (default ${DEFAULT_PERSISTENT}); -E without -p makes it non-persistent
-  --netmask       -M netmask           persistence granularity, a dotted IPv4 mask
-                                       (default 255.255.255.255), or for an IPv6
-                                       service a prefix length (default 128); needs -p
-  --real-server   -r server-address    RIP[:PORT], [IPv6]:PORT or a bare IPv6 address;
-                                       no port means the service port
-  --gatewaying    -g                   direct routing (default)
-  --ipip          -i                   IPIP tunnelling
-  --masquerading  -m                   NAT
-  --weight        -w weight            0..65535 (default 1); 0 quiesces the server
-  --u-threshold   -x uthreshold        upper connection threshold, 0 (default) = none
-  --l-threshold   -y lthreshold        lower connection threshold, 0 (default) = none;
-                                       not above the upper one
-  --numeric       -n                   accepted; output is always numeric
-  --stats                              list packet and byte counters
-  --exact                              do not abbreviate large numbers
-  --thresholds                         list upper and lower connection thresholds
-  --timeout                            list the connection timeouts (tcp tcpfin udp)
-  --socket PATH                        xvsd's control socket (default /run/xvs/xvsd.sock)
-
-Not supported yet: -f -6 -o -c --rate --persistent-conn --nosort -R -S and the sync daemon.
-`;
-
-const COMMANDS = [
-  { attr: 'addService', flag: '-A', op: 'add-service' },
-  { attr: 'editService', flag: '-E', op: 'edit-service' },
-  { attr: 'deleteService', flag: '-D', op: 'del-service' },
-  { attr: 'clear', flag: '-C', op: 'clear' },
-  { attr: 'addServer', flag: '-a', op: 'add-real' },
-  { attr: 'editServer', flag: '-e', op: 'edit-real' },
-  { attr: 'deleteServer', flag: '-d', op: 'del-real' },
-  { attr: 'list', flag: '-L', op: 'list' },
-  { attr: 'l', flag: '-l', op: 'list' },
-  { attr: 'zero', flag: '-Z', op: 'zero' },
-  { attr: 'restore', flag: '-R', op: undefined },
-  { attr: 'save', flag: '-S', op: undefined },
-  { attr: 'set', flag: '--set', op: 'set-timeouts' },
-  { attr: 'startDaemon', flag: '--start-daemon', op: undefined },
-  { attr: 'stopDaemon', flag: '--stop-daemon', op: undefined },
-] as const;
-
-type Op = Exclude<(typeof COMMANDS)[number]['op'], undefined>;
-
-// Option groups, by the name a message shows; `unsupported` ones are
-// recognised so that an ipvsadm user hears "not yet" instead of "unknown".
-const OPTIONS = {
-  service: { name: '-t/-u', unsupported: false },
-  fwmark: { name: '-f (--fwmark-service)', unsupported: true },
-  ipv6: { name: '-6 (--ipv6)', unsupported: true },
-  scheduler: { name: '-s', unsupported: false },
-  persistent: { name: '-p', unsupported: false },
-  netmask: { name: '-M', unsupported: false },
-  ops: { name: '-o (--ops)', unsupported: true },
-  real: { name: '-r', unsupported: false },
-  fwd: { name: '-g/-i/-m', unsupported: false },
-  weight: { name: '-w', unsupported: false },
-  uThreshold: { name: '-x', unsupported: false },
-  lThreshold: { name: '-y', unsupported: false },
-  numeric: { name: '-n', unsupported: false },
-  connection: { name: '-c (--connection)', unsupported: true },
-  stats: { name: '--stats', unsupported: false },
-  rate: { name: '--rate', unsupported: true },
-  exact: { name: '--exact', unsupported: false },
-  timeout: { name: '--timeout', unsupported: false },
-  daemon: { name: '--daemon', unsupported: true },
-  thresholds: { name: '--thresholds', unsupported: false },
-  persistentConn: { name: '--persistent-conn', unsupported: true },
-  nosort: { name: '--nosort', unsupported: true },
-  mcastInterface: { name: '--mcast-interface', unsupported: true },
-  syncid: { name: '--syncid', unsupported: true },
+const CMD = {
+  add: { index: 0, name: 'add-service' },
+  edit: { index: 1, name: 'edit-service' },
+  del: { index: 2, name: 'delete-service' },
+  flush: { index: 3, name: 'flush' },
+  list: { index: 4, name: 'list' },
+  addDest: { index: 5, name: 'add-server' },
+  delDest: { index: 6, name: 'delete-server' },
+  editDest: { index: 7, name: 'edit-server' },
+  timeout: { index: 8, name: 'set' },
+  startDaemon: { index: 9, name: 'start-daemon' },
+  stopDaemon: { index: 10, name: 'stop-daemon' },
+  restore: { index: 11, name: 'restore' },
+  save: { index: 12, name: 'save' },
+  zero: { index: 13, name: 'zero' },
 } as const;
+type Cmd = keyof typeof CMD;
 
-type Opt = keyof typeof OPTIONS;
+/** optnames[], in bit order. */
+const OPTNAMES = [
+  'numeric', 'connection', 'service-address', 'scheduler', 'persistent', 'netmask', 'real-server',
+  'forwarding-method', 'weight', 'u-threshold', 'l-threshold', 'mcast-interface', 'timeout', 'daemon',
+  'stats', 'rate', 'thresholds', 'persistent-conn', 'nosort', 'syncid', 'exact', 'ops', 'pe',
+  'sched-flags', 'mcast-group', 'mcast-port', 'mcast-ttl', 'sync-maxlen', 'tun-info', 'tun-type',
+  'tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum',
+] as const;
+type OptName = (typeof OPTNAMES)[number];
 
-const SVC: readonly Opt[] = ['service', 'fwmark', 'ipv6'];
-const ALLOWED: Record<Op, readonly Opt[]> = {
-  'add-service': [...SVC, 'scheduler', 'persistent', 'netmask', 'ops'],
-  'edit-service': [...SVC, 'scheduler', 'persistent', 'netmask', 'ops'],
-  'del-service': SVC,
-  clear: [],
-  'add-real': [...SVC, 'real', 'fwd', 'weight', 'uThreshold', 'lThreshold'],
-  'edit-real': [...SVC, 'real', 'fwd', 'weight', 'uThreshold', 'lThreshold'],
-  'del-real': [...SVC, 'real'],
-  list: [...SVC, 'numeric', 'connection', 'stats', 'rate', 'exact', 'timeout', 'daemon', 'thresholds', 'persistentConn', 'nosort'],
-  zero: SVC,
-  'set-timeouts': [],
+// commands_v_options: '+' compulsory, 'x' illegal, '1' exclusive, ' ' optional;
+// one character per option, in OPTNAMES order.
+const X34 = 'x'.repeat(34);
+const COMMANDS_V_OPTIONS: readonly string[] = [
+  /* ADD */ `xx+   ${'x'.repeat(15)}   ${'x'.repeat(10)}`,
+  /* EDIT */ `xx+   ${'x'.repeat(15)}   ${'x'.repeat(10)}`,
+  /* DEL */ `xx+${'x'.repeat(31)}`,
+  /* FLUSH */ X34,
+  /* LIST */ ` 11${'x'.repeat(9)}11       ${'x'.repeat(7)} ${'x'.repeat(5)}`,
+  /* ADDDEST */ `xx+xxx+    ${'x'.repeat(18)}     `,
+  /* DELDEST */ `xx+xxx+${'x'.repeat(27)}`,
+  /* EDITDEST */ `xx+xxx+    ${'x'.repeat(18)}     `,
+  /* TIMEOUT */ X34,
+  /* STARTD */ `${'x'.repeat(11)} ${'x'.repeat(7)} ${'x'.repeat(4)}    ${'x'.repeat(6)}`,
+  /* STOPD */ `${'x'.repeat(19)} ${'x'.repeat(14)}`,
+  /* RESTORE */ X34,
+  /* SAVE */ ` ${'x'.repeat(33)}`,
+  /* ZERO */ `xx ${'x'.repeat(31)}`,
+];
+
+const TUN_NAMES = ['ipip', 'gue', 'gre'] as const;
+const TUN_OPTS: readonly OptName[] = ['tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum'];
+// tunnel_types_v_options, one row per tunnel type, one column per TUN_OPTS.
+const TUNNEL_TYPES_V_OPTIONS = ['xxxx', '+111', 'x11x'] as const;
+
+/** Schedulers ipvsadm 1.31 offers (its SCHEDULERS list, plus twos of later kernels) that xvs does not have yet. */
+const IPVS_ONLY_SCHEDULERS = ['fo', 'ovf', 'twos'] as const;
+
+const OPTIONS: readonly PoptOption[] = [
+  { long: 'add-service', short: 'A', arg: 'none', tag: 'A' },
+  { long: 'edit-service', short: 'E', arg: 'none', tag: 'E' },
+  { long: 'delete-service', short: 'D', arg: 'none', tag: 'D' },
+  { long: 'clear', short: 'C', arg: 'none', tag: 'C' },
+  { long: 'list', short: 'L', arg: 'none', tag: 'L' },
+  { long: 'list', short: 'l', arg: 'none', tag: 'l' },
+  { long: 'zero', short: 'Z', arg: 'none', tag: 'Z' },
+  { long: 'add-server', short: 'a', arg: 'none', tag: 'a' },
+  { long: 'edit-server', short: 'e', arg: 'none', tag: 'e' },
+  { long: 'delete-server', short: 'd', arg: 'none', tag: 'd' },
+  { long: 'set', arg: 'none', tag: 'set' },
+  { long: 'help', short: 'h', arg: 'none', tag: 'h' },
+  { long: 'version', short: 'v', arg: 'none', tag: 'v' },
+  { long: 'restore', short: 'R', arg: 'none', tag: 'R' },
+  { long: 'save', short: 'S', arg: 'none', tag: 'S' },
+  { long: 'start-daemon', arg: 'required', tag: 'start-daemon' },
+  { long: 'stop-daemon', arg: 'required', tag: 'stop-daemon' },
+  { long: 'tcp-service', short: 't', arg: 'required', tag: 't' },
+  { long: 'udp-service', short: 'u', arg: 'required', tag: 'u' },
+  { long: 'sctp-service', arg: 'required', tag: 'sctp' },
+  { long: 'fwmark-service', short: 'f', arg: 'required', tag: 'f' },
+  { long: 'scheduler', short: 's', arg: 'required', tag: 's' },
+  { long: 'persistent', short: 'p', arg: 'optional', tag: 'p' },
+  { long: 'netmask', short: 'M', arg: 'required', tag: 'M' },
+  { long: 'real-server', short: 'r', arg: 'required', tag: 'r' },
+  { long: 'masquerading', short: 'm', arg: 'none', tag: 'm' },
+  { long: 'ipip', short: 'i', arg: 'none', tag: 'i' },
+  { long: 'gatewaying', short: 'g', arg: 'none', tag: 'g' },
+  { long: 'weight', short: 'w', arg: 'required', tag: 'w' },
+  { long: 'u-threshold', short: 'x', arg: 'required', tag: 'x' },
+  { long: 'l-threshold', short: 'y', arg: 'required', tag: 'y' },
+  { long: 'numeric', short: 'n', arg: 'none', tag: 'n' },
+  { long: 'connection', short: 'c', arg: 'none', tag: 'c' },
+  { long: 'mcast-interface', arg: 'required', tag: 'mcast-interface' },
+  { long: 'syncid', arg: 'required', tag: 'syncid' },
+  { long: 'timeout', arg: 'none', tag: 'timeout' },
+  { long: 'daemon', arg: 'none', tag: 'daemon' },
+  { long: 'stats', arg: 'none', tag: 'stats' },
+  { long: 'rate', arg: 'none', tag: 'rate' },
+  { long: 'thresholds', arg: 'none', tag: 'thresholds' },
+  { long: 'persistent-conn', arg: 'none', tag: 'persistent-conn' },
+  { long: 'nosort', arg: 'none', tag: 'nosort' },
+  { long: 'sort', arg: 'none', tag: 'sort' },
+  { long: 'exact', short: 'X', arg: 'none', tag: 'X' },
+  { long: 'ipv6', short: '6', arg: 'none', tag: '6' },
+  { long: 'ops', short: 'o', arg: 'none', tag: 'o' },
+  { long: 'pe', arg: 'required', tag: 'pe' },
+  { long: 'sched-flags', short: 'b', arg: 'required', tag: 'b' },
+  { long: 'mcast-group', arg: 'required', tag: 'mcast-group' },
+  { long: 'mcast-port', arg: 'required', tag: 'mcast-port' },
+  { long: 'mcast-ttl', arg: 'required', tag: 'mcast-ttl' },
+  { long: 'sync-maxlen', arg: 'required', tag: 'sync-maxlen' },
+  { long: 'tun-info', arg: 'none', tag: 'tun-info' },
+  { long: 'tun-type', arg: 'required', tag: 'tun-type' },
+  { long: 'tun-port', arg: 'required', tag: 'tun-port' },
+  { long: 'tun-nocsum', arg: 'none', tag: 'tun-nocsum' },
+  { long: 'tun-csum', arg: 'none', tag: 'tun-csum' },
+  { long: 'tun-remcsum', arg: 'none', tag: 'tun-remcsum' },
+];
+
+const COMMAND_TAGS: Record<string, Cmd> = {
+  A: 'add', E: 'edit', D: 'del', a: 'addDest', e: 'editDest', d: 'delDest', C: 'flush',
+  L: 'list', l: 'list', Z: 'zero', set: 'timeout', R: 'restore', S: 'save',
+  'start-daemon': 'startDaemon', 'stop-daemon': 'stopDaemon',
 };
 
-// ipvsadm's list conflicts: at most one of these picks what -L shows...
-const LIST_EXCLUSIVE: readonly Opt[] = ['connection', 'service', 'timeout', 'daemon'];
-// ...and those that are not a table take no table format.
-const LIST_NOT_TABLE: readonly Opt[] = ['connection', 'timeout', 'daemon'];
-const LIST_TABLE_FORMAT: readonly Opt[] = ['stats', 'rate', 'thresholds', 'persistentConn'];
+// ---------------------------------------------------------------------------
+// Errors, in ipvsadm's words
 
-// -p's value is optional, so a -p without one must still be told apart from
-// none (and from two): a NUL cannot come from argv, so it marks "no value".
-const NO_VALUE = '\0';
-
-const collect = (v: string, prev: string[]): string[] => prev.concat(v);
-
-function program(): Commander {
-  const p = new Commander('xvsadm')
-    .exitOverride()
-    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} })
-    .helpOption(false)
-    .allowExcessArguments(true) // checked in commanderOpts, to name the stray argument
-    .option('-h, --help');
-  for (const c of ['-A, --add-service', '-E, --edit-service', '-D, --delete-service', '-C, --clear', '-a, --add-server',
-    '-e, --edit-server', '-d, --delete-server', '-L, --list', '-l', '-Z, --zero', '-R, --restore', '-S, --save']) {
-    p.option(c);
-  }
-  return p
-    .option('--set <tcp-tcpfin-udp...>')
-    .option('--start-daemon <state>')
-    .option('--stop-daemon <state>')
-    .option('-t, --tcp-service <address>', '', collect, [])
-    .option('-u, --udp-service <address>', '', collect, [])
-    .option('-f, --fwmark-service <mark>', '', collect, [])
-    .option('-6, --ipv6')
-    .option('-s, --scheduler <name>', '', collect, [])
-    .addOption(new Option('-p, --persistent [timeout]').preset(NO_VALUE).argParser(collect).default([]))
-    .option('-M, --netmask <mask>', '', collect, [])
-    .option('-o, --ops')
-    .option('-r, --real-server <address>', '', collect, [])
-    .option('-g, --gatewaying')
-    .option('-i, --ipip')
-    .option('-m, --masquerading')
-    .option('-w, --weight <weight>', '', collect, [])
-    .option('-x, --u-threshold <n>', '', collect, [])
-    .option('-y, --l-threshold <n>', '', collect, [])
-    .option('-n, --numeric')
-    .option('-c, --connection')
-    .option('--stats')
-    .option('--rate')
-    .option('-X, --exact')
-    .option('--timeout')
-    .option('--daemon')
-    .option('--thresholds')
-    .option('--persistent-conn')
-    .option('--nosort')
-    .option('--sort') // ipvsadm's no-op, kept for scripts
-    .option('--mcast-interface <interface>')
-    .option('--syncid <id>');
+/** fail(2, ...): exit 2. */
+function fail(message: string, hint?: string): never {
+  throw new XvsError('BAD_ARGUMENT', message, hint === undefined ? {} : { hint });
 }
 
-interface Parsed {
-  [attr: string]: unknown;
-  tcpService: string[];
-  udpService: string[];
-  fwmarkService: string[];
-  scheduler: string[];
-  realServer: string[];
-  weight: string[];
-  persistent: string[];
-  netmask: string[];
-  uThreshold: string[];
-  lThreshold: string[];
+/** tryhelp_exit(argv[0], -1). */
+function tryhelp(): never {
+  throw new XvsError('USAGE', `Try \`${PROG} -h' or '${PROG} --help' for more information.`);
 }
 
-function present(o: Parsed): Opt[] {
-  const has: Record<Opt, boolean> = {
-    service: o.tcpService.length + o.udpService.length > 0,
-    fwmark: o.fwmarkService.length > 0,
-    ipv6: !!o.ipv6,
-    scheduler: o.scheduler.length > 0,
-    persistent: o.persistent.length > 0,
-    netmask: o.netmask.length > 0,
-    ops: !!o.ops,
-    real: o.realServer.length > 0,
-    fwd: !!(o.gatewaying || o.ipip || o.masquerading),
-    weight: o.weight.length > 0,
-    uThreshold: o.uThreshold.length > 0,
-    lThreshold: o.lThreshold.length > 0,
-    numeric: !!o.numeric,
-    connection: !!o.connection,
-    stats: !!o.stats,
-    rate: !!o.rate,
-    exact: !!o.exact,
-    timeout: !!o.timeout,
-    daemon: !!o.daemon,
-    thresholds: !!o.thresholds,
-    persistentConn: !!o.persistentConn,
-    nosort: !!o.nosort,
-    mcastInterface: o.mcastInterface !== undefined,
-    syncid: o.syncid !== undefined,
-  };
-  return (Object.keys(has) as Opt[]).filter((k) => has[k]);
+function unsupported(message: string, hint?: string): never {
+  throw new XvsError('UNSUPPORTED', message, hint === undefined ? {} : { hint });
 }
 
-function badArg(message: string): never {
-  throw new XvsError('BAD_ARGUMENT', message, { hint: 'see `xvsadm -h`' });
+// ---------------------------------------------------------------------------
+// Number and address parsing as ipvsadm's helpers do it
+
+/** string_to_number: strtol in base 10 over the whole string, then the range; undefined where ipvsadm gets -1. */
+export function stringToNumber(s: string, min: number, max: number): number | undefined {
+  const m = /^[ \t\n\v\f\r]*([+-]?\d+)$/.exec(s);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return n >= min && n <= max ? n : undefined;
 }
 
-function badAddress(message: string, hint?: string): never {
-  throw new XvsError('BAD_ADDRESS', message, hint === undefined ? {} : { hint });
+function parseTimeout(buf: string | undefined, min: number, max: number): number {
+  if (buf === undefined) return DEFAULT_PERSISTENT;
+  const n = stringToNumber(buf, min, max);
+  if (n === undefined) fail(`invalid timeout value \`${buf}' specified`);
+  return n;
 }
 
-export interface Endpoint {
+interface Addr {
+  af: 'inet' | 'inet6';
   addr: string;
-  port: number | undefined;
+}
+
+/** ipvsadm's parse_service: the address (and port) or undefined (SERVICE_NONE). */
+function parseService(text: string, proto: NameProto | undefined, names: Names | undefined): (Addr & { port: number | undefined }) | undefined {
+  if (/^\d*$/.test(text)) return undefined; // str_is_digit, true for "" too
+  let buf = text;
+  let portText: string | undefined;
+  let bracketed = false;
+  if (buf.startsWith('[')) {
+    const close = buf.indexOf(']');
+    if (close < 0 || buf[close + 1] !== ':') return undefined;
+    portText = buf.slice(close + 2);
+    buf = buf.slice(1, close);
+    bracketed = true;
+  }
+  let a: Addr;
+  // inet_pton takes no zone index ("%eth0"); Node's isIPv6 does.
+  if (isIPv6(buf) && !buf.includes('%')) {
+    a = { af: 'inet6', addr: new URL(`http://[${buf}]/`).hostname.slice(1, -1) };
+  } else {
+    // Not IPv6: the port follows the last ':' (inside brackets there is none left).
+    if (bracketed) portText = undefined;
+    else {
+      const colon = buf.lastIndexOf(':');
+      if (colon >= 0) {
+        portText = buf.slice(colon + 1);
+        buf = buf.slice(0, colon);
+      }
+    }
+    const v4 = inetAton(buf) ?? names?.host(buf);
+    if (v4 === undefined) return undefined;
+    a = { af: 'inet', addr: v4 };
+  }
+  if (portText === undefined) return { ...a, port: undefined };
+  const port = stringToNumber(portText, 0, 65535) ?? (proto === undefined ? undefined : names?.port(portText, proto));
+  if (port === undefined) return undefined;
+  return { ...a, port };
+}
+
+/** An address with an optional port, numeric only, read as ipvsadm reads -t (for other commands' arguments). */
+export function parseEndpoint(text: string): { addr: string; port: number | undefined } {
+  const s = parseService(text, undefined, undefined);
+  if (s === undefined) throw new XvsError('BAD_ADDRESS', `'${text}' is not an address (A.B.C.D:PORT or [IPv6]:PORT)`);
+  return { addr: s.addr, port: s.port };
+}
+
+// ---------------------------------------------------------------------------
+// What one command line says (struct ipvs_command_entry)
+
+interface Entry {
+  cmd?: Cmd;
+  options: Set<OptName>;
+  svc: {
+    proto?: NameProto;
+    af: 'inet' | 'inet6';
+    addr?: string;
+    port: number;
+    fwmark: number;
+    sched: string;
+    persistent?: number;
+    /** IPv4: a 32-bit mask; IPv6: a prefix length. */
+    netmask: number;
+    ops: boolean;
+    pe?: string;
+  };
+  dest: {
+    af?: 'inet' | 'inet6';
+    addr?: string;
+    port: number;
+    /** The port written after -r, if any (before ipvsadm replaces it for DR/TUN). */
+    givenPort?: number;
+    fwd: Fwd;
+    weight: number;
+    uthreshold: number;
+    lthreshold: number;
+    tunType: number;
+  };
+  timeouts?: { tcp: number; tcpfin: number; udp: number };
+  list: ListOptions;
+  daemonState?: 'master' | 'backup';
+}
+
+function setOption(e: Entry, name: OptName): void {
+  if (e.options.has(name)) fail(`multiple '${name}' options specified`);
+  e.options.add(name);
+}
+
+function genericOptCheck(e: Entry): void {
+  const cmd = CMD[e.cmd!];
+  const row = COMMANDS_V_OPTIONS[cmd.index]!;
+  let last: OptName | undefined;
+  OPTNAMES.forEach((name, j) => {
+    const rule = row[j];
+    if (!e.options.has(name)) {
+      if (rule === '+') fail(`You need to supply the '${name}' option for the '${cmd.name}' command`);
+      return;
+    }
+    if (rule === 'x') fail(`Illegal '${name}' option with the '${cmd.name}' command`);
+    if (rule === '1') {
+      if (last === undefined) last = name;
+      else fail(`The option '${name}' conflicts with the '${last}' option in the '${cmd.name}' command`);
+    }
+  });
+}
+
+function tunnelOptCheck(e: Entry): void {
+  const type = e.dest.tunType;
+  const row = TUNNEL_TYPES_V_OPTIONS[type]!;
+  let last: OptName | undefined;
+  TUN_OPTS.forEach((name, j) => {
+    const rule = row[j];
+    if (!e.options.has(name)) {
+      if (rule === '+') fail(`You need to supply the '${name}' option for the '${TUN_NAMES[type]}' tunnel type`);
+      return;
+    }
+    if (rule === 'x') fail(`Illegal '${name}' option with the '${TUN_NAMES[type]}' tunnel type`);
+    if (rule === '1') {
+      if (last === undefined) last = name;
+      else fail(`The option '${name}' conflicts with the '${last}' option in the '${TUN_NAMES[type]}' tunnel type`);
+    }
+  });
+}
+
+function parseSchedFlags(sched: string, arg: string): void {
+  const s = sched || DEFAULT_SCHEDULER;
+  for (const flag of arg.split(',').filter((f) => f !== '')) {
+    if (['flag-1', 'flag-2', 'flag-3'].includes(flag)) continue;
+    const owner = { 'sh-fallback': 'sh', 'sh-port': 'sh', 'mh-fallback': 'mh', 'mh-port': 'mh' }[flag];
+    if (owner === undefined) fail(`invalid scheduler flag \`${flag}'`);
+    if (s !== owner) fail(`incompatible scheduler flag \`${flag}'`);
+  }
+}
+
+function isMulticast4(a: string): boolean {
+  const first = Number(a.split('.')[0]);
+  return first >= 224 && first <= 239;
+}
+
+function dotted(mask: number): string {
+  return [24, 16, 8, 0].map((s) => (mask >>> s) & 0xff).join('.');
 }
 
 /**
- * `A.B.C.D[:PORT]`, `[IPv6]:PORT` or a bare IPv6 address. Names are not
- * resolved: a load balancer's table should not depend on DNS at edit time.
+ * Parses ipvsadm arguments (without the program name). No arguments lists
+ * the table, as ipvsadm does.
  */
-export function parseEndpoint(text: string): Endpoint {
-  let host = text;
-  let port: string | undefined;
-  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
-  if (bracketed) {
-    host = bracketed[1]!;
-    port = bracketed[2];
-    if (!isIPv6(host)) badAddress(`'${text}' is not a valid [IPv6]:port address`);
-    // ipvsadm's parse_service takes brackets only before a port.
-    if (port === undefined) badAddress(`'${text}': brackets go with a port ([IPv6]:PORT); a bare IPv6 address has none`);
-  } else if (!isIPv6(text)) {
-    const colon = text.lastIndexOf(':');
-    if (colon >= 0) {
-      host = text.slice(0, colon);
-      port = text.slice(colon + 1);
+export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
+  const names = opts.names;
+  if (argv.length === 0) return { op: 'list', list: { numeric: false, stats: false, exact: false } };
+  const e: Entry = {
+    options: new Set(),
+    svc: { af: 'inet', port: 0, fwmark: 0, sched: '', netmask: 0xffffffff, ops: false },
+    dest: { port: 0, fwd: 'dr', weight: 1, uthreshold: 0, lthreshold: 0, tunType: 0 },
+    list: { numeric: false, stats: false, exact: false },
+  };
+  const { events, leftovers } = popt(argv, OPTIONS);
+  const [first, ...rest] = events;
+  if (!first || first.kind === 'error') tryhelp();
+  if (first.tag === 'h') return { op: 'help', text: usage() };
+  if (first.tag === 'v') return { op: 'version', text: versionLine() };
+  const cmd = COMMAND_TAGS[first.tag];
+  if (cmd === undefined) tryhelp();
+  e.cmd = cmd;
+  if (cmd === 'startDaemon' || cmd === 'stopDaemon') {
+    if (first.arg === 'master' || first.arg === 'backup') e.daemonState = first.arg;
+    else fail(cmd === 'startDaemon' ? 'illegal start-daemon parameter specified' : 'illegal start_daemon specified');
+  }
+  let schedFlags: string | undefined;
+  let sawSctp = false;
+
+  for (const ev of rest) {
+    if (ev.kind === 'error') throw new XvsError('USAGE', `${ev.word}: ${ev.message}`);
+    const arg = ev.arg ?? '';
+    switch (ev.tag) {
+      case 't':
+      case 'u':
+      case 'sctp': {
+        setOption(e, 'service-address');
+        e.svc.proto = ev.tag === 't' ? 'tcp' : ev.tag === 'u' ? 'udp' : 'sctp';
+        sawSctp = ev.tag === 'sctp';
+        const p = parseService(arg, e.svc.proto, names);
+        if (!p) fail('illegal virtual server address[:port] specified');
+        e.svc.af = p.af;
+        e.svc.addr = p.addr;
+        if (p.af === 'inet6') e.svc.netmask = 128;
+        if (p.port !== undefined) e.svc.port = p.port;
+        break;
+      }
+      case 'f': {
+        setOption(e, 'service-address');
+        const m = /^[+-]?\d+$/.exec(arg) ? Number(arg) : NaN;
+        if (!(m > 0 && m <= 0xffffffff)) fail(`invalid fwmark value \`${arg}' specified`);
+        e.svc.af = 'inet';
+        e.svc.proto = 'tcp';
+        e.svc.fwmark = m;
+        break;
+      }
+      case 's':
+        setOption(e, 'scheduler');
+        e.svc.sched = arg.slice(0, 15);
+        break;
+      case 'p':
+        setOption(e, 'persistent');
+        e.svc.persistent = parseTimeout(ev.arg, 1, MAX_TIMEOUT);
+        break;
+      case 'M':
+        setOption(e, 'netmask');
+        if (e.svc.af !== 'inet6') {
+          const m = inetAton(arg) ?? names?.host(arg);
+          if (m === undefined) fail('illegal virtual server persistent mask specified');
+          e.svc.netmask = m.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+        } else {
+          const bits = Number.parseInt(arg, 10) || 0; // atoi
+          if (bits < 1 || bits > 128) fail('illegal ipv6 netmask specified');
+          e.svc.netmask = bits;
+        }
+        break;
+      case 'r': {
+        setOption(e, 'real-server');
+        const p = parseService(arg, e.svc.proto, names);
+        if (!p) fail('illegal real server address[:port] specified');
+        e.dest.af = p.af;
+        e.dest.addr = p.addr;
+        e.dest.givenPort = p.port;
+        // ipvsadm copies the service port when -r has none (0 here: "the service's port").
+        e.dest.port = p.port ?? 0;
+        break;
+      }
+      case 'i':
+      case 'g':
+      case 'm':
+        setOption(e, 'forwarding-method');
+        e.dest.fwd = ev.tag === 'i' ? 'tun' : ev.tag === 'g' ? 'dr' : 'nat';
+        break;
+      case 'w': {
+        setOption(e, 'weight');
+        const n = stringToNumber(arg, 0, 65535);
+        if (n === undefined) fail('illegal weight specified');
+        e.dest.weight = n;
+        break;
+      }
+      case 'x': {
+        setOption(e, 'u-threshold');
+        const n = stringToNumber(arg, 0, 2 ** 31 - 1);
+        if (n === undefined) fail('illegal u_threshold specified');
+        e.dest.uthreshold = n;
+        break;
+      }
+      case 'y': {
+        setOption(e, 'l-threshold');
+        const n = stringToNumber(arg, 0, 2 ** 31 - 1);
+        if (n === undefined) fail('illegal l_threshold specified');
+        e.dest.lthreshold = n;
+        break;
+      }
+      case 'c': setOption(e, 'connection'); break;
+      case 'n': setOption(e, 'numeric'); e.list.numeric = true; break;
+      case 'mcast-interface': setOption(e, 'mcast-interface'); break;
+      case 'syncid':
+        setOption(e, 'syncid');
+        if (stringToNumber(arg, 0, 255) === undefined) fail('illegal syncid specified');
+        break;
+      case 'timeout': setOption(e, 'timeout'); break;
+      case 'daemon': setOption(e, 'daemon'); break;
+      case 'stats': setOption(e, 'stats'); e.list.stats = true; break;
+      case 'rate': setOption(e, 'rate'); e.list.rate = true; break;
+      case 'thresholds': setOption(e, 'thresholds'); e.list.thresholds = true; break;
+      case 'persistent-conn': setOption(e, 'persistent-conn'); e.list.persistentConn = true; break;
+      case 'nosort': setOption(e, 'nosort'); e.list.nosort = true; break;
+      case 'sort': break; // ipvsadm's no-op, kept for scripts
+      case 'X': setOption(e, 'exact'); e.list.exact = true; break;
+      case '6':
+        if (e.svc.fwmark) {
+          e.svc.af = 'inet6';
+          e.svc.netmask = 128;
+        } else fail('-6 used before -f');
+        break;
+      case 'o': setOption(e, 'ops'); e.svc.ops = true; break;
+      case 'pe': setOption(e, 'pe'); e.svc.pe = arg; break;
+      case 'b': setOption(e, 'sched-flags'); schedFlags = arg; break;
+      case 'mcast-group': {
+        setOption(e, 'mcast-group');
+        if (arg.includes(':')) {
+          if (!isIPv6(arg) || !/^ff/i.test(arg)) fail(`invalid IPv6 mcast-group \`${arg}'`);
+        } else {
+          const a = inetAton(arg);
+          if (a === undefined || arg !== a || !isMulticast4(a)) fail(`invalid IPv4 mcast-group \`${arg}'`);
+        }
+        break;
+      }
+      case 'mcast-port':
+        setOption(e, 'mcast-port');
+        if (stringToNumber(arg, 1, 65535) === undefined) fail('illegal mcast-port specified');
+        break;
+      case 'mcast-ttl':
+        setOption(e, 'mcast-ttl');
+        if (stringToNumber(arg, 1, 255) === undefined) fail('illegal mcast-ttl specified');
+        break;
+      case 'sync-maxlen':
+        setOption(e, 'sync-maxlen');
+        if (stringToNumber(arg, 1, 65535 - 20 - 8) === undefined) fail('illegal sync-maxlen specified');
+        break;
+      case 'tun-info': setOption(e, 'tun-info'); e.list.tunInfo = true; break;
+      case 'tun-type': {
+        setOption(e, 'tun-type');
+        const t = (TUN_NAMES as readonly string[]).indexOf(arg);
+        if (t < 0) fail('illegal tunnel type specified');
+        e.dest.tunType = t;
+        break;
+      }
+      case 'tun-port':
+        setOption(e, 'tun-port');
+        if (stringToNumber(arg, 1, 65535) === undefined) fail('illegal tunnel port specified');
+        break;
+      case 'tun-nocsum': setOption(e, 'tun-nocsum'); break;
+      case 'tun-csum': setOption(e, 'tun-csum'); break;
+      case 'tun-remcsum': setOption(e, 'tun-remcsum'); break;
+      default:
+        // A second command, -h or -v after the command.
+        fail(`invalid option \`${ev.word}'`);
     }
-    if (!isIPv4(host)) badAddress(`'${text}' is not an IPv4 address (A.B.C.D:PORT) or [IPv6]:PORT; names are not resolved`);
-  }
-  if (host.includes('%')) badAddress(`'${text}': scoped IPv6 addresses are not supported`);
-  if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) > 65535)) {
-    badAddress(`'${text}' has a bad port '${port}' (0..65535)`);
-  }
-  // The canonical IPv6 spelling, so that one address is one service.
-  const addr = isIPv6(host) ? new URL(`http://[${host}]/`).hostname.slice(1, -1) : host;
-  return { addr, port: port === undefined ? undefined : Number(port) };
-}
-
-function serviceKey(o: Parsed): ServiceKey {
-  const [proto, text] = (o.tcpService.length > 0 ? ['tcp', o.tcpService[0]!] : ['udp', o.udpService[0]!]) as [Proto, string];
-  const { addr, port } = parseEndpoint(text);
-  if (port === undefined || port === 0) {
-    badAddress(`service '${text}' needs a port 1..65535`, 'a service is VIP:PORT, e.g. 192.0.2.80:80; port-less (all-port) persistent services are not supported');
-  }
-  return { proto, addr, port };
-}
-
-function weightOf(o: Parsed): number {
-  const text = o.weight[0];
-  if (text === undefined) return 1;
-  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) badArg(`weight must be an integer 0..65535, not '${text}'`);
-  return Number(text);
-}
-
-/** ipvsadm's string_to_number: a plain decimal integer in min..max. */
-function intArg(text: string, min: number, max: number, what: string): number {
-  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) badArg(`${what} must be an integer ${min}..${max}, not '${text}'`);
-  return Number(text);
-}
-
-function persistenceOf(o: Parsed, key: ServiceKey): Pick<ServiceSpec, 'persistent' | 'netmask'> {
-  const [timeout] = o.persistent;
-  const [mask] = o.netmask;
-  if (timeout === undefined) {
-    // ipvsadm would send the mask and the kernel ignore it; say so instead.
-    if (mask !== undefined) badArg('-M (persistence granularity) needs -p');
-    return {};
-  }
-  const persistent = timeout === NO_VALUE ? DEFAULT_PERSISTENT : intArg(timeout, 1, MAX_TIMEOUT, 'the -p timeout (seconds)');
-  if (mask === undefined) return { persistent };
-  if (isIPv6(key.addr)) return { persistent, netmask: prefixOf(mask) };
-  if (netmaskBits(mask) === undefined) badArg(`-M needs a contiguous dotted IPv4 netmask such as 255.255.255.0, not '${mask}'`);
-  return { persistent, netmask: mask };
-}
-
-/** -M of an IPv6 service: a prefix length, as ipvsadm reads it for one ("illegal ipv6 netmask" otherwise). */
-function prefixOf(mask: string): string {
-  if (prefixLength(mask) === undefined) badArg(`-M of an IPv6 service is a prefix length 1..128, not '${mask}'`);
-  return mask;
-}
-
-function thresholdsOf(o: Parsed): Pick<RealSpec, 'uthreshold' | 'lthreshold'> {
-  const [u, l] = [o.uThreshold[0], o.lThreshold[0]];
-  const uthreshold = u === undefined ? undefined : intArg(u, 0, MAX_THRESHOLD, '-x (upper threshold)');
-  const lthreshold = l === undefined ? undefined : intArg(l, 0, MAX_THRESHOLD, '-y (lower threshold)');
-  // The kernel refuses l_threshold > u_threshold, counting a missing one as 0.
-  if ((lthreshold ?? 0) > (uthreshold ?? 0)) {
-    badArg(`-y (lower threshold) ${lthreshold} is above -x (upper threshold) ${uthreshold ?? 0}`);
-  }
-  return { ...(uthreshold !== undefined && { uthreshold }), ...(lthreshold !== undefined && { lthreshold }) };
-}
-
-function timeoutsOf(o: Parsed): Timeouts {
-  const values = o.set as string[];
-  if (values.length !== 3) badArg(`--set takes 3 timeout values (tcp tcpfin udp), not ${values.length}`);
-  const [tcp, tcpfin, udp] = values.map((v) => intArg(v, 0, MAX_TIMEOUT, '--set timeout (seconds)')) as [number, number, number];
-  return { tcp, tcpfin, udp };
-}
-
-function fwdOf(o: Parsed): Fwd {
-  if (o.ipip) return 'tun';
-  if (o.masquerading) return 'nat';
-  return 'dr';
-}
-
-function commanderOpts(argv: string[]): Parsed {
-  const p = program();
-  try {
-    p.parse(argv, { from: 'user' });
-  } catch (e) {
-    if (e instanceof CommanderError) badArg(e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' '));
-    throw e;
-  }
-  if (p.args.length > 0) badArg(`unexpected argument '${p.args[0]}'`);
-  return p.opts<Parsed>();
-}
-
-/** Parses ipvsadm arguments (without the program name). No arguments lists the table, as ipvsadm does. */
-export function parseIpvsadm(argv: string[]): Command {
-  const o = commanderOpts(argv);
-  if (o.help) return { op: 'help', text: USAGE };
-  if (argv.length === 0) return { op: 'list', list: { numeric: true, stats: false, exact: false } };
-
-  const given = COMMANDS.filter((c) => o[c.attr] !== undefined);
-  const ops = new Set(given.map((c) => c.op ?? c.flag));
-  if (ops.size === 0) badArg('no command given: one of -A -E -D -C -a -e -d -L -Z is needed');
-  if (ops.size > 1) badArg(`one command at a time, not ${given.map((c) => c.flag).join(' and ')}`);
-  const cmd = given[0]!;
-  if (cmd.op === undefined) throw new XvsError('UNSUPPORTED', `${cmd.flag} is not supported yet`);
-  const op: Op = cmd.op;
-
-  const opts = present(o);
-  for (const opt of opts) {
-    if (!ALLOWED[op].includes(opt)) badArg(`${OPTIONS[opt].name} cannot be used with ${cmd.flag}`);
-  }
-  if (op === 'list') {
-    const shown = LIST_EXCLUSIVE.filter((opt) => opts.includes(opt));
-    if (shown.length > 1) badArg(`${OPTIONS[shown[0]!].name} and ${OPTIONS[shown[1]!].name} cannot be used together with ${cmd.flag}`);
-    const notTable = LIST_NOT_TABLE.find((opt) => opts.includes(opt));
-    const format = LIST_TABLE_FORMAT.find((opt) => opts.includes(opt));
-    if (notTable && format) badArg(`${OPTIONS[notTable].name} and ${OPTIONS[format].name} cannot be used together with ${cmd.flag}`);
-  }
-  for (const opt of opts) {
-    if (OPTIONS[opt].unsupported) throw new XvsError('UNSUPPORTED', `${OPTIONS[opt].name} is not supported yet`);
   }
 
-  if (o.tcpService.length + o.udpService.length > 1) badArg('give one service address (-t or -u)');
-  if (o.realServer.length > 1) badArg('give one real server (-r)');
-  if (o.scheduler.length > 1) badArg('give one scheduler (-s)');
-  if (o.weight.length > 1) badArg('give one weight (-w)');
-  if (o.persistent.length > 1) badArg('give one -p');
-  if (o.netmask.length > 1) badArg('give one netmask (-M)');
-  if (o.uThreshold.length > 1) badArg('give one upper threshold (-x)');
-  if (o.lThreshold.length > 1) badArg('give one lower threshold (-y)');
-  if ([o.gatewaying, o.ipip, o.masquerading].filter(Boolean).length > 1) badArg('give one forwarding method: -g, -i or -m');
+  const words = [...leftovers];
+  if (cmd === 'timeout') {
+    if (words.length < 3) fail('--set option requires 3 timeout values');
+    const [tcp, tcpfin, udp] = words.splice(0, 3).map((w) => parseTimeout(w, 0, MAX_TIMEOUT)) as [number, number, number];
+    e.timeouts = { tcp, tcpfin, udp };
+  }
+  if (words.length > 0) fail(`unexpected argument ${words[0]}`);
+  if (schedFlags !== undefined) parseSchedFlags(e.svc.sched, schedFlags);
 
-  const needsService = op !== 'clear' && op !== 'list' && op !== 'zero' && op !== 'set-timeouts';
-  const needsReal = op === 'add-real' || op === 'edit-real' || op === 'del-real';
-  const hasService = opts.includes('service');
-  const hasReal = opts.includes('real');
-  if (needsService && !hasService && needsReal && !hasReal) badArg(`${cmd.flag} needs -t or -u and -r`);
-  if (needsService && !hasService) badArg(`${cmd.flag} needs -t or -u`);
-  if (needsReal && !hasReal) badArg(`${cmd.flag} needs -r`);
+  genericOptCheck(e);
 
-  const key = hasService ? serviceKey(o) : undefined;
-  switch (op) {
-    case 'clear':
-      return { op };
-    case 'set-timeouts':
-      return { op, timeouts: timeoutsOf(o) };
-    case 'list':
-      if (o.timeout) return { op: 'get-timeouts' };
-      return {
-        op,
-        ...(key && { key }),
-        list: { numeric: !!o.numeric, stats: !!o.stats, exact: !!o.exact, ...(o.thresholds ? { thresholds: true } : {}) },
+  if (cmd === 'add' || cmd === 'edit') {
+    if (!e.svc.fwmark && !e.svc.port && e.svc.persistent === undefined) fail('Zero port specified for non-persistent service');
+    if (e.svc.ops && !e.svc.fwmark && e.svc.proto !== 'udp') fail('One-Packet Scheduling is only for UDP virtual services');
+    if (e.svc.sched === '') e.svc.sched = DEFAULT_SCHEDULER;
+  }
+  const warnings: string[] = [];
+  if (cmd === 'addDest' || cmd === 'editDest') {
+    if (!e.svc.fwmark && (e.dest.fwd === 'tun' || e.dest.fwd === 'dr')) {
+      // The kernel forwards DR/TUN to the service's port; ipvsadm sends that port whatever was written.
+      if (e.dest.givenPort !== undefined && e.dest.givenPort !== e.svc.port) {
+        warnings.push(`${PROG}: warning: real server port ${e.dest.givenPort} ignored: ${e.dest.fwd === 'dr' ? 'direct routing' : 'tunnelling'} forwards to the service port ${e.svc.port}`);
+      }
+      e.dest.port = 0;
+    }
+    if (e.dest.af !== e.svc.af && e.dest.fwd !== 'tun') fail('Different address family is allowed only for tunneling servers');
+    const tunOpts: OptName[] = ['tun-type', 'tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum'];
+    if (tunOpts.some((o) => e.options.has(o)) && e.dest.fwd !== 'tun') fail('Tunnel options conflict with forward method');
+    tunnelOptCheck(e);
+  }
+  if (cmd === 'list') {
+    const o = e.options;
+    if (((o.has('connection') || o.has('timeout') || o.has('daemon')) && (o.has('stats') || o.has('rate') || o.has('thresholds')))
+      || ((o.has('timeout') || o.has('daemon')) && o.has('persistent-conn'))) {
+      fail('options conflicts in the list command');
+    }
+  }
+  if (cmd === 'restore' && opts.readingStdin) tryhelp();
+  return toCommand(e, warnings);
+}
+
+/** The service of the command line as xvs keys it, or UNSUPPORTED for what xvs cannot key yet. */
+function serviceKey(e: Entry): ServiceKey {
+  if (e.svc.fwmark) unsupported('-f (firewall-mark services) is not supported yet', 'XDP runs before netfilter, so no mark exists yet; use -t/-u services');
+  if (e.svc.proto === 'sctp') unsupported('--sctp-service is not supported yet');
+  return { proto: e.svc.proto as Proto, addr: e.svc.addr!, port: e.svc.port };
+}
+
+// The kernel's own checks that depend on nothing but the request, and xvs's "not yet".
+function toCommand(e: Entry, warnings: string[]): Command {
+  const has = (o: OptName) => e.options.has(o);
+  switch (e.cmd!) {
+    case 'list': {
+      if (has('connection')) return { op: 'connections', numeric: e.list.numeric, persistentConn: !!e.list.persistentConn };
+      if (has('timeout')) return { op: 'get-timeouts' };
+      if (has('daemon')) return { op: 'list-daemon' };
+      const list: ListOptions = { numeric: e.list.numeric, stats: e.list.stats, exact: e.list.exact };
+      for (const k of ['thresholds', 'rate', 'persistentConn', 'nosort', 'tunInfo'] as const) if (e.list[k]) list[k] = true;
+      if (has('service-address')) return { op: 'list', key: serviceKey(e), list };
+      return { op: 'list', list };
+    }
+    case 'save': return { op: 'save', numeric: e.list.numeric };
+    case 'restore': return { op: 'restore' };
+    case 'flush': return { op: 'clear' };
+    case 'timeout': return { op: 'set-timeouts', timeouts: e.timeouts! };
+    case 'zero': return has('service-address') ? { op: 'zero', key: serviceKey(e) } : { op: 'zero' };
+    case 'startDaemon':
+    case 'stopDaemon':
+      return unsupported('the connection sync daemon (--start-daemon/--stop-daemon) is not supported yet');
+    case 'del': return { op: 'del-service', key: serviceKey(e) };
+    case 'add':
+    case 'edit': {
+      const key = serviceKey(e);
+      if (key.port === 0) unsupported('port-zero services (every port of the VIP) are not supported yet');
+      if (e.svc.ops) unsupported('-o (one-packet scheduling) is not supported yet');
+      if (e.svc.pe !== undefined) unsupported('--pe (persistence engines) is not supported yet');
+      if (has('sched-flags')) unsupported('-b (--sched-flags) is not supported yet');
+      const sched = e.svc.sched;
+      if ((IPVS_ONLY_SCHEDULERS as readonly string[]).includes(sched)) unsupported(`scheduler '${sched}' is not supported yet`);
+      if (!isSchedulerName(sched)) throw new XvsError('NO_SCHEDULER', `no scheduler '${sched}'`);
+      const svc: ServiceSpec = { ...key, scheduler: sched };
+      if (e.svc.persistent !== undefined) {
+        svc.persistent = e.svc.persistent;
+        // ipvsadm sends the mask it read: dotted for IPv4, a prefix length for IPv6.
+        if (has('netmask')) svc.netmask = e.svc.af === 'inet6' ? String(e.svc.netmask) : dotted(e.svc.netmask);
+      }
+      // -M without -p: ipvsadm sends it and the kernel keeps no persistence to apply it to.
+      return { op: e.cmd === 'add' ? 'add-service' : 'edit-service', svc };
+    }
+    case 'delDest': {
+      const key = serviceKey(e);
+      return { op: 'del-real', key, real: { addr: e.dest.addr!, port: e.dest.port } };
+    }
+    case 'addDest':
+    case 'editDest': {
+      const key = serviceKey(e);
+      if (e.dest.tunType !== 0) unsupported(`--tun-type ${TUN_NAMES[e.dest.tunType]} is not supported yet`, 'IPIP tunnels (-i, --tun-type ipip) are');
+      if (e.dest.lthreshold > e.dest.uthreshold) {
+        throw new XvsError('OUT_OF_RANGE', `the lower threshold (-y ${e.dest.lthreshold}) is above the upper one (-x ${e.dest.uthreshold})`);
+      }
+      const real = {
+        addr: e.dest.addr!, port: e.dest.port, fwd: e.dest.fwd, weight: e.dest.weight,
+        ...(has('u-threshold') && { uthreshold: e.dest.uthreshold }),
+        ...(has('l-threshold') && { lthreshold: e.dest.lthreshold }),
       };
-    case 'zero':
-      return key ? { op, key } : { op };
-    case 'add-service':
-    case 'edit-service':
-      // -E replaces the whole service, as ipvsadm's: no -p makes it non-persistent.
-      return { op, svc: { ...key!, scheduler: checkSchedulerName(o.scheduler[0] ?? DEFAULT_SCHEDULER), ...persistenceOf(o, key!) } };
-    case 'del-service':
-      return { op, key: key! };
+      const op = e.cmd === 'addDest' ? 'add-real' : 'edit-real';
+      return warnings.length > 0 ? { op, key, real, warnings } : { op, key, real };
+    }
   }
-  const real = parseEndpoint(o.realServer[0]!);
-  const port = real.port ?? 0;
-  if (op === 'del-real') return { op, key: key!, real: { addr: real.addr, port } };
-  // -e replaces the whole real server, as ipvsadm's: no -x/-y means none.
-  return { op, key: key!, real: { addr: real.addr, port, fwd: fwdOf(o), weight: weightOf(o), ...thresholdsOf(o) } };
+}
+
+export function versionLine(): string {
+  return `${PROG} ${IPVSADM_VERSION} (compiled with xvs and IPVS v${IPVS_VERSION})\n`;
+}
+
+/** ipvsadm's usage_exit text, for what xvsadm offers. */
+export function usage(): string {
+  const p = PROG;
+  return `${versionLine()}Usage:
+  ${p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]
+  ${p} -D virtual-service
+  ${p} -C
+  ${p} -R
+  ${p} -S [-n]
+  ${p} -a|e virtual-service -r server-address [options]
+  ${p} -d virtual-service -r server-address
+  ${p} -L|l [virtual-service] [options]
+  ${p} -Z [virtual-service]
+  ${p} --set tcp tcpfin udp
+  ${p} --start-daemon {master|backup} [daemon-options]
+  ${p} --stop-daemon {master|backup}
+  ${p} -h
+
+Commands:
+Either long or short options are allowed.
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin
+  --save            -S        save rules to stdout
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
+  --help            -h        display this help message
+
+virtual-service:
+  --tcp-service|-t  service-address   service-address is host[:port]
+  --udp-service|-u  service-address   service-address is host[:port]
+  --sctp-service    service-address   service-address is host[:port]
+  --fwmark-service|-f fwmark          fwmark is an integer greater than zero
+
+Options:
+  --ipv6         -6                   fwmark entry uses IPv6
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh,
+                                      the default scheduler is ${DEFAULT_SCHEDULER}.
+  --pe            engine              alternate persistence engine may be sip,
+                                      not set by default.
+  --persistent   -p [timeout]         persistent service
+  --netmask      -M netmask           persistent granularity mask
+  --real-server  -r server-address    server-address is host (and port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --tun-type      type                one of ipip|gue|gre,
+                                      the default tunnel type is ipip.
+  --tun-port      port                tunnel destination port
+  --tun-nocsum                        tunnel encapsulation without checksum
+  --tun-csum                          tunnel encapsulation with checksum
+  --tun-remcsum                       tunnel encapsulation with remote checksum
+  --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --connection   -c                   output of current IPVS connections
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --daemon                            output of daemon information
+  --stats                             output of statistics information
+  --rate                              output of rate information
+  --exact                             expand numbers (display exact values)
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --tun-info                          output of tunnel information
+  --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --ops          -o                   one-packet scheduling
+  --numeric      -n                   numeric output of addresses and ports
+  --sched-flags  -b flags             scheduler flags (comma-separated)
+Daemon Options:
+  --syncid sid                        syncid for connection sync (default=255)
+  --sync-maxlen length                Max sync message length (default=1472)
+  --mcast-interface interface         multicast interface for connection sync
+  --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)
+  --mcast-port port                   UDP port (default=8848)
+  --mcast-ttl ttl                     Multicast TTL (default=1)
+xvs:
+  --socket PATH                       xvsd's control socket (default /run/xvs/xvsd.sock)
+  Not supported yet (refused with "not supported yet" and exit 2): -f, --sctp-service,
+  port-zero services, -o, --pe, -b, --tun-type gue|gre, the fo, ovf and twos
+  schedulers, the sync daemon.
+`;
 }

@@ -3,6 +3,8 @@ import { Command, Option } from 'commander';
 import { serve, DEFAULT_SOCKET } from '../control/socket.js';
 import { Dataplane, DEFAULT_CONN_TABLE_SIZE, DEFAULT_PIN_DIR, unpinDirectorMaps } from '../daemon/dataplane.js';
 import { Director } from '../daemon/director.js';
+import { SYSTEM_CONFIG, restoreConfig, saveConfig } from '../daemon/config-file.js';
+import { ESTIMATOR_INTERVAL_MS } from '../daemon/estimator.js';
 import { enableForwarding, restoreForwarding, type SavedForwarding } from '../daemon/host.js';
 import { collectInterfaces, parseInterfaces, resolveInterfaces } from '../daemon/interfaces.js';
 import { NexthopRefresher } from '../daemon/nexthop-refresh.js';
@@ -22,6 +24,7 @@ interface XvsdOptions {
   teardownOnExit?: boolean;
   tickMs: number;
   mhTableSize?: number;
+  config?: string | false;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -36,6 +39,8 @@ async function main(argv: string[]): Promise<void> {
     .option('--tick-ms <ms>', 'how often dynamic schedulers and thresholds are recomputed from the connection table', positiveInt, 200)
     .option('--mh-table-size <n>', 'Maglev (mh) table size, a prime', positiveInt)
     .option('--teardown-on-exit', 'detach and unpin on exit (default: leave the dataplane running for a restart)')
+    .option('--config <file>', `configuration file, saved on every change and restored at start when the pinned maps hold no service (default: ${SYSTEM_CONFIG} for the system's xvsd, the one with the default --socket and --pin-dir; none otherwise)`)
+    .option('--no-config', 'keep no configuration file')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   program.parse(argv);
@@ -53,24 +58,47 @@ async function main(argv: string[]): Promise<void> {
     for (const saved of prevForwarding) restoreForwarding(saved);
     throw e;
   }
-  const director = new Director(dp, {
+  const configPath = o.config === false ? undefined
+    : o.config ?? (o.socket === DEFAULT_SOCKET && o.pinDir === DEFAULT_PIN_DIR ? SYSTEM_CONFIG : undefined);
+  const director: Director = new Director(dp, {
     ...(o.tunnelSource === undefined ? {} : { tunnelSource: o.tunnelSource }),
     ...(o.mhTableSize === undefined ? {} : { mhTableSize: o.mhTableSize }),
+    ...(configPath === undefined ? {} : {
+      onChange: () => {
+        try {
+          saveConfig(configPath, director);
+        } catch (e) {
+          log.error({ err: (e as Error).message, path: configPath }, 'saving the configuration failed');
+        }
+      },
+    }),
   });
+  if (configPath !== undefined) {
+    await restoreConfig(configPath, director);
+    saveConfig(configPath, director);
+  }
   // Next hops follow the kernel from here on; the first refresh rewrites
   // every entry, so a restart also catches what changed while xvsd was down.
   const refresher = new NexthopRefresher(director);
   await refresher.start();
-  const server = await serve(o.socket, (req) => director.handle(req));
+  const server = await serve(o.socket, (req, peer) => director.handle(req, peer));
+  const estimator = setInterval(() => {
+    try {
+      director.estimate();
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'rate estimation failed');
+    }
+  }, ESTIMATOR_INTERVAL_MS);
   // The tick reads the connection table; a failure is logged, never fatal.
   const ticker = setInterval(() => {
     director.tick().catch((e: unknown) => log.error({ err: (e as Error).message }, 'tick failed'));
   }, o.tickMs);
-  log.info({ interfaces: dp.ports.map((p) => `${p.name}:${p.role}`), socket: o.socket, pinDir: o.pinDir, forwardingWas: prevForwarding }, 'xvsd ready');
+  log.info({ interfaces: dp.ports.map((p) => `${p.name}:${p.role}`), socket: o.socket, pinDir: o.pinDir, config: configPath ?? null, forwardingWas: prevForwarding }, 'xvsd ready');
 
   const stop = (signal: string) => {
     log.info({ signal }, 'stopping');
     clearInterval(ticker);
+    clearInterval(estimator);
     refresher.stop();
     server.close();
     if (o.teardownOnExit) {

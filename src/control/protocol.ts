@@ -74,7 +74,20 @@ export type Request =
   /** Each value 0..MAX_TIMEOUT; 0 leaves that timeout unchanged, as ipvsadm --set. No result. */
   | { op: 'set-timeouts'; timeouts: Timeouts }
   /** Result: Timeouts. */
-  | { op: 'get-timeouts' };
+  | { op: 'get-timeouts' }
+  /**
+   * Changes applied as one transaction, all or none (xvsadm -R). A refusal
+   * names the request: its message starts "request N: " (N from 1).
+   */
+  | { op: 'batch'; requests: BatchRequest[] }
+  /** Result: ConnView[] (xvsadm -L -c). */
+  | { op: 'connections' };
+
+export type BatchOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts';
+export type BatchRequest = Extract<Request, { op: BatchOp }>;
+export const BATCH_OPS = ['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts'] as const satisfies readonly BatchOp[];
+/** More requests than this in one batch is not a configuration but a mistake. */
+export const MAX_BATCH = 100_000;
 
 export type Op = Request['op'];
 
@@ -86,6 +99,15 @@ export interface StatsView {
   outbytes: number;
 }
 
+/** ipvsadm --rate: the 2-second estimator's rates (per second; bytes for InBPS/OutBPS). */
+export interface RateView {
+  cps: number;
+  inpps: number;
+  outpps: number;
+  inbps: number;
+  outbps: number;
+}
+
 export interface RealView {
   addr: string;
   port: number;
@@ -95,13 +117,32 @@ export interface RealView {
   lthreshold: number;
   activeConns: number;
   inactConns: number;
+  /** Live persistence templates naming this real server (--persistent-conn). */
+  persistConns?: number;
   stats: StatsView;
+  rates?: RateView;
+}
+
+/** One line of ipvsadm -L -c: a connection entry or a persistence template (state NONE, client port 0). */
+export interface ConnView {
+  proto: Proto;
+  /** Seconds left before the entry expires. */
+  expires: number;
+  /** IPVS's state name: ESTABLISHED, SYN_RECV, FIN_WAIT, CLOSE, UDP, NONE. */
+  state: string;
+  caddr: string;
+  cport: number;
+  vaddr: string;
+  vport: number;
+  daddr: string;
+  dport: number;
 }
 
 /** persistent and netmask as in ServiceSpec (inherited). */
 export interface ServiceView extends ServiceSpec {
   reals: RealView[];
   stats: StatsView;
+  rates?: RateView;
 }
 
 export interface ListResult {
@@ -122,7 +163,7 @@ export type Response = { ok: true; result?: unknown } | { ok: false; error: Erro
 
 export const OPS = [
   'add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real',
-  'clear', 'zero', 'list', 'status', 'set-timeouts', 'get-timeouts',
+  'clear', 'zero', 'list', 'status', 'set-timeouts', 'get-timeouts', 'batch', 'connections',
 ] as const satisfies readonly Op[];
 
 export const FWDS = ['dr', 'tun', 'nat', 'fullnat'] as const satisfies readonly Fwd[];
@@ -163,13 +204,15 @@ function key(v: unknown, what: string): ServiceKey {
   return { proto, addr: ip(o, 'addr', what), port: int(o, 'port', what, 0, 65535) };
 }
 
-/** The mask as a number if `mask` is a dotted IPv4 netmask with contiguous ones (0.0.0.0 included). */
+/**
+ * The mask as a number if `mask` is a dotted IPv4 netmask. Any bits, as
+ * ipvsadm and IPVS take them: the dataplane ANDs the client address with
+ * the mask, so a non-contiguous one (255.0.255.0) groups clients too.
+ */
 export function netmaskBits(mask: string): number | undefined {
   const parts = mask.split('.');
   if (parts.length !== 4 || parts.some((p) => !/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > 255)) return undefined;
-  const n = parts.reduce((acc, p) => acc * 256 + Number(p), 0);
-  const host = 0xffffffff - n; // the zero bits, which must all be at the bottom
-  return (host & (host + 1)) === 0 ? n : undefined;
+  return parts.reduce((acc, p) => acc * 256 + Number(p), 0);
 }
 
 /** An IPv6 persistence prefix length, 1..128 in plain decimal (IPVS refuses 0), as a number. */
@@ -186,7 +229,7 @@ function spec(v: unknown): ServiceSpec {
     if (isIPv6(out.addr)) {
       if (typeof mask !== 'string' || prefixLength(mask) === undefined) bad('svc.netmask of an IPv6 service must be a prefix length 1..128 such as "64"');
     } else if (typeof mask !== 'string' || netmaskBits(mask) === undefined) {
-      bad('svc.netmask of an IPv4 service must be a contiguous dotted netmask such as 255.255.255.0');
+      bad('svc.netmask of an IPv4 service must be a dotted netmask such as 255.255.255.0');
     }
     if (out.persistent === undefined) bad('svc.netmask is only meaningful with svc.persistent');
     out.netmask = mask;
@@ -229,6 +272,25 @@ export function parseRequest(line: string): Request {
   } catch {
     bad('request is not valid JSON');
   }
+  return requestOf(raw);
+}
+
+function batch(v: unknown): BatchRequest[] {
+  if (!Array.isArray(v)) bad('requests must be an array');
+  if (v.length > MAX_BATCH) bad(`at most ${MAX_BATCH} requests in a batch`);
+  return v.map((r, i) => {
+    const op = obj(r, `requests[${i}]`).op;
+    if (!BATCH_OPS.includes(op as BatchOp)) bad(`requests[${i}].op ${JSON.stringify(op)} cannot be batched`);
+    try {
+      return requestOf(r) as BatchRequest;
+    } catch (e) {
+      if (e instanceof XvsError) throw new XvsError(e.code, `request ${i + 1}: ${e.message}`);
+      throw e;
+    }
+  });
+}
+
+function requestOf(raw: unknown): Request {
   const o = obj(raw, 'request');
   const op = o.op;
   if (!OPS.includes(op as Op)) bad(`unknown op ${JSON.stringify(op)}`);
@@ -250,9 +312,12 @@ export function parseRequest(line: string): Request {
       return o.key === undefined ? { op: op as 'zero' | 'list' } : { op: op as 'zero' | 'list', key: key(o.key, 'key') };
     case 'set-timeouts':
       return { op: 'set-timeouts', timeouts: timeouts(o.timeouts) };
+    case 'batch':
+      return { op: 'batch', requests: batch(o.requests) };
     case 'clear':
     case 'status':
     case 'get-timeouts':
-      return { op: op as 'clear' | 'status' | 'get-timeouts' };
+    case 'connections':
+      return { op: op as 'clear' | 'status' | 'get-timeouts' | 'connections' };
   }
 }

@@ -3,12 +3,16 @@ import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { XvsError, isXvsError } from '../errors.js';
 import { logger } from '../log.js';
+import { peerCred, type PeerCred } from './peercred.js';
 import { parseRequest, type Request, type Response } from './protocol.js';
+
+export type Handler = (req: Request, peer: PeerCred | undefined) => Promise<unknown>;
 
 export const DEFAULT_SOCKET = '/run/xvs/xvsd.sock';
 
-// A request line longer than this is not a mistake we want to buffer.
-const MAX_LINE = 1 << 20;
+// A request line longer than this is not a mistake we want to buffer (a
+// restore of 100,000 lines, MAX_BATCH, is about 15 MiB of JSON).
+const MAX_LINE = 32 << 20;
 
 const log = logger('control');
 
@@ -18,33 +22,37 @@ function errorResponse(e: unknown): Response {
   return { ok: false, error: { code: 'DAEMON', message: e instanceof Error ? e.message : String(e) } };
 }
 
-async function answer(line: string, handler: (req: Request) => Promise<unknown>): Promise<Response> {
+async function answer(line: string, handler: Handler, peer: PeerCred | undefined): Promise<Response> {
   try {
-    const result = await handler(parseRequest(line));
+    const result = await handler(parseRequest(line), peer);
     return result === undefined ? { ok: true } : { ok: true, result };
   } catch (e) {
     return errorResponse(e);
   }
 }
 
-function onConnection(sock: Socket, handler: (req: Request) => Promise<unknown>): void {
+function onConnection(sock: Socket, handler: Handler): void {
   let buf = '';
+  const peer = peerCred(sock);
   // Answers go out in request order even when handlers finish out of order.
   let queue = Promise.resolve();
   const enqueue = (line: string): void => {
     if (line.trim() === '') return;
     queue = queue
-      .then(() => answer(line, handler))
+      .then(() => answer(line, handler, peer))
       .then((resp) => {
         if (!sock.destroyed) sock.write(`${JSON.stringify(resp)}\n`);
       });
   };
   sock.setEncoding('utf8');
   sock.on('data', (chunk: string) => {
+    // Only the new bytes can hold the next newline: a long line (a batch) is not rescanned per chunk.
+    let from = buf.length;
     buf += chunk;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+    for (let nl = buf.indexOf('\n', from); nl >= 0; nl = buf.indexOf('\n', from)) {
       enqueue(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
+      from = 0;
     }
     if (buf.length > MAX_LINE) {
       buf = '';
@@ -91,7 +99,7 @@ async function removeStale(path: string): Promise<void> {
  * 0700 and the socket chmod'ed 0600: the socket is the daemon's whole
  * authority over the dataplane, so only its owner (root) may talk to it.
  */
-export async function serve(path: string, handler: (req: Request) => Promise<unknown>): Promise<Server> {
+export async function serve(path: string, handler: Handler): Promise<Server> {
   try {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     await removeStale(path);

@@ -1,4 +1,5 @@
-import type { ListResult, RealSpec, Request, ServiceKey, ServiceSpec, Timeouts } from '../control/protocol.js';
+import type { BatchRequest, ConnView, ListResult, RealSpec, Request, ServiceKey, ServiceSpec, Timeouts } from '../control/protocol.js';
+import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import * as C from '../maps/codecs.js';
 import { checkIp } from './addr.js';
@@ -16,7 +17,8 @@ import { MutationQueue } from './queue.js';
 import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
 import { needsTick, tickChange } from './tick.js';
-import { countersView, listView, statusView, type StatusView } from './views.js';
+import { RateEstimator, realRateKey, svcRateKey } from './estimator.js';
+import { configView, connectionsView, countersView, listView, statsByRateKey, statusView, type StatusView } from './views.js';
 
 const log = logger('director');
 
@@ -28,7 +30,18 @@ export interface DirectorOptions extends PublisherOptions, IpContext {
    */
   neighbours?: boolean | ((addr: string) => Promise<void>);
   tunnelSource?: string;
+  /** Called after each committed change of the configuration (not after ticks): xvsd saves it. */
+  onChange?: () => void;
 }
+
+/** Who sent a request, as the control socket knows it (SO_PEERCRED). */
+export interface Peer {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+const MUTATIONS = new Set<Request['op']>(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'batch']);
 
 /** What a transaction computed before anything is written. */
 interface Change {
@@ -43,6 +56,19 @@ interface Change {
 }
 
 const EMPTY_CENSUS: ConnCensus = { reals: new Map(), destinations: new Map() };
+
+/** ipvsadm -Z on the model: the tick counts new connections from zero; the ids and estimator keys to zero. */
+function zeroModel(m: M.Model, k?: ServiceKey): { model: M.Model; svcs: number[]; reals: number[]; keys: string[] } {
+  const targets = k ? [M.findService(m, k)] : [...m.services.values()];
+  let model = m;
+  for (const s of targets) model = M.withService(model, { ...s, plan: { ...s.plan, svcConns: 0, realConns: new Map() } });
+  return {
+    model,
+    svcs: targets.map((s) => s.id),
+    reals: targets.flatMap((s) => s.reals.map((r) => r.id)),
+    keys: targets.flatMap((s) => [svcRateKey(s.id, M.serviceName(s)), ...s.reals.map((r) => realRateKey(r.id, r.gen))]),
+  };
+}
 
 /**
  * The director: every change of its model is a transaction. Requests from
@@ -60,6 +86,8 @@ export class Director {
   /** The last tick's census: configuration changes plan from it. */
   #census = EMPTY_CENSUS;
   #tickQueued = false;
+  /** ipvsadm --rate: sampled every 2 s by estimate(). */
+  readonly rates = new RateEstimator();
   readonly #unresolved = new UnresolvedNexthops();
   /** What the next-hop entries were computed from (nexthop-refresh.ts). */
   #nhView: NexthopView = { hops: new Map(), links: new Map() };
@@ -77,7 +105,16 @@ export class Director {
     return this.#model;
   }
 
-  async handle(req: Request): Promise<unknown> {
+  /** One request; a change is logged with who asked for it once it is committed. */
+  async handle(req: Request, peer?: Peer): Promise<unknown> {
+    const result = await this.#dispatch(req);
+    if (MUTATIONS.has(req.op)) {
+      log.info({ peer: peer ?? 'unknown', op: req.op, request: req.op === 'batch' ? { requests: req.requests.length } : req }, 'change committed');
+    }
+    return result;
+  }
+
+  #dispatch(req: Request): Promise<unknown> | unknown {
     switch (req.op) {
       case 'add-service': return this.addService(req.svc);
       case 'edit-service': return this.editService(req.svc);
@@ -91,7 +128,112 @@ export class Director {
       case 'status': return this.status();
       case 'set-timeouts': return this.setTimeouts(req.timeouts);
       case 'get-timeouts': return this.timeouts();
+      case 'batch': return this.batch(req.requests);
+      case 'connections': return this.connections();
     }
+  }
+
+  /**
+   * Many changes as one transaction (xvsadm -R): each applied to the model
+   * in order, the tables of every service touched planned once at the end,
+   * one write of the difference. A refusal names its request ("request N: ")
+   * and leaves everything as it was.
+   */
+  batch(requests: readonly BatchRequest[]): Promise<void> {
+    return this.#transact(async (m) => {
+      let model = m;
+      const touched = new Set<string>();
+      const added = new Map<number, string>();
+      const zeroed: { svcs: number[]; reals: number[]; keys: string[] }[] = [];
+      /** The state timeout table after the batch's --set requests, if it has any. */
+      let timeouts: number[] | undefined;
+      for (const [i, req] of requests.entries()) {
+        try {
+          switch (req.op) {
+            case 'add-service':
+              model = M.addService(model, req.svc, this.#limits);
+              touched.add(M.serviceName(req.svc));
+              break;
+            case 'edit-service':
+              model = M.editService(model, req.svc);
+              touched.add(M.serviceName(req.svc));
+              break;
+            case 'del-service':
+              model = M.delService(model, req.key);
+              break;
+            case 'add-real': {
+              const r = M.addReal(model, req.key, req.real, this.#limits, (id) => this.#lastGen(id));
+              model = r.model;
+              added.set(r.real.id, r.real.addr);
+              touched.add(M.serviceName(req.key));
+              break;
+            }
+            case 'edit-real':
+              model = M.editReal(model, req.key, req.real, (id) => this.#total(id));
+              touched.add(M.serviceName(req.key));
+              break;
+            case 'del-real':
+              model = M.delReal(model, req.key, req.real);
+              touched.add(M.serviceName(req.key));
+              break;
+            case 'clear':
+              model = M.clearServices(model);
+              break;
+            case 'zero': {
+              const z = zeroModel(model, req.key);
+              model = z.model;
+              zeroed.push(z);
+              break;
+            }
+            case 'set-timeouts':
+              timeouts = withSet(timeouts ?? readStateTimeouts(this.dp), req.timeouts);
+              break;
+          }
+        } catch (e) {
+          if (e instanceof XvsError) throw new XvsError(e.code, `request ${i + 1}: ${e.message}`, e.hint === undefined ? {} : { hint: e.hint });
+          throw e;
+        }
+      }
+      const change = this.#replan(model, [...touched]);
+      // Host state and next hops for the real servers the batch leaves in place, as addReal does for one.
+      const live = M.realGens(change.model);
+      const todo = [...added].filter(([id]) => live.has(id));
+      const neighbour = this.opts.neighbours ?? true;
+      if (typeof neighbour === 'function') for (const [, addr] of todo) await neighbour(addr);
+      const { resolutions, tables } = await resolveNexthops(todo.map(([, addr]) => addr), this.opts.tunnelSource, this.#ipContext());
+      const resolved = todo.map(([id, addr]) => [id, resolutions.get(addr)!] as const);
+      this.#nhView = mergeView(this.#nhView, viewOf(resolved.map(([, r]) => r), tables));
+      const hops = resolved.flatMap(([, r]) => (r.hop ? [r.hop] : []));
+      if (neighbour === true && hops.length > 0) await ensureNeighbours(hops, tables, this.#ipContext());
+      return {
+        ...change,
+        writes: (w) => {
+          for (const [id, r] of resolved) w.writeNexthop(id, r.nh);
+          for (const z of zeroed) w.zeroStats(z.svcs, z.reals);
+          if (timeouts) w.writeConfig({ timeout: timeouts });
+        },
+        done: () => {
+          this.#unresolved.note(resolved.map(([, r]) => r), M.realAddrs(change.model), false);
+          for (const z of zeroed) this.rates.zero(z.keys);
+          log.info({ requests: requests.length, services: change.model.services.size }, 'batch applied');
+        },
+      };
+    }, true);
+  }
+
+  /** The committed configuration without counters (what xvsd saves). */
+  config(): ListResult {
+    return configView(this.dp, this.#model);
+  }
+
+  /** ipvsadm -L -c. */
+  connections(): ConnView[] {
+    return connectionsView(this.dp, this.#model);
+  }
+
+  /** One step of the rate estimator (every ESTIMATOR_INTERVAL_MS). */
+  estimate(): void {
+    this.rates.sample(statsByRateKey(this.dp, this.#model));
   }
 
   addService(spec: ServiceSpec): Promise<void> {
@@ -180,11 +322,8 @@ export class Director {
   /** ipvsadm -Z: statistics from zero, and the tick counts new connections from there. */
   zero(k?: ServiceKey): Promise<void> {
     return this.#transact((m) => {
-      const targets = k ? [M.findService(m, k)] : [...m.services.values()];
-      let model = m;
-      for (const s of targets) model = M.withService(model, { ...s, plan: { ...s.plan, svcConns: 0, realConns: new Map() } });
-      const realIds = targets.flatMap((s) => s.reals.map((r) => r.id));
-      return { model, writes: (w) => w.zeroStats(targets.map((s) => s.id), realIds) };
+      const z = zeroModel(m, k);
+      return { model: z.model, writes: (w) => w.zeroStats(z.svcs, z.reals), done: () => this.rates.zero(z.keys) };
     });
   }
 
@@ -205,7 +344,7 @@ export class Director {
   }
 
   list(k?: ServiceKey): ListResult {
-    return listView(this.dp, this.#model, k);
+    return listView(this.dp, this.#model, k, this.rates);
   }
 
   status(): StatusView {
@@ -272,7 +411,7 @@ export class Director {
         census: t.census,
         done: () => { for (const c of t.crossed) log.info(c, 'threshold crossed'); },
       };
-    });
+    }, false);
   }
 
   /**
@@ -280,7 +419,7 @@ export class Director {
    * model. A throw before the writes leaves everything as it was; a failed
    * write is undone by the writer.
    */
-  #transact(compute: (m: M.Model) => Change | Promise<Change>): Promise<void> {
+  #transact(compute: (m: M.Model) => Change | Promise<Change>, config = true): Promise<void> {
     return this.#queue.run(async () => {
       const before = this.#model;
       const c = await compute(before);
@@ -291,6 +430,7 @@ export class Director {
       this.#model = c.model;
       if (c.census) this.#census = c.census;
       c.done?.();
+      if (config) this.opts.onChange?.();
     });
   }
 

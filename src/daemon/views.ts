@@ -1,11 +1,12 @@
-import type { ListResult, RealView, ServiceKey, ServiceView, StatsView } from '../control/protocol.js';
+import type { ConnView, ListResult, RealView, ServiceKey, ServiceView, StatsView } from '../control/protocol.js';
 import { COUNTERS, XVS_CNT_MAX } from '../maps/counters.js';
-import type * as C from '../maps/codecs.js';
-import { FAMILY } from '../maps/abi.js';
+import * as C from '../maps/codecs.js';
+import { CONN_STATE, FAMILY } from '../maps/abi.js';
 import { familyOf } from './addr.js';
-import { countConns, readTimeouts } from './conn-count.js';
+import { countConns, readStateTimeouts, readTimeouts } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
-import { findService, realGens, type Model } from './model.js';
+import { realRateKey, svcRateKey, type RateEstimator } from './estimator.js';
+import { findService, realGens, serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
 
 // What xvsadm -L, xvs status and --timeout show: the committed model with
 // the dataplane's live counts and statistics. Read-only.
@@ -20,10 +21,11 @@ export function countersView(dp: Dataplane): Record<string, number> {
   return out;
 }
 
-export function listView(dp: Dataplane, m: Model, k?: ServiceKey): ListResult {
+export function listView(dp: Dataplane, m: Model, k?: ServiceKey, rates?: RateEstimator): ListResult {
   const targets = k ? [findService(m, k)] : [...m.services.values()].sort((a, b) => a.id - b.id);
   const timeouts = readTimeouts(dp);
   const counts = countConns(dp, realGens(m)).reals;
+  const templates = persistCounts(dp, m);
   const services: ServiceView[] = targets.map((s) => ({
     proto: s.proto,
     addr: s.addr,
@@ -32,6 +34,7 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey): ListResult {
     // In the protocol's form: dotted for IPv4, the prefix length for IPv6.
     ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     stats: statsView(dp.svcStats.sum(s.id)),
+    ...(rates ? { rates: rates.rates(svcRateKey(s.id, serviceName(s))) } : {}),
     reals: s.reals.map((r): RealView => ({
       addr: r.addr,
       port: r.port,
@@ -41,7 +44,9 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey): ListResult {
       lthreshold: r.lthreshold,
       activeConns: counts.get(r.id)?.active ?? 0,
       inactConns: counts.get(r.id)?.inactive ?? 0,
+      persistConns: templates.get(r.id) ?? 0,
       stats: statsView(dp.realStats.sum(r.id)),
+      ...(rates ? { rates: rates.rates(realRateKey(r.id, r.gen)) } : {}),
     })),
   }));
   return { connTableSize: dp.connTableSize, services, counters: countersView(dp), timeouts };
@@ -82,4 +87,105 @@ function statsView(s: C.Stats | null): StatsView {
 
 function netmaskString(n: number): string {
   return [24, 16, 8, 0].map((s) => (n >>> s) & 0xff).join('.');
+}
+
+/** Every live service's and real server's statistics, by estimator key. */
+export function* statsByRateKey(dp: Dataplane, m: Model): Generator<[string, StatsView]> {
+  for (const s of m.services.values()) {
+    yield [svcRateKey(s.id, serviceName(s)), statsView(dp.svcStats.sum(s.id))];
+    for (const r of s.reals) yield [realRateKey(r.id, r.gen), statsView(dp.realStats.sum(r.id))];
+  }
+}
+
+interface Owner { svc: ServiceModel; real: RealModel }
+
+function owners(m: Model): { reals: Map<number, Owner>; services: Map<number, ServiceModel> } {
+  const reals = new Map<number, Owner>();
+  const services = new Map<number, ServiceModel>();
+  for (const svc of m.services.values()) {
+    services.set(svc.id, svc);
+    for (const real of svc.reals) reals.set(real.id, { svc, real });
+  }
+  return { reals, services };
+}
+
+/** Live persistence templates per real id (IPVS's persistconns). */
+function persistCounts(dp: Dataplane, m: Model): Map<number, number> {
+  const out = new Map<number, number>();
+  const { reals } = owners(m);
+  const now = dp.jiffies();
+  const { values } = dp.persist.raw.lookupBatch(4096);
+  for (const vb of values) {
+    const t = C.persist.decode(vb);
+    const o = reals.get(t.real_id);
+    if (!o || o.real.gen !== t.real_gen || o.svc.persistent === undefined) continue;
+    if (now - t.last_seen > o.svc.persistent * dp.hz) continue;
+    out.set(t.real_id, (out.get(t.real_id) ?? 0) + 1);
+  }
+  return out;
+}
+
+// IPVS's state names (tcp_state_name_table, and "UDP" for UDP): the abi's names in capitals.
+const STATE_NAMES = new Map<number, string>(Object.entries(CONN_STATE).filter(([n]) => n !== 'max').map(([n, v]) => [v, n.toUpperCase()]));
+
+/**
+ * ipvsadm -L -c: what /proc/net/ip_vs_conn would hold. Every live entry of
+ * both connection tables, then every live persistence template (IPVS lists
+ * them as connections in state NONE from client port 0). Entries whose real
+ * server is gone or whose time is up are left out, as IPVS has expired them.
+ */
+export function connectionsView(dp: Dataplane, m: Model): ConnView[] {
+  const { reals, services } = owners(m);
+  const t = readStateTimeouts(dp);
+  const now = dp.jiffies();
+  const hz = dp.hz || 1;
+  const out: ConnView[] = [];
+  for (const table of [dp.conns, dp.synConns]) {
+    const { keys, values } = table.raw.lookupBatch(4096);
+    values.forEach((vb, i) => {
+      const c = C.conn.decode(vb);
+      const o = reals.get(c.real_id);
+      if (!o || o.real.gen !== c.real_gen) return;
+      const left = (t[c.state] ?? 0) * hz - (now - c.last_seen);
+      if (left < 0) return;
+      const key = C.connKey.decode(keys[i]!);
+      out.push({
+        proto: key.proto === 17 ? 'udp' : 'tcp', expires: Math.floor(left / hz), state: STATE_NAMES.get(c.state) ?? 'NONE',
+        caddr: key.saddr, cport: key.sport, vaddr: key.daddr, vport: key.dport, daddr: o.real.addr, dport: o.real.port,
+      });
+    });
+  }
+  const { keys, values } = dp.persist.raw.lookupBatch(4096);
+  values.forEach((vb, i) => {
+    const p = C.persist.decode(vb);
+    const o = reals.get(p.real_id);
+    const k = C.persistKey.decode(keys[i]!);
+    const svc = services.get(k.svc_id);
+    if (!o || !svc || o.real.gen !== p.real_gen || svc.persistent === undefined) return;
+    const left = svc.persistent * hz - (now - p.last_seen);
+    if (left < 0) return;
+    out.push({
+      proto: svc.proto, expires: Math.floor(left / hz), state: 'NONE',
+      caddr: k.caddr, cport: 0, vaddr: svc.addr, vport: svc.port, daddr: o.real.addr, dport: o.real.port,
+    });
+  });
+  return out;
+}
+
+/** The configuration alone (no counters, no connection census): what xvsd saves on every change. */
+export function configView(dp: Dataplane, m: Model): ListResult {
+  const zero = { ...ZERO_STATS };
+  const services: ServiceView[] = [...m.services.values()].sort((a, b) => a.id - b.id).map((s) => ({
+    proto: s.proto,
+    addr: s.addr,
+    port: s.port,
+    scheduler: s.scheduler,
+    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
+    stats: zero,
+    reals: s.reals.map((r): RealView => ({
+      addr: r.addr, port: r.port, fwd: r.fwd, weight: r.weight, uthreshold: r.uthreshold, lthreshold: r.lthreshold,
+      activeConns: 0, inactConns: 0, stats: zero,
+    })),
+  }));
+  return { connTableSize: dp.connTableSize, services, counters: {}, timeouts: readTimeouts(dp) };
 }

@@ -1,0 +1,118 @@
+import { isIPv4 } from 'node:net';
+import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ListResult, type RealView, type ServiceView, type Timeouts } from '../control/protocol.js';
+import { XvsError } from '../errors.js';
+import { commandToRequest, parseIpvsadm, type Mutation, type RequestCommand } from './ipvsadm-args.js';
+import { hostPort, sortedReals, sortedServices } from './list-format.js';
+import type { Names } from './names.js';
+
+// ipvsadm -S (print_service_entry with FMT_RULE) and -R (restore_table with
+// config_stream_read): the save format is ipvsadm's rule lines, which -R
+// reads back one command line per line.
+
+const FWD_SWITCH = { dr: '-g', tun: '-i', nat: '-m', fullnat: '-m' } as const;
+
+function ruleService(svc: ServiceView, names?: Names): string {
+  return `-${svc.proto === 'tcp' ? 't' : 'u'} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
+}
+
+/** "-A -t VIP:PORT -s SCHED [-p T [-M MASK]]" */
+function serviceRule(svc: ServiceView, names?: Names): string {
+  let line = `-A ${ruleService(svc, names)} -s ${svc.scheduler}`;
+  if (svc.persistent !== undefined) {
+    line += ` -p ${svc.persistent}`;
+    // A dotted mask for IPv4 (" -M %s"), the prefix length for IPv6 (" -M %i"), each only when not the whole address.
+    const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
+    if (svc.netmask !== undefined && svc.netmask !== whole) line += ` -M ${svc.netmask}`;
+  }
+  return line;
+}
+
+/**
+ * "-a -t VIP:PORT -r RIP:PORT -g -w W", and " --tun-type ipip" for a tunnel
+ * as ipvsadm 1.31 writes it. ipvsadm saves no thresholds; xvs appends
+ * "-x U -y L" when either is set (both options of ipvsadm's -a), so that a
+ * restore loses nothing, and a rule without thresholds stays ipvsadm's line.
+ */
+function realRule(svc: ServiceView, r: RealView, names?: Names): string {
+  let line = `-a ${ruleService(svc, names)} -r ${hostPort(r.addr, r.port || svc.port, svc.proto, names)} ${FWD_SWITCH[r.fwd]} -w ${r.weight}`;
+  if (r.fwd === 'tun') line += ' --tun-type ipip';
+  if (r.uthreshold !== 0 || r.lthreshold !== 0) line += ` -x ${r.uthreshold} -y ${r.lthreshold}`;
+  return line;
+}
+
+/** `ipvsadm -S [-n]`: sorted as the listing is. */
+export function formatSave(res: ListResult, names?: Names): string {
+  const lines: string[] = [];
+  for (const svc of sortedServices(res)) {
+    lines.push(serviceRule(svc, names));
+    for (const r of sortedReals(svc)) lines.push(realRule(svc, r, names));
+  }
+  return lines.map((l) => `${l}\n`).join('');
+}
+
+/** The daemon's configuration file: the -S -n rules and, last, the timeouts as a --set line. */
+export function formatConfig(res: ListResult, timeouts: Timeouts): string {
+  return `# xvsd configuration (ipvsadm -S -n format; xvsadm -R reads it)\n${formatSave(res)}--set ${timeouts.tcp} ${timeouts.tcpfin} ${timeouts.udp}\n`;
+}
+
+/** One command line of -R's input. */
+export interface RestoreLine {
+  line: number;
+  argv: string[];
+}
+
+/**
+ * config_stream_read: words split on blanks, the word "ipvsadm" dropped
+ * wherever it stands, blank lines skipped; and, as ipvsadm-restore users
+ * expect, '#' starts a comment to the end of the line.
+ */
+export function splitRestore(text: string): RestoreLine[] {
+  const out: RestoreLine[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const hash = raw.search(/(^|[ \t\r])#/);
+    const body = hash < 0 ? raw : raw.slice(0, hash);
+    const argv = body.split(/[ \t\r]+/).filter((w) => w !== '' && w !== 'ipvsadm');
+    if (argv.length > 0) out.push({ line: i + 1, argv });
+  });
+  return out;
+}
+
+const BATCH_OPS = new Set(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts']);
+
+export interface ParsedRestore {
+  requests: Mutation[];
+  /** The input line of each request. */
+  lines: number[];
+  warnings: string[];
+}
+
+/** Every line of -R's input as a request, or the first bad line's error, naming it. */
+export function parseRestore(text: string, names?: Names): ParsedRestore {
+  const requests: Mutation[] = [];
+  const lines: number[] = [];
+  const warnings: string[] = [];
+  for (const { line, argv } of splitRestore(text)) {
+    try {
+      const cmd = parseIpvsadm(argv, { readingStdin: true, ...(names ? { names } : {}) });
+      if (!BATCH_OPS.has(cmd.op)) {
+        throw new XvsError('UNSUPPORTED', `${argv[0]} in a restore is not supported: only commands that change the table are`);
+      }
+      const rc = cmd as RequestCommand;
+      if ('warnings' in rc && rc.warnings) warnings.push(...rc.warnings.map((w) => `line ${line}: ${w}`));
+      requests.push(commandToRequest(rc) as Mutation);
+      lines.push(line);
+    } catch (e) {
+      throw atLine(e, line);
+    }
+  }
+  return { requests, lines, warnings };
+}
+
+/** The same error, its message naming the input line. */
+export function atLine(e: unknown, line: number): XvsError {
+  if (!(e instanceof XvsError)) return new XvsError('SYSTEM', `line ${line}: ${e instanceof Error ? e.message : String(e)}`);
+  const opts: { hint?: string; detail?: string } = {};
+  if (e.hint !== undefined) opts.hint = e.hint;
+  if (e.detail !== undefined) opts.detail = e.detail;
+  return Object.assign(new XvsError(e.code, `line ${line}: ${e.message}`, opts), { line });
+}
