@@ -100,7 +100,7 @@ describe('director: a batch is one transaction', { skip }, () => {
       [[{ op: 'clear' }, { op: 'add-real', key: tcp(80), real: real('192.0.2.11') }], 'NO_SERVICE', /^request 2: /],
       [[{ op: 'del-real', key: tcp(80), real: { addr: '192.0.2.11', port: 0 } }, { op: 'del-real', key: tcp(80), real: { addr: '192.0.2.11', port: 0 } }], 'NO_REAL', /^request 2: /],
       [[{ op: 'set-timeouts', timeouts: { tcp: 1, tcpfin: 1, udp: 1 } }, { op: 'zero' }, { op: 'add-real', key: tcp(443), real: real('192.0.2.14') }], 'REAL_EXISTS', /^request 3: /],
-      [[{ op: 'add-real', key: tcp(80), real: { ...real('192.0.2.15'), fwd: 'fullnat' } }], 'UNSUPPORTED', /^request 1: /],
+      [[{ op: 'add-real', key: tcp(80), real: { ...real('2001:db8::15'), fwd: 'nat' } }], 'BAD_ADDRESS', /^request 1: /],
     ];
     for (const [reqs, code, msg] of cases) {
       await assert.rejects(director.batch(reqs), (e: unknown) => e instanceof XvsError && e.code === code && msg.test(e.message), JSON.stringify(reqs));
