@@ -23,6 +23,10 @@ export const COUNTERS = {
   nat_reply: 19,
   nat_pass: 20,
   ttl_exceeded: 21,
+  // ICMP errors about NAT flows (bpf/dataplane/icmperr.h), numbered from the top.
+  icmp_xlat: 28,
+  icmp_malformed: 29,
+  icmp_drop: 30,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;
