@@ -11,11 +11,12 @@ import { fail } from './common.js';
 // `xvs`: everything that is not the director (xvsd) or ipvsadm (xvsadm).
 // Handlers return lines; only main() prints.
 
-interface RsFlags { vip: string; mode: 'dr' | 'tun'; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic' }
+interface RsFlags { vip: string; mode: 'dr' | 'tun' | 'nat'; director?: string; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic' }
 
 function rsOptions(o: RsFlags): RealServerOptions {
   return {
     vip: o.vip, mode: o.mode, xdpMode: o.xdpMode,
+    ...(o.director ? { director: o.director } : {}),
     ...(o.interface ? { interface: o.interface } : {}),
     ...(o.pinDir === undefined ? {} : { pinDir: o.pinDir }),
     ...(o.stateDir === undefined ? {} : { stateDir: o.stateDir }),
@@ -27,10 +28,12 @@ const perNetns = (root: string): string => `default: ${root}/netns-INODE, INODE 
 function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
   return new Command(name)
     .description(name === 'setup'
-      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter)'
-      : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls')
+      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (DR/TUN: VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter; '
+        + 'NAT: the default route via --director, ICMP redirects refused, nothing on lo)'
+      : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls (and, for NAT, the previous default route)')
     .requiredOption('--vip <ip>', 'virtual IP address, IPv4 or IPv6')
-    .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun']).makeOptionMandatory())
+    .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun', 'nat']).makeOptionMandatory())
+    .option('--director <ip>', 'NAT: the director\'s address on the real servers\' side, which becomes the default gateway')
     .option('--interface <if>', 'interface facing the director (default: the route to the VIP)')
     .option('--pin-dir <dir>', `bpffs directory for the decap helper's VIP map (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)
     .option('--state-dir <dir>', `where what setup changed is recorded for teardown (${perNetns(REALSERVER_DEFAULTS.stateRoot)})`)
@@ -42,7 +45,7 @@ function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
 
 export function buildProgram(out: string[]): Command {
   const program = new Command('xvs').description('xvs tools: real-server set-up, the lab demo, dataplane clean-up').exitOverride();
-  const rs = new Command('realserver').description('real-server set-up for DR and TUN');
+  const rs = new Command('realserver').description('real-server set-up for DR, TUN and NAT');
   rs.addCommand(realserverCommand('setup', out).exitOverride());
   rs.addCommand(realserverCommand('teardown', out).exitOverride());
   program.addCommand(rs.exitOverride());

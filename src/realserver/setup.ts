@@ -1,4 +1,4 @@
-// What a Linux real server needs for LVS-DR and LVS-TUN: the VIP on lo so the
+// What a Linux real server needs for LVS-DR and LVS-TUN (LVS-NAT: nat.ts): the VIP on lo so the
 // kernel accepts packets addressed to it, ARP settings so the host never
 // answers or announces an IPv4 VIP (the director owns it on the wire), and
 // for TUN the xdp_decap program, which replaces the tunnel modules (IPIP,
@@ -28,13 +28,16 @@ import { addr16ToIp, ipToAddr16 } from '../maps/codec.js';
 import { mapFromId, type RawMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
 import { ensurePinDir } from '../sys/bpffs.js';
+import { directorInterface, natFamily, natRouteAlive, restoreRoutes, routeViaDirector, type NatFamily, type NatRoute } from './nat.js';
 import { netnsInode } from '../sys/netns.js';
 
 const log = logger('realserver');
 
 export interface RealServerOptions {
   vip: string;
-  mode: 'dr' | 'tun';
+  mode: 'dr' | 'tun' | 'nat';
+  /** NAT: the director's address on the real servers' side, the default gateway to set. */
+  director?: string;
   interface?: string;
   /** Default: PIN_ROOT/netns-INODE. */
   pinDir?: string;
@@ -67,6 +70,8 @@ type XdpMode = NonNullable<RealServerOptions['xdpMode']>;
 interface VipState {
   mode: Mode;
   interface: string;
+  /** NAT: the gateway it needs. */
+  director?: string;
 }
 
 // Kernel ids, not pins, find the running decap: a pin lives as long as its
@@ -90,6 +95,8 @@ interface State {
   /** Sysctl values from before xvs touched them, keyed `DEV/NAME` (under net/ipv4/conf). */
   saved: Record<string, string>;
   decap: DecapState | null;
+  /** NAT: the default route set per family while a NAT VIP of it is set up (absent in files written before NAT). */
+  natRoutes?: Partial<Record<NatFamily, NatRoute>>;
 }
 
 type Undo = () => void | Promise<void>;
@@ -121,7 +128,14 @@ function canonicalVip(text: string): string {
 
 function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: XdpMode } {
   const vip = canonicalVip(String(o.vip ?? '').trim());
-  if (o.mode !== 'dr' && o.mode !== 'tun') throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr or tun`);
+  if (o.mode !== 'dr' && o.mode !== 'tun' && o.mode !== 'nat') throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr, tun or nat`);
+  if (o.director !== undefined) {
+    if (o.mode !== 'nat') throw new XvsError('BAD_ARGUMENT', '--director is for NAT real servers only');
+    if (!isIPv4(o.director) && !isIPv6(o.director)) throw new XvsError('BAD_ADDRESS', `director "${o.director}" is not an IPv4 or IPv6 address`);
+    if (natFamily(o.director) !== natFamily(vip)) {
+      throw new XvsError('BAD_ADDRESS', `director ${o.director} and VIP ${vip} are of different families; NAT keeps the family`);
+    }
+  }
   const xdpMode = o.xdpMode ?? REALSERVER_DEFAULTS.xdpMode;
   if (xdpMode !== 'native' && xdpMode !== 'generic') throw new XvsError('BAD_ARGUMENT', `xdp mode "${String(xdpMode)}": use native or generic`);
   if (o.interface !== undefined && !/^[^/\s]{1,15}$/.test(o.interface)) {
@@ -143,7 +157,8 @@ function stateLocation(o: RealServerOptions): StateLocation {
 }
 
 const emptyState = (): State => ({ version: STATE_VERSION, netns: netnsInode(), vips: {}, saved: {}, decap: null });
-const isEmpty = (s: State): boolean => Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap;
+const isEmpty = (s: State): boolean => Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap
+  && Object.keys(s.natRoutes ?? {}).length === 0;
 
 function readState(file: string): State {
   if (!existsSync(file)) return emptyState();
@@ -185,6 +200,7 @@ async function loadState(loc: StateLocation, lines: string[]): Promise<State> {
   if (isEmpty(s) || (s.decap && decapAttached(s.decap))) return s;
   const onLo = await loVips();
   if (Object.keys(s.vips).some((v) => onLo.has(v))) return s;
+  for (const n of Object.values(s.natRoutes ?? {})) if (await natRouteAlive(n)) return s;
   log.warn({ file: loc.file, vips: Object.keys(s.vips) }, 'state file describes a network namespace that is gone; ignoring it');
   lines.push(`ignored ${loc.file}: none of its VIPs is on lo, it belongs to a network namespace that is gone`);
   rmSync(loc.file, { force: true });
@@ -234,14 +250,21 @@ function checkInterface(name: string): number {
   throw new XvsError('NO_INTERFACE', `interface ${name} does not exist`);
 }
 
-const sysctlPath = (key: string): string => `/proc/sys/net/ipv4/conf/${key}`;
-const sysctlName = (key: string): string => `net.ipv4.conf.${key.replace('/', '.')}`;
+// IPv4 keys are DEV/NAME; an IPv6 one (NAT's accept_redirects) is ipv6:DEV/NAME.
+const sysctlAt = (key: string): [string, string] => (key.startsWith('ipv6:') ? ['ipv6', key.slice(5)] : ['ipv4', key]);
+const sysctlPath = (key: string): string => `/proc/sys/net/${sysctlAt(key)[0]}/conf/${sysctlAt(key)[1]}`;
+const sysctlName = (key: string): string => `net.${sysctlAt(key)[0]}.conf.${sysctlAt(key)[1].replace('/', '.')}`;
 
 // Per device: the kernel uses max(all, dev) for arp_ignore, arp_announce and
 // rp_filter. IPv4 VIPs only: IPv6 has no ARP, and no rp_filter sysctl.
 function wantedSysctls(vips: Record<string, VipState>): Map<string, string> {
   const want = new Map<string, string>();
   for (const [vip, v] of Object.entries(vips)) {
+    if (v.mode === 'nat') {
+      // A host takes redirects when all or the interface says so (IPv4); IPv6 per interface.
+      for (const dev of v6(vip) ? [v.interface] : ['all', v.interface]) want.set(`${v6(vip) ? 'ipv6:' : ''}${dev}/accept_redirects`, '0');
+      continue;
+    }
     if (v6(vip)) continue;
     for (const dev of ['all', 'lo', v.interface]) {
       want.set(`${dev}/arp_ignore`, '1');
@@ -485,6 +508,26 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
   s.decap = null;
 }
 
+/** Sets the default route via the director for each family a NAT VIP needs, and puts back those no longer needed. */
+async function syncNatRoutes(s: State, ctx: Ctx): Promise<void> {
+  const routes = s.natRoutes ?? {};
+  for (const f of ['inet', 'inet6'] as const) {
+    const want = Object.values(s.vips).find((v) => v.mode === 'nat' && v.director && natFamily(v.director) === f);
+    const have = routes[f];
+    if (want?.director && have && (have.director !== want.director || have.interface !== want.interface)) {
+      throw new XvsError('BAD_ARGUMENT', `the ${f === 'inet6' ? 'IPv6' : 'IPv4'} default route is already via ${have.director} for another VIP`,
+        { hint: 'one host has one default gateway per family: every NAT VIP of it names the same director' });
+    }
+    if (want?.director && !have) routes[f] = await routeViaDirector(want.director, want.interface, ctx);
+    if (!want && have) {
+      await restoreRoutes(have, ctx);
+      delete routes[f];
+    }
+  }
+  if (Object.keys(routes).length) s.natRoutes = routes;
+  else delete s.natRoutes;
+}
+
 export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const { vip, mode, xdpMode } = validate(o);
   const loc = stateLocation(o);
@@ -492,17 +535,26 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const s = await loadState(loc, ctx.lines);
   const changes = ctx.lines.length;
   const prev = s.vips[vip];
-  const iface = o.interface ?? prev?.interface ?? (await routeDevice(vip));
-  if (prev && (prev.mode !== mode || prev.interface !== iface)) {
+  if (mode === 'nat' && o.director === undefined) {
+    throw new XvsError('BAD_ARGUMENT', 'NAT needs --director: the director\'s address on the real servers\' side');
+  }
+  const director = mode === 'nat' && o.director ? canonicalVip(o.director) : undefined;
+  const iface = o.interface ?? prev?.interface ?? (director ? await directorInterface(director) : await routeDevice(vip));
+  if (prev && (prev.mode !== mode || prev.interface !== iface || prev.director !== director)) {
     throw new XvsError('BAD_ARGUMENT', `${vip} is set up as ${prev.mode} on ${prev.interface}; tear it down first`);
   }
   checkInterface(iface);
 
   try {
-    s.vips[vip] = { mode, interface: iface };
+    s.vips[vip] = { mode, interface: iface, ...(director ? { director } : {}) };
     syncSysctls(s, ctx);
-    await addLoVip(vip, ctx);
-    if (v6(vip)) await checkLinkLocal(iface, ctx);
+    if (mode === 'nat') {
+      await syncNatRoutes(s, ctx);
+      if (await loAddress(vip)) ctx.lines.push(`warning: ${vip} is on lo; a NAT real server needs nothing there`);
+    } else {
+      await addLoVip(vip, ctx);
+      if (v6(vip)) await checkLinkLocal(iface, ctx);
+    }
     if (mode === 'tun') await syncDecap(s, iface, o.pinDir ?? netnsDir(REALSERVER_DEFAULTS.pinRoot), xdpMode, ctx);
     saveState(loc, s);
   } catch (e) {
@@ -542,7 +594,8 @@ export async function teardownRealServer(o: RealServerOptions): Promise<string[]
     if (entry.mode !== mode) ctx.lines.push(`${vip} was set up as ${entry.mode}; undoing that`);
     delete s.vips[vip];
     if (entry.mode === 'tun') await step(() => removeDecap(s, vip, ctx));
-    await step(() => removeLoVip(vip, ctx));
+    if (entry.mode === 'nat') await step(() => syncNatRoutes(s, ctx));
+    else await step(() => removeLoVip(vip, ctx));
     await step(() => syncSysctls(s, ctx));
     saveState(loc, s);
   }
