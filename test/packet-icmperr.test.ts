@@ -260,4 +260,53 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     }
     assert.ok(forwarded > 0 && passed > 0, `some forwarded (${forwarded}) and some passed (${passed})`);
   });
+
+  test('mutated ICMPv6 errors about a flow: never aborted; forwarded ones changed only what the translation changes', () => {
+    const s = { sport: 46001, flags: F.TCP.ACK, payload: Buffer.alloc(40, 0x66), v6: true };
+    open({ sport: 46001, v6: true });
+    const base = F.icmpError({ l2: fromServerSide, src: SRV_ROUTER6, dst: ADDR.client6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(dnatted(s)) });
+    const translated = F.icmpError({ l2: toClient, src: SRV_ROUTER6, dst: ADDR.client6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(inbound(s)), ttl: 63 });
+    expectRun(base, XdpAction.TX, translated, 'the unmutated error');
+    let seed = 6060;
+    const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 16; };
+    const L3 = 14;
+    const IC = L3 + 40;
+    const IN = IC + 8;
+    // The ICMPv6 checksum's error (over its pseudo-header), and the quoted TCP checksum's when the quote is whole.
+    const off = (f: Buffer) => {
+      const len = f.readUInt16BE(L3 + 4);
+      const x = F.inetChecksum(F.pseudoHeader(F.addrText(f.subarray(L3 + 8, L3 + 24)), F.addrText(f.subarray(L3 + 24, L3 + 40)), 58, len), f.subarray(IC, IC + len));
+      const inLen = f.readUInt16BE(IN + 4);
+      const whole = f[IN + 6] === 6 && IN + 40 + inLen === IC + len;
+      const y = whole ? F.inetChecksum(F.pseudoHeader(F.addrText(f.subarray(IN + 8, IN + 24)), F.addrText(f.subarray(IN + 24, IN + 40)), 6, inLen), f.subarray(IN + 40, IN + 40 + inLen)) : null;
+      return [x, y].map((v) => (v === 0xffff ? 0 : v));
+    };
+    let forwarded = 0;
+    let passed = 0;
+    for (let i = 0; i < 3000; i++) {
+      const f = Buffer.from(base);
+      for (let j = 1 + (rnd() % 3); j > 0; j--) f[14 + (rnd() % (f.length - 14))] = rnd() & 0xff;
+      const input = rnd() % 4 === 0 ? Buffer.from(f.subarray(0, 14 + (rnd() % (f.length - 14)))) : f;
+      const r = t.run(Buffer.from(input));
+      assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX] as number[]).includes(r.retval), `verdict ${r.retval}`);
+      if (r.retval === XdpAction.PASS) {
+        passed++;
+        assert.equal(hex(r.data), hex(input), 'passed untouched');
+        continue;
+      }
+      if (r.retval !== XdpAction.TX || r.data[L3 + 6] !== 58) continue;
+      forwarded++;
+      assert.deepEqual(off(r.data), off(input), 'checksums off by what they were');
+      const want = Buffer.from(input);
+      F.withMacs(want, ADDR.routerMac, ADDR.dirMac).copy(want, 0, 0, 12);
+      want[L3 + 7] = input[L3 + 7]! - 1;
+      F.ip6(ADDR.vip6).copy(want, IN + 24);
+      want.writeUInt16BE(80, IN + 40 + 2);
+      if (hex(input.subarray(L3 + 8, L3 + 24)) === hex(F.ip6(ADDR.rs6))) F.ip6(ADDR.vip6).copy(want, L3 + 8);
+      const end = L3 + 40 + input.readUInt16BE(L3 + 4);
+      for (const at of [IC + 2, ...(IN + 40 + 18 <= end ? [IN + 40 + 16] : [])]) r.data.copy(want, at, at, at + 2);
+      assert.equal(hex(r.data), hex(want), 'only the translation\'s changes');
+    }
+    assert.ok(forwarded > 0 && passed > 0, `some forwarded (${forwarded}) and some passed (${passed})`);
+  });
 });
