@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The director: a chain of stages, each returning a verdict or XVS_CONTINUE
- * and counting where it decides: parse (parse.h), NAT replies (nat.h), flow
+ * and counting where it decides: parse (parse.h), ICMP errors about NAT flows
+ * (icmperr.h), NAT replies (nat.h), flow
  * (flow.h: connection tables, service, scheduler), forward by the real
  * server's method (one header per method).
  */
@@ -10,6 +11,38 @@
 #include "dataplane/dr.h"
 #include "dataplane/tun.h"
 #include "dataplane/nat.h"
+#include "dataplane/icmperr.h"
+
+/* ICMP errors, parsed again from the frame (the same answer: a tail call
+ * carries no state), then translated when they are about a NAT flow. */
+SEC("xdp")
+int xvs_icmperr(struct xdp_md *ctx)
+{
+	struct xvs_pkt p = {};
+	struct xvs_config *cfg;
+	__u32 zero = 0;
+	int rc;
+
+	rc = xvs_parse(ctx, &p);
+	if (rc != XVS_CONTINUE)
+		return rc;
+	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	rc = xvs_icmp_err(ctx, &p, cfg);
+	return rc == XVS_CONTINUE ? xvs_unparsed(XVS_CNT_PASS_NO_SVC) : rc;
+}
+
+/* Stages that run as programs of their own, filled by libbpf at load. */
+enum { XVS_STAGE_ICMPERR = 0 };
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32)); /* sizes, not BTF types: the kernel takes none for a program array */
+	__array(values, int(struct xdp_md *));
+} xvs_stage_progs SEC(".maps") = {
+	.values = { [XVS_STAGE_ICMPERR] = (void *)&xvs_icmperr },
+};
 
 SEC("xdp")
 int xvs_xdp(struct xdp_md *ctx)
@@ -32,6 +65,11 @@ int xvs_xdp(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	if (!cfg)
 		return XDP_PASS;
+	if (xvs_parsed_icmp(p)) {
+		bpf_tail_call(ctx, &xvs_stage_progs, XVS_STAGE_ICMPERR);
+		xvs_count(XVS_CNT_ERROR); /* no such program: the kernel has it, untouched */
+		return XDP_PASS;
+	}
 	if (cfg->flags & XVS_CFG_F_TWO_WAY) {
 		rc = xvs_nat_reply(ctx, p);
 		if (rc != XVS_CONTINUE)

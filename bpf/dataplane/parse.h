@@ -21,6 +21,7 @@ enum {
 	XVS_NEXTHDR_ROUTING = 43,
 	XVS_NEXTHDR_FRAGMENT = 44,
 	XVS_NEXTHDR_DEST = 60,
+	XVS_NEXTHDR_ICMPV6 = 58,
 };
 
 static __always_inline int xvs_unparsed(enum xvs_counter why)
@@ -107,6 +108,14 @@ static __always_inline int xvs_parse_ipv6(void *data, void *data_end, struct xvs
 	return XVS_CONTINUE;
 }
 
+/* ICMP and ICMPv6 go on without ports: an error may be about a translated
+ * flow, which icmperr.h decides (and counts what it passes). */
+static __always_inline int xvs_parsed_icmp(const struct xvs_pkt *p)
+{
+	return (p->family == XVS_AF_INET && p->proto == IPPROTO_ICMP) ||
+	       (p->family == XVS_AF_INET6 && p->proto == XVS_NEXTHDR_ICMPV6);
+}
+
 static __always_inline int xvs_parse_l4(void *data, void *data_end, struct xvs_pkt *p)
 {
 	__u32 off = p->l4_off, end = p->l3_off + p->ip_len;
@@ -135,6 +144,8 @@ static __always_inline int xvs_parse_l4(void *data, void *data_end, struct xvs_p
 		p->dport = uh->dest;
 		return XVS_CONTINUE;
 	}
+	if (xvs_parsed_icmp(p))
+		return XVS_CONTINUE;
 	return xvs_unparsed(XVS_CNT_PASS_NO_SVC);
 }
 

@@ -286,11 +286,14 @@ enum xvs_counter : __u32 {
 	XVS_CNT_REDIRECT_UNMAPPED = 18, /* of those redirected, to an interface not in xvs_tx_ports: plain bpf_redirect */
 	XVS_CNT_NAT_REPLY = 19, /* a NAT/FULLNAT reply translated back to the service */
 	XVS_CNT_NAT_PASS = 20, /* a NAT/FULLNAT packet the rewrite refused (IPv6 extension headers, UDP/IPv6 without checksum): kernel */
-	XVS_CNT_TTL_EXCEEDED = 21, /* a reply whose TTL ran out at the director: dropped */
+	XVS_CNT_TTL_EXCEEDED = 21, /* a reply (or an ICMP error about a flow) whose TTL ran out at the director: dropped */
 	XVS_CNT_FNAT_NO_LADDR = 22, /* a new FULLNAT flow of a service without a local address: dropped */
 	XVS_CNT_FNAT_NO_PORT = 23, /* a new FULLNAT flow found no free local port: dropped */
 	XVS_CNT_TOA_ADDED = 24, /* the client's address inserted (TCP option 254) */
 	XVS_CNT_TOA_NO_ROOM = 25, /* no room for it in the TCP options: forwarded without */
+	XVS_CNT_ICMP_XLAT = 26, /* an ICMP/ICMPv6 error about a NAT flow, translated and sent on */
+	XVS_CNT_ICMP_MALFORMED = 27, /* an ICMP/ICMPv6 error cut short or inconsistent: kernel, untouched */
+	XVS_CNT_ICMP_DROP = 28, /* an ICMP/ICMPv6 error about a NAT flow that could not be translated: dropped */
 	XVS_CNT_MAX = 32,
 };
 

@@ -13,13 +13,14 @@ import { toaCommand } from './toa.js';
 // Handlers return lines; only main() prints.
 
 interface RsFlags {
-  vip: string; mode: RealServerOptions['mode']; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic';
+  vip: string; mode: RealServerOptions['mode']; director?: string; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic';
   cgroup?: string; toaTableSize?: number;
 }
 
 function rsOptions(o: RsFlags): RealServerOptions {
   return {
     vip: o.vip, mode: o.mode, xdpMode: o.xdpMode,
+    ...(o.director ? { director: o.director } : {}),
     ...(o.interface ? { interface: o.interface } : {}),
     ...(o.cgroup === undefined ? {} : { cgroup: o.cgroup }),
     ...(o.toaTableSize === undefined ? {} : { toaTableSize: o.toaTableSize }),
@@ -33,11 +34,13 @@ const perNetns = (root: string): string => `default: ${root}/netns-INODE, INODE 
 function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
   return new Command(name)
     .description(name === 'setup'
-      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (DR, TUN: VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter; FULLNAT: the TOA reader on a cgroup)'
-      : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls')
+      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (DR, TUN: VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter; '
+        + 'NAT: the default route via --director, ICMP redirects refused, nothing on lo; FULLNAT: the TOA reader on a cgroup)'
+      : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls (and, for NAT, the previous default route)')
     .requiredOption('--vip <ip>', 'virtual IP address, IPv4 or IPv6')
-    .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun', 'fullnat']).makeOptionMandatory())
-    .option('--interface <if>', 'DR, TUN: interface facing the director (default: the route to the VIP)')
+    .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun', 'nat', 'fullnat']).makeOptionMandatory())
+    .option('--director <ip>', 'NAT: the director\'s address on the real servers\' side, which becomes the default gateway')
+    .option('--interface <if>', 'DR, TUN, NAT: interface facing the director (default: the route to the VIP, or to the director for NAT)')
     .option('--cgroup <path>', 'FULLNAT: the cgroup whose connections the TOA reader sees, as /proc/PID/cgroup names it (default: /, every process)')
     .option('--toa-table-size <n>', 'FULLNAT: connections the TOA reader holds at once (default 65536)', positiveInt)
     .option('--pin-dir <dir>', `bpffs directory for the decap helper's and the TOA reader's maps (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)
@@ -50,7 +53,7 @@ function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
 
 export function buildProgram(out: string[]): Command {
   const program = new Command('xvs').description('xvs tools: real-server set-up, FULLNAT client addresses, the lab demo, dataplane clean-up').exitOverride();
-  const rs = new Command('realserver').description('real-server set-up for DR, TUN and FULLNAT');
+  const rs = new Command('realserver').description('real-server set-up for DR, TUN, NAT and FULLNAT');
   rs.addCommand(realserverCommand('setup', out).exitOverride());
   rs.addCommand(realserverCommand('teardown', out).exitOverride());
   program.addCommand(rs.exitOverride());

@@ -2,7 +2,9 @@
 // client can tell where the director sent it.
 //   node dist/src/lab/httpd.js --name rs1 [--port 80] [--host 0.0.0.0] [--hold-ms N]
 // --hold-ms delays each answer, to keep connections open while a test looks
-// at the director's flow table.
+// at the director's flow table. GET /bytes/N answers N bytes (at most
+// 16 MiB) for downloads; every answer says how many request-body bytes
+// arrived (X-Received-Bytes), for uploads.
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -24,18 +26,22 @@ if (!name || !Number.isInteger(port) || port < 1 || port > 65535 || !Number.isFi
   process.exit(2);
 }
 
-const body = `${name}\n`;
+const MAX_BYTES = 16 << 20;
 const server = http.createServer((req, res) => {
+  const bytes = /^\/bytes\/(\d+)$/.exec(req.url ?? '');
+  const body = bytes && Number(bytes[1]) <= MAX_BYTES ? Buffer.alloc(Number(bytes[1]), 0x78) : Buffer.from(`${name}\n`);
+  let received = 0;
   const answer = (): void => {
     res.writeHead(200, {
       'Content-Type': 'text/plain',
-      'Content-Length': Buffer.byteLength(body),
+      'Content-Length': body.length,
       'X-Real-Server': name,
+      'X-Received-Bytes': String(received),
     });
     res.end(body);
   };
   // Drain the request first so keep-alive works for requests with a body.
-  req.resume();
+  req.on('data', (d: Buffer) => { received += d.length; });
   req.on('end', () => (holdMs > 0 ? setTimeout(answer, holdMs) : answer()));
 });
 // Long enough for a test to send several requests over one connection.

@@ -75,8 +75,10 @@ export async function startDirector(lab: Lab, opts: DirectorOptions = {}): Promi
   };
 }
 
-export async function realServerSetup(lab: Lab, host: LabHost, mode: 'dr' | 'tun', action: 'setup' | 'teardown' = 'setup'): Promise<string> {
-  return nsExec(host.ns, process.execPath, [bin('cli/xvs.js'), 'realserver', action, '--vip', lab.vip, '--mode', mode,
+export async function realServerSetup(lab: Lab, host: LabHost, mode: 'dr' | 'tun' | 'nat', action: 'setup' | 'teardown' = 'setup'): Promise<string> {
+  // NAT: the gateway is the director's address on the real servers' side.
+  const nat = mode === 'nat' && action === 'setup' ? ['--director', lab.directorServerSide.ip] : [];
+  return nsExec(host.ns, process.execPath, [bin('cli/xvs.js'), 'realserver', action, '--vip', lab.vip, '--mode', mode, ...nat,
     '--interface', host.ifname, '--pin-dir', path.join(lab.bpffs, host.name), '--state-dir', path.join(lab.dir, host.name)]);
 }
 
@@ -141,6 +143,16 @@ export async function captureReplySources<T>(lab: Lab, fn: () => Promise<T>): Pr
  * switch-side veth end that is what the host's interface put on the wire.
  */
 export async function captureSources<T>(ns: string, ifname: string, filter: string, fn: () => Promise<T>): Promise<{ result: T; macs: Map<string, number> }> {
+  const { result, text } = await capture(ns, ifname, filter, fn);
+  return { result, macs: countMacs(text) };
+}
+
+/**
+ * tcpdump's lines (-e -nn -q) for every frame matching filter that interface
+ * ifname in namespace ns received or sent while fn ran, every one of them
+ * read (see caughtUp).
+ */
+export async function capture<T>(ns: string, ifname: string, filter: string, fn: () => Promise<T>): Promise<{ result: T; text: string }> {
   const cap = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', ifname, '-e', '-nn', '-l', '-q', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   let stderr = '';
@@ -164,7 +176,7 @@ export async function captureSources<T>(ns: string, ifname: string, filter: stri
     // tcpdump's own count on exit: a frame the kernel dropped before tcpdump read it would be missing from the tally.
     const dropped = /(\d+) packets? dropped by kernel/.exec(stderr);
     if (dropped && Number(dropped[1]) > 0) throw new XvsError('SYSTEM', `tcpdump on ${ns}/${ifname}: ${dropped[1]} packets dropped by the kernel`);
-    return { result, macs: countMacs(text) };
+    return { result, text };
   } finally {
     if (cap.exitCode === null && cap.signalCode === null) cap.kill('SIGINT');
     await exited;

@@ -27,6 +27,9 @@ export const COUNTERS = {
   fnat_no_port: 23,
   toa_added: 24,
   toa_no_room: 25,
+  icmp_xlat: 26,
+  icmp_malformed: 27,
+  icmp_drop: 28,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;

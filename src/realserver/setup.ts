@@ -1,4 +1,4 @@
-// What a Linux real server needs for LVS-DR and LVS-TUN: the VIP on lo so the
+// What a Linux real server needs for LVS-DR and LVS-TUN (LVS-NAT: nat.ts): the VIP on lo so the
 // kernel accepts packets addressed to it, ARP settings so the host never
 // answers or announces an IPv4 VIP (the director owns it on the wire), and
 // for TUN the xdp_decap program, which replaces the tunnel modules (IPIP,
@@ -32,6 +32,7 @@ import { mapFromId, type RawMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
 import { ensurePinDir } from '../sys/bpffs.js';
 import { checkCgroupPath } from '../sys/cgroupfs.js';
+import { directorInterface, natFamily, natRouteAlive, restoreRoutes, routeViaDirector, type NatFamily, type NatRoute } from './nat.js';
 import { netnsInode } from '../sys/netns.js';
 import { attachToaReader, checkTableSize, currentCookie, detachToaReader, toaReaderAttached, type ToaReaderState } from './toa-reader.js';
 
@@ -39,7 +40,9 @@ const log = logger('realserver');
 
 export interface RealServerOptions {
   vip: string;
-  mode: 'dr' | 'tun' | 'fullnat';
+  mode: 'dr' | 'tun' | 'nat' | 'fullnat';
+  /** NAT: the director's address on the real servers' side, the default gateway to set. */
+  director?: string;
   interface?: string;
   /** FULLNAT: the cgroup (as /proc/PID/cgroup names it) whose connections the TOA reader sees; default "/". */
   cgroup?: string;
@@ -75,6 +78,8 @@ type XdpMode = NonNullable<RealServerOptions['xdpMode']>;
 
 type VipState =
   | { mode: 'dr' | 'tun'; interface: string }
+  /** NAT: the gateway it needs. */
+  | { mode: 'nat'; interface: string; director: string }
   | { mode: 'fullnat'; cgroup: string };
 
 // Kernel ids, not pins, find the running decap: a pin lives as long as its
@@ -100,6 +105,8 @@ interface State {
   saved: Record<string, string>;
   decap: DecapState | null;
   toa: ToaReaderState | null;
+  /** NAT: the default route set per family while a NAT VIP of it is set up. */
+  natRoutes?: Partial<Record<NatFamily, NatRoute>>;
 }
 
 type Undo = () => void | Promise<void>;
@@ -131,9 +138,18 @@ function canonicalVip(text: string): string {
 
 function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: XdpMode } {
   const vip = canonicalVip(String(o.vip ?? '').trim());
-  if (o.mode !== 'dr' && o.mode !== 'tun' && o.mode !== 'fullnat') throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr, tun or fullnat`);
+  if (o.mode !== 'dr' && o.mode !== 'tun' && o.mode !== 'nat' && o.mode !== 'fullnat') {
+    throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr, tun, nat or fullnat`);
+  }
   if (o.cgroup !== undefined) checkCgroupPath(o.cgroup);
   if (o.toaTableSize !== undefined) checkTableSize(o.toaTableSize);
+  if (o.director !== undefined) {
+    if (o.mode !== 'nat') throw new XvsError('BAD_ARGUMENT', '--director is for NAT real servers only');
+    if (!isIPv4(o.director) && !isIPv6(o.director)) throw new XvsError('BAD_ADDRESS', `director "${o.director}" is not an IPv4 or IPv6 address`);
+    if (natFamily(o.director) !== natFamily(vip)) {
+      throw new XvsError('BAD_ADDRESS', `director ${o.director} and VIP ${vip} are of different families; NAT keeps the family`);
+    }
+  }
   const xdpMode = o.xdpMode ?? REALSERVER_DEFAULTS.xdpMode;
   if (xdpMode !== 'native' && xdpMode !== 'generic') throw new XvsError('BAD_ARGUMENT', `xdp mode "${String(xdpMode)}": use native or generic`);
   if (o.interface !== undefined && !/^[^/\s]{1,15}$/.test(o.interface)) {
@@ -155,7 +171,8 @@ function stateLocation(o: { stateDir?: string | undefined }): StateLocation {
 }
 
 const emptyState = (): State => ({ version: STATE_VERSION, netns: netnsInode(), vips: {}, saved: {}, decap: null, toa: null });
-const isEmpty = (s: State): boolean => Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap && !s.toa;
+const isEmpty = (s: State): boolean => Object.keys(s.vips).length === 0 && Object.keys(s.saved).length === 0 && !s.decap && !s.toa
+  && Object.keys(s.natRoutes ?? {}).length === 0;
 
 function readState(file: string): State {
   if (!existsSync(file)) return emptyState();
@@ -205,6 +222,7 @@ async function loadState(loc: StateLocation, lines: string[]): Promise<State> {
     if (s.decap && decapAttached(s.decap)) return s;
     const onLo = await loVips();
     if (Object.keys(s.vips).some((v) => onLo.has(v))) return s;
+    for (const n of Object.values(s.natRoutes ?? {})) if (await natRouteAlive(n)) return s;
   }
   log.warn({ file: loc.file, vips: Object.keys(s.vips) }, 'state file describes a network namespace that is gone; ignoring it');
   lines.push(`ignored ${loc.file}: ${why}, it belongs to a network namespace that is gone`);
@@ -263,15 +281,23 @@ function checkInterface(name: string): number {
   throw new XvsError('NO_INTERFACE', `interface ${name} does not exist`);
 }
 
-const sysctlPath = (key: string): string => `/proc/sys/net/ipv4/conf/${key}`;
-const sysctlName = (key: string): string => `net.ipv4.conf.${key.replace('/', '.')}`;
+// IPv4 keys are DEV/NAME; an IPv6 one (NAT's accept_redirects) is ipv6:DEV/NAME.
+const sysctlAt = (key: string): [string, string] => (key.startsWith('ipv6:') ? ['ipv6', key.slice(5)] : ['ipv4', key]);
+const sysctlPath = (key: string): string => `/proc/sys/net/${sysctlAt(key)[0]}/conf/${sysctlAt(key)[1]}`;
+const sysctlName = (key: string): string => `net.${sysctlAt(key)[0]}.conf.${sysctlAt(key)[1].replace('/', '.')}`;
 
 // Per device: the kernel uses max(all, dev) for arp_ignore, arp_announce and
 // rp_filter. IPv4 VIPs only: IPv6 has no ARP, and no rp_filter sysctl.
 function wantedSysctls(vips: Record<string, VipState>): Map<string, string> {
   const want = new Map<string, string>();
   for (const [vip, v] of Object.entries(vips)) {
-    if (v.mode === 'fullnat' || v6(vip)) continue;
+    if (v.mode === 'fullnat') continue;
+    if (v.mode === 'nat') {
+      // A host takes redirects when all or the interface says so (IPv4); IPv6 per interface.
+      for (const dev of v6(vip) ? [v.interface] : ['all', v.interface]) want.set(`${v6(vip) ? 'ipv6:' : ''}${dev}/accept_redirects`, '0');
+      continue;
+    }
+    if (v6(vip)) continue;
     for (const dev of ['all', 'lo', v.interface]) {
       want.set(`${dev}/arp_ignore`, '1');
       want.set(`${dev}/arp_announce`, '2');
@@ -514,7 +540,10 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
   s.decap = null;
 }
 
-const describeVip = (v: VipState): string => (v.mode === 'fullnat' ? `fullnat, TOA reader on cgroup ${v.cgroup}` : `${v.mode} on ${v.interface}`);
+const describeVip = (v: VipState): string => {
+  if (v.mode === 'fullnat') return `fullnat, TOA reader on cgroup ${v.cgroup}`;
+  return v.mode === 'nat' ? `nat on ${v.interface} via ${v.director}` : `${v.mode} on ${v.interface}`;
+};
 const sameVip = (a: VipState, b: VipState): boolean => describeVip(a) === describeVip(b);
 
 /** Runs the TOA reader on the cgroup (attaching it unless ours already runs there). */
@@ -544,6 +573,26 @@ async function removeToaReader(s: State, vip: string, ctx: Ctx): Promise<void> {
   s.toa = null;
 }
 
+/** Sets the default route via the director for each family a NAT VIP needs, and puts back those no longer needed. */
+async function syncNatRoutes(s: State, ctx: Ctx): Promise<void> {
+  const routes = s.natRoutes ?? {};
+  for (const f of ['inet', 'inet6'] as const) {
+    const want = Object.values(s.vips).find((v): v is Extract<VipState, { mode: 'nat' }> => v.mode === 'nat' && natFamily(v.director) === f);
+    const have = routes[f];
+    if (want?.director && have && (have.director !== want.director || have.interface !== want.interface)) {
+      throw new XvsError('BAD_ARGUMENT', `the ${f === 'inet6' ? 'IPv6' : 'IPv4'} default route is already via ${have.director} for another VIP`,
+        { hint: 'one host has one default gateway per family: every NAT VIP of it names the same director' });
+    }
+    if (want?.director && !have) routes[f] = await routeViaDirector(want.director, want.interface, ctx);
+    if (!want && have) {
+      await restoreRoutes(have, ctx);
+      delete routes[f];
+    }
+  }
+  if (Object.keys(routes).length) s.natRoutes = routes;
+  else delete s.natRoutes;
+}
+
 export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const { vip, mode, xdpMode } = validate(o);
   const loc = stateLocation(o);
@@ -551,9 +600,19 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
   const s = await loadState(loc, ctx.lines);
   const changes = ctx.lines.length;
   const prev = s.vips[vip];
-  const want: VipState = mode === 'fullnat'
-    ? { mode, cgroup: o.cgroup ?? (prev?.mode === 'fullnat' ? prev.cgroup : undefined) ?? s.toa?.cgroup ?? '/' }
-    : { mode, interface: o.interface ?? (prev && prev.mode !== 'fullnat' ? prev.interface : undefined) ?? (await routeDevice(vip)) };
+  if (mode === 'nat' && o.director === undefined) {
+    throw new XvsError('BAD_ARGUMENT', 'NAT needs --director: the director\'s address on the real servers\' side');
+  }
+  const prevIface = prev && prev.mode !== 'fullnat' ? prev.interface : undefined;
+  let want: VipState;
+  if (mode === 'fullnat') {
+    want = { mode, cgroup: o.cgroup ?? (prev?.mode === 'fullnat' ? prev.cgroup : undefined) ?? s.toa?.cgroup ?? '/' };
+  } else if (mode === 'nat') {
+    const director = canonicalVip(o.director!);
+    want = { mode, director, interface: o.interface ?? prevIface ?? (await directorInterface(director)) };
+  } else {
+    want = { mode, interface: o.interface ?? prevIface ?? (await routeDevice(vip)) };
+  }
   if (prev && !sameVip(prev, want)) {
     throw new XvsError('BAD_ARGUMENT', `${vip} is set up as ${describeVip(prev)}; tear it down first`);
   }
@@ -567,6 +626,9 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
       // No VIP on lo: the director sends to this host's own address.
       await syncToaReader(s, want.cgroup, pinDir, o.toaTableSize, ctx);
       if (!prev && ctx.lines.length === changes) ctx.lines.push(`added ${vip} (fullnat): the TOA reader already runs on cgroup ${want.cgroup}`);
+    } else if (want.mode === 'nat') {
+      await syncNatRoutes(s, ctx);
+      if (await loAddress(vip)) ctx.lines.push(`warning: ${vip} is on lo; a NAT real server needs nothing there`);
     } else {
       await addLoVip(vip, ctx);
       if (v6(vip)) await checkLinkLocal(want.interface, ctx);
@@ -611,6 +673,7 @@ export async function teardownRealServer(o: RealServerOptions): Promise<string[]
     delete s.vips[vip];
     if (entry.mode === 'tun') await step(() => removeDecap(s, vip, ctx));
     if (entry.mode === 'fullnat') await step(() => removeToaReader(s, vip, ctx));
+    else if (entry.mode === 'nat') await step(() => syncNatRoutes(s, ctx));
     else await step(() => removeLoVip(vip, ctx));
     await step(() => syncSysctls(s, ctx));
     saveState(loc, s);

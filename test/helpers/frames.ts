@@ -364,3 +364,39 @@ export function checksumErrors(f: Buffer): string[] {
   if (d.proto === 17 && ck === 0) errs.push('UDP/IPv6 checksum is 0');
   return errs;
 }
+
+// ---- ICMP and ICMPv6 errors quoting a packet (RFC 792, RFC 4443) ----
+
+export interface IcmpErrorOpts {
+  l2: EthOpts;
+  /** The error's own addresses; their form picks ICMP or ICMPv6. */
+  src: string; dst: string;
+  type: number; code: number;
+  /** Bytes 4..7 of the ICMP header: the MTU of a fragmentation-needed (low 16 bits) or packet-too-big message, else 0. */
+  rest?: number;
+  /** The quoted bytes: the start of the offending IP packet, as long as the sender chose. */
+  quote: Buffer;
+  ttl?: number;
+}
+
+/** An ICMP or ICMPv6 error frame, its checksums (ICMPv6's over the pseudo-header) computed here. */
+export function icmpError(o: IcmpErrorOpts): Buffer {
+  const v6 = isIp6(o.src);
+  const ic = Buffer.alloc(8);
+  ic[0] = o.type;
+  ic[1] = o.code;
+  ic.writeUInt32BE((o.rest ?? 0) >>> 0, 4);
+  const len = 8 + o.quote.length;
+  const sum = v6 ? inetChecksum(pseudoHeader(o.src, o.dst, 58, len), ic, o.quote) : inetChecksum(ic, o.quote);
+  ic.writeUInt16BE(sum, 2);
+  const ip = v6
+    ? ipv6({ src: o.src, dst: o.dst, nextHeader: 58, payloadLen: len, hopLimit: o.ttl ?? 64 })
+    : ipv4({ src: o.src, dst: o.dst, proto: 1, payloadLen: len, ttl: o.ttl ?? 64, tos: 0xc0, id: 0 });
+  return Buffer.concat([eth({ ...o.l2, type: v6 ? 0x86dd : 0x0800 }), ip, ic, o.quote]);
+}
+
+/** The first `n` bytes of an untagged frame's IP packet (all of it when n is larger). */
+export function quoteOf(f: Buffer, n = Infinity): Buffer {
+  const ip = f.subarray(14);
+  return Buffer.from(ip.subarray(0, Math.min(n, ip.length)));
+}

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ICMP and ICMPv6 errors about translated flows, translated in their turn
+ * (as IPVS's ip_vs_in_icmp/ip_vs_out_icmp do), so that PMTUD, unreachables
+ * and time exceeded work through NAT:
+ *
+ * - from the server side, about a packet the director sent to a real server
+ *   (it quotes client:cport -> RIP:rport): to the client, quoting
+ *   client:cport -> VIP:vport, its outer source the VIP where it was the
+ *   real server itself (a router keeps its own address);
+ * - from the client side, about a reply the director sent (it quotes
+ *   VIP:vport -> client:cport, to the VIP): to the real server, quoting
+ *   RIP:rport -> client:cport, its outer destination the RIP.
+ *
+ * The flow is found by the quoted packet's tuple reversed: it is the reply
+ * key of xvs_nats/xvs_nat_syn in the first case, the flow key of
+ * xvs_conns/xvs_syn_conns in the second. The rewrite itself
+ * (xvs_icmperr_rewrite) takes both addresses of the outer header and both
+ * (address, port) pairs of the quoted packet, so FULLNAT, which changes the
+ * client's side too, uses the same function with its local address.
+ *
+ * Checksums, all incremental (csum.h): the outer IPv4 header's (addresses,
+ * TTL); the quoted IPv4 header's; the quoted TCP/UDP checksum when its field
+ * lies inside the quote (UDP's always, at byte 6; TCP's at byte 16 only
+ * when the sender quoted 18 bytes of it or more, which Linux does and an
+ * 8-byte quote per RFC 792 does not), so the quote reads as the packet the
+ * other end really sent; and the ICMP checksum by the difference of every
+ * word changed inside the message (for ICMPv6 the outer addresses too,
+ * through its pseudo-header). The ICMP checksum is not verified first: that
+ * is a loop over the whole message, and an error that arrived wrong leaves
+ * wrong by the same amount, so its receiver still drops it.
+ *
+ * What cannot be found or does not parse goes to the kernel untouched and
+ * counted (icmp_malformed; errors about no flow of ours count as before,
+ * pass_no_svc); an error about a flow that cannot be translated is dropped
+ * and counted (icmp_drop, ttl_exceeded), never sent on half translated.
+ */
+#ifndef XVS_ICMPERR_H
+#define XVS_ICMPERR_H
+
+#include "icmp.h"
+#include "nat.h"
+
+enum {
+	ICMP_SOURCE_QUENCH = 4,
+	ICMP_TIME_EXCEEDED = 11,
+	ICMP_PARAMETERPROB = 12,
+	ICMPV6_TIME_EXCEED = 3,
+	ICMPV6_PARAMPROB = 4,
+	XVS_ICMP_HLEN = 8,
+	/* The quoted transport header: ports, and UDP's checksum, in its first 8 bytes. */
+	XVS_ICMPERR_L4_MIN = 8,
+	XVS_TCP_CHECK_OFF = 16,
+	XVS_UDP_CHECK_OFF = 6,
+};
+
+/* The deepest the quoted packet's headers can start: the outer transport
+ * offset parse.h accepts, the ICMP header, a quoted IPv4 header with options. */
+#define XVS_ICMPERR_IN_L3_MAX (XVS_L4_OFF_MAX + XVS_ICMP_HLEN)
+#define XVS_ICMPERR_IN_L4_MAX (XVS_ICMPERR_IN_L3_MAX + 60)
+
+/* An ICMP error located: where its parts are and the tuple it quotes. */
+struct xvs_icmperr {
+	__u32 in_l3;       /* the quoted IP header */
+	__u32 in_l4;       /* the quoted transport header */
+	__be32 in_saddr[4];
+	__be32 in_daddr[4];
+	__be16 in_sport;
+	__be16 in_dport;
+	__u8 in_proto;
+	__u8 pad0[3];
+};
+
+/* What a translated error carries: its outer addresses and the quoted
+ * packet's (address, port) pairs, each the new value (the old one to keep
+ * it). The addresses point at where they already are (a flow's entry, the
+ * packet record): copies would cost the stack the program has little of. */
+struct xvs_icmperr_xlat {
+	const __be32 *out_saddr;
+	const __be32 *out_daddr;
+	const __be32 *in_saddr;
+	const __be32 *in_daddr;
+	__be16 in_sport;
+	__be16 in_dport;
+};
+
+enum {
+	XVS_ICMPERR_FOUND = 0,
+	XVS_ICMPERR_OTHER = 1, /* not an error, or about no packet of ours */
+	XVS_ICMPERR_BAD = 2,   /* cut short or inconsistent */
+};
+
+static __always_inline int xvs_addr_eq(const __be32 *a, const __be32 *b)
+{
+	return !((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]));
+}
+
+static __always_inline void xvs_addr_cp(__be32 *to, const __be32 *from)
+{
+	__builtin_memcpy(to, from, 16);
+}
+
+static __always_inline int xvs_icmp_is_error(__u8 family, __u8 type)
+{
+	if (family == XVS_AF_INET)
+		return type == ICMP_DEST_UNREACH || type == ICMP_SOURCE_QUENCH || type == ICMP_TIME_EXCEEDED ||
+		       type == ICMP_PARAMETERPROB;
+	return type == ICMPV6_DEST_UNREACH || type == ICMPV6_PKT_TOOBIG || type == ICMPV6_TIME_EXCEED ||
+	       type == ICMPV6_PARAMPROB;
+}
+
+/*
+ * Finds the quoted packet of an ICMP error: an IP header of the outer
+ * family (IPv4 not a later fragment, IPv6 without extension headers, as
+ * every packet NAT forwards is) and 8 bytes of TCP or UDP, all inside the
+ * outer packet's length; and the error is addressed to the quoted packet's
+ * source, as RFC 1122 3.2.2 and RFC 4443 2.4 send it.
+ */
+static __always_inline int xvs_icmperr_locate(struct xdp_md *ctx, const struct xvs_pkt *p, struct xvs_icmperr *e)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 off = p->l4_off, end = p->l3_off + p->ip_len, in_l3, in_l4;
+	__be16 *ports;
+	__u8 *ic;
+
+	if (off > XVS_L4_OFF_MAX)
+		return XVS_ICMPERR_BAD;
+	ic = data + off;
+	if ((void *)(ic + XVS_ICMP_HLEN) > data_end || off + XVS_ICMP_HLEN > end)
+		return XVS_ICMPERR_BAD;
+	if (!xvs_icmp_is_error(p->family, ic[0]))
+		return XVS_ICMPERR_OTHER;
+	in_l3 = off + XVS_ICMP_HLEN;
+	if (p->family == XVS_AF_INET) {
+		struct iphdr *iph = data + in_l3;
+
+		if ((void *)(iph + 1) > data_end || in_l3 + sizeof(*iph) > end)
+			return XVS_ICMPERR_BAD;
+		if (iph->version != 4 || iph->ihl < 5)
+			return XVS_ICMPERR_BAD;
+		if (iph->frag_off & bpf_htons(0x3fff))
+			return XVS_ICMPERR_OTHER; /* NAT never forwards fragments */
+		in_l4 = in_l3 + iph->ihl * 4;
+		e->in_proto = iph->protocol;
+		e->in_saddr[0] = iph->saddr;
+		e->in_daddr[0] = iph->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + in_l3;
+
+		if ((void *)(ip6 + 1) > data_end || in_l3 + sizeof(*ip6) > end)
+			return XVS_ICMPERR_BAD;
+		if (ip6->version != 6)
+			return XVS_ICMPERR_BAD;
+		in_l4 = in_l3 + sizeof(*ip6);
+		e->in_proto = ip6->nexthdr;
+		xvs_addr_cp(e->in_saddr, (__be32 *)&ip6->saddr);
+		xvs_addr_cp(e->in_daddr, (__be32 *)&ip6->daddr);
+	}
+	if (e->in_proto != IPPROTO_TCP && e->in_proto != IPPROTO_UDP)
+		return XVS_ICMPERR_OTHER;
+	if (in_l4 > XVS_ICMPERR_IN_L4_MAX)
+		return XVS_ICMPERR_BAD;
+	ports = data + in_l4;
+	if ((void *)ports + XVS_ICMPERR_L4_MIN > data_end || in_l4 + XVS_ICMPERR_L4_MIN > end)
+		return XVS_ICMPERR_BAD;
+	if (!xvs_addr_eq(e->in_saddr, p->daddr))
+		return XVS_ICMPERR_BAD;
+	e->in_sport = ports[0];
+	e->in_dport = ports[1];
+	e->in_l3 = in_l3;
+	e->in_l4 = in_l4;
+	return XVS_ICMPERR_FOUND;
+}
+
+/*
+ * Rewrites the error located in *e as *x says, every checksum following,
+ * and takes one from the outer TTL / hop limit (the director routes it).
+ * Everything is checked before the first write: a refusal (XVS_PRIM_ETTL
+ * when the TTL runs out, XVS_PRIM_EBOUNDS) leaves the frame as it was.
+ */
+static __always_inline int xvs_icmperr_rewrite(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_icmperr *e,
+					       const struct xvs_icmperr_xlat *x)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 l3 = p->l3_off, icmp_off = p->l4_off, in_l3 = e->in_l3, in_l4 = e->in_l4;
+	__u32 end = p->l3_off + p->ip_len;
+	__u8 fam = p->family, proto = e->in_proto;
+	__sum16 *icheck, *l4check = NULL, old_l4check = 0;
+	__be16 *ports;
+	__wsum d_in, d_icmp;
+
+	if (l3 > XVS_L2_MAX || icmp_off > XVS_L4_OFF_MAX || in_l3 > XVS_ICMPERR_IN_L3_MAX ||
+	    in_l4 > XVS_ICMPERR_IN_L4_MAX)
+		return XVS_PRIM_EBOUNDS;
+	icheck = data + icmp_off + 2;
+	ports = data + in_l4;
+	if ((void *)(icheck + 1) > data_end || (void *)ports + XVS_ICMPERR_L4_MIN > data_end)
+		return XVS_PRIM_EBOUNDS;
+	if (proto == IPPROTO_UDP) {
+		l4check = data + in_l4 + XVS_UDP_CHECK_OFF;
+	} else if (in_l4 + XVS_TCP_CHECK_OFF + 2 <= end) {
+		l4check = data + in_l4 + XVS_TCP_CHECK_OFF;
+	}
+	if (l4check) {
+		if ((void *)(l4check + 1) > data_end)
+			return XVS_PRIM_EBOUNDS;
+		old_l4check = *l4check;
+		/* A quoted UDP checksum of 0 says "none": it stays so. */
+		if (proto == IPPROTO_UDP && old_l4check == 0)
+			l4check = NULL;
+	}
+
+	/* The quoted packet's addresses (its IP header and its pseudo-header)
+	 * and ports; what they change in the ICMP checksum, to which the
+	 * quoted checksums' own changes are added below. */
+	d_in = xvs_csum_diff_addr(0, fam, e->in_saddr, x->in_saddr);
+	d_in = xvs_csum_diff_addr(d_in, fam, e->in_daddr, x->in_daddr);
+	d_icmp = xvs_csum_diff2(d_in, e->in_sport, x->in_sport);
+	d_icmp = xvs_csum_diff2(d_icmp, e->in_dport, x->in_dport);
+
+	if (fam == XVS_AF_INET) {
+		struct iphdr *iph = data + l3, *in = data + in_l3;
+		__be16 *ttlw = (void *)&iph->ttl, old_ttlw, old_incheck;
+		__wsum d_out;
+
+		if ((void *)(iph + 1) > data_end || (void *)(in + 1) > data_end)
+			return XVS_PRIM_EBOUNDS;
+		if (iph->ttl <= 1)
+			return XVS_PRIM_ETTL;
+		/* Outer: addresses and TTL, in the header checksum only (ICMP has no pseudo-header). */
+		d_out = xvs_csum_diff4(0, iph->saddr, x->out_saddr[0]);
+		d_out = xvs_csum_diff4(d_out, iph->daddr, x->out_daddr[0]);
+		old_ttlw = *ttlw;
+		iph->ttl--;
+		d_out = xvs_csum_diff2(d_out, old_ttlw, *ttlw);
+		iph->saddr = x->out_saddr[0];
+		iph->daddr = x->out_daddr[0];
+		iph->check = xvs_csum_apply(iph->check, d_out);
+		/* Quoted IPv4 header. */
+		old_incheck = in->check;
+		in->saddr = x->in_saddr[0];
+		in->daddr = x->in_daddr[0];
+		in->check = xvs_csum_apply(in->check, d_in);
+		d_icmp = xvs_csum_diff2(d_icmp, old_incheck, in->check);
+	} else {
+		struct ipv6hdr *ip6 = data + l3, *in = data + in_l3;
+
+		if ((void *)(ip6 + 1) > data_end || (void *)(in + 1) > data_end)
+			return XVS_PRIM_EBOUNDS;
+		if (ip6->hop_limit <= 1)
+			return XVS_PRIM_ETTL;
+		/* ICMPv6's checksum covers the outer addresses (RFC 4443 2.3). */
+		d_icmp = xvs_csum_diff16(d_icmp, (__be32 *)&ip6->saddr, x->out_saddr);
+		d_icmp = xvs_csum_diff16(d_icmp, (__be32 *)&ip6->daddr, x->out_daddr);
+		ip6->hop_limit--;
+		xvs_addr_cp((__be32 *)&ip6->saddr, x->out_saddr);
+		xvs_addr_cp((__be32 *)&ip6->daddr, x->out_daddr);
+		xvs_addr_cp((__be32 *)&in->saddr, x->in_saddr);
+		xvs_addr_cp((__be32 *)&in->daddr, x->in_daddr);
+	}
+	ports[0] = x->in_sport;
+	ports[1] = x->in_dport;
+	if (l4check) {
+		__wsum d_l4 = xvs_csum_diff2(d_in, e->in_sport, x->in_sport);
+
+		d_l4 = xvs_csum_diff2(d_l4, e->in_dport, x->in_dport);
+		*l4check = xvs_l4_csum_apply(old_l4check, proto, d_l4);
+		d_icmp = xvs_csum_diff2(d_icmp, old_l4check, *l4check);
+	}
+	*icheck = xvs_csum_apply(*icheck, d_icmp);
+	return XVS_PRIM_OK;
+}
+
+/* Refused rewrites are counted and dropped: the error is about one of our
+ * flows, so the kernel, which knows nothing of it, must not forward it. */
+static __always_inline int xvs_icmperr_refused(int rc)
+{
+	xvs_count(rc == XVS_PRIM_ETTL ? XVS_CNT_TTL_EXCEEDED : XVS_CNT_ICMP_DROP);
+	return XDP_DROP;
+}
+
+/* From the server side, about what the director sent a real server: the
+ * reply side's entry (key: the quoted tuple reversed) says where the client
+ * is and what it sent to. For FULLNAT the quoted source is the local
+ * address, put back to the client as NAT's is (the same values). */
+static __always_inline int xvs_icmperr_to_client(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_config *cfg,
+						 const struct xvs_icmperr *e, const struct xvs_conn_key *k,
+						 struct xvs_icmperr_xlat *xp, __u64 now)
+{
+	struct xvs_nat *n;
+	int rc;
+
+	n = bpf_map_lookup_elem(&xvs_nats, k);
+	if (!n)
+		n = bpf_map_lookup_elem(&xvs_nat_syn, k);
+	if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
+		return XVS_CONTINUE;
+	if (n->family != p->family) {
+		/* A flow across families would need the error rebuilt in the other family. */
+		xvs_count(XVS_CNT_ICMP_DROP);
+		return XDP_DROP;
+	}
+	xp->in_saddr = n->caddr;
+	xp->in_sport = n->cport;
+	xp->in_daddr = n->vaddr;
+	xp->in_dport = n->vport;
+	/* The real server's own error comes from the VIP, as the client knows
+	 * no other address of the service; a router on the way keeps its own. */
+	xp->out_saddr = xvs_addr_eq(p->saddr, e->in_daddr) ? n->vaddr : p->saddr;
+	xp->out_daddr = n->caddr;
+	rc = xvs_icmperr_rewrite(ctx, p, e, xp);
+	if (rc)
+		return xvs_icmperr_refused(rc);
+	xvs_account_out(n->svc_id, n->real_id, p->ip_len);
+	xvs_count(XVS_CNT_ICMP_XLAT);
+	return xvs_send(ctx, n->ifindex, n->cmac, n->smac, p->l3_off);
+}
+
+/* From the client side, about a reply the director sent from the VIP: the
+ * flow (key: the quoted tuple reversed) names the real server. NAT only:
+ * FULLNAT would also put its local address and port in place of the
+ * client's (xp->in_daddr/in_dport, xp->out_saddr). */
+static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg,
+					       const struct xvs_icmperr *e, const struct xvs_conn_key *k,
+					       struct xvs_icmperr_xlat *xp, __u64 now)
+{
+	const struct xvs_nexthop *nh;
+	struct xvs_conn *c;
+	struct xvs_real *r;
+	__u32 id;
+	int rc;
+
+	c = bpf_map_lookup_elem(&xvs_conns, k);
+	if (!c)
+		c = bpf_map_lookup_elem(&xvs_syn_conns, k);
+	if (!c || !xvs_fresh(cfg, c->last_seen, now, c->state))
+		return XVS_CONTINUE;
+	id = c->real_id;
+	r = bpf_map_lookup_elem(&xvs_reals, &id);
+	if (!r || r->gen != c->real_gen || r->fwd != XVS_FWD_NAT || r->family != p->family)
+		return XVS_CONTINUE; /* DR/TUN replies never pass the director: not ours */
+	/* The cached next hop only: the FIB fallback's lookup structures do
+	 * not fit this program's stack, and a real server without one has its
+	 * flows' own packets dropped until it has one. */
+	nh = bpf_map_lookup_elem(&xvs_nexthops, &id);
+	if (!nh || !nh->ifindex) {
+		xvs_count(XVS_CNT_ICMP_DROP);
+		return XDP_DROP;
+	}
+	p->real_id = id;
+	p->svc_id = c->svc_id;
+	p->is_new = 0;
+	xp->in_saddr = r->addr;
+	xp->in_sport = r->port;
+	xp->in_daddr = e->in_daddr;
+	xp->in_dport = e->in_dport;
+	xp->out_saddr = p->saddr;
+	xp->out_daddr = r->addr;
+	rc = xvs_icmperr_rewrite(ctx, p, e, xp);
+	if (rc)
+		return xvs_icmperr_refused(rc);
+	xvs_account(p);
+	xvs_count(XVS_CNT_ICMP_XLAT);
+	return xvs_send(ctx, nh->ifindex, nh->dmac, nh->smac, p->l3_off);
+}
+
+/*
+ * The stage: every ICMP and ICMPv6 packet ends here (parse.h hands them on
+ * without ports). Errors about a NAT flow are translated and sent on;
+ * anything else goes to the kernel as before. It runs in its own program
+ * (xvs_icmperr in xvs.c, reached by a tail call), whose stack is its own:
+ * the director's chain leaves too little of the 512 bytes for it.
+ */
+static __always_inline int xvs_icmp_err(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg)
+{
+	struct xvs_icmperr e = {};
+	struct xvs_icmperr_xlat x = {};
+	struct xvs_conn_key k = {};
+	__u64 now;
+	int rc;
+
+	if (!xvs_parsed_icmp(p))
+		return XVS_CONTINUE;
+	if (!(cfg->flags & XVS_CFG_F_TWO_WAY))
+		return xvs_unparsed(XVS_CNT_PASS_NO_SVC);
+	rc = xvs_icmperr_locate(ctx, p, &e);
+	if (rc == XVS_ICMPERR_OTHER)
+		return xvs_unparsed(XVS_CNT_PASS_NO_SVC);
+	if (rc != XVS_ICMPERR_FOUND)
+		return xvs_unparsed(XVS_CNT_ICMP_MALFORMED);
+	/* The quoted tuple reversed: a reply's key (to the client) or a flow's (to the real server). */
+	xvs_addr_cp(k.saddr, e.in_daddr);
+	xvs_addr_cp(k.daddr, e.in_saddr);
+	k.sport = e.in_dport;
+	k.dport = e.in_sport;
+	k.proto = e.in_proto;
+	k.family = p->family;
+	now = bpf_jiffies64();
+	rc = xvs_icmperr_to_client(ctx, p, cfg, &e, &k, &x, now);
+	if (rc != XVS_CONTINUE)
+		return rc;
+	rc = xvs_icmperr_to_real(ctx, p, cfg, &e, &k, &x, now);
+	if (rc != XVS_CONTINUE)
+		return rc;
+	return xvs_unparsed(XVS_CNT_PASS_NO_SVC);
+}
+
+#endif
