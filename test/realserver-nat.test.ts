@@ -64,7 +64,7 @@ describe('NAT real server setup and teardown', { skip, timeout: 120_000 }, () =>
     assert.equal(await lo(), before.lo, 'nothing on lo');
     // Again: nothing to do.
     const again = await inRs(() => setupRealServer({ ...base, vip: lab.vip, mode: 'nat', director }));
-    assert.deepEqual(again, [`${lab.vip} is already set up (nat on eth0)`]);
+    assert.deepEqual(again, [`${lab.vip} is already set up (nat on eth0 via ${director})`]);
     // A DR setup of the same VIP is refused while NAT holds it.
     await assert.rejects(inRs(() => setupRealServer({ ...base, vip: lab.vip, mode: 'dr' })), /set up as nat/);
     await inRs(() => teardownRealServer({ ...base, vip: lab.vip, mode: 'nat' }));
