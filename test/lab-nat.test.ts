@@ -24,7 +24,7 @@ import { kernelSkipReason } from './helpers/env.js';
 const skip = kernelSkipReason();
 const REQUESTS = 400;
 const RPORT = 8080;
-const DROPS = ['drop_no_conn', 'no_neigh', 'fib_fail', 'error', 'bad_mode', 'no_real', 'nat_pass', 'ttl_exceeded', 'icmp_drop'] as const;
+const DROPS = ['drop_no_conn', 'no_neigh', 'fib_fail', 'error', 'bad_mode', 'no_real', 'nat_refused', 'ttl_exceeded', 'icmp_drop'] as const;
 
 /** Source addresses of the IPv4 packets to `host` on its interface while fn ran, with their counts. */
 async function sourcesSeen<T>(lab: Lab, fn: () => Promise<T>): Promise<{ result: T; sources: Map<string, number> }> {

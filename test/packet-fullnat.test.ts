@@ -187,3 +187,129 @@ describe('FULLNAT local ports: exhaustion and reuse (BPF_PROG_TEST_RUN)', { skip
     assert.equal(t.dp.nats.get({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 }), null, 'the expired one is gone');
   });
 });
+
+// NAT64 through FULLNAT: an IPv6 VIP, IPv4 real servers and local addresses.
+// The expected IPv4 frame is what RFC 7915 makes of the client's (TOS from
+// the traffic class, TTL from the hop limit, DF, identification 0) and the
+// IPv6 reply what it makes of the server's; builders recompute every checksum.
+describe('FULLNAT NAT64: an IPv6 VIP in front of IPv4 real servers (BPF_PROG_TEST_RUN)', { skip }, () => {
+  let t: DirectorNs;
+  const hex = (b: Buffer) => b.toString('hex');
+  const counter = (n: string) => t.director.counters()[n] ?? 0;
+  const key = { proto: 'tcp' as const, addr: ADDR.vip6, port: 80 };
+  const ukey = { proto: 'udp' as const, addr: ADDR.vip6, port: 53 };
+  const mixed = { proto: 'tcp' as const, addr: ADDR.vip6, port: 81 };
+
+  const c6 = (o: { sport: number; dport?: number; proto?: 'tcp' | 'udp'; flags?: number; options?: Buffer; payload?: Buffer; tc?: number }) => F.packet({
+    l2: fromClient, proto: o.proto ?? 'tcp', src: ADDR.client6, dst: ADDR.vip6, sport: o.sport, dport: o.dport ?? 80,
+    ...(o.flags === undefined ? {} : { flags: o.flags }), ...(o.options ? { options: o.options } : {}),
+    ...(o.payload ? { payload: o.payload } : {}), ip6: { tc: o.tc ?? 0 },
+  });
+  const to4 = (o: { lport: number; rport?: number; proto?: 'tcp' | 'udp'; flags?: number; options?: Buffer; payload?: Buffer; tos?: number }) => F.packet({
+    l2: toReal, proto: o.proto ?? 'tcp', src: LIP, dst: ADDR.rsFar, sport: o.lport, dport: o.rport ?? RPORT,
+    ...(o.flags === undefined ? {} : { flags: o.flags }), ...(o.options ? { options: o.options } : {}),
+    ...(o.payload ? { payload: o.payload } : {}), ip: { tos: o.tos ?? 0, ttl: 64, id: 0, df: true },
+  });
+  const from4 = (o: { lport: number; rport?: number; proto?: 'tcp' | 'udp'; flags?: number; options?: Buffer; payload?: Buffer; tos?: number }) => F.packet({
+    l2: fromReal, proto: o.proto ?? 'tcp', src: ADDR.rsFar, dst: LIP, sport: o.rport ?? RPORT, dport: o.lport,
+    ...(o.flags === undefined ? {} : { flags: o.flags }), ...(o.options ? { options: o.options } : {}),
+    ...(o.payload ? { payload: o.payload } : {}), ip: { tos: o.tos ?? 0, ttl: 64 },
+  });
+  const to6 = (o: { sport: number; vport?: number; proto?: 'tcp' | 'udp'; flags?: number; options?: Buffer; payload?: Buffer; tc?: number }) => F.packet({
+    l2: toClient, proto: o.proto ?? 'tcp', src: ADDR.vip6, dst: ADDR.client6, sport: o.vport ?? 80, dport: o.sport,
+    ...(o.flags === undefined ? {} : { flags: o.flags }), ...(o.options ? { options: o.options } : {}),
+    ...(o.payload ? { payload: o.payload } : {}), ip6: { tc: o.tc ?? 0, hopLimit: 63 },
+  });
+  const lport4 = (out: Buffer) => out.readUInt16BE(14 + 20);
+
+  before(async () => {
+    t = directorNs('xvs-pf64', { connTableSize: 65536 });
+    for (const k of [key, ukey]) {
+      await t.director.addService({ ...k, scheduler: 'rr' });
+      await t.addReal(k, { addr: ADDR.rsFar, port: k === key ? RPORT : 5353, fwd: 'fullnat', weight: 1 });
+      await t.director.addLaddr(k, LIP);
+    }
+    await t.director.addService({ ...mixed, scheduler: 'rr' });
+    await t.addReal(mixed, { addr: ADDR.rs6Far, port: RPORT, fwd: 'fullnat', weight: 1 });
+    await t.addReal(mixed, { addr: ADDR.rsFar, port: RPORT, fwd: 'fullnat', weight: 1 });
+    await t.director.addLaddr(mixed, LIP);
+    await t.director.addLaddr(mixed, LIP6);
+  });
+
+  after(() => {
+    t?.close();
+  });
+
+  test('TCP: the handshake, TOA of the IPv6 client in the ACK, traffic class and TOS, MSS lowered', () => {
+    const sport = 45000;
+    const r1 = t.run(c6({ sport, flags: F.TCP.SYN, options: F.TcpOpt.mss(1440), tc: 0xb8 }));
+    assert.equal(r1.retval, XdpAction.REDIRECT);
+    const lport = lport4(r1.data);
+    assert.equal(hex(r1.data), hex(to4({ lport, flags: F.TCP.SYN, options: F.TcpOpt.mss(1440), tos: 0xb8 })), 'SYN: IPv4 from LIP:lport');
+
+    const r2 = t.run(from4({ lport, flags: F.TCP.SYN | F.TCP.ACK, options: F.TcpOpt.mss(1460), tos: 0x28 }));
+    assert.equal(r2.retval, XdpAction.TX);
+    assert.equal(hex(r2.data), hex(to6({ sport, flags: F.TCP.SYN | F.TCP.ACK, options: F.TcpOpt.mss(1440), tc: 0x28 })),
+      'SYN-ACK: IPv6 from VIP:80, MSS less the 20 bytes of an IPv6 TOA');
+
+    const ack = t.run(c6({ sport, flags: F.TCP.ACK }));
+    assert.equal(hex(ack.data), hex(to4({ lport, flags: F.TCP.ACK, options: F.TcpOpt.toa(sport, ADDR.client6) })),
+      'the ACK carries the IPv6 client (kind 254, length 20) in an IPv4 segment');
+    const body = Buffer.alloc(1000, 0x61);
+    const down = t.run(from4({ lport, flags: F.TCP.ACK | F.TCP.PSH, payload: body }));
+    assert.equal(hex(down.data), hex(to6({ sport, flags: F.TCP.ACK | F.TCP.PSH, payload: body })));
+    // No data segment has carried the client's address yet: the FIN does.
+    const fin = t.run(c6({ sport, flags: F.TCP.FIN | F.TCP.ACK }));
+    assert.equal(hex(fin.data), hex(to4({ lport, flags: F.TCP.FIN | F.TCP.ACK, options: F.TcpOpt.toa(sport, ADDR.client6) })));
+  });
+
+  test('UDP both ways; a reply without a checksum, which IPv6 must have, is dropped and counted', () => {
+    const q = Buffer.from('query');
+    const r1 = t.run(c6({ proto: 'udp', sport: 46000, dport: 53, payload: q }));
+    assert.equal(r1.retval, XdpAction.REDIRECT);
+    const lport = lport4(r1.data);
+    assert.equal(hex(r1.data), hex(to4({ proto: 'udp', lport, rport: 5353, payload: q })));
+    const a = Buffer.from('answer');
+    const r2 = t.run(from4({ proto: 'udp', lport, rport: 5353, payload: a }));
+    assert.equal(hex(r2.data), hex(to6({ proto: 'udp', sport: 46000, vport: 53, payload: a })));
+    const bare = from4({ proto: 'udp', lport, rport: 5353, payload: a });
+    bare.writeUInt16BE(0, 14 + 20 + 6);
+    const before = counter('nat_refused');
+    assert.equal(t.run(bare).retval, XdpAction.DROP);
+    assert.equal(counter('nat_refused') - before, 1);
+  });
+
+  test('an IPv6 packet with an extension header is not translated: dropped and counted', () => {
+    const plain = c6({ sport: 45100, flags: F.TCP.SYN });
+    // A Destination Options header (next header TCP, 8 bytes of PadN) after the IPv6 header.
+    const ext = Buffer.from([6, 0, 1, 4, 0, 0, 0, 0]);
+    const f = Buffer.concat([plain.subarray(0, 54), ext, plain.subarray(54)]);
+    f[14 + 6] = 60;
+    f.writeUInt16BE(f.readUInt16BE(14 + 4) + 8, 14 + 4);
+    const before = counter('nat_refused');
+    assert.equal(t.run(f).retval, XdpAction.DROP);
+    assert.equal(counter('nat_refused') - before, 1);
+  });
+
+  test('a pool of both families: each flow leaves from a local address of its real server\'s family', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const r = t.run(c6({ sport: 47000 + i, dport: 81, flags: F.TCP.SYN }));
+      assert.equal(r.retval, XdpAction.REDIRECT);
+      const d = F.dissect(r.data);
+      const [lip, rip] = d.family === 4 ? [LIP, ADDR.rsFar] : [LIP6, ADDR.rs6Far];
+      assert.equal(hex(d.src), hex(F.ipAddr(lip)));
+      assert.equal(hex(d.dst), hex(F.ipAddr(rip)));
+      seen.add(rip);
+    }
+    assert.equal(seen.size, 2, 'rr took both real servers');
+  });
+
+  test('refused: an IPv4 VIP in front of an IPv6 real server, an IPv6 local address on an IPv4 service', async () => {
+    const v4 = { proto: 'tcp' as const, addr: ADDR.vip, port: 90 };
+    await t.director.addService({ ...v4, scheduler: 'rr' });
+    await assert.rejects(t.addReal(v4, { addr: ADDR.rs6Far, port: RPORT, fwd: 'fullnat', weight: 1 }), { code: 'BAD_ADDRESS' });
+    await assert.rejects(t.director.addLaddr(v4, LIP6), { code: 'BAD_ADDRESS' });
+    await t.director.delService(v4);
+  });
+});

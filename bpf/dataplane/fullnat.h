@@ -16,6 +16,7 @@
 #include "nexthop.h"
 #include "rewrite.h"
 #include "hdrmove.h"
+#include "nat64.h"
 
 /* The client's address into the segment, counted either way (a few
  * segments per flow: a subprogram). */
@@ -49,16 +50,24 @@ XVS_SUBPROG int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p)
 		return XDP_DROP;
 	id = p->laddr_id;
 	la = bpf_map_lookup_elem(&xvs_laddrs, &id);
-	if (!la || la->family != r->family || r->family != p->family) {
+	/* One family, or an IPv6 client of IPv4 real servers (NAT64). */
+	if (!la || la->family != r->family ||
+	    (r->family != p->family && !(p->family == XVS_AF_INET6 && r->family == XVS_AF_INET))) {
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
 	}
 	nh = xvs_nexthop(ctx, p, r, &fib, 0, &verdict);
 	if (!nh)
 		return verdict;
-	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, la->addr, p->lport) ||
-	    xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, r->port)) {
-		xvs_count(XVS_CNT_NAT_PASS);
+	if (r->family != p->family) {
+		if (xvs_nat64_6to4(ctx, p->l3_off, (const void *)la->addr, (const void *)r->addr,
+				   xvs_nat64_ports(p->lport, r->port))) {
+			xvs_count(XVS_CNT_NAT_REFUSED);
+			return XDP_DROP;
+		}
+	} else if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, la->addr, p->lport) ||
+		   xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, r->port)) {
+		xvs_count(XVS_CNT_NAT_REFUSED);
 		return XDP_DROP;
 	}
 	return xvs_egress(ctx, nh, p);

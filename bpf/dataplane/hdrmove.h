@@ -71,6 +71,31 @@ static __always_inline int xvs_open_room(struct xdp_md *ctx, __u32 at, __u32 roo
 	return XVS_PRIM_OK;
 }
 
+/* The inverse of xvs_open_room: removes bytes [at, at + room) of the frame
+ * by moving the `at` bytes in front of them forward and giving the head
+ * back. Packet pointers are invalid afterwards, as there. */
+static __always_inline int xvs_close_room(struct xdp_md *ctx, __u32 at, __u32 room)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct xvs_hdrmove_buf *hb = bpf_map_lookup_elem(&xvs_hdrmove_scratch, &zero);
+	__u8 *buf;
+
+	if (!hb)
+		return XVS_PRIM_EARG;
+	buf = hb->b;
+	if (at > XVS_HDRMOVE_MAX || room == 0 || room > XVS_ROOM_MAX)
+		return XVS_PRIM_EARG;
+	if (data + at + room > data_end)
+		return XVS_PRIM_EBOUNDS;
+	if (at > 0 && (bpf_xdp_load_bytes(ctx, 0, buf, at) || bpf_xdp_store_bytes(ctx, room, buf, at)))
+		return XVS_PRIM_EBOUNDS;
+	if (bpf_xdp_adjust_head(ctx, (int)room))
+		return XVS_PRIM_EADJUST;
+	return XVS_PRIM_OK;
+}
+
 #define XVS_TCPOPT_EOL 0
 #define XVS_TCPOPT_NOP 1
 #define XVS_TCPOPT_TOA 254

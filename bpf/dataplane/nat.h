@@ -40,7 +40,7 @@ XVS_SUBPROG int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
 	if (!nh)
 		return verdict;
 	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, r->port)) {
-		xvs_count(XVS_CNT_NAT_PASS);
+		xvs_count(XVS_CNT_NAT_REFUSED);
 		return XDP_DROP;
 	}
 	return xvs_egress(ctx, nh, p);
@@ -119,17 +119,25 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 		xvs_nat_reply_state(n, p);
 	if (now - n->last_seen >= cfg->hz)
 		n->last_seen = now;
-	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, n->vaddr, n->vport) ||
-	    ((n->flags & XVS_NAT_F_FULLNAT) &&
-	     xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, n->caddr, n->cport))) {
-		xvs_count(XVS_CNT_NAT_PASS);
-		return XDP_DROP;
-	}
 	if ((n->flags & XVS_NAT_F_FULLNAT) && p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN))
 		xvs_mss_clamp(ctx, p, xvs_toa_len(n->family));
 	/* The reply is routed through the director, which is a router for it. */
 	if (xvs_ttl_decrement(ctx, p->l3_off, p->family)) {
 		xvs_count(XVS_CNT_TTL_EXCEEDED);
+		return XDP_DROP;
+	}
+	if (n->family != p->family) {
+		/* NAT64: an IPv4 real server's reply to an IPv6 client. */
+		if (!(n->flags & XVS_NAT_F_FULLNAT) ||
+		    xvs_nat64_4to6(ctx, p->l3_off, (const void *)n->vaddr, (const void *)n->caddr,
+				   xvs_nat64_ports(n->vport, n->cport))) {
+			xvs_count(XVS_CNT_NAT_REFUSED);
+			return XDP_DROP;
+		}
+	} else if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, n->vaddr, n->vport) ||
+		   ((n->flags & XVS_NAT_F_FULLNAT) &&
+		    xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, n->caddr, n->cport))) {
+		xvs_count(XVS_CNT_NAT_REFUSED);
 		return XDP_DROP;
 	}
 	xvs_account_out(n->svc_id, n->real_id, bytes);

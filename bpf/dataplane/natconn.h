@@ -126,8 +126,6 @@ XVS_SUBPROG int xvs_nat_sync(const struct xvs_pkt *p, __u8 state)
 	return 0;
 }
 
-/* Spreads clients over local addresses and ports; deterministic, as the
- * scheduler's hash, so a client tends to keep its local address. */
 /* Spreads a client (address and port) over a service's local addresses:
  * the bits of the multiplicative hash that a remainder reads depend only on
  * the input's low bits, so mix first (murmur3's finaliser). */
@@ -192,14 +190,25 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	sl = bpf_map_lookup_elem(&xvs_svc_laddrs, &sid);
 	if (!sl || sl->count == 0 || sl->count > XVS_SVC_LADDRS_MAX)
 		goto no_laddr;
-	idx = h % sl->count;
-	/* The verifier cannot see that a remainder is below its divisor. */
-	asm volatile("" : "+r"(idx));
-	if (idx >= XVS_SVC_LADDRS_MAX)
-		goto no_laddr;
-	id = sl->ids[idx];
-	la = bpf_map_lookup_elem(&xvs_laddrs, &id);
-	if (!la || la->family != r->family)
+	/* From the client's place in the pool on, the first local address of
+	 * the real server's family: an IPv6 service's pool may hold IPv4 ones
+	 * for its IPv4 real servers (NAT64). */
+	la = NULL;
+	for (int k = 0; k < XVS_SVC_LADDRS_MAX; k++) {
+		if (k >= sl->count)
+			break;
+		idx = (h + k) % sl->count;
+		/* The verifier cannot see that a remainder is below its divisor. */
+		asm volatile("" : "+r"(idx));
+		if (idx >= XVS_SVC_LADDRS_MAX)
+			goto no_laddr;
+		id = sl->ids[idx];
+		la = bpf_map_lookup_elem(&xvs_laddrs, &id);
+		if (la && la->family == r->family)
+			break;
+		la = NULL;
+	}
+	if (!la)
 		goto no_laddr;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;

@@ -285,7 +285,7 @@ enum xvs_counter : __u32 {
 	XVS_CNT_PROMOTED = 17, /* a new flow confirmed (client ACK, second datagram): into xvs_conns */
 	XVS_CNT_REDIRECT_UNMAPPED = 18, /* of those redirected, to an interface not in xvs_tx_ports: plain bpf_redirect */
 	XVS_CNT_NAT_REPLY = 19, /* a NAT/FULLNAT reply translated back to the service */
-	XVS_CNT_NAT_PASS = 20, /* a NAT/FULLNAT packet the rewrite refused (IPv6 extension headers, UDP/IPv6 without checksum): kernel */
+	XVS_CNT_NAT_REFUSED = 20, /* a NAT/FULLNAT packet the rewrite refused (IPv6 extension headers, UDP/IPv6 without checksum; for NAT64 also IPv4 options, UDP/IPv4 without one): dropped */
 	XVS_CNT_TTL_EXCEEDED = 21, /* a reply (or an ICMP error about a flow) whose TTL ran out at the director: dropped */
 	XVS_CNT_FNAT_NO_LADDR = 22, /* a new FULLNAT flow of a service without a local address: dropped */
 	XVS_CNT_FNAT_NO_PORT = 23, /* a new FULLNAT flow found no free local port: dropped */

@@ -135,13 +135,26 @@ function persistence(spec: ServiceSpec): Pick<ServiceModel, 'persistent' | 'netm
 }
 
 /**
- * DR leaves the packet's addresses as they are, NAT rewrites only one of them
- * and FULLNAT both within one family: the real server is of the VIP's family.
+ * Whether an IPv6 service reaches an IPv4 real server (or local address)
+ * through FULLNAT, which translates the header both ways (NAT64). The other
+ * way round (an IPv4 VIP in front of IPv6 servers) is not offered: DPVS does
+ * not either, and an IPv4 client's packets may not fit once 20 bytes larger.
+ */
+export function nat64(serviceAddr: string, addr: string): boolean {
+  return familyOf(serviceAddr) === FAMILY.inet6 && familyOf(addr) === FAMILY.inet;
+}
+
+/**
+ * DR leaves the packet's addresses as they are and NAT rewrites only one of
+ * them: the real server is of the VIP's family. FULLNAT rewrites both, and
+ * also translates an IPv6 VIP's flows to IPv4 real servers.
  */
 function checkFamilies(s: ServiceModel, addr: string, fwd: ModeName): void {
-  if ((fwd === 'dr' || fwd === 'nat' || fwd === 'fullnat') && familyOf(addr) !== familyOf(s.addr)) {
-    throw new XvsError('BAD_ADDRESS', `${fwd.toUpperCase()} real server ${addr} is not of the address family of ${s.addr}`, { hint: 'TUN (-i) carries either family in either' });
-  }
+  if (fwd === 'tun' || familyOf(addr) === familyOf(s.addr)) return;
+  if (fwd === 'fullnat' && nat64(s.addr, addr)) return;
+  throw new XvsError('BAD_ADDRESS', `${fwd.toUpperCase()} real server ${addr} is not of the address family of ${s.addr}`, {
+    hint: fwd === 'fullnat' ? 'FULLNAT serves IPv4 real servers from an IPv6 VIP (NAT64), not the other way' : 'TUN (-i) carries either family in either; FULLNAT (-b) an IPv6 VIP to IPv4 servers',
+  });
 }
 
 export function addService(m: Model, spec: ServiceSpec, limits: Limits): Model {
@@ -230,7 +243,10 @@ export const LADDRS_PER_SERVICE = 16;
 export function addLaddr(m: Model, k: ServiceKey, addr: string, maxIds: number): Model {
   const s = findService(m, k);
   const a = checkIp(addr, 'local address');
-  if (familyOf(a) !== familyOf(s.addr)) throw new XvsError('BAD_ADDRESS', `local address ${a} is not of the address family of ${s.addr}`);
+  // An IPv6 service's pool may hold IPv4 addresses, for its IPv4 real servers (NAT64).
+  if (familyOf(a) !== familyOf(s.addr) && !nat64(s.addr, a)) {
+    throw new XvsError('BAD_ADDRESS', `local address ${a} is not of the address family of ${s.addr}`);
+  }
   const list = s.laddrs ?? [];
   if (list.includes(a)) throw new XvsError('LADDR_EXISTS', `local address ${a} already in service ${serviceName(k)}`);
   if (list.length >= LADDRS_PER_SERVICE) throw new XvsError('CAPACITY', `at most ${LADDRS_PER_SERVICE} local addresses per service`);

@@ -21,7 +21,7 @@ export const COUNTERS = {
   promoted: 17,
   redirect_unmapped: 18,
   nat_reply: 19,
-  nat_pass: 20,
+  nat_refused: 20,
   ttl_exceeded: 21,
   fnat_no_laddr: 22,
   fnat_no_port: 23,
