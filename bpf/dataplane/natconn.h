@@ -18,7 +18,7 @@
 static __always_inline int xvs_reply_key(struct xvs_conn_key *k, const struct xvs_pkt *p, const struct xvs_real *r)
 {
 	__builtin_memcpy(k->saddr, r->addr, 16);
-	k->sport = r->port;
+	k->sport = xvs_rport(r, p->dport);
 	k->proto = p->proto;
 	k->family = r->family;
 	k->pad0[0] = 0;
@@ -215,7 +215,7 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 
 	__builtin_memcpy(rk.saddr, r->addr, 16);
 	__builtin_memcpy(rk.daddr, la->addr, 16);
-	rk.sport = r->port;
+	rk.sport = xvs_rport(r, p->dport);
 	rk.proto = p->proto;
 	rk.family = r->family;
 	n = &s->nat;
