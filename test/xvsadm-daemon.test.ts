@@ -195,6 +195,19 @@ UDP  192.0.2.53:53                       0        0        0        0        0
     assert.deepEqual(await x.xvsadm(['-L', '--daemon']), { stdout: '', stderr: '', code: 0 });
   });
 
+  test('-L of a port-zero service and a one-packet one, in ipvsadm\'s layout (" ops" last)', async () => {
+    const r = await x.xvsadm(['-R'], '-C\n-A -t 192.0.2.70:0 -s rr -p 600\n-a -t 192.0.2.70 -r 192.0.2.41 -g\n-A -u 192.0.2.70:53 -s rr -p 60 -o\n-a -u 192.0.2.70:53 -r 192.0.2.41 -g\n');
+    assert.deepEqual([r.stderr, r.code], ['', 0]);
+    assert.equal((await x.xvsadm(['-L', '-n'])).stdout, `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.70:0 rr persistent 600
+  -> 192.0.2.41:0                 Route   1      0          0         
+UDP  192.0.2.70:53 rr persistent 60 ops
+  -> 192.0.2.41:53                Route   1      0          0         
+`);
+  });
+
   test('a DR/TUN real-server port other than the service\'s is accepted with a warning, as the kernel uses the service\'s', async () => {
     await x.xvsadm(['-R'], `-C\n${BASE}`);
     const r = await x.xvsadm(['-a', ...V, '-r', '192.0.2.15:8080', '-g', '-w', '2']);
