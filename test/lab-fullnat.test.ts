@@ -88,7 +88,10 @@ describe('lab: FULLNAT with TOA, real servers behind a router', { skip, timeout:
   before(async () => {
     await sweepStaleCgroups();
     cg = testCgroup('fullnat-lab');
-    lab = await fullnatLab(await createLab({ id: `xvsf${process.pid % 10000}`, reals: 2, ipv6: true }));
+    const base = await createLab({ id: `xvsf${process.pid % 10000}`, reals: 2, ipv6: true });
+    // after() takes it down whatever happens next.
+    lab = base as FullnatLab;
+    lab = await fullnatLab(base);
     scenarios[0]!.vip = lab.vip;
     const toa = { cgroup: { path: cg.path, dir: cg.dir } };
     for (const [i, host] of lab.reals.entries()) {
