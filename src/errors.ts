@@ -7,7 +7,8 @@
 // the kernel make main return -1, i.e. 255; -L's failures exit 1, which
 // xvsadm applies to every list command), and `ipvsadm` is libipvs's
 // ipvs_strerror() for the refusal, by the kind of command that met it:
-// "service" for -A/-E/-D/-Z/-L, "real" for -a/-e/-d.
+// "service" for -A/-E/-D/-Z/-L, "real" for -a/-e/-d, "laddr" for the
+// FULLNAT forks' -P/-Q/-G (their libipvs's words: DPVS, Alibaba's LVS).
 
 export const ErrorCodes = {
   NOT_ROOT: { exit: 77, hint: 'run as root (CAP_BPF and CAP_NET_ADMIN are needed)' },
@@ -23,7 +24,7 @@ export const ErrorCodes = {
   BAD_ADDRESS: { exit: 2, hint: 'addresses look like 192.0.2.10, 192.0.2.10:80, 2001:db8::10 or [2001:db8::10]:80' },
   UNSUPPORTED: { exit: 2, hint: undefined },
   SERVICE_EXISTS: { exit: 255, hint: 'use -E to edit it', ipvsadm: 'Service already exists' },
-  NO_SERVICE: { exit: 255, hint: 'list services with `xvsadm -L -n`', ipvsadm: { service: 'No such service', real: 'Service not defined' } },
+  NO_SERVICE: { exit: 255, hint: 'list services with `xvsadm -L -n`', ipvsadm: { service: 'No such service', real: 'Service not defined', laddr: 'Service not defined' } },
   REAL_EXISTS: { exit: 255, hint: 'use -e to edit it', ipvsadm: 'Destination already exists' },
   NO_REAL: { exit: 255, hint: 'list real servers with `xvsadm -L -n`', ipvsadm: 'No such destination' },
   /** The kernel's ENOENT for a scheduler it has no module for. */
@@ -32,19 +33,22 @@ export const ErrorCodes = {
   OUT_OF_RANGE: { exit: 255, hint: undefined, ipvsadm: 'Numerical result out of range' },
   NO_TOA: { exit: 1, hint: 'the connection carried no TOA, has closed, or belongs to another network namespace' },
   NO_TOA_READER: { exit: 3, hint: 'set it up with `xvs realserver setup --vip VIP --mode fullnat`' },
-  LADDR_EXISTS: { exit: 255, hint: 'list them with `xvsadm -G`' },
-  NO_LADDR: { exit: 255, hint: 'list them with `xvsadm -G`' },
+  LADDR_EXISTS: { exit: 255, hint: 'list them with `xvsadm -G`', ipvsadm: 'Local address already exists' },
+  NO_LADDR: { exit: 255, hint: 'list them with `xvsadm -G`', ipvsadm: 'No such Local address' },
   PORT_MAPPING: { exit: 2, hint: 'DR and TUN forward to the service port; use NAT (-m) to change ports' },
   CAPACITY: { exit: 255, hint: undefined },
   NO_DAEMON: { exit: 3, hint: 'start it with `xvsd --interface IF`' },
   DAEMON: { exit: 3, hint: undefined },
   SYSTEM: { exit: 1, hint: undefined },
-} as const satisfies Record<string, { exit: number; hint: string | undefined; ipvsadm?: string | { service: string; real: string } }>;
+} as const satisfies Record<string, { exit: number; hint: string | undefined; ipvsadm?: string | Record<CommandKind, string> }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
 
+/** Which of ipvsadm's error tables a command's refusals come from. */
+export type CommandKind = 'service' | 'real' | 'laddr';
+
 /** ipvsadm's words for a refusal with this code, met by a command of this kind; undefined where ipvsadm has none. */
-export function ipvsadmWords(code: ErrorCode, kind: 'service' | 'real'): string | undefined {
+export function ipvsadmWords(code: ErrorCode, kind: CommandKind): string | undefined {
   const entry = ErrorCodes[code];
   const w = 'ipvsadm' in entry ? entry.ipvsadm : undefined;
   return typeof w === 'object' ? w[kind] : w;

@@ -16,6 +16,13 @@ import { popt, type PoptOption } from './popt.js';
 // without looking at its state (an unknown scheduler, thresholds out of
 // order) is refused here with the kernel's words; what ipvsadm accepts and
 // xvs cannot do yet is refused last, as UNSUPPORTED.
+//
+// FULLNAT comes in the grammar of the forks that have it (Alibaba's LVS,
+// DPVS): -b/--fullnat as a forwarding method, -P/--add-laddr,
+// -Q/--del-laddr with -z/--laddr ADDR, -G/--get-laddr. ipvsadm 1.31 took -b
+// for --sched-flags since; the command comes first in ipvsadm's grammar, so
+// the command decides: -b is FULLNAT after a real-server or local-address
+// command and --sched-flags after any other.
 
 export const PROG = 'xvsadm';
 export const IPVSADM_VERSION = 'v1.31 2019/12/24';
@@ -34,13 +41,15 @@ export interface ListOptions {
   tunInfo?: boolean;
 }
 
-type MutationOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts';
+type MutationOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts' | 'add-laddr' | 'del-laddr';
 export type Mutation = Extract<Request, { op: MutationOp }>;
 
 export type RequestCommand =
   | (Mutation & { warnings?: string[] })
   | { op: 'get-timeouts' }
-  | { op: 'list'; key?: ServiceKey; list: ListOptions };
+  | { op: 'list'; key?: ServiceKey; list: ListOptions }
+  /** -G */
+  | { op: 'get-laddrs'; key?: ServiceKey };
 
 export type Command =
   | RequestCommand
@@ -87,6 +96,9 @@ const CMD = {
   restore: { index: 11, name: 'restore' },
   save: { index: 12, name: 'save' },
   zero: { index: 13, name: 'zero' },
+  addLaddr: { index: 14, name: 'add-laddr' },
+  delLaddr: { index: 15, name: 'del-laddr' },
+  getLaddr: { index: 16, name: 'get-laddr' },
 } as const;
 type Cmd = keyof typeof CMD;
 
@@ -97,27 +109,35 @@ const OPTNAMES = [
   'stats', 'rate', 'thresholds', 'persistent-conn', 'nosort', 'syncid', 'exact', 'ops', 'pe',
   'sched-flags', 'mcast-group', 'mcast-port', 'mcast-ttl', 'sync-maxlen', 'tun-info', 'tun-type',
   'tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum',
+  // The FULLNAT forks' (their name for -z).
+  'local-address',
 ] as const;
 type OptName = (typeof OPTNAMES)[number];
 
 // commands_v_options: '+' compulsory, 'x' illegal, '1' exclusive, ' ' optional;
-// one character per option, in OPTNAMES order.
+// one character per option, in OPTNAMES order: ipvsadm 1.31's 34, then
+// local-address, illegal with all of ipvsadm's commands.
 const X34 = 'x'.repeat(34);
 const COMMANDS_V_OPTIONS: readonly string[] = [
-  /* ADD */ `xx+   ${'x'.repeat(15)}   ${'x'.repeat(10)}`,
-  /* EDIT */ `xx+   ${'x'.repeat(15)}   ${'x'.repeat(10)}`,
-  /* DEL */ `xx+${'x'.repeat(31)}`,
-  /* FLUSH */ X34,
-  /* LIST */ ` 11${'x'.repeat(9)}11       ${'x'.repeat(7)} ${'x'.repeat(5)}`,
-  /* ADDDEST */ `xx+xxx+    ${'x'.repeat(18)}     `,
-  /* DELDEST */ `xx+xxx+${'x'.repeat(27)}`,
-  /* EDITDEST */ `xx+xxx+    ${'x'.repeat(18)}     `,
-  /* TIMEOUT */ X34,
-  /* STARTD */ `${'x'.repeat(11)} ${'x'.repeat(7)} ${'x'.repeat(4)}    ${'x'.repeat(6)}`,
-  /* STOPD */ `${'x'.repeat(19)} ${'x'.repeat(14)}`,
-  /* RESTORE */ X34,
-  /* SAVE */ ` ${'x'.repeat(33)}`,
-  /* ZERO */ `xx ${'x'.repeat(31)}`,
+  /* ADD */ `xx+   ${'x'.repeat(15)}   ${'x'.repeat(10)}x`,
+  /* EDIT */ `xx+   ${'x'.repeat(15)}   ${'x'.repeat(10)}x`,
+  /* DEL */ `xx+${'x'.repeat(31)}x`,
+  /* FLUSH */ `${X34}x`,
+  /* LIST */ ` 11${'x'.repeat(9)}11       ${'x'.repeat(7)} ${'x'.repeat(5)}x`,
+  /* ADDDEST */ `xx+xxx+    ${'x'.repeat(18)}     x`,
+  /* DELDEST */ `xx+xxx+${'x'.repeat(27)}x`,
+  /* EDITDEST */ `xx+xxx+    ${'x'.repeat(18)}     x`,
+  /* TIMEOUT */ `${X34}x`,
+  /* STARTD */ `${'x'.repeat(11)} ${'x'.repeat(7)} ${'x'.repeat(4)}    ${'x'.repeat(6)}x`,
+  /* STOPD */ `${'x'.repeat(19)} ${'x'.repeat(14)}x`,
+  /* RESTORE */ `${X34}x`,
+  /* SAVE */ ` ${'x'.repeat(33)}x`,
+  /* ZERO */ `xx ${'x'.repeat(31)}x`,
+  // The forks' rows: a service and a local address for -P/-Q (DPVS also
+  // wants its own -F interface, which xvs has no use for), a service or none for -G.
+  /* ADDLADDR */ `xx+${'x'.repeat(31)}+`,
+  /* DELLADDR */ `xx+${'x'.repeat(31)}+`,
+  /* GETLADDR */ `xx ${'x'.repeat(31)}x`,
 ];
 
 const TUN_NAMES = ['ipip', 'gue', 'gre'] as const;
@@ -146,6 +166,9 @@ const OPTIONS: readonly PoptOption[] = [
   { long: 'save', short: 'S', arg: 'none', tag: 'S' },
   { long: 'start-daemon', arg: 'required', tag: 'start-daemon' },
   { long: 'stop-daemon', arg: 'required', tag: 'stop-daemon' },
+  { long: 'add-laddr', short: 'P', arg: 'none', tag: 'P' },
+  { long: 'del-laddr', short: 'Q', arg: 'none', tag: 'Q' },
+  { long: 'get-laddr', short: 'G', arg: 'none', tag: 'G' },
   { long: 'tcp-service', short: 't', arg: 'required', tag: 't' },
   { long: 'udp-service', short: 'u', arg: 'required', tag: 'u' },
   { long: 'sctp-service', arg: 'required', tag: 'sctp' },
@@ -157,6 +180,7 @@ const OPTIONS: readonly PoptOption[] = [
   { long: 'masquerading', short: 'm', arg: 'none', tag: 'm' },
   { long: 'ipip', short: 'i', arg: 'none', tag: 'i' },
   { long: 'gatewaying', short: 'g', arg: 'none', tag: 'g' },
+  { long: 'fullnat', arg: 'none', tag: 'fullnat' },
   { long: 'weight', short: 'w', arg: 'required', tag: 'w' },
   { long: 'u-threshold', short: 'x', arg: 'required', tag: 'x' },
   { long: 'l-threshold', short: 'y', arg: 'required', tag: 'y' },
@@ -187,12 +211,22 @@ const OPTIONS: readonly PoptOption[] = [
   { long: 'tun-nocsum', arg: 'none', tag: 'tun-nocsum' },
   { long: 'tun-csum', arg: 'none', tag: 'tun-csum' },
   { long: 'tun-remcsum', arg: 'none', tag: 'tun-remcsum' },
+  { long: 'laddr', short: 'z', arg: 'required', tag: 'z' },
 ];
+
+/** After these commands -b is --fullnat, as in the FULLNAT forks; after the others, ipvsadm 1.31's --sched-flags. */
+const FULLNAT_B_COMMANDS: ReadonlySet<string> = new Set(['a', 'e', 'd', 'P', 'Q', 'G']);
+const OPTIONS_FULLNAT_B: readonly PoptOption[] = OPTIONS.map((o) => {
+  if (o.long === 'sched-flags') return { long: o.long, arg: o.arg, tag: o.tag };
+  if (o.long === 'fullnat') return { ...o, short: 'b' };
+  return o;
+});
 
 const COMMAND_TAGS: Record<string, Cmd> = {
   A: 'add', E: 'edit', D: 'del', a: 'addDest', e: 'editDest', d: 'delDest', C: 'flush',
   L: 'list', l: 'list', Z: 'zero', set: 'timeout', R: 'restore', S: 'save',
   'start-daemon': 'startDaemon', 'stop-daemon': 'stopDaemon',
+  P: 'addLaddr', Q: 'delLaddr', G: 'getLaddr',
 };
 
 // ---------------------------------------------------------------------------
@@ -313,6 +347,8 @@ interface Entry {
   timeouts?: { tcp: number; tcpfin: number; udp: number };
   list: ListOptions;
   daemonState?: 'master' | 'backup';
+  /** -z */
+  laddr?: Addr;
 }
 
 function setOption(e: Entry, name: OptName): void {
@@ -388,7 +424,10 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
     dest: { port: 0, fwd: 'dr', weight: 1, uthreshold: 0, lthreshold: 0, tunType: 0 },
     list: { numeric: false, stats: false, exact: false },
   };
-  const { events, leftovers } = popt(argv, OPTIONS);
+  // The first option is the command whatever the table, as -b is never one.
+  const firstTag = popt(argv, OPTIONS).events[0];
+  const table = firstTag?.kind === 'option' && FULLNAT_B_COMMANDS.has(firstTag.tag) ? OPTIONS_FULLNAT_B : OPTIONS;
+  const { events, leftovers } = popt(argv, table);
   const [first, ...rest] = events;
   if (!first || first.kind === 'error') tryhelp();
   if (first.tag === 'h') return { op: 'help', text: usage() };
@@ -464,9 +503,18 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
       case 'i':
       case 'g':
       case 'm':
+      case 'fullnat':
         setOption(e, 'forwarding-method');
-        e.dest.fwd = ev.tag === 'i' ? 'tun' : ev.tag === 'g' ? 'dr' : 'nat';
+        e.dest.fwd = ev.tag === 'i' ? 'tun' : ev.tag === 'g' ? 'dr' : ev.tag === 'm' ? 'nat' : 'fullnat';
         break;
+      case 'z': {
+        setOption(e, 'local-address');
+        // The forks read it as a service address; a port makes no local address.
+        const p = parseService(arg, e.svc.proto, names);
+        if (!p || p.port !== undefined) fail('illegal local address');
+        e.laddr = { af: p.af, addr: p.addr };
+        break;
+      }
       case 'w': {
         setOption(e, 'weight');
         const n = stringToNumber(arg, 0, 65535);
@@ -581,7 +629,11 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
       }
       e.dest.port = 0;
     }
-    if (e.dest.af !== e.svc.af && e.dest.fwd !== 'tun') fail('Different address family is allowed only for tunneling servers');
+    if (e.dest.af !== e.svc.af && e.dest.fwd !== 'tun') {
+      // FULLNAT translates an IPv6 VIP's flows to IPv4 real servers (NAT64), not the other way.
+      if (e.dest.fwd !== 'fullnat') fail('Different address family is allowed only for tunneling servers');
+      if (e.svc.af !== 'inet6') fail('Different address family is allowed for FULLNAT servers only behind an IPv6 service');
+    }
     const tunOpts: OptName[] = ['tun-type', 'tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum'];
     if (tunOpts.some((o) => e.options.has(o)) && e.dest.fwd !== 'tun') fail('Tunnel options conflict with forward method');
     tunnelOptCheck(e);
@@ -592,6 +644,9 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
       || ((o.has('timeout') || o.has('daemon')) && o.has('persistent-conn'))) {
       fail('options conflicts in the list command');
     }
+  }
+  if ((cmd === 'addLaddr' || cmd === 'delLaddr') && e.laddr!.af !== e.svc.af && e.svc.af !== 'inet6') {
+    fail('Different address family is allowed for local addresses only in an IPv6 service');
   }
   if (cmd === 'restore' && opts.readingStdin) tryhelp();
   return toCommand(e, warnings);
@@ -630,7 +685,7 @@ function toCommand(e: Entry, warnings: string[]): Command {
     case 'edit': {
       const key = serviceKey(e);
       if (e.svc.pe !== undefined) unsupported('--pe (persistence engines) is not supported yet');
-      if (has('sched-flags')) unsupported('-b (--sched-flags) is not supported yet');
+      if (has('sched-flags')) unsupported('--sched-flags (-b with -A/-E) is not supported yet');
       const sched = e.svc.sched;
       if ((IPVS_ONLY_SCHEDULERS as readonly string[]).includes(sched)) unsupported(`scheduler '${sched}' is not supported yet`);
       if (!isSchedulerName(sched)) throw new XvsError('NO_SCHEDULER', `no scheduler '${sched}'`);
@@ -647,6 +702,11 @@ function toCommand(e: Entry, warnings: string[]): Command {
       const key = serviceKey(e);
       return { op: 'del-real', key, real: { addr: e.dest.addr!, port: e.dest.port } };
     }
+    case 'addLaddr':
+    case 'delLaddr':
+      return { op: e.cmd === 'addLaddr' ? 'add-laddr' : 'del-laddr', key: serviceKey(e), laddr: e.laddr!.addr };
+    case 'getLaddr':
+      return has('service-address') ? { op: 'get-laddrs', key: serviceKey(e) } : { op: 'get-laddrs' };
     case 'addDest':
     case 'editDest': {
       const key = serviceKey(e);
@@ -680,6 +740,8 @@ export function usage(): string {
   ${p} -S [-n]
   ${p} -a|e virtual-service -r server-address [options]
   ${p} -d virtual-service -r server-address
+  ${p} -P|Q virtual-service -z local-address
+  ${p} -G [virtual-service]
   ${p} -L|l [virtual-service] [options]
   ${p} -Z [virtual-service]
   ${p} --set tcp tcpfin udp
@@ -698,6 +760,9 @@ Either long or short options are allowed.
   --add-server      -a        add real server with options
   --edit-server     -e        edit real server with options
   --delete-server   -d        delete real server
+  --add-laddr       -P        add a FULLNAT local address to a service
+  --del-laddr       -Q        delete a FULLNAT local address from a service
+  --get-laddr       -G        list the FULLNAT local addresses
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
@@ -723,6 +788,10 @@ Options:
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
+  --fullnat      -b                   FULLNAT: source and destination translated,
+                                      the client's address in TCP option 254 (TOA);
+                                      -b is --fullnat after -a, -e and -d
+  --laddr        -z local-address     a local address of the director for FULLNAT
   --tun-type      type                one of ipip|gue|gre,
                                       the default tunnel type is ipip.
   --tun-port      port                tunnel destination port
@@ -745,7 +814,8 @@ Options:
   --sort                              does nothing, for backwards compatibility
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports
-  --sched-flags  -b flags             scheduler flags (comma-separated)
+  --sched-flags  -b flags             scheduler flags (comma-separated);
+                                      -b is --sched-flags after -A and -E
 Daemon Options:
   --syncid sid                        syncid for connection sync (default=255)
   --sync-maxlen length                Max sync message length (default=1472)
@@ -756,7 +826,7 @@ Daemon Options:
 xvs:
   --socket PATH                       xvsd's control socket (default /run/xvs/xvsd.sock)
   Not supported yet (refused with "not supported yet" and exit 2): -f, --sctp-service,
-  --pe, -b, --tun-type gue|gre, the fo, ovf and twos
+  --pe, --sched-flags, --tun-type gue|gre, the fo, ovf and twos
   schedulers, the sync daemon.
 `;
 }

@@ -1,15 +1,18 @@
 import { isIPv4 } from 'node:net';
-import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ListResult, type RealView, type ServiceView, type Timeouts } from '../control/protocol.js';
+import { BATCH_OPS as PROTOCOL_BATCH_OPS, DEFAULT_NETMASK, DEFAULT_PREFIX6, type ListResult, type RealView, type ServiceView, type Timeouts } from '../control/protocol.js';
 import { XvsError } from '../errors.js';
+import { MODES } from '../modes/index.js';
 import { commandToRequest, parseIpvsadm, type Mutation, type RequestCommand } from './ipvsadm-args.js';
 import { hostPort, sortedReals, sortedServices } from './list-format.js';
 import type { Names } from './names.js';
 
 // ipvsadm -S (print_service_entry with FMT_RULE) and -R (restore_table with
 // config_stream_read): the save format is ipvsadm's rule lines, which -R
-// reads back one command line per line.
-
-const FWD_SWITCH = { dr: '-g', tun: '-i', nat: '-m', fullnat: '-m' } as const;
+// reads back one command line per line. FULLNAT as the forks write it (-b
+// on the real server's line); their -S keeps no local addresses, xvs's
+// writes each as a -P line right after its service's -A, so that a restore,
+// xvs's all at once or any ipvsadm's line by line, never holds a FULLNAT
+// real server whose pool is still empty.
 
 function ruleService(svc: ServiceView, names?: Names): string {
   return `-${svc.proto === 'tcp' ? 't' : 'u'} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
@@ -35,10 +38,19 @@ function serviceRule(svc: ServiceView, names?: Names): string {
  * restore loses nothing, and a rule without thresholds stays ipvsadm's line.
  */
 function realRule(svc: ServiceView, r: RealView, names?: Names): string {
-  let line = `-a ${ruleService(svc, names)} -r ${hostPort(r.addr, r.port || svc.port, svc.proto, names)} ${FWD_SWITCH[r.fwd]} -w ${r.weight}`;
+  let line = `-a ${ruleService(svc, names)} -r ${hostPort(r.addr, r.port || svc.port, svc.proto, names)} ${MODES[r.fwd].flag} -w ${r.weight}`;
   if (r.fwd === 'tun') line += ' --tun-type ipip';
   if (r.uthreshold !== 0 || r.lthreshold !== 0) line += ` -x ${r.uthreshold} -y ${r.lthreshold}`;
   return line;
+}
+
+/**
+ * "-P -t VIP:PORT -z LIP", in the order they were added (a flow's place in
+ * the pool depends on it). The address is always numeric: it is one of the
+ * director's own, and -z reads no IPv6 host name back.
+ */
+function laddrRule(svc: ServiceView, laddr: string, names?: Names): string {
+  return `-P ${ruleService(svc, names)} -z ${laddr}`;
 }
 
 /** `ipvsadm -S [-n]`: sorted as the listing is. */
@@ -46,6 +58,7 @@ export function formatSave(res: ListResult, names?: Names): string {
   const lines: string[] = [];
   for (const svc of sortedServices(res)) {
     lines.push(serviceRule(svc, names));
+    for (const a of svc.laddrs ?? []) lines.push(laddrRule(svc, a, names));
     for (const r of sortedReals(svc)) lines.push(realRule(svc, r, names));
   }
   return lines.map((l) => `${l}\n`).join('');
@@ -78,7 +91,7 @@ export function splitRestore(text: string): RestoreLine[] {
   return out;
 }
 
-const BATCH_OPS = new Set(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts']);
+const BATCH_OPS: ReadonlySet<string> = new Set(PROTOCOL_BATCH_OPS);
 
 export interface ParsedRestore {
   requests: Mutation[];

@@ -63,7 +63,7 @@ export function buildProgram(out: string[]): Command {
     .option('--requests <n>', 'HTTP requests to send', '200')
     .action(async (o: { requests: string }) => { await runDemo({ requests: Number(o.requests), emit: (l) => process.stdout.write(`${l}\n`) }); });
   program.command('status')
-    .description('dataplane counters of a running xvsd')
+    .description('a running xvsd as JSON: dataplane counters, interfaces, unresolved next hops, FULLNAT pools')
     .option('--socket <path>', 'control socket', DEFAULT_SOCKET)
     .action(async (o: { socket: string }) => { out.push(JSON.stringify(await request(o.socket, { op: 'status' }), null, 2)); });
   program.command('down')

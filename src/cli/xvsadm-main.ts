@@ -1,7 +1,8 @@
-import { XvsError, ipvsadmWords, isXvsError } from '../errors.js';
-import type { BatchRequest, ConnView, ListResult, Request, Timeouts } from '../control/protocol.js';
+import { XvsError, ipvsadmWords, isXvsError, type CommandKind } from '../errors.js';
+import type { BatchRequest, ChangeResult, ConnView, LaddrView, ListResult, Request, Timeouts } from '../control/protocol.js';
 import { DEFAULT_SOCKET, request } from '../control/socket.js';
 import { PROG, commandToRequest, parseIpvsadm, type Command, type RequestCommand } from './ipvsadm-args.js';
+import { formatLaddrs } from './laddr-format.js';
 import { formatConnections, formatList, formatTimeouts, listedAddrs } from './list-format.js';
 import { recordingNames, resolveNames, systemNameSources, type NameSources, type Names } from './names.js';
 import { atLine, formatSave, parseRestore, splitRestore } from './save-format.js';
@@ -59,12 +60,19 @@ function askedHosts(lines: readonly string[][]): Set<string> {
 }
 
 /** Which of ipvsadm's error tables a command's refusals come from. */
-function kindOf(op: string): 'service' | 'real' {
-  return op === 'add-real' || op === 'edit-real' || op === 'del-real' ? 'real' : 'service';
+function kindOf(op: string): CommandKind {
+  if (op === 'add-real' || op === 'edit-real' || op === 'del-real') return 'real';
+  return op === 'add-laddr' || op === 'del-laddr' || op === 'get-laddrs' ? 'laddr' : 'service';
 }
 
-// ipvsadm's list paths (list_all, list_service, list_conn, -S) exit 1 on any failure to read the table.
-const LIST_OPS = new Set(['list', 'connections', 'save', 'get-timeouts']);
+// ipvsadm's list paths (list_all, list_service, list_conn, -S; the forks' list_laddrs) exit 1 on any failure to read the table.
+const LIST_OPS = new Set(['list', 'connections', 'save', 'get-timeouts', 'get-laddrs']);
+
+/** What xvsd answered a change with, as stderr lines: ipvsadm's own warnings look the same. */
+function warningLines(result: unknown): string[] {
+  const w = (result as Partial<ChangeResult> | undefined)?.warnings;
+  return Array.isArray(w) ? w.map((line) => `${PROG}: warning: ${String(line)}\n`) : [];
+}
 
 /** ipvsadm's words on the first line (with the restore line that met them), xvs's code, message and hint after. */
 export function renderError(err: XvsError, op: string | undefined): { text: string; exitCode: number } {
@@ -107,7 +115,8 @@ async function restore(run: Run): Promise<string> {
   const parsed = parseRestore(text, names);
   run.stderr.push(...parsed.warnings.map((w) => `${w}\n`));
   try {
-    await run.deps.request({ op: 'batch', requests: parsed.requests as BatchRequest[] }, run.socketPath, BATCH_TIMEOUT_MS);
+    const result = await run.deps.request({ op: 'batch', requests: parsed.requests as BatchRequest[] }, run.socketPath, BATCH_TIMEOUT_MS);
+    run.stderr.push(...warningLines(result));
   } catch (e) {
     const m = isXvsError(e) ? /^request (\d+): ([\s\S]*)$/.exec(e.message) : null;
     if (!m || !isXvsError(e)) throw e;
@@ -142,6 +151,8 @@ async function execute(cmd: Command, run: Run): Promise<string> {
       if (![t?.tcp, t?.tcpfin, t?.udp].every(Number.isInteger)) throw new XvsError('DAEMON', 'xvsd sent no timeouts for get-timeouts');
       return formatTimeouts(t as Timeouts);
     }
+    case 'get-laddrs':
+      return formatLaddrs(await run.deps.request(commandToRequest(cmd), run.socketPath) as LaddrView[]);
     case 'list': {
       const res = await run.deps.request(commandToRequest(cmd), run.socketPath) as ListResult;
       const names = cmd.list.numeric ? undefined : await reverseNames(run, listedAddrs(res));
@@ -150,7 +161,7 @@ async function execute(cmd: Command, run: Run): Promise<string> {
     default: {
       const rc = cmd as RequestCommand;
       if ('warnings' in rc && rc.warnings) run.stderr.push(...rc.warnings.map((w) => `${w}\n`));
-      await run.deps.request(commandToRequest(rc), run.socketPath);
+      run.stderr.push(...warningLines(await run.deps.request(commandToRequest(rc), run.socketPath)));
       return '';
     }
   }

@@ -83,11 +83,19 @@ export type Request =
    */
   | { op: 'batch'; requests: BatchRequest[] }
   /** Result: ConnView[] (xvsadm -L -c). */
-  | { op: 'connections' };
+  | { op: 'connections' }
+  /** A local address for the service's FULLNAT flows (xvsadm -P): of the service's family, or IPv4 in an IPv6 service (NAT64). */
+  | { op: 'add-laddr'; key: ServiceKey; laddr: string }
+  /** xvsadm -Q: new flows no longer take it; flows that have it keep it. */
+  | { op: 'del-laddr'; key: ServiceKey; laddr: string }
+  /** Result: LaddrView[], one service or every one (xvsadm -G). */
+  | { op: 'get-laddrs'; key?: ServiceKey };
 
-export type BatchOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts';
+export type BatchOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts' | 'add-laddr' | 'del-laddr';
 export type BatchRequest = Extract<Request, { op: BatchOp }>;
-export const BATCH_OPS = ['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts'] as const satisfies readonly BatchOp[];
+export const BATCH_OPS = [
+  'add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'add-laddr', 'del-laddr',
+] as const satisfies readonly BatchOp[];
 /** More requests than this in one batch is not a configuration but a mistake. */
 export const MAX_BATCH = 100_000;
 
@@ -145,6 +153,26 @@ export interface ServiceView extends ServiceSpec {
   reals: RealView[];
   stats: StatsView;
   rates?: RateView;
+  /** FULLNAT's local addresses in the order they were added; absent when there are none. */
+  laddrs?: string[];
+}
+
+/** One service's local addresses (xvsadm -G). */
+export interface LaddrView extends ServiceKey {
+  laddrs: {
+    addr: string;
+    /** Live FULLNAT flows of the service holding a port of this address (their reply side is in the reply tables). */
+    conns: number;
+  }[];
+}
+
+/**
+ * What a committed change may answer: things the operator should know that
+ * do not make the change wrong (a FULLNAT real server whose service has no
+ * local address of its family yet). No result at all when there are none.
+ */
+export interface ChangeResult {
+  warnings: string[];
 }
 
 export interface ListResult {
@@ -165,7 +193,7 @@ export type Response = { ok: true; result?: unknown } | { ok: false; error: Erro
 
 export const OPS = [
   'add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real',
-  'clear', 'zero', 'list', 'status', 'set-timeouts', 'get-timeouts', 'batch', 'connections',
+  'clear', 'zero', 'list', 'status', 'set-timeouts', 'get-timeouts', 'batch', 'connections', 'add-laddr', 'del-laddr', 'get-laddrs',
 ] as const satisfies readonly Op[];
 
 export const FWDS = ['dr', 'tun', 'nat', 'fullnat'] as const satisfies readonly Fwd[];
@@ -315,7 +343,11 @@ function requestOf(raw: unknown): Request {
     }
     case 'zero':
     case 'list':
-      return o.key === undefined ? { op: op as 'zero' | 'list' } : { op: op as 'zero' | 'list', key: key(o.key, 'key') };
+    case 'get-laddrs':
+      return o.key === undefined ? { op: op as 'zero' | 'list' | 'get-laddrs' } : { op: op as 'zero' | 'list' | 'get-laddrs', key: key(o.key, 'key') };
+    case 'add-laddr':
+    case 'del-laddr':
+      return { op: op as 'add-laddr' | 'del-laddr', key: key(o.key, 'key'), laddr: ip(o, 'laddr', 'request') };
     case 'set-timeouts':
       return { op: 'set-timeouts', timeouts: timeouts(o.timeouts) };
     case 'batch':

@@ -1,4 +1,4 @@
-import type { BatchRequest, ConnView, ListResult, RealSpec, Request, ServiceKey, ServiceSpec, Timeouts } from '../control/protocol.js';
+import type { BatchRequest, ChangeResult, ConnView, LaddrView, ListResult, RealSpec, Request, ServiceKey, ServiceSpec, Timeouts } from '../control/protocol.js';
 import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import * as C from '../maps/codecs.js';
@@ -17,6 +17,8 @@ import { MutationQueue } from './queue.js';
 import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
 import { needsTick, tickChange } from './tick.js';
+import { laddrView } from './laddr-view.js';
+import { laddrWarnings } from './laddr-warnings.js';
 import { RateEstimator, realRateKey, svcRateKey } from './estimator.js';
 import { configView, connectionsView, countersView, listView, statsByRateKey, statusView, type StatusView } from './views.js';
 
@@ -41,18 +43,18 @@ export interface Peer {
   gid: number;
 }
 
-const MUTATIONS = new Set<Request['op']>(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'batch']);
+const MUTATIONS = new Set<Request['op']>(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'batch', 'add-laddr', 'del-laddr']);
 
 /** What a transaction computed before anything is written. */
-interface Change {
+interface Change<T = void> {
   model: M.Model;
   /** New tables, by service id; the model's tableSize already says their length. */
   tables?: ReadonlyMap<number, Uint32Array>;
   /** Writes beyond the model's (statistics, configuration). */
   writes?: (w: MapWriter) => void;
   census?: ConnCensus;
-  /** Runs once the change is committed. */
-  done?: () => void;
+  /** Runs once the change is committed; what it returns is the transaction's result. */
+  done?: () => T;
 }
 
 const EMPTY_CENSUS: ConnCensus = { reals: new Map(), destinations: new Map() };
@@ -130,7 +132,20 @@ export class Director {
       case 'get-timeouts': return this.timeouts();
       case 'batch': return this.batch(req.requests);
       case 'connections': return this.connections();
+      case 'add-laddr': return this.addLaddr(req.key, req.laddr);
+      case 'del-laddr': return this.delLaddr(req.key, req.laddr);
+      case 'get-laddrs': return this.laddrView(req.key);
     }
+  }
+
+  /**
+   * The warnings of a committed change about these services (laddr-warnings.ts):
+   * logged, and answered to the client that asked.
+   */
+  #warn(model: M.Model, names: Iterable<string>): ChangeResult | undefined {
+    const warnings = laddrWarnings(model, names);
+    for (const w of warnings) log.warn(w);
+    return warnings.length > 0 ? { warnings } : undefined;
   }
 
   /**
@@ -139,10 +154,12 @@ export class Director {
    * one write of the difference. A refusal names its request ("request N: ")
    * and leaves everything as it was.
    */
-  batch(requests: readonly BatchRequest[]): Promise<void> {
+  batch(requests: readonly BatchRequest[]): Promise<ChangeResult | undefined> {
     return this.#transact(async (m) => {
       let model = m;
       const touched = new Set<string>();
+      /** Services whose FULLNAT real servers or local addresses the batch changed. */
+      const pools = new Set<string>();
       const added = new Map<number, string>();
       const zeroed: { svcs: number[]; reals: number[]; keys: string[] }[] = [];
       /** The state timeout table after the batch's --set requests, if it has any. */
@@ -166,11 +183,13 @@ export class Director {
               model = r.model;
               added.set(r.real.id, r.real.addr);
               touched.add(M.serviceName(req.key));
+              pools.add(M.serviceName(req.key));
               break;
             }
             case 'edit-real':
               model = M.editReal(model, req.key, req.real, (id) => this.#total(id));
               touched.add(M.serviceName(req.key));
+              pools.add(M.serviceName(req.key));
               break;
             case 'del-real':
               model = M.delReal(model, req.key, req.real);
@@ -187,6 +206,14 @@ export class Director {
             }
             case 'set-timeouts':
               timeouts = withSet(timeouts ?? readStateTimeouts(this.dp), req.timeouts);
+              break;
+            case 'add-laddr':
+              model = M.addLaddr(model, req.key, req.laddr, this.dp.laddrs.raw.maxEntries);
+              pools.add(M.serviceName(req.key));
+              break;
+            case 'del-laddr':
+              model = M.delLaddr(model, req.key, req.laddr);
+              pools.add(M.serviceName(req.key));
               break;
           }
         } catch (e) {
@@ -216,6 +243,7 @@ export class Director {
           this.#unresolved.note(resolved.map(([, r]) => r), M.realAddrs(change.model), false);
           for (const z of zeroed) this.rates.zero(z.keys);
           log.info({ requests: requests.length, services: change.model.services.size }, 'batch applied');
+          return this.#warn(change.model, pools);
         },
       };
     }, true);
@@ -257,7 +285,7 @@ export class Director {
     }));
   }
 
-  addReal(k: ServiceKey, spec: RealSpec): Promise<void> {
+  addReal(k: ServiceKey, spec: RealSpec): Promise<ChangeResult | undefined> {
     return this.#transact(async (m) => {
       const { model, real } = M.addReal(m, k, spec, this.#limits, (id) => this.#lastGen(id));
       const change = this.#replan(model, [M.serviceName(k)]);
@@ -275,16 +303,23 @@ export class Director {
         done: () => {
           log.info({ service: M.serviceName(k), real: `${real.addr}:${real.port}`, fwd: real.fwd, weight: real.weight, id: real.id }, 'real server added');
           this.#unresolved.note([r], M.realAddrs(model), false);
+          return this.#warn(change.model, [M.serviceName(k)]);
         },
       };
     });
   }
 
-  editReal(k: ServiceKey, spec: RealSpec): Promise<void> {
-    return this.#transact((m) => ({
-      ...this.#replan(M.editReal(m, k, spec, (id) => this.#total(id)), [M.serviceName(k)]),
-      done: () => log.info({ service: M.serviceName(k), real: `${spec.addr}:${spec.port}`, fwd: spec.fwd, weight: spec.weight }, 'real server edited'),
-    }));
+  editReal(k: ServiceKey, spec: RealSpec): Promise<ChangeResult | undefined> {
+    return this.#transact((m) => {
+      const change = this.#replan(M.editReal(m, k, spec, (id) => this.#total(id)), [M.serviceName(k)]);
+      return {
+        ...change,
+        done: () => {
+          log.info({ service: M.serviceName(k), real: `${spec.addr}:${spec.port}`, fwd: spec.fwd, weight: spec.weight }, 'real server edited');
+          return this.#warn(change.model, [M.serviceName(k)]);
+        },
+      };
+    });
   }
 
   delReal(k: ServiceKey, spec: { addr: string; port: number }): Promise<void> {
@@ -303,16 +338,27 @@ export class Director {
   }
 
   /** ipvsadm -Q: new flows no longer take it; running ones keep it. */
-  delLaddr(k: ServiceKey, addr: string): Promise<void> {
-    return this.#transact((m) => ({
-      model: M.delLaddr(m, k, addr),
-      done: () => log.info({ service: M.serviceName(k), laddr: addr }, 'local address deleted'),
-    }));
+  delLaddr(k: ServiceKey, addr: string): Promise<ChangeResult | undefined> {
+    return this.#transact((m) => {
+      const model = M.delLaddr(m, k, addr);
+      return {
+        model,
+        done: () => {
+          log.info({ service: M.serviceName(k), laddr: addr }, 'local address deleted');
+          return this.#warn(model, [M.serviceName(k)]);
+        },
+      };
+    });
   }
 
-  /** ipvsadm -G: the service's local addresses. */
+  /** The service's local addresses, in the order they were added. */
   laddrs(k: ServiceKey): string[] {
     return [...(M.findService(this.#model, k).laddrs ?? [])];
+  }
+
+  /** ipvsadm -G: one service's local addresses or every service's, with the flows holding ports of each. */
+  laddrView(k?: ServiceKey): LaddrView[] {
+    return laddrView(this.dp, this.#model, k);
   }
 
   clear(): Promise<void> {
@@ -419,7 +465,7 @@ export class Director {
    * model. A throw before the writes leaves everything as it was; a failed
    * write is undone by the writer.
    */
-  #transact(compute: (m: M.Model) => Change | Promise<Change>, config = true): Promise<void> {
+  #transact<T = void>(compute: (m: M.Model) => Change<T> | Promise<Change<T>>, config = true): Promise<T | undefined> {
     return this.#queue.run(async () => {
       const before = this.#model;
       const c = await compute(before);
@@ -429,8 +475,9 @@ export class Director {
       });
       this.#model = c.model;
       if (c.census) this.#census = c.census;
-      c.done?.();
+      const result = c.done?.();
       if (config) this.opts.onChange?.();
+      return result;
     });
   }
 

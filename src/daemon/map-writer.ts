@@ -135,6 +135,10 @@ export class MapWriter {
    */
   sync(before: Model, after: Model, tables: ReadonlyMap<number, Uint32Array>): void {
     this.atomically(() => {
+      // A local address's entry before any service's set names it; never taken back (flows carry its id).
+      for (const [addr, id] of after.laddrIds ?? []) {
+        if (before.laddrIds?.get(addr) !== id) this.#put(this.dp.laddrs.raw, u32(id), C.laddr.encode({ addr, family: familyOf(addr) }));
+      }
       // A service is its id under its name; ids are reused, names may come back.
       const ident = (s: ServiceModel): string => `${s.id} ${serviceName(s)}`;
       const was = new Map([...before.services.values()].map((s) => [ident(s), s]));
@@ -160,10 +164,6 @@ export class MapWriter {
           if (!s.reals.some((r) => r.id === o.id)) this.#putReal(o.id, realEntryOf(s, o, true));
         }
         if (old?.laddrs !== s.laddrs) this.#putSvcLaddrs(s, after);
-      }
-      // A local address's entry before any service names it; never taken back (flows carry its id).
-      for (const [addr, id] of after.laddrIds ?? []) {
-        if (before.laddrIds?.get(addr) !== id) this.#put(this.dp.laddrs.raw, u32(id), C.laddr.encode({ addr, family: familyOf(addr) }));
       }
       // A miss looks for a port-zero service only while there is one.
       this.#configFlag(CFG_F.any_port, [...after.services.values()].some((s) => s.port === 0));

@@ -276,7 +276,7 @@ export function addLaddr(m: Model, k: ServiceKey, addr: string, maxIds: number):
   }
   const list = s.laddrs ?? [];
   if (list.includes(a)) throw new XvsError('LADDR_EXISTS', `local address ${a} already in service ${serviceName(k)}`);
-  if (list.length >= LADDRS_PER_SERVICE) throw new XvsError('CAPACITY', `at most ${LADDRS_PER_SERVICE} local addresses per service`);
+  if (list.length >= LADDRS_PER_SERVICE) throw new XvsError('CAPACITY', `service ${serviceName(k)} has ${LADDRS_PER_SERVICE} local addresses, the most a service can have`);
   const ids = new Map(m.laddrIds ?? []);
   if (!ids.has(a)) {
     const used = new Set(ids.values());

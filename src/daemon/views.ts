@@ -6,6 +6,7 @@ import { familyOf } from './addr.js';
 import { countConns, readStateTimeouts, readTimeouts } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { realRateKey, svcRateKey, type RateEstimator } from './estimator.js';
+import { fullnatStatus, type FullnatStatus } from './laddr-view.js';
 import { findService, realGens, serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
 
 // What xvsadm -L, xvs status and --timeout show: the committed model with
@@ -52,6 +53,7 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey, rates?: RateEs
       stats: statsView(dp.realStats.sum(r.id)),
       ...(rates ? { rates: rates.rates(realRateKey(r.id, r.gen)) } : {}),
     })),
+    ...laddrsOf(s),
   }));
   return { connTableSize: dp.connTableSize, services, counters: countersView(dp), timeouts };
 }
@@ -65,6 +67,8 @@ export interface StatusView {
   unresolvedNexthops: { addr: string; why: string }[];
   /** Where the program runs, and whether the devmap holds each (a redirect there takes the devmap). */
   interfaces: { name: string; ifindex: number; role: string; mode: string; txPort: boolean }[];
+  /** Services with local addresses or FULLNAT real servers: the pools, ports held, and who cannot be served. */
+  fullnat: FullnatStatus[];
 }
 
 export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, string> = new Map()): StatusView {
@@ -81,7 +85,13 @@ export function statusView(dp: Dataplane, m: Model, why: ReadonlyMap<string, str
     services: m.services.size, reals, connTableSize: dp.connTableSize, counters: countersView(dp),
     unresolvedNexthops: [...unresolved].sort(([a], [b]) => a.localeCompare(b)).map(([addr, w]) => ({ addr, why: w })),
     interfaces,
+    fullnat: fullnatStatus(dp, m),
   };
+}
+
+/** FULLNAT's local addresses as ServiceView carries them: absent when there are none. */
+function laddrsOf(s: ServiceModel): Pick<ServiceView, 'laddrs'> {
+  return s.laddrs && s.laddrs.length > 0 ? { laddrs: [...s.laddrs] } : {};
 }
 
 function statsView(s: C.Stats | null): StatsView {
@@ -186,6 +196,7 @@ export function configView(dp: Dataplane, m: Model): ListResult {
       addr: r.addr, port: r.port, fwd: r.fwd, weight: r.weight, uthreshold: r.uthreshold, lthreshold: r.lthreshold,
       activeConns: 0, inactConns: 0, stats: zero,
     })),
+    ...laddrsOf(s),
   }));
   return { connTableSize: dp.connTableSize, services, counters: {}, timeouts: readTimeouts(dp) };
 }

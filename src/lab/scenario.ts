@@ -125,7 +125,8 @@ export async function connectionsClosed(lab: Lab, port = 80): Promise<void> {
     .split('\n').filter((l) => l.trim() && !/^(TIME-WAIT|LISTEN|UNCONN)\s/.test(l.trim())).length;
   const deadline = Date.now() + 10_000;
   for (;;) {
-    let n = await open(lab.client.ns, ['dst', lab.vip]);
+    // ss takes an IPv6 address in brackets.
+    let n = await open(lab.client.ns, ['dst', isIPv6(lab.vip) ? `[${lab.vip}]` : lab.vip]);
     for (const r of lab.reals) n += await open(r.ns, ['sport', `= :${port}`]);
     if (n === 0) return;
     if (Date.now() > deadline) throw new XvsError('SYSTEM', `${n} lab connections still open after 10 s`);

@@ -36,7 +36,7 @@ export interface DirectorNs {
   /** BPF_PROG_TEST_RUN of the director on d0's ingress, inside the namespace. */
   run(input: Buffer): TestRunResult;
   /** Director calls that resolve next hops run inside the namespace. */
-  addReal(...a: Parameters<Director['addReal']>): Promise<void>;
+  addReal(...a: Parameters<Director['addReal']>): ReturnType<Director['addReal']>;
   close(): void;
 }
 
