@@ -4,9 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../src/paths.js';
 import { CPUS, pinMainThread } from './cpu.js';
-import { FRAME_LEN } from './frames.js';
+import { FRAME_LEN, TWO_WAY } from './frames.js';
 import { runLive, type LiveCase, type LiveResult, type Napi } from './live.js';
 import { runMicro } from './micro.js';
+import { runMicroNat } from './micro-nat.js';
 import { createNet, destroyNet, NET } from './net.js';
 import { closeProgs, loadProgs, type Progs } from './progs.js';
 import { DEFAULT_CONN_TABLE_SIZE } from '../src/daemon/dataplane.js';
@@ -75,6 +76,10 @@ export async function main(): Promise<void> {
   try {
     p = await loadProgs(MICRO_CONN_TABLE);
     const micro = await runMicro(p, links, progress);
+    closeProgs(p);
+    p = null;
+    p = await loadProgs(MICRO_CONN_TABLE, TWO_WAY);
+    micro.push(...await runMicroNat({ p, links }, progress));
     closeProgs(p);
     p = null;
     // A fresh director for the chains: no flows left from part 1.
