@@ -102,8 +102,8 @@ export function createNet(): Links {
  * core than the generator (in softirq it runs on the generator's core, inside
  * the generator's test run).
  */
-export function setThreadedNapi(on: boolean): void {
-  nsSh('sh', ['-c', `echo ${on ? 1 : 0} > /sys/class/net/${NET.b}/threaded`]);
+export function setThreadedNapi(dev: string, on: boolean): void {
+  nsSh('sh', ['-c', `echo ${on ? 1 : 0} > /sys/class/net/${dev}/threaded`]);
 }
 
 export interface XdpStats { packets: number; tx: number; drops: number }

@@ -31,7 +31,7 @@ function bound(r: LiveResult): string {
 }
 
 export function liveRows(ls: LiveResult[]) {
-  const find = (b: LiveResult['b'], n: Napi) => ls.find((x) => x.b === b && x.napi === n);
+  const find = (b: LiveResult['b'], n: Napi) => ls.find((x) => x.b === b && x.napi === n && x.mode === null);
   return ls.map((l) => {
     const nsPerPkt = 1e9 / l.pps;
     const gen = find('none', l.napi);
@@ -59,7 +59,7 @@ export function liveRows(ls: LiveResult[]) {
 type LiveRow = ReturnType<typeof liveRows>[number];
 type MicroRow = ReturnType<typeof microRows>[number];
 
-function table(head: string[], rows: (string | number)[][], leftCols: number): string {
+export function table(head: string[], rows: (string | number)[][], leftCols: number): string {
   const cells = [head, ...rows.map((r) => r.map(String))];
   const w = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return cells
@@ -68,6 +68,9 @@ function table(head: string[], rows: (string | number)[][], leftCols: number): s
 }
 
 const dash = (x: number | null, digits: number): string => (x === null ? '-' : x.toFixed(digits));
+
+/** A two-way case's direction stands for its flows: always one established flow. */
+const flowsText = (l: { flows: string; dir: string | null }): string => (l.dir === null ? l.flows : l.dir === 'in' ? 'c->r' : 'reply');
 
 function microTable(micro: MicroRow[], connTable: number): string[] {
   return [
@@ -98,7 +101,7 @@ function liveTable(live: LiveRow[], connTable: number): string[] {
     table(
       ['napi', 'program on xb', 'flows', 'generated', 'sunk', 'lost %', 'Mpps', 'min-max', 'ns/pkt', 'net ns', 'x macswap', 'new %', 'bound by'],
       live.map((l) => [
-        l.napi, l.name, l.b === 'none' ? '-' : l.flows, l.generated, l.sunk, dash(l.lostPct, 3), mpps(l.pps),
+        l.napi, l.name, l.b === 'none' ? '-' : flowsText(l), l.generated, l.sunk, dash(l.lostPct, 3), mpps(l.pps),
         `${mpps(l.ppsMin)}-${mpps(l.ppsMax)}`, l.nsPerPkt.toFixed(1), dash(l.netNsPerPkt, 1), dash(l.ratio, 2),
         dash(l.newFlowPct, 1), l.bound,
       ]),
@@ -111,7 +114,10 @@ function liveTable(live: LiveRow[], connTable: number): string[] {
     '   the redirect fails at once): roughly what the enqueue to xb, xb\'s program, the way back and the sink add.',
     `   new flows: xdp_gen gives frame n the n-th 5-tuple (port and client address), restarting per case and never`,
     `   repeating (checked), so each frame is a miss + schedule + insert; conn table ${connTable} entries (new % confirms).`,
-    '   syn: one flow\'s SYN again and again (a retransmitting client).',
+    '   syn: one flow\'s SYN again and again (a retransmitting client). c->r / reply: the client\'s data segment / the real',
+    '   server\'s reply of one established NAT or FULLNAT flow (opened first, as in part 1), on a director of the two-way',
+    '   modes. kernel: no XDP on xb, the stack forwards with nftables NAT and conntrack (part 3 says how); its frames reach',
+    '   xdp_sink as skbs, which xa converts (a copy) before the sink runs: part of this chain\'s cost, not part 3\'s.',
     '   Each generator call pays a fixed setup/teardown (callOverheadMs in the JSON), inside the wall time.',
   ];
 }
@@ -164,7 +170,8 @@ function summary(micro: MicroRow[], live: LiveRow[]): string[] {
 export function render(env: Env, micro: MicroRow[], live: LiveRow[], conns: { micro: number; live: number }, extra: string[]): string {
   return [
     `xvs bench: Linux ${env.kernel}, ${env.cpus} CPUs (${env.cpuModel}), Node ${env.node}, ${env.date}`,
-    `every frame: Ethernet/IP/TCP, ${env.frameBytes} bytes, client -> VIP 192.0.2.80 or 2001:db8::80 (DR on :80, TUN on :81), one real server`,
+    `every frame: Ethernet/IP/TCP, ${env.frameBytes} bytes, client -> VIP 192.0.2.80 or 2001:db8::80 (DR on :80, TUN on :81, NAT on :82,`,
+    '   FULLNAT and NAT64 on :83) or the real server\'s reply, one real server',
     '',
     ...microTable(micro, conns.micro),
     ...goals(micro),
