@@ -31,8 +31,8 @@ export const LIVE_LIMITS = {
 
 /**
  * 'none': xb has no XDP, so veth offers no ndo_xdp_xmit and the redirect
- * fails at once. 'kernel': no XDP either, but veth's NAPI (GRO) and the
- * stack forwarding with nftables NAT (kernel-nat.ts).
+ * fails at once. 'kernel': xdp_pass on xb, for veth's NAPI, and the stack
+ * forwarding with nftables NAT (kernel-nat.ts).
  */
 export type BProg = 'none' | 'xdp_sink' | 'xdp_macswap' | 'xvs_xdp' | 'kernel';
 /**
@@ -146,10 +146,11 @@ function setUp(p: Progs, links: Links, c: LiveCase, napi: Napi, bCpu: number): n
   });
   if (c.b === 'kernel') {
     if (!isKernelMode(c.mode)) throw new Error(`${c.name}: the kernel's NAT takes nat or fnat`);
+    inNs(() => attachXdp(links.b, p.fd.pass, 'native'));
     kernelNatUp(c.mode);
   }
   if (napi === 'softirq') return null;
-  // veth has NAPI only while XDP (or GRO) is on, so this follows the attach.
+  // veth has NAPI only while XDP is attached, so this follows the attach.
   setThreadedNapi(NET.b, true);
   if (!pinNapi(NET.b, bCpu)) throw new Error(`no NAPI thread for ${NET.b} after enabling threaded NAPI`);
   if (napi === 'split') {

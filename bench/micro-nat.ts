@@ -12,9 +12,9 @@ import { NET } from './net.js';
 import { dirDelta, dirSnap } from './progs.js';
 import { ctxFor, inNs, runTx, VerdictError } from './run-util.js';
 
-export const NAT_LABEL = { nat: 'NAT', fnat: 'FULLNAT', nat64: 'NAT64' } as const satisfies Record<NatMode, string>;
+const NAT_LABEL = { nat: 'NAT', fnat: 'FULLNAT', nat64: 'NAT64' } as const satisfies Record<NatMode, string>;
 
-export function expectFrame(what: string, out: Buffer, want: Buffer): void {
+function expectFrame(what: string, out: Buffer, want: Buffer): void {
   if (!out.equals(want)) {
     throw new VerdictError(`${what}: the director sent\n  ${out.toString('hex')}\nwhere it must send\n  ${want.toString('hex')}`);
   }

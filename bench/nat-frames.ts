@@ -11,7 +11,6 @@ import { FRAME_LEN, MODES, rsOf, vipOf, type Mode } from './frames.js';
 import { NET } from './net.js';
 
 export type NatMode = 'nat' | 'fnat' | 'nat64';
-export const NAT_MODES: readonly NatMode[] = ['nat', 'fnat', 'nat64'];
 
 /** 'in': the client's segment to the real server; 'out': the real server's reply to the client. */
 export type Dir = 'in' | 'out';
@@ -46,7 +45,7 @@ function seg(mode: NatMode, kind: Kind): Seg {
   }
 }
 
-export const fromClient = (k: Kind): boolean => k === 'syn' || k === 'ack' || k === 'data';
+const fromClient = (k: Kind): boolean => k === 'syn' || k === 'ack' || k === 'data';
 
 /** The real server's address and port for the flow's replies: the client's own (NAT) or `via` (FULLNAT). */
 function serverSide(mode: NatMode, sport: number, via: Via | null): Via {
@@ -126,9 +125,3 @@ export function withChecksums(f: Buffer): Buffer {
   segment.writeUInt16BE(F.inetChecksum(F.pseudoHeader(src, dst, 6, segment.length), segment), 16);
   return out;
 }
-
-/** IPv6 text as addrText writes it, for comparing with a configured address. */
-export const canonical = (a: string): string => F.addrText(F.ipAddr(a));
-
-export const TCP_HEADER_BYTES = TCP_HDR;
-export const ipHeaderBytes = ipHdr;

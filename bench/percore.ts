@@ -8,8 +8,10 @@
 // queue never overflows back onto xb) share CPU 0. The figure is that
 // thread's own run time (/proc/TID/schedstat, which counts only while it
 // ran: another developer's process on CPU 1 takes time from the wall clock,
-// not from this) over the frames it took, with the generator offering more
-// than either can take, so both run saturated, in batches.
+// not from this) over the frames it took. The generator offers what CPU 0
+// can make: the kernel's NAT cannot keep up with it, xvs may; a thread that
+// runs out of frames pays each wake-up over fewer of them, so an idle xvs
+// thread counts against xvs (the report says which side bounded a row).
 import { CPUS, pinMainThread } from './cpu.js';
 import type { LiveCase, LiveResult } from './live.js';
 import { runLive } from './live.js';

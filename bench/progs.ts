@@ -1,7 +1,7 @@
 // Everything the bench loads: a director with one service per mode it is
 // given (DR and TUN, or NAT, FULLNAT and NAT64) on one real server of the
 // mode's family, FULLNAT services with the pool of local addresses, and the
-// aux programs (baseline, sink, generator).
+// aux programs (baseline, sink, generator, and xdp_pass for the kernel's NAT).
 import { Dataplane } from '../src/daemon/dataplane.js';
 import { Director } from '../src/daemon/director.js';
 import { BpfObject, withNetnsAsync } from '../src/loader/index.js';
@@ -21,7 +21,7 @@ export interface Progs {
   dp: Dataplane;
   director: Director;
   aux: BpfObject;
-  fd: { director: number; macswap: number; sink: number; gen: number };
+  fd: { director: number; macswap: number; sink: number; gen: number; pass: number };
   auxCount: PerCpuMap<number, number>;
   genTmpl: RawMap;
 }
@@ -49,6 +49,7 @@ export async function loadProgs(connTableSize: number, modes: readonly Mode[] = 
         macswap: aux.program('xdp_macswap').fd,
         sink: aux.program('xdp_sink').fd,
         gen: aux.program('xdp_gen').fd,
+        pass: aux.program('xdp_pass').fd,
       },
       auxCount: new PerCpuMap(aux.map('aux_count'), C.u32Codec, C.u64Codec),
       genTmpl: aux.map('gen_tmpl'),

@@ -116,7 +116,7 @@ function liveTable(live: LiveRow[], connTable: number): string[] {
     `   repeating (checked), so each frame is a miss + schedule + insert; conn table ${connTable} entries (new % confirms).`,
     '   syn: one flow\'s SYN again and again (a retransmitting client). c->r / reply: the client\'s data segment / the real',
     '   server\'s reply of one established NAT or FULLNAT flow (opened first, as in part 1), on a director of the two-way',
-    '   modes. kernel: no XDP on xb, the stack forwards with nftables NAT and conntrack (part 3 says how); its frames reach',
+    '   modes. kernel: xdp_pass on xb, the stack forwards with nftables NAT and conntrack (part 3 says how); its frames reach',
     '   xdp_sink as skbs, which xa converts (a copy) before the sink runs: part of this chain\'s cost, not part 3\'s.',
     '   Each generator call pays a fixed setup/teardown (callOverheadMs in the JSON), inside the wall time.',
   ];
