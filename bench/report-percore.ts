@@ -17,6 +17,7 @@ export function perCoreRows(rs: readonly LiveResult[]) {
   const floor = rs.find((r) => r.b === 'xdp_macswap');
   return rs.map((r) => {
     const ns = nsOf(r);
+    // The generator calls' wall time: the drains between them hold at most a ring's tail of frames.
     const wallNs = r.wallMs * 1e6;
     return {
       name: r.name, b: r.b, mode: r.mode, dir: r.dir, generated: r.generated, frames: r.bRx, sunk: r.sunk,
