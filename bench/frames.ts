@@ -2,19 +2,33 @@
 // the size xdp_gen writes, so the test-run and live figures see the same
 // packet. A mode names the forwarding method and the family: DR and TUN
 // over IPv4 (VIP 192.0.2.80) and over IPv6 (VIP 2001:db8::80, TUN as IPv6 in
-// IPv6), one real server each.
+// IPv6), NAT and FULLNAT over IPv4 and NAT64 (FULLNAT from the IPv6 VIP to
+// the IPv4 real server), one real server each; the two-way modes' frames
+// are in nat-frames.ts.
 import * as F from '../test/helpers/frames.js';
 import { NET } from './net.js';
 
 export const FRAME_LEN = 128;
 
+/** v6: the VIP's family; real6: the real server's; rport: the real server's port (0: the service's). */
 export const MODES = {
-  dr: { fwd: 'dr', v6: false, port: 80 },
-  tun: { fwd: 'tun', v6: false, port: 81 },
-  dr6: { fwd: 'dr', v6: true, port: 80 },
-  tun6: { fwd: 'tun', v6: true, port: 81 },
+  dr: { fwd: 'dr', v6: false, real6: false, port: 80, rport: 0 },
+  tun: { fwd: 'tun', v6: false, real6: false, port: 81, rport: 0 },
+  dr6: { fwd: 'dr', v6: true, real6: true, port: 80, rport: 0 },
+  tun6: { fwd: 'tun', v6: true, real6: true, port: 81, rport: 0 },
+  nat: { fwd: 'nat', v6: false, real6: false, port: 82, rport: 8080 },
+  fnat: { fwd: 'fullnat', v6: false, real6: false, port: 83, rport: 8080 },
+  nat64: { fwd: 'fullnat', v6: true, real6: false, port: 83, rport: 8080 },
 } as const;
 export type Mode = keyof typeof MODES;
+
+/**
+ * The modes one director holds. A director with a NAT or FULLNAT real server
+ * runs the reply stage on every packet, which a DR/TUN-only director never
+ * pays, so the two kinds are measured on directors of their own.
+ */
+export const ONE_WAY: readonly Mode[] = ['dr', 'tun', 'dr6', 'tun6'];
+export const TWO_WAY: readonly Mode[] = ['nat', 'fnat', 'nat64'];
 
 /** Where a mode's frames keep the source address and port. */
 export function offsets(mode: Mode): { saddr: number; sport: number } {
@@ -22,7 +36,7 @@ export function offsets(mode: Mode): { saddr: number; sport: number } {
 }
 
 export const vipOf = (mode: Mode): string => (MODES[mode].v6 ? NET.vip6 : NET.vip);
-export const rsOf = (mode: Mode): string => (MODES[mode].v6 ? NET.rs6 : NET.rs);
+export const rsOf = (mode: Mode): string => (MODES[mode].real6 ? NET.rs6 : NET.rs);
 
 /** A frame of the one client of fixed flows, or (newFlows) the template setFlow varies. */
 export function flowFrame(mode: Mode, flags: number, sport = 40000, newFlows = false): Buffer {

@@ -4,9 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../src/paths.js';
 import { CPUS, pinMainThread } from './cpu.js';
-import { FRAME_LEN } from './frames.js';
+import { FRAME_LEN, TWO_WAY } from './frames.js';
 import { runLive, type LiveCase, type LiveResult, type Napi } from './live.js';
 import { runMicro } from './micro.js';
+import { runMicroNat } from './micro-nat.js';
+import { ipvsAbsence } from './kernel-nat.js';
+import { PER_CORE_CASES, runPerCore } from './percore.js';
+import { perCoreLines, perCoreRows, perCoreSummary } from './report-percore.js';
 import { createNet, destroyNet, NET } from './net.js';
 import { closeProgs, loadProgs, type Progs } from './progs.js';
 import { DEFAULT_CONN_TABLE_SIZE } from '../src/daemon/dataplane.js';
@@ -24,7 +28,7 @@ export const RESULTS_FILE = path.join(packageRoot, 'dist', 'bench-results.json')
 /** Opt-in: on a 2-CPU VM the overdriven NAPI thread gives bimodal figures. */
 const THREADED = process.env.XVS_BENCH_THREADED === '1';
 
-const LIVE_CASES: readonly LiveCase[] = [
+const LIVE_ONE_WAY: readonly LiveCase[] = [
   { name: 'generator alone (no XDP)', b: 'none', mode: null, flows: 'fixed' },
   { name: 'xdp_sink (ceiling)', b: 'xdp_sink', mode: null, flows: 'fixed' },
   { name: 'xdp_macswap (baseline)', b: 'xdp_macswap', mode: null, flows: 'fixed' },
@@ -37,6 +41,9 @@ const LIVE_CASES: readonly LiveCase[] = [
   { name: 'xvs_xdp IPv6 TUN', b: 'xvs_xdp', mode: 'tun6', flows: 'fixed' },
 ];
 
+/** On a director of the two-way modes; the kernel's NAT beside each (kernel-nat.ts). */
+const LIVE_TWO_WAY: readonly LiveCase[] = PER_CORE_CASES.filter((c) => c.mode !== null);
+
 const progress = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
 
 function env(): Env {
@@ -46,7 +53,7 @@ function env(): Env {
   };
 }
 
-async function liveAll(p: Progs, links: ReturnType<typeof createNet>): Promise<LiveResult[]> {
+async function liveAll(p: Progs, links: ReturnType<typeof createNet>, cases: readonly LiveCase[]): Promise<LiveResult[]> {
   // With one CPU there is no second core for a NAPI thread.
   const napis: Napi[] = THREADED && CPUS >= 2 ? ['softirq', 'threaded'] : ['softirq'];
   const out: LiveResult[] = [];
@@ -54,9 +61,10 @@ async function liveAll(p: Progs, links: ReturnType<typeof createNet>): Promise<L
   try {
     for (const napi of napis) {
       // A thread needs NAPI, which veth has only with a program attached.
-      for (const c of LIVE_CASES.filter((x) => napi === 'softirq' || x.b !== 'none')) {
+      // Threaded chains of the kernel's NAT: part 3 has them, measured for what they cost the director's core.
+      for (const c of cases.filter((x) => napi === 'softirq' || (x.b !== 'none' && x.b !== 'kernel'))) {
         const r = await runLive(p, links, c, napi, 1);
-        progress(`${napi} ${c.name} ${c.flows}: ${(r.pps / 1e6).toFixed(3)} Mpps, ${r.sunk} of ${r.generated} frames sunk`);
+        progress(`${napi} ${c.name} ${c.dir ?? c.flows}: ${(r.pps / 1e6).toFixed(3)} Mpps, ${r.sunk} of ${r.generated} frames sunk`);
         out.push(r);
       }
     }
@@ -77,11 +85,21 @@ export async function main(): Promise<void> {
     const micro = await runMicro(p, links, progress);
     closeProgs(p);
     p = null;
-    // A fresh director for the chains: no flows left from part 1.
-    p = await loadProgs(LIVE_CONN_TABLE);
-    const live = await liveAll(p, links);
+    p = await loadProgs(MICRO_CONN_TABLE, TWO_WAY);
+    micro.push(...await runMicroNat({ p, links }, progress));
     closeProgs(p);
     p = null;
+    // A fresh director for the chains: no flows left from part 1.
+    p = await loadProgs(LIVE_CONN_TABLE);
+    const live = await liveAll(p, links, LIVE_ONE_WAY);
+    closeProgs(p);
+    p = null;
+    p = await loadProgs(LIVE_CONN_TABLE, TWO_WAY);
+    live.push(...await liveAll(p, links, LIVE_TWO_WAY));
+    const perCore = await runPerCore(p, links, progress);
+    closeProgs(p);
+    p = null;
+    const ipvs = ipvsAbsence();
     const flood = await runFloodBench(links);
     const m = microRows(micro);
     const l = liveRows(live);
@@ -89,12 +107,14 @@ export async function main(): Promise<void> {
     const extra = THREADED
       ? ['   threaded: xb\'s NAPI is a kernel thread pinned to CPU 1 (xa\'s sink follows it there); the generator overdrives it.']
       : ['   Set XVS_BENCH_THREADED=1 to add chains with xb\'s NAPI in a thread on CPU 1 (overdriven; unstable on small VMs).'];
-    process.stdout.write(`${render(e, m, l, conns, extra)}\n\n${floodLines(flood).join('\n')}\n`);
+    const pc = perCore ? perCoreRows(perCore) : null;
+    process.stdout.write(`${render(e, m, l, conns, extra)}\n\n${perCoreLines(pc, ipvs).join('\n')}\n\n${floodLines(flood).join('\n')}\n`);
     // Control plane: table publishing, scheduler build speed, scheduling fidelity against exact IPVS.
     const tablePush = runTablePushBench();
     const schedSpeed = await runSchedSpeedBench();
     const fidelity = await runFidelityBench();
-    const json = JSON.stringify({ ...toJson(e, (Date.now() - t0) / 1000, NET.ns, m, l, conns), flood, controlPlane: { tablePush, schedSpeed, fidelity } }, null, 2);
+    const perCoreJson = { ipvs, cases: pc, summary: pc ? perCoreSummary(pc) : null };
+    const json = JSON.stringify({ ...toJson(e, (Date.now() - t0) / 1000, NET.ns, m, l, conns), perCore: perCoreJson, flood, controlPlane: { tablePush, schedSpeed, fidelity } }, null, 2);
     process.stdout.write(`\n${json}\n`);
     mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
     writeFileSync(RESULTS_FILE, `${json}\n`);

@@ -5,6 +5,7 @@ import { FRAME_LEN, flowFrame, flowSpace, MODES, setFlow, type Mode } from './fr
 import { NET, type Links } from './net.js';
 import { dirDelta, dirSnap, type DirSnap, type Progs } from './progs.js';
 import { ctxFor, inNs, median, msSince, nowNs, runTx, VerdictError, yieldToLoop } from './run-util.js';
+import { withChecksums } from './nat-frames.js';
 
 export const MICRO_LIMITS = {
   /** repeat=N: a calibration run sizes each round to about roundMs of kernel time. */
@@ -31,7 +32,7 @@ export interface MicroResult {
   director: DirSnap | null;
 }
 
-interface Ctx { p: Progs; links: Links }
+export interface Ctx { p: Progs; links: Links }
 
 /** The first output of a case must be its frame, as the real server gets it. */
 function checkOutput(mode: Mode | null, out: Buffer): void {
@@ -71,8 +72,28 @@ function repeatN(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mode | n
   };
 }
 
+/** One repeat=1 case: what runs, and what its runs must do. */
+export interface Single {
+  name: string;
+  fd: number;
+  /** The input, rewritten in place for new flows (setFlow). */
+  frame: Buffer;
+  /** The director's service the case belongs to (null: the floor). */
+  mode: Mode | null;
+  newFlow?: boolean;
+  /** Throws unless `out` is what the director must make of `input`; given the first run. */
+  check?: (input: Buffer, out: Buffer) => void;
+  /** Counters that move by one a run besides rx and tx (a reply's nat_reply); any other is an error. */
+  perRun?: readonly string[];
+  /** Which of the service's statistics each run adds a packet to (a reply is an Out packet). */
+  stat?: 'in' | 'out';
+}
+
 /** repeat=1: the kernel copies the input afresh per call, where TUN's reruns would wrap their own output. */
-async function single(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mode | null, newFlow: boolean): Promise<MicroResult> {
+export async function single(c: Ctx, s: Single): Promise<MicroResult> {
+  const { name, fd, frame, mode } = s;
+  const newFlow = s.newFlow ?? false;
+  const check = s.check ?? ((_i: Buffer, out: Buffer) => checkOutput(mode, out));
   const ctxIn = ctxFor(c.links.b, frame.length);
   const before = mode ? dirSnap(c.p, mode) : null;
   const durations = new Uint32Array(MICRO_LIMITS.loopRuns);
@@ -84,8 +105,11 @@ async function single(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mod
     inNs(() => {
       while (n < MICRO_LIMITS.loopRuns && msSince(tb) < MICRO_LIMITS.batchMs) {
         if (newFlow && mode) setFlow(frame, mode, n);
+        // The checked run's input is a whole valid packet: setFlow leaves the checksums stale.
+        if (n === 0 && newFlow) withChecksums(frame).copy(frame);
+        const input = n === 0 ? Buffer.from(frame) : frame;
         const r = runTx(`${name}, run ${n + 1}`, fd, { data: frame, ctxIn, repeat: 1 }, detail);
-        if (n === 0) checkOutput(mode, r.data);
+        if (n === 0) check(input, r.data);
         durations[n++] = r.duration;
       }
     });
@@ -94,9 +118,17 @@ async function single(c: Ctx, name: string, fd: number, frame: Buffer, mode: Mod
   if (newFlow && mode && n > flowSpace(mode)) throw new VerdictError(`${name}: ${n} runs but only ${flowSpace(mode)} distinct flows`);
   const got = durations.subarray(0, n);
   const d = before && mode ? dirDelta(before, dirSnap(c.p, mode)) : null;
-  if (d && d.counters.tx !== n) throw new VerdictError(`${name}: director counted ${d.counters.tx} TX for ${n} runs`);
-  if (d && newFlow && d.conns !== n) throw new VerdictError(`${name}: ${d.conns} new flows in ${n} runs`);
-  if (d && !newFlow && d.conns !== 0) throw new VerdictError(`${name}: ${d.conns} new flows on an established flow`);
+  if (d) {
+    const want: Record<string, number> = { rx: n, tx: n };
+    for (const k of s.perRun ?? []) want[k] = n;
+    for (const k of new Set([...Object.keys(want), ...Object.keys(d.counters)])) {
+      if ((d.counters[k] ?? 0) !== (want[k] ?? 0)) throw new VerdictError(`${name}: counter ${k} moved by ${d.counters[k] ?? 0} in ${n} runs: ${JSON.stringify(d.counters)}`);
+    }
+    if (newFlow && d.conns !== n) throw new VerdictError(`${name}: ${d.conns} new flows in ${n} runs`);
+    if (!newFlow && d.conns !== 0) throw new VerdictError(`${name}: ${d.conns} new flows on an established flow`);
+    const [inPkts, outPkts] = s.stat === 'out' ? [0, n] : [n, 0];
+    if (d.pkts !== inPkts || d.outPkts !== outPkts) throw new VerdictError(`${name}: ${d.pkts} In and ${d.outPkts} Out packets in ${n} runs`);
+  }
   return {
     name, method: 'repeat=1', prog: mode ? 'xvs_xdp' : 'xdp_macswap', packets: n,
     nsPerPkt: got.reduce((a, x) => a + x, 0) / n, nsAlt: median(got), newFlows: d ? d.conns : null, director: d,
@@ -119,23 +151,27 @@ function knownSyn(c: Ctx, mode: Mode, sport: number): Buffer {
   return f;
 }
 
+export const stepper = (out: MicroResult[], progress: (s: string) => void) => (r: MicroResult): void => {
+  out.push(r);
+  progress(`${r.name} (${r.method}): ${r.nsPerPkt.toFixed(1)} ns/pkt over ${r.packets} packets`);
+};
+
+/** The floor and the DR/TUN cases, on a director of the one-way modes. */
 export async function runMicro(p: Progs, links: Links, progress: (s: string) => void): Promise<MicroResult[]> {
   const c = { p, links };
   const out: MicroResult[] = [];
-  const step = (r: MicroResult) => {
-    out.push(r);
-    progress(`${r.name} (${r.method}): ${r.nsPerPkt.toFixed(1)} ns/pkt over ${r.packets} packets`);
-  };
+  const step = stepper(out, progress);
   const swapFrame = flowFrame('dr', F.TCP.ACK);
   step(repeatN(c, 'baseline xdp_macswap', p.fd.macswap, swapFrame, null));
   step(repeatN(c, 'DR established', p.fd.director, prime(c, 'dr', 40000), 'dr'));
-  step(await single(c, 'baseline xdp_macswap', p.fd.macswap, swapFrame, null, false));
-  step(await single(c, 'DR established', p.fd.director, prime(c, 'dr', 40001), 'dr', false));
-  step(await single(c, 'DR SYN of a known flow', p.fd.director, knownSyn(c, 'dr', 40002), 'dr', false));
-  step(await single(c, 'DR new flow', p.fd.director, flowFrame('dr', F.TCP.SYN, 0, true), 'dr', true));
-  step(await single(c, 'TUN established', p.fd.director, prime(c, 'tun', 40000), 'tun', false));
-  step(await single(c, 'TUN new flow', p.fd.director, flowFrame('tun', F.TCP.SYN, 0, true), 'tun', true));
-  step(await single(c, 'IPv6 DR established', p.fd.director, prime(c, 'dr6', 40000), 'dr6', false));
-  step(await single(c, 'IPv6 TUN established', p.fd.director, prime(c, 'tun6', 40000), 'tun6', false));
+  const fd = p.fd.director;
+  step(await single(c, { name: 'baseline xdp_macswap', fd: p.fd.macswap, frame: swapFrame, mode: null }));
+  step(await single(c, { name: 'DR established', fd, frame: prime(c, 'dr', 40001), mode: 'dr' }));
+  step(await single(c, { name: 'DR SYN of a known flow', fd, frame: knownSyn(c, 'dr', 40002), mode: 'dr' }));
+  step(await single(c, { name: 'DR new flow', fd, frame: flowFrame('dr', F.TCP.SYN, 0, true), mode: 'dr', newFlow: true }));
+  step(await single(c, { name: 'TUN established', fd, frame: prime(c, 'tun', 40000), mode: 'tun' }));
+  step(await single(c, { name: 'TUN new flow', fd, frame: flowFrame('tun', F.TCP.SYN, 0, true), mode: 'tun', newFlow: true }));
+  step(await single(c, { name: 'IPv6 DR established', fd, frame: prime(c, 'dr6', 40000), mode: 'dr6' }));
+  step(await single(c, { name: 'IPv6 TUN established', fd, frame: prime(c, 'tun6', 40000), mode: 'tun6' }));
   return out;
 }

@@ -3,6 +3,7 @@
 // addresses, and the namespace goes away however the process ends.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { LADDRS_PER_SERVICE } from '../src/daemon/model.js';
 import { ifIndex, withNetns } from '../src/loader/index.js';
 
 export const NET = {
@@ -23,6 +24,16 @@ export const NET = {
   /** New-flow cases vary the last byte(s) of these: a subnet no fixed flow comes from. */
   newClients: '198.51.100.0',
   newClients6: '2001:db8:fe::',
+  /**
+   * FULLNAT's local addresses, as many as a service may have: 16 x 64512
+   * ports to the one real server, so that the at most 65536 flows the
+   * new-flow reply table holds at once use no more than 6.4% of them.
+   */
+  laddrs: Array.from({ length: LADDRS_PER_SERVICE }, (_, i) => `192.0.2.${100 + i}`),
+  /** Local ports a FULLNAT flow may get (XVS_LPORT_MIN..65535, xvs_abi.h). */
+  lports: 65536 - 1024,
+  /** The kernel's route to the clients (its NAT replies are routed): a neighbour with xa's MAC. */
+  clientGw: '192.0.2.254',
 } as const;
 
 export interface Links { a: number; b: number }
@@ -91,8 +102,8 @@ export function createNet(): Links {
  * core than the generator (in softirq it runs on the generator's core, inside
  * the generator's test run).
  */
-export function setThreadedNapi(on: boolean): void {
-  nsSh('sh', ['-c', `echo ${on ? 1 : 0} > /sys/class/net/${NET.b}/threaded`]);
+export function setThreadedNapi(dev: string, on: boolean): void {
+  nsSh('sh', ['-c', `echo ${on ? 1 : 0} > /sys/class/net/${dev}/threaded`]);
 }
 
 export interface XdpStats { packets: number; tx: number; drops: number }

@@ -10,7 +10,7 @@ function unusable(): string | null {
     if (!existsSync(bpfObject(o))) return `BPF object ${bpfObject(o)} is missing; run npm run build`;
   }
   if (!existsSync('/sys/kernel/btf/vmlinux')) return 'the kernel exposes no BTF (/sys/kernel/btf/vmlinux)';
-  for (const tool of ['ip', 'ethtool', 'taskset']) {
+  for (const tool of ['ip', 'ethtool', 'taskset', 'chrt', 'nft']) {
     try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }); } catch { return `${tool} is not installed`; }
   }
   return null;

@@ -20,6 +20,8 @@ have bpftool || need_pkgs+=(bpftool)
 have make || need_pkgs+=(make)
 have ping || need_pkgs+=(iputils-ping)
 have vagrant || need_pkgs+=(vagrant)
+# The bench's comparison: the kernel's own NAT (nftables dnat/snat with conntrack).
+have nft || need_pkgs+=(nftables)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages (${need_pkgs[*]}); run as root to install them" >&2
