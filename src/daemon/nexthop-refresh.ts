@@ -194,6 +194,11 @@ export class NexthopRefresher {
     }, this.opts.debounceMs ?? DEFAULT_DEBOUNCE_MS);
   }
 
+  /** Settles when no refresh runs (after stop(), nothing starts another). */
+  idle(): Promise<void> {
+    return this.#running ?? Promise.resolve();
+  }
+
   /** One refresh now; if one is running, another follows it (it may have read the tables before the event). */
   refresh(): Promise<void> {
     if (this.#running) {
