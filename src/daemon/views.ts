@@ -13,7 +13,7 @@ import { findService, realGens, serviceName, type Model, type RealModel, type Se
 
 const ZERO_STATS: StatsView = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
 
-export function countersView(dp: Dataplane): Record<string, number> {
+export function countersView(dp: Pick<Dataplane, 'counters'>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [name, idx] of Object.entries(COUNTERS)) {
     if (idx < XVS_CNT_MAX) out[name] = dp.counters.sum(idx) ?? 0;
