@@ -7,6 +7,9 @@ import { createRequire } from 'node:module';
 export interface PromSample { value: string; labels?: Record<string, string> }
 export interface PromFamily { name: string; help: string; type: string; metrics: PromSample[] }
 
+/** The format's numbers: Go's ParseFloat, which reads +Inf and -Inf where Number() does not. */
+const num = (v: string): number => (v === '+Inf' ? Infinity : v === '-Inf' ? -Infinity : Number(v));
+
 const parse = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => PromFamily[];
 
 export class Scrape {
@@ -35,7 +38,7 @@ export class Scrape {
   find(name: string, labels: Record<string, string> = {}): number | undefined {
     const hits = this.family(name).metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
     assert.ok(hits.length <= 1, `${name}${JSON.stringify(labels)} names one series (${hits.length})`);
-    return hits[0] === undefined ? undefined : Number(hits[0].value);
+    return hits[0] === undefined ? undefined : num(hits[0].value);
   }
 
   value(name: string, labels: Record<string, string> = {}): number {
@@ -46,6 +49,6 @@ export class Scrape {
 
   /** The sum over every sample of `name` whose labels include `labels`. */
   sum(name: string, labels: Record<string, string> = {}): number {
-    return this.family(name).metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v)).reduce((a, m) => a + Number(m.value), 0);
+    return this.family(name).metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v)).reduce((a, m) => a + num(m.value), 0);
   }
 }
