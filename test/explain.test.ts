@@ -7,6 +7,7 @@
 // is held to the dataplane the same way in-process.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,7 +21,6 @@ import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
 import { kernelSkipReason, sh } from './helpers/env.js';
 import * as F from './helpers/frames.js';
 import { xvsdNs, type Exec, type XvsdNs } from './helpers/xvsd-ns.js';
-import { execFile } from 'node:child_process';
 
 const skip = kernelSkipReason();
 const VIP = '192.0.2.80';
@@ -81,8 +81,8 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     if (e.action === 'forward' && e.real) {
       const f = F.dissect(r.data);
       if (e.real.fwd === 'nat') {
-        assert.equal(F.addrText(f.dst), e.real.addr, `${what}: NAT to ${e.real.addr}`);
-        assert.equal(r.data.readUInt16BE(f.l4 + 2), e.real.port, `${what}: NAT to port ${e.real.port}`);
+        assert.equal(`${bracket(F.addrText(f.dst))}:${r.data.readUInt16BE(f.l4 + 2)}`, e.rewrite?.dst, `${what}: NAT to ${e.rewrite?.dst}`);
+        assert.equal(F.addrText(f.dst), e.real.addr);
       } else {
         assert.equal(macOf(r.data), MACS[e.real.addr], `${what}: to ${e.real.addr} (by its MAC)`);
       }
@@ -97,11 +97,12 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     }
     if (e.stats && 'inpkts' in e.stats && e.real && e.service) {
       const svcAddr = dst.addr;
+      const svcPort = Number(e.service.name.slice(e.service.name.lastIndexOf(':') + 1)); // a port-zero service's is 0
       const d = (a: { conns: number; inpkts: number; inbytes: number }, b: typeof a) => ({ conns: b.conns - a.conns, inpkts: b.inpkts - a.inpkts, inbytes: b.inbytes - a.inbytes });
       const want = { conns: e.stats.conns, inpkts: e.stats.inpkts, inbytes: e.stats.inbytes };
-      assert.deepEqual(d(svcStats(l0, svcAddr, dst.port), svcStats(l1, svcAddr, dst.port)), want, `${what}: service statistics`);
-      const live = l1.services.find((s) => s.addr === svcAddr && s.port === dst.port)!.reals.some((x) => x.addr === e.real!.addr && x.port === e.real!.port);
-      if (live) assert.deepEqual(d(realStats(l0, svcAddr, dst.port, e.real), realStats(l1, svcAddr, dst.port, e.real)), want, `${what}: real statistics`);
+      assert.deepEqual(d(svcStats(l0, svcAddr, svcPort), svcStats(l1, svcAddr, svcPort)), want, `${what}: service statistics`);
+      const live = l1.services.find((s) => s.addr === svcAddr && s.port === svcPort)!.reals.some((x) => x.addr === e.real!.addr && x.port === e.real!.port);
+      if (live) assert.deepEqual(d(realStats(l0, svcAddr, svcPort, e.real), realStats(l1, svcAddr, svcPort, e.real)), want, `${what}: real statistics`);
     }
     return { e, out: r.data };
   };
@@ -130,6 +131,11 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     await svc(85, 'rr', ['192.0.2.13']);
     await adm('-A', '-t', `${VIP}:8080`, '-s', 'rr');
     await adm('-a', '-t', `${VIP}:8080`, '-r', `${NAT_RS}:9090`, '-m');
+    await adm('-A', '-u', `${VIP}:5353`, '-s', 'rr', '-o');
+    await adm('-a', '-u', `${VIP}:5353`, '-r', '192.0.2.11', '-g');
+    await adm('-a', '-u', `${VIP}:5353`, '-r', '192.0.2.12', '-g');
+    await adm('-A', '-t', '192.0.2.81:0', '-s', 'rr', '-p', '60');
+    await adm('-a', '-t', '192.0.2.81:0', '-r', NAT_RS, '-m');
     await adm('-A', '-t', `[${VIP6}]:80`, '-s', 'rr');
     await adm('-a', '-t', `[${VIP6}]:80`, '-r', '[2001:db8::11]:80', '-g');
     dp = attachedProgram(t.ns, 'd0');
@@ -233,6 +239,21 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     const f = F.dissect(reply.out);
     assert.equal(F.addrText(f.src), VIP, 'the reply leaves from the VIP');
     assert.equal(reply.out.readUInt16BE(f.l4), 8080);
+  });
+
+  test('a port-zero service: every port of its VIP, NAT to the packet\'s port', async () => {
+    const { e } = await check('port zero NAT SYN', 'tcp', client(47500), vip(4321, '192.0.2.81'), F.TCP.SYN);
+    assert.equal(e.service?.name, 'tcp 192.0.2.81:0');
+    assert.equal(e.rewrite?.dst, `${NAT_RS}:4321`);
+    await check('port zero: no service for another VIP', 'tcp', client(47501), vip(4321, '192.0.2.82'), F.TCP.SYN);
+  });
+
+  test('one-packet scheduling: no entry, every datagram scheduled afresh', async () => {
+    const a = await check('-o first datagram', 'udp', client(47600), vip(5353), 0);
+    assert.match(a.e.entry ?? '', /no entry/);
+    const b = await check('-o the same flow\'s next datagram', 'udp', client(47600), vip(5353), 0);
+    assert.equal(b.e.flows.length, 0);
+    assert.notEqual(b.e.real?.addr, a.e.real?.addr, 'rr turns per datagram');
   });
 
   test('IPv6: a new flow and its UDP-less service', async () => {

@@ -61,6 +61,7 @@ enum xvs_lookup : __u8 {
 
 enum xvs_svc_flags : __u32 {
 	XVS_SVC_F_PERSISTENT = 1U << 0, /* -p: clients stick to a real server via xvs_persist */
+	XVS_SVC_F_OPS = 1U << 1,        /* -o: every UDP datagram scheduled on its own, no flow entry */
 };
 
 enum xvs_real_flags : __u32 {
@@ -251,6 +252,7 @@ _Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
 
 enum xvs_config_flags : __u32 {
 	XVS_CFG_F_TWO_WAY = 1U << 0, /* some real server is NAT or FULLNAT: look for replies */
+	XVS_CFG_F_ANY_PORT = 1U << 1, /* some service has port 0 (every port of its VIP): a miss looks again with 0 */
 };
 
 /* One entry, written by the control plane when it loads the dataplane (the

@@ -40,6 +40,8 @@ export interface ServiceSpec extends ServiceKey {
    * prefix length 1..128 in decimal (absent = DEFAULT_PREFIX6), as ipvsadm -M.
    */
   netmask?: string;
+  /** -o: one-packet scheduling (UDP only). */
+  ops?: boolean;
 }
 
 /** In requests, port 0 means "the service's port". */
@@ -233,6 +235,10 @@ function spec(v: unknown): ServiceSpec {
     }
     if (out.persistent === undefined) bad('svc.netmask is only meaningful with svc.persistent');
     out.netmask = mask;
+  }
+  if (o.ops !== undefined) {
+    if (typeof o.ops !== 'boolean') bad('svc.ops must be true or false');
+    if (o.ops) out.ops = true;
   }
   return out;
 }

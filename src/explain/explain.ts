@@ -171,18 +171,23 @@ class Explainer {
     }
     if (this.e.flows.length === 0) this.say('flow', 'no entry for this tuple in xvs_conns or xvs_syn_conns');
 
-    const svc = this.dp.services.get({ addr: this.q.vip.addr, port: this.q.vip.port, proto: this.key.proto, family: this.family });
+    // xvs_service (sched.h): the VIP and port, else, while a port-zero service exists, the VIP's every-port service.
+    const svcKey = { addr: this.q.vip.addr, port: this.q.vip.port, proto: this.key.proto, family: this.family };
+    let svc = this.dp.services.get(svcKey);
+    const anyPort = (this.dp.config.get(0)!.flags & CFG_F.any_port) !== 0;
+    if (!svc && anyPort) svc = this.dp.services.get({ ...svcKey, port: 0 });
     if (!svc) {
-      this.say('service', `no service ${this.q.proto} ${show(this.q.vip)} in xvs_services: the packet goes to the director's own stack, untouched`);
+      this.say('service', `no service ${this.q.proto} ${show(this.q.vip)}${anyPort ? ` nor ${this.q.proto} ${show({ ...this.q.vip, port: 0 })}` : ''} in xvs_services: the packet goes to the director's own stack, untouched`);
       return this.end('pass', 'XDP_PASS', 'pass_no_svc');
     }
+    const svcPort = this.dp.services.get(svcKey) ? this.q.vip.port : 0;
     const sched = schedulerByCode(svc.sched)?.name ?? `code ${svc.sched}`;
     const persistent = (svc.flags & SVC_F.persistent) !== 0;
     this.e.service = {
-      name: `${this.q.proto} ${show(this.q.vip)}`, id: svc.id, scheduler: sched, lookup: LOOKUP_NAME.get(svc.lookup) ?? String(svc.lookup), tableSize: svc.tbl_size,
+      name: `${this.q.proto} ${show({ ...this.q.vip, port: svcPort })}`, id: svc.id, scheduler: sched, lookup: LOOKUP_NAME.get(svc.lookup) ?? String(svc.lookup), tableSize: svc.tbl_size,
       ...(persistent ? { persistent: svc.persist_timeout } : {}),
     };
-    this.say('service', `${this.e.service.name} (id ${svc.id}): scheduler ${sched}, a table of ${svc.tbl_size} slots indexed by ${this.#lookupWords(svc.lookup)}${persistent ? `, persistent ${svc.persist_timeout} s` : ''}`);
+    this.say('service', `${this.e.service.name} (id ${svc.id})${svcPort === 0 ? ', every port of the VIP' : ''}: scheduler ${sched}, a table of ${svc.tbl_size} slots indexed by ${this.#lookupWords(svc.lookup)}${persistent ? `, persistent ${svc.persist_timeout} s` : ''}${(svc.flags & SVC_F.ops) !== 0 ? ', one-packet scheduling (-o)' : ''}`);
 
     if (this.tcp && !this.syn) return this.stray(svc);
     return this.newFlow(svc);
@@ -347,7 +352,10 @@ class Explainer {
       }
     }
     this.e.real = this.realInfo(rid, r!);
-    this.e.entry = 'a new entry in xvs_syn_conns (it moves to xvs_conns when the client confirms the flow)';
+    // One-packet scheduling (-o): no entry, so the next datagram is scheduled afresh.
+    this.e.entry = !this.tcp && (svc.flags & SVC_F.ops) !== 0
+      ? 'no entry (one-packet scheduling): the next datagram is scheduled afresh'
+      : 'a new entry in xvs_syn_conns (it moves to xvs_conns when the client confirms the flow)';
     let lp: { laddrId: number; lport: number } | undefined;
     if (r!.fwd === FWD.fullnat) {
       const la = this.laddrFor(svc, r!);
@@ -387,7 +395,8 @@ class Explainer {
       this.say('forward', `${info.fwd.toUpperCase()} needs a real server of the VIP's family: dropped`);
       return this.end('drop', 'XDP_DROP', 'bad_mode');
     }
-    const dst = show(r);
+    // xvs_rport (common.h): a port-zero service's real servers are reached on the packet's port.
+    const dst = show({ addr: r.addr, port: r.port || this.q.vip.port });
     if (r.fwd === FWD.nat) {
       this.e.rewrite = { src: show(this.q.client), dst };
       this.say('rewrite', `destination ${show(this.q.vip)} becomes ${dst} (checksums updated); the reply side ${isNew ? 'is opened in xvs_nat_syn' : 'is in the reply tables'}`);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { XvsError } from '../errors.js';
 import { BpfObject, testRun } from '../loader/index.js';
 import * as C from '../maps/codecs.js';
-import { mapFromPin, PerCpuMap, type RawMap, TypedMap } from '../maps/map.js';
+import { mapFromPin, type RawMap, TypedMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
 import type { ExplainMaps } from './explain.js';
 
@@ -21,7 +21,7 @@ export class PinnedDirector implements ExplainMaps {
   readonly #raw: RawMap[] = [];
   #clock: BpfObject | undefined;
   readonly services; readonly reals; readonly conns; readonly synConns; readonly persist; readonly schedTables; readonly schedPos;
-  readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly natSyn; readonly natReals; readonly config; readonly counters;
+  readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly natSyn; readonly natReals; readonly config;
 
   private constructor(readonly pinDir: string) {
     const open = (name: string): RawMap => {
@@ -44,7 +44,6 @@ export class PinnedDirector implements ExplainMaps {
       this.nats = new TypedMap(open('xvs_nats'), C.connKey, C.nat);
       this.natSyn = new TypedMap(open('xvs_nat_syn'), C.connKey, C.nat);
       this.natReals = new TypedMap(open('xvs_nat_reals'), C.addrKey, C.u32Codec);
-      this.counters = new PerCpuMap(open('xvs_counters'), C.u32Codec, C.u64Codec);
     } catch (e) {
       this.close();
       throw e;
