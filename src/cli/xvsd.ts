@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<void> {
     .option('--config <file>', `configuration file, saved on every change and restored at start when the pinned maps hold no service (default: ${SYSTEM_CONFIG} for the system's xvsd, the one with the default --socket and --pin-dir; none otherwise)`)
     .option('--no-config', 'keep no configuration file')
     .option('--metrics <addr:port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics (off unless given)')
-    .option('--metrics-census-ms <ms>', 'scrapes share a census of the flow tables at most this old (a million entries cost ~0.35 s of CPU to walk); 0: a new one every scrape', nonNegativeInt, DEFAULT_CENSUS_MS)
+    .option('--metrics-census-ms <ms>', 'scrapes share a census of the flow tables at most this old (a million entries cost ~0.4 s of CPU to walk); 0: a new one every scrape', nonNegativeInt, DEFAULT_CENSUS_MS)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   program.parse(argv);

@@ -14,7 +14,7 @@ import type { Model } from '../daemon/model.js';
 //
 // The walk reads each table a batch at a time into two reused buffers and
 // reads the few fields it needs in place: no object per entry. That costs
-// about 0.35 s of CPU per million entries (the kernel's batch copy is most
+// about 0.4 s of CPU per million entries (the kernel's batch copy is most
 // of it; decoding each entry with its codec, as the tick's census does,
 // costs 2 s), so a census is cached (metrics.ts) and the walk yields to the
 // event loop between batches, so requests and ticks go on meanwhile.

@@ -5,7 +5,7 @@ import { exposition } from './exposition.js';
 
 /**
  * The census is the expensive part of a scrape (a walk of the flow tables,
- * ~0.35 s of CPU per million entries), so scrapes share one at most this
+ * ~0.4 s of CPU per million entries), so scrapes share one at most this
  * old; counters, statistics and rates are read afresh every time.
  */
 export const DEFAULT_CENSUS_MS = 5000;
