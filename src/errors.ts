@@ -38,6 +38,10 @@ export const ErrorCodes = {
   PORT_MAPPING: { exit: 2, hint: 'DR and TUN forward to the service port; use NAT (-m) to change ports' },
   CAPACITY: { exit: 255, hint: undefined },
   NO_DAEMON: { exit: 3, hint: 'start it with `xvsd --interface IF`' },
+  /** xvsd --metrics: the address cannot be listened on (in use, not an address of this host). */
+  LISTEN: { exit: 3, hint: 'give --metrics an address of this host and a free port' },
+  /** xvs explain: no director's maps where it looked. */
+  NO_PINS: { exit: 3, hint: 'is xvsd running? give its --pin-dir' },
   DAEMON: { exit: 3, hint: undefined },
   SYSTEM: { exit: 1, hint: undefined },
 } as const satisfies Record<string, { exit: number; hint: string | undefined; ipvsadm?: string | Record<CommandKind, string> }>;

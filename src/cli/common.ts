@@ -7,6 +7,12 @@ export function positiveInt(v: string): number {
   return n;
 }
 
+export function nonNegativeInt(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${v} is not a non-negative integer`);
+  return n;
+}
+
 /** One line on stderr naming the problem, a non-zero exit code. */
 export function fail(prog: string, e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);

@@ -7,6 +7,7 @@ import { REALSERVER_DEFAULTS, setupRealServer, teardownRealServer, type RealServ
 import { request, DEFAULT_SOCKET } from '../control/socket.js';
 import { runDemo } from '../lab/demo.js';
 import { fail, positiveInt } from './common.js';
+import { explainCommand } from './explain.js';
 import { toaCommand } from './toa.js';
 
 // `xvs`: everything that is not the director (xvsd) or ipvsadm (xvsadm).
@@ -52,12 +53,13 @@ function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
 }
 
 export function buildProgram(out: string[]): Command {
-  const program = new Command('xvs').description('xvs tools: real-server set-up, FULLNAT client addresses, the lab demo, dataplane clean-up').exitOverride();
+  const program = new Command('xvs').description('xvs tools: real-server set-up, FULLNAT client addresses, what the director does with a packet, the lab demo, dataplane clean-up').exitOverride();
   const rs = new Command('realserver').description('real-server set-up for DR, TUN, NAT and FULLNAT');
   rs.addCommand(realserverCommand('setup', out).exitOverride());
   rs.addCommand(realserverCommand('teardown', out).exitOverride());
   program.addCommand(rs.exitOverride());
   program.addCommand(toaCommand(out));
+  program.addCommand(explainCommand(out));
   program.command('demo')
     .description('bring up the namespace lab, start xvsd, add a DR service with two real servers, send requests, show the listing')
     .option('--requests <n>', 'HTTP requests to send', '200')

@@ -5,7 +5,7 @@ import { CONN_STATE } from '../maps/abi.js';
 import { defaultTimeouts, setView } from './timeouts.js';
 
 /** The timeout table the dataplane applies now (the control plane wrote it at load). */
-export function readStateTimeouts(dp: Dataplane): number[] {
+export function readStateTimeouts(dp: Pick<Dataplane, 'config'>): number[] {
   return dp.config.get(0)?.timeout ?? defaultTimeouts();
 }
 
@@ -15,6 +15,18 @@ export function readTimeouts(dp: Dataplane): Timeouts {
 }
 
 export interface ConnCounts { active: number; inactive: number }
+
+/**
+ * xvs_fresh in bpf/dataplane/sched.h, the one rule for whether an entry
+ * still counts: its state's timeout has not run out since its last packet
+ * (jiffies). Every census of the flow tables asks this.
+ */
+export function fresh(now: number, lastSeen: number, timeoutSeconds: number, hz: number): boolean {
+  return now - lastSeen <= timeoutSeconds * hz;
+}
+
+/** ipvsadm's ActiveConn: established; every other live state is InActConn. */
+export const isActive = (state: number): boolean => state === CONN_STATE.established;
 
 /**
  * ActiveConn/InActConn per real id, as ipvsadm -L shows them, counted from
@@ -39,9 +51,9 @@ export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>): Co
     values.forEach((vb, i) => {
       const c = C.conn.decode(vb);
       if (gens.get(c.real_id) !== c.real_gen) return;
-      if (now - c.last_seen > (t[c.state] ?? 0) * dp.hz) return;
+      if (!fresh(now, c.last_seen, t[c.state] ?? 0, dp.hz)) return;
       const n = out.get(c.real_id) ?? { active: 0, inactive: 0 };
-      if (c.state === CONN_STATE.established) n.active++;
+      if (isActive(c.state)) n.active++;
       else n.inactive++;
       out.set(c.real_id, n);
       const daddr = C.connKey.decode(keys[i]!).daddr;

@@ -57,6 +57,15 @@ interface Change<T = void> {
   done?: () => T;
 }
 
+/** What the control plane has done since xvsd started, for the metrics. */
+export interface DirectorActivity {
+  /** Ticks that had work (a dynamic scheduler or a threshold), and the time they took. */
+  ticks: number;
+  tickSeconds: number;
+  /** Scheduler tables written, by what asked: the tick's re-plans, or a change of configuration. */
+  publishes: { tick: number; change: number };
+}
+
 const EMPTY_CENSUS: ConnCensus = { reals: new Map(), destinations: new Map() };
 
 /** ipvsadm -Z on the model: the tick counts new connections from zero; the ids and estimator keys to zero. */
@@ -91,6 +100,7 @@ export class Director {
   /** ipvsadm --rate: sampled every 2 s by estimate(). */
   readonly rates = new RateEstimator();
   readonly #unresolved = new UnresolvedNexthops();
+  readonly activity: DirectorActivity = { ticks: 0, tickSeconds: 0, publishes: { tick: 0, change: 0 } };
   /** What the next-hop entries were computed from (nexthop-refresh.ts). */
   #nhView: NexthopView = { hops: new Map(), links: new Map() };
 
@@ -450,12 +460,18 @@ export class Director {
     return this.#transact((m) => {
       this.#tickQueued = false;
       if (!needsTick(m)) return { model: m };
+      const started = performance.now();
       const t = tickChange(this.dp, m, this.opts);
+      const seconds = (performance.now() - started) / 1000;
       return {
         model: t.model,
         tables: t.tables,
         census: t.census,
-        done: () => { for (const c of t.crossed) log.info(c, 'threshold crossed'); },
+        done: () => {
+          this.activity.ticks++;
+          this.activity.tickSeconds += seconds;
+          for (const c of t.crossed) log.info(c, 'threshold crossed');
+        },
       };
     }, false);
   }
@@ -474,6 +490,7 @@ export class Director {
         c.writes?.(this.#writer);
       });
       this.#model = c.model;
+      this.activity.publishes[config ? 'change' : 'tick'] += c.tables?.size ?? 0;
       if (c.census) this.#census = c.census;
       const result = c.done?.();
       if (config) this.opts.onChange?.();

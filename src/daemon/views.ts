@@ -23,7 +23,7 @@ function specOf(s: ServiceModel): ServiceSpec {
   };
 }
 
-export function countersView(dp: Dataplane): Record<string, number> {
+export function countersView(dp: Pick<Dataplane, 'counters'>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [name, idx] of Object.entries(COUNTERS)) {
     if (idx < XVS_CNT_MAX) out[name] = dp.counters.sum(idx) ?? 0;

@@ -108,12 +108,32 @@ export class RawMap implements MapDesc {
   lookupBatch(chunk = 256): { keys: Buffer[]; values: Buffer[] } {
     const keys: Buffer[] = [];
     const values: Buffer[] = [];
+    for (const b of this.batches(chunk, false)) {
+      for (let i = 0; i < b.count; i++) {
+        keys.push(b.keys.subarray(i * this.keySize, (i + 1) * this.keySize));
+        values.push(b.values.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize));
+      }
+    }
+    return { keys, values };
+  }
+
+  /**
+   * The whole map, one BPF_MAP_LOOKUP_BATCH at a time: `count` keys and
+   * values laid end to end (keySize and valueBufSize apart). With `reuse`
+   * the same two buffers come back every time, so a walk of a large table
+   * allocates nothing per entry; read them before asking for the next.
+   */
+  *batches(chunk = 256, reuse = true): Generator<{ keys: Buffer; values: Buffer; count: number }> {
     // The batch cursor is opaque: a bucket index for hashes, a key for arrays.
     const outTok = Buffer.alloc(Math.max(this.keySize, 8));
     let inTok: Buffer | null = null;
+    let kb = Buffer.alloc(0);
+    let vb = Buffer.alloc(0);
     for (;;) {
-      const kb = Buffer.alloc(this.keySize * chunk);
-      const vb = Buffer.alloc(this.valueBufSize * chunk);
+      if (!reuse || kb.length < this.keySize * chunk) {
+        kb = Buffer.alloc(this.keySize * chunk);
+        vb = Buffer.alloc(this.valueBufSize * chunk);
+      }
       const count: [number] = [chunk];
       const r = lb.bpf_map_lookup_batch(this.fd, inTok, outTok, kb, vb, count, { sz: 24, elem_flags: 0, flags: 0 });
       // A hash bucket larger than the chunk does not fit: retry it bigger.
@@ -122,11 +142,8 @@ export class RawMap implements MapDesc {
         continue;
       }
       if (r < 0 && r !== -ENOENT) this.#check(r, 'lookup batch');
-      for (let i = 0; i < count[0]; i++) {
-        keys.push(kb.subarray(i * this.keySize, (i + 1) * this.keySize));
-        values.push(vb.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize));
-      }
-      if (r === -ENOENT) return { keys, values };
+      if (count[0] > 0) yield { keys: kb, values: vb, count: count[0] };
+      if (r === -ENOENT) return;
       inTok = Buffer.from(outTok);
     }
   }

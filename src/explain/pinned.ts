@@ -1,0 +1,88 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { XvsError } from '../errors.js';
+import { BpfObject, testRun } from '../loader/index.js';
+import * as C from '../maps/codecs.js';
+import { mapFromPin, type RawMap, TypedMap } from '../maps/map.js';
+import { bpfObject } from '../paths.js';
+import type { ExplainMaps } from './explain.js';
+
+/** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
+const ETH_ZLEN = 60;
+
+/**
+ * A running director's maps, opened from their pins (read-only use): what
+ * `xvs explain` reads, with or without xvsd. Its clock is the dataplane's
+ * own, xvs_clock of xvs.o, loaded on its own with every map at one entry
+ * (xvs_icmperr comes along: the program array that xvs_xdp tail-calls
+ * through is filled at load and names it).
+ */
+export class PinnedDirector implements ExplainMaps {
+  readonly #raw: RawMap[] = [];
+  #clock: BpfObject | undefined;
+  readonly services; readonly reals; readonly conns; readonly synConns; readonly persist; readonly schedTables; readonly schedPos;
+  readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly natSyn; readonly natReals; readonly config;
+
+  private constructor(readonly pinDir: string) {
+    const open = (name: string): RawMap => {
+      const m = mapFromPin(path.join(pinDir, name));
+      this.#raw.push(m);
+      return m;
+    };
+    try {
+      this.config = new TypedMap(open('xvs_config'), C.u32Codec, C.config);
+      this.services = new TypedMap(open('xvs_services'), C.svcKey, C.svc);
+      this.reals = new TypedMap(open('xvs_reals'), C.u32Codec, C.real);
+      this.conns = new TypedMap(open('xvs_conns'), C.connKey, C.conn);
+      this.synConns = new TypedMap(open('xvs_syn_conns'), C.connKey, C.conn);
+      this.persist = new TypedMap(open('xvs_persist'), C.persistKey, C.persist);
+      this.schedTables = open('xvs_sched_tables');
+      this.schedPos = open('xvs_sched_pos');
+      this.nexthops = new TypedMap(open('xvs_nexthops'), C.u32Codec, C.nexthop);
+      this.laddrs = new TypedMap(open('xvs_laddrs'), C.u32Codec, C.laddr);
+      this.svcLaddrs = new TypedMap(open('xvs_svc_laddrs'), C.u32Codec, C.svcLaddrs);
+      this.nats = new TypedMap(open('xvs_nats'), C.connKey, C.nat);
+      this.natSyn = new TypedMap(open('xvs_nat_syn'), C.connKey, C.nat);
+      this.natReals = new TypedMap(open('xvs_nat_reals'), C.addrKey, C.u32Codec);
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  static open(pinDir: string): PinnedDirector {
+    if (!existsSync(path.join(pinDir, 'xvs_config'))) {
+      throw new XvsError('NO_PINS', `no director's maps are pinned in ${pinDir}`);
+    }
+    return new PinnedDirector(pinDir);
+  }
+
+  /** The kernel's id of the pinned xvs_config, which every program of this director uses. */
+  configId(): number {
+    return this.config.raw.kernelId();
+  }
+
+  jiffies(): number {
+    if (!this.#clock) {
+      const objectPath = bpfObject('xvs');
+      const probe = BpfObject.open({ objectPath });
+      const names = probe.declaredMapNames();
+      probe.close();
+      const obj = BpfObject.open({ objectPath, programs: ['xvs_clock', 'xvs_icmperr'], mapSizes: Object.fromEntries(names.map((n) => [n, 1])) });
+      try {
+        obj.load();
+      } catch (e) {
+        obj.close();
+        throw e;
+      }
+      this.#clock = obj;
+    }
+    return Number(testRun(this.#clock.program('xvs_clock').fd, { data: Buffer.alloc(ETH_ZLEN) }).data.readBigUInt64LE(0));
+  }
+
+  close(): void {
+    for (const m of this.#raw.splice(0)) m.close();
+    this.#clock?.close();
+    this.#clock = undefined;
+  }
+}
