@@ -146,10 +146,9 @@ static __always_inline __u32 xvs_client_hash(const struct xvs_pkt *p)
 	return h ^ (h >> 16);
 }
 
-/* The reply side of a FULLNAT flow is at `rk` unless that tuple is in use:
- * by a confirmed flow's reply side, or a new one's that has not expired. An
+/* Whether a confirmed flow's reply side holds `rk` (its port is in use). An
  * expired one is removed: its port is free again. */
-static __always_inline int xvs_lport_taken(const struct xvs_conn_key *rk, const struct xvs_config *cfg, __u64 now)
+static __always_inline int xvs_lport_confirmed(const struct xvs_conn_key *rk, const struct xvs_config *cfg, __u64 now)
 {
 	struct xvs_nat *e = bpf_map_lookup_elem(&xvs_nats, rk);
 
@@ -234,8 +233,10 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	h = bpf_get_prandom_u32();
 	for (int k = 0; k < XVS_LPORT_TRIES; k++) {
 		rk.dport = bpf_htons(XVS_LPORT_MIN + (h + k * 7919) % (65536 - XVS_LPORT_MIN));
-		if (xvs_lport_taken(&rk, cfg, now))
-			continue;
+		/* The claim first: while it is held no other new flow can take
+		 * the tuple, and a flow being confirmed on it is in xvs_nats
+		 * before it leaves xvs_nat_syn, so one look there afterwards
+		 * settles it (a look before would cost a lookup per new flow). */
 		if (bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_NOEXIST)) {
 			e = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
 			if (e && xvs_fresh(cfg, e->last_seen, now, e->state))
@@ -244,9 +245,7 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 			if (bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_NOEXIST))
 				continue;
 		}
-		/* Another CPU may have confirmed a flow on this tuple between the
-		 * first look and the claim: its reply side moved to xvs_nats. */
-		if (bpf_map_lookup_elem(&xvs_nats, &rk)) {
+		if (xvs_lport_confirmed(&rk, cfg, now)) {
 			bpf_map_delete_elem(&xvs_nat_syn, &rk);
 			continue;
 		}
