@@ -122,8 +122,9 @@ export function makeWorkload(p: FidelityParams = FIDELITY_PARAMS): Workload {
   return w;
 }
 
-/** Whose share each scheduler aims at: rr, lc and dh ignore weights (beyond 0). */
+/** Whose share each scheduler aims at: rr, lc and dh ignore weights (beyond 0); fo sends all to the heaviest (ovf has no share target: its weight column means nothing). */
 function targetShares(name: SchedulerName, weights: readonly number[]): number[] {
+  if (name === 'fo') return weights.map((w, i) => (i === weights.indexOf(Math.max(...weights)) ? 1 : 0));
   const equal = name === 'rr' || name === 'lc' || name === 'dh';
   const total = equal ? weights.length : weights.reduce((a, b) => a + b, 0);
   return weights.map((w) => (equal ? 1 : w) / total);
@@ -155,7 +156,7 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
   const n = weights.length;
   const counts = (): Counts => ({ active: new Float64Array(n), inactive: new Float64Array(n) });
   const paths = { ipvs: counts(), xvs: counts() };
-  const ref: Pick | undefined = name === 'mh' ? undefined : ipvsReference(name, weights, paths.ipvs);
+  const ref: Pick | undefined = name === 'mh' ? undefined : ipvsReference(name, weights, paths.ipvs, p.seed);
   const of = { ipvs: new Int32Array(w.conns).fill(-1), xvs: new Int32Array(w.conns).fill(-1) };
   const sched = schedulerByName(name);
   // New connections per real during the tick, as the daemon reads them from xvs_real_stats.

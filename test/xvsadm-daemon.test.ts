@@ -73,6 +73,7 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gre', '--tun-port', '1'], undefined, "Illegal 'tun-port' option with the 'gre' tunnel type", 2],
   [['-A', '-t', '192.0.2.90:80', '-o'], undefined, 'One-Packet Scheduling is only for UDP virtual services', 2],
   [['-A', '-t', '192.0.2.90:80', '-b', 'mh-port'], undefined, "incompatible scheduler flag `mh-port'", 2],
+  [['-E', ...V, '-s', 'mh', '-b', 'sh-fallback'], undefined, "incompatible scheduler flag `sh-fallback'", 2],
   [['--start-daemon', 'leader'], undefined, 'illegal start-daemon parameter specified', 2],
   // -R: all or nothing, naming the line (ipvsadm keeps the lines before a bad one)
   [['-R'], '-A -t 192.0.2.91:80\n-a -t 192.0.2.91:80 -r 192.0.2.31\n-A -t 192.0.2.80:80\n', 'line 3: Service already exists', 255],
@@ -87,7 +88,6 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gue', '--tun-port', '6080'], undefined, /^xvsadm: UNSUPPORTED: --tun-type gue is not supported yet/, 2],
   [['-A', '--sctp-service', '192.0.2.90:80'], undefined, /^xvsadm: UNSUPPORTED: --sctp-service is not supported yet/, 2],
   [['--start-daemon', 'master'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
-  [['-A', '-t', '192.0.2.90:80', '-s', 'twos'], undefined, /^xvsadm: UNSUPPORTED: scheduler 'twos' is not supported yet/, 2],
 ];
 
 describe('xvsadm against a running xvsd', { skip }, () => {

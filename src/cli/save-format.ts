@@ -1,6 +1,7 @@
 import { isIPv4 } from 'node:net';
 import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ListResult, type RealView, type ServiceView, type Timeouts } from '../control/protocol.js';
 import { XvsError } from '../errors.js';
+import { formatSchedFlags } from '../schedulers/flags.js';
 import { commandToRequest, parseIpvsadm, type Mutation, type RequestCommand } from './ipvsadm-args.js';
 import { hostPort, sortedReals, sortedServices } from './list-format.js';
 import type { Names } from './names.js';
@@ -15,7 +16,7 @@ function ruleService(svc: ServiceView, names?: Names): string {
   return `-${svc.proto === 'tcp' ? 't' : 'u'} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
 }
 
-/** "-A -t VIP:PORT -s SCHED [-p T [-M MASK]]" */
+/** "-A -t VIP:PORT -s SCHED [-p T [-M MASK]] [-b FLAGS]" */
 function serviceRule(svc: ServiceView, names?: Names): string {
   let line = `-A ${ruleService(svc, names)} -s ${svc.scheduler}`;
   if (svc.persistent !== undefined) {
@@ -24,6 +25,7 @@ function serviceRule(svc: ServiceView, names?: Names): string {
     const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
     if (svc.netmask !== undefined && svc.netmask !== whole) line += ` -M ${svc.netmask}`;
   }
+  if (svc.schedFlags) line += ` -b ${formatSchedFlags(svc.scheduler, svc.schedFlags)}`;
   return line;
 }
 

@@ -1,5 +1,6 @@
 import { isIP, isIPv6 } from 'node:net';
 import { XvsError } from '../errors.js';
+import { SCHED_FLAGS_MASK } from '../schedulers/flags.js';
 import { checkSchedulerName } from '../schedulers/registry.js';
 
 // The xvsd control protocol: JSON over a unix socket, one request per line,
@@ -40,6 +41,8 @@ export interface ServiceSpec extends ServiceKey {
    * prefix length 1..128 in decimal (absent = DEFAULT_PREFIX6), as ipvsadm -M.
    */
   netmask?: string;
+  /** ipvsadm -b: scheduler flag bits flag-1..flag-3 (src/schedulers/flags.ts); absent = none. */
+  schedFlags?: number;
 }
 
 /** In requests, port 0 means "the service's port". */
@@ -233,6 +236,10 @@ function spec(v: unknown): ServiceSpec {
     }
     if (out.persistent === undefined) bad('svc.netmask is only meaningful with svc.persistent');
     out.netmask = mask;
+  }
+  if (o.schedFlags !== undefined) {
+    const bits = int(o, 'schedFlags', 'svc', 0, SCHED_FLAGS_MASK);
+    if (bits !== 0) out.schedFlags = bits;
   }
   return out;
 }

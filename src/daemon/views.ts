@@ -31,6 +31,7 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey, rates?: RateEs
     addr: s.addr,
     port: s.port,
     scheduler: s.scheduler,
+    ...(s.schedFlags ? { schedFlags: s.schedFlags } : {}),
     // In the protocol's form: dotted for IPv4, the prefix length for IPv6.
     ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     stats: statsView(dp.svcStats.sum(s.id)),
@@ -180,6 +181,7 @@ export function configView(dp: Dataplane, m: Model): ListResult {
     addr: s.addr,
     port: s.port,
     scheduler: s.scheduler,
+    ...(s.schedFlags ? { schedFlags: s.schedFlags } : {}),
     ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     stats: zero,
     reals: s.reals.map((r): RealView => ({
