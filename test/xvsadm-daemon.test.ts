@@ -144,6 +144,31 @@ describe('xvsadm against a running xvsd', { skip }, () => {
     });
   }
 
+  test('-b: -L shows the flags as ipvsadm 1.31 does, -E changes or clears them, -S saves them', async () => {
+    const load = await x.xvsadm(['-R'], `-C\n${ipv4SaveFixtures()[3]!.input}`);
+    assert.deepEqual([load.stderr, load.code], ['', 0]);
+    const svcLines = async (): Promise<string[]> => (await x.xvsadm(['-L', '-n'])).stdout.split('\n').filter((l) => /^(TCP|UDP) /.test(l));
+    assert.deepEqual(await svcLines(), [
+      'TCP  192.0.2.70:80 fo',
+      'TCP  192.0.2.70:443 sh (sh-fallback,sh-port) persistent 300',
+      'TCP  192.0.2.70:8080 mh (mh-port)',
+      'TCP  192.0.2.70:9000 wlc (flag-1,flag-3)',
+      'UDP  192.0.2.70:53 twos',
+      'UDP  192.0.2.70:123 ovf',
+    ]);
+    // ipvsadm sends the flags with every -E: given ones replace them, none clears them (and -p, as always).
+    assert.equal((await x.xvsadm(['-E', '-t', '192.0.2.70:443', '-s', 'sh', '-b', 'sh-port', '-p', '300'])).code, 0);
+    assert.equal((await x.xvsadm(['-E', '-t', '192.0.2.70:8080', '-s', 'mh'])).code, 0);
+    assert.equal((await x.xvsadm(['-E', '-t', '192.0.2.70:80', '-s', 'mh', '-b', 'mh-fallback,mh-port'])).code, 0);
+    assert.deepEqual((await svcLines()).slice(0, 3), [
+      'TCP  192.0.2.70:80 mh (mh-fallback,mh-port)',
+      'TCP  192.0.2.70:443 sh (sh-port) persistent 300',
+      'TCP  192.0.2.70:8080 mh',
+    ]);
+    assert.equal((await x.xvsadm(['-S', '-n'])).stdout.split('\n').filter((l) => l.startsWith('-A -t 192.0.2.70:80 ')).join(), '-A -t 192.0.2.70:80 -s mh -b mh-fallback,mh-port');
+    await x.xvsadm(['-R'], `-C\n${BASE}`);
+  });
+
   test('-R applies -Z and --set too, in order, as one change', async () => {
     const r = await x.xvsadm(['-R'], `-C\n${BASE}--set 1000 0 30\n-Z\n--set 0 60 0\n`);
     assert.deepEqual([r.stderr, r.code], ['', 0]);
