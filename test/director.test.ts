@@ -123,7 +123,7 @@ function assertConsistent(dp: Dataplane, director: Director): void {
     assert.equal(e.sched, SCHEDULERS[s.scheduler].code, name);
     assert.equal(e.tbl_size, s.tableSize, name);
     assert.equal(e.lookup, LOOKUP_CODES[lookupOf(s.scheduler, s.schedFlags)], `${name}: lookup`);
-    assert.equal((e.flags & (SVC_F.sched1 | SVC_F.sched2 | SVC_F.sched3)) >> 1, s.schedFlags ?? 0, `${name}: -b flags`);
+    assert.equal((e.flags & (SVC_F.sched1 | SVC_F.sched2 | SVC_F.sched3)) >> 2, s.schedFlags ?? 0, `${name}: -b flags`);
     const addrs = s.reals.map((r) => `${r.addr}:${r.port}`);
     assert.equal(new Set(addrs).size, addrs.length, `no real twice in ${name}: ${addrs.join(' ')}`);
     for (const r of s.reals) liveReals.set(r.id, { svc: s.id, r });

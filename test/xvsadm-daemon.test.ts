@@ -83,8 +83,6 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-R'], '-C\n-a -t 192.0.2.80:80 -r 192.0.2.33\n', 'line 2: Service not defined', 255],
   // what ipvsadm accepts and xvs cannot do yet
   [['-A', '-f', '7'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
-  [['-A', '-u', '192.0.2.90:53', '-o'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
-  [['-A', '-t', '192.0.2.90:0', '-p'], undefined, /^xvsadm: UNSUPPORTED: port-zero services .*not supported yet/, 2],
   [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gue', '--tun-port', '6080'], undefined, /^xvsadm: UNSUPPORTED: --tun-type gue is not supported yet/, 2],
   [['-A', '--sctp-service', '192.0.2.90:80'], undefined, /^xvsadm: UNSUPPORTED: --sctp-service is not supported yet/, 2],
   [['--start-daemon', 'master'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
@@ -145,7 +143,7 @@ describe('xvsadm against a running xvsd', { skip }, () => {
   }
 
   test('-b: -L shows the flags as ipvsadm 1.31 does, -E changes or clears them, -S saves them', async () => {
-    const load = await x.xvsadm(['-R'], `-C\n${ipv4SaveFixtures()[3]!.input}`);
+    const load = await x.xvsadm(['-R'], `-C\n${ipv4SaveFixtures()[4]!.input}`);
     assert.deepEqual([load.stderr, load.code], ['', 0]);
     const svcLines = async (): Promise<string[]> => (await x.xvsadm(['-L', '-n'])).stdout.split('\n').filter((l) => /^(TCP|UDP) /.test(l));
     assert.deepEqual(await svcLines(), [
@@ -220,6 +218,19 @@ UDP  192.0.2.53:53                       0        0        0        0        0
     const cp = await x.xvsadm(['-L', '-n', '-c', '--persistent-conn']);
     assert.equal(cp.stdout, 'IPVS connection entries\npro expire state       source             virtual            destination        pe name          pe_data\n');
     assert.deepEqual(await x.xvsadm(['-L', '--daemon']), { stdout: '', stderr: '', code: 0 });
+  });
+
+  test('-L of a port-zero service and a one-packet one, in ipvsadm\'s layout (" ops" last)', async () => {
+    const r = await x.xvsadm(['-R'], '-C\n-A -t 192.0.2.70:0 -s rr -p 600\n-a -t 192.0.2.70 -r 192.0.2.41 -g\n-A -u 192.0.2.70:53 -s rr -p 60 -o\n-a -u 192.0.2.70:53 -r 192.0.2.41 -g\n');
+    assert.deepEqual([r.stderr, r.code], ['', 0]);
+    assert.equal((await x.xvsadm(['-L', '-n'])).stdout, `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.70:0 rr persistent 600
+  -> 192.0.2.41:0                 Route   1      0          0         
+UDP  192.0.2.70:53 rr persistent 60 ops
+  -> 192.0.2.41:53                Route   1      0          0         
+`);
   });
 
   test('a DR/TUN real-server port other than the service\'s is accepted with a warning, as the kernel uses the service\'s', async () => {

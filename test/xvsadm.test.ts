@@ -46,6 +46,11 @@ const accepted: [string[], Request][] = [
   // DR/TUN forward to the service port: ipvsadm sends that whatever -r says (xvsadm warns).
   [['-a', ...T, '-r', '192.0.2.11:8080', '-i'], { op: 'add-real', key: K, real: { addr: '192.0.2.11', port: 0, fwd: 'tun', weight: 1 } }],
   [['-a', ...T, '-r', '192.0.2.11', '-i', '--tun-type', 'ipip'], { op: 'add-real', key: K, real: { addr: '192.0.2.11', port: 0, fwd: 'tun', weight: 1 } }],
+  // Port zero with persistence: every port of the VIP; -o for UDP.
+  [['-A', '-t', '192.0.2.80', '-p'], { op: 'add-service', svc: { ...K, port: 0, scheduler: 'wlc', persistent: 360 } }],
+  [['-A', '-t', '192.0.2.80:0', '-p', '60', '-s', 'rr'], { op: 'add-service', svc: { ...K, port: 0, scheduler: 'rr', persistent: 60 } }],
+  [['-A', '-u', '192.0.2.53:53', '-o', '-s', 'rr'], { op: 'add-service', svc: { ...U, scheduler: 'rr', ops: true } }],
+  [['-E', '-u', '192.0.2.53:53', '-o'], { op: 'edit-service', svc: { ...U, scheduler: 'wlc', ops: true } }],
   // -M without -p: accepted and without effect, as with ipvsadm.
   [['-A', ...T, '-M', '255.255.255.0'], { op: 'add-service', svc: { ...K, scheduler: 'wlc' } }],
   [['-E', ...T, '-s', 'rr', '-M', '255.255.0.0'], { op: 'edit-service', svc: { ...K, scheduler: 'rr' } }],
@@ -165,7 +170,6 @@ const refused: [string[], string, RegExp?][] = [
   [['-A', '-f', '1'], 'UNSUPPORTED', /-f/],
   [['-A', '-f', '0'], 'BAD_ARGUMENT', /^invalid fwmark value `0' specified$/],
   [['-A', ...T, '-6'], 'BAD_ARGUMENT', /^-6 used before -f$/],
-  [['-A', '-u', '192.0.2.53:53', '-o'], 'UNSUPPORTED', /one-packet/],
   [['-A', ...T, '-o'], 'BAD_ARGUMENT', /^One-Packet Scheduling is only for UDP virtual services$/],
   [['-A', ...T, '-s', 'sh', '-b', 'sh-port,mh-port'], 'BAD_ARGUMENT', /^incompatible scheduler flag `mh-port'$/],
   [['-A', ...T, '-s', 'mh', '-b', 'mh-port,flag-4'], 'BAD_ARGUMENT', /^invalid scheduler flag `flag-4'$/],
@@ -188,7 +192,6 @@ const refused: [string[], string, RegExp?][] = [
   [['-A', ...T, '-p', '-M', '255.255.255.0', '-M', '255.255.0.0'], 'BAD_ARGUMENT', /^multiple 'netmask' options specified$/],
   [['-A', ...T, '-p', '-M'], 'USAGE', /^-M: missing argument$/],
   [['-A', '-t', '[2001:db8::1]:443', '-p', '-M', '129'], 'BAD_ARGUMENT', /^illegal ipv6 netmask specified$/],
-  [['-A', '-t', '192.0.2.80', '-p'], 'UNSUPPORTED', /port-zero/],
   [['-D', ...T, '-p'], 'BAD_ARGUMENT', /^Illegal 'persistent' option with the 'delete-service' command$/],
   [['-a', ...T, '-r', '192.0.2.11', '-p'], 'BAD_ARGUMENT', /^Illegal 'persistent' option with the 'add-server' command$/],
   [['-L', '-M', '255.255.255.0'], 'BAD_ARGUMENT', /^Illegal 'netmask' option with the 'list' command$/],

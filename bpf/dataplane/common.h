@@ -25,6 +25,14 @@
  */
 #define XVS_SUBPROG __attribute__((noinline))
 
+/* The port a NAT or FULLNAT real server is reached on: its own, or, for a
+ * port-zero service (every port of the VIP), the packet's, as IPVS keeps it
+ * (the control plane stores 0 for those real servers and no others). */
+static __always_inline __be16 xvs_rport(const struct xvs_real *r, __be16 vport)
+{
+	return r->port ? r->port : vport;
+}
+
 #define XVS_VLAN_MAX 2
 #define XVS_L2_MAX (ETH_HLEN + 4 * XVS_VLAN_MAX)
 #define XVS_IPV6_HLEN 40

@@ -119,7 +119,7 @@ static __always_inline void xvs_touch(struct xvs_conn *c, const struct xvs_pkt *
 	if (now - c->last_seen >= cfg->hz) {
 		c->last_seen = now;
 		if (c->flags & XVS_CONN_F_PERSIST) {
-			struct xvs_svc *svc = xvs_service(p);
+			struct xvs_svc *svc = xvs_service(p, cfg);
 			__u32 rid;
 
 			if (svc)
@@ -242,7 +242,7 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	if (syn && xvs_confirmed(p, cfg, now, 1, &r) == XVS_HIT)
 		return XVS_CONTINUE;
 
-	svc = xvs_service(p);
+	svc = xvs_service(p, cfg);
 	if (!svc) {
 		xvs_count(XVS_CNT_PASS_NO_SVC);
 		return XDP_PASS;
@@ -268,7 +268,10 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	} else if (r->fwd == XVS_FWD_NAT) {
 		xvs_nat_open(ctx, p, nc.state);
 	}
-	bpf_map_update_elem(&xvs_syn_conns, &p->key, &nc, BPF_ANY);
+	/* One-packet scheduling: no entry, so the next datagram is scheduled
+	 * afresh (a NAT reply side still opens, for the answer). */
+	if (tcp || !(svc->flags & XVS_SVC_F_OPS))
+		bpf_map_update_elem(&xvs_syn_conns, &p->key, &nc, BPF_ANY);
 	p->is_new = 1;
 	return XVS_CONTINUE;
 }

@@ -61,12 +61,12 @@ XVS_SUBPROG int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p)
 		return verdict;
 	if (r->family != p->family) {
 		if (xvs_nat64_6to4(ctx, p->l3_off, (const void *)la->addr, (const void *)r->addr,
-				   xvs_nat64_ports(p->lport, r->port))) {
+				   xvs_nat64_ports(p->lport, xvs_rport(r, p->dport)))) {
 			xvs_count(XVS_CNT_NAT_REFUSED);
 			return XDP_DROP;
 		}
 	} else if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, la->addr, p->lport) ||
-		   xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, r->port)) {
+		   xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, xvs_rport(r, p->dport))) {
 		xvs_count(XVS_CNT_NAT_REFUSED);
 		return XDP_DROP;
 	}

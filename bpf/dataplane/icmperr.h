@@ -353,7 +353,7 @@ static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pk
 	p->svc_id = c->svc_id;
 	p->is_new = 0;
 	xp->in_saddr = r->addr;
-	xp->in_sport = r->port;
+	xp->in_sport = xvs_rport(r, e->in_sport);
 	xp->in_daddr = e->in_daddr;
 	xp->in_dport = e->in_dport;
 	xp->out_saddr = p->saddr;

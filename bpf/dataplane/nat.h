@@ -39,7 +39,7 @@ XVS_SUBPROG int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
 	nh = xvs_nexthop(ctx, p, r, &fib, 0, &verdict);
 	if (!nh)
 		return verdict;
-	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, r->port)) {
+	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, xvs_rport(r, p->dport))) {
 		xvs_count(XVS_CNT_NAT_REFUSED);
 		return XDP_DROP;
 	}

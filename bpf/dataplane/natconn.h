@@ -18,7 +18,7 @@
 static __always_inline int xvs_reply_key(struct xvs_conn_key *k, const struct xvs_pkt *p, const struct xvs_real *r)
 {
 	__builtin_memcpy(k->saddr, r->addr, 16);
-	k->sport = r->port;
+	k->sport = xvs_rport(r, p->dport);
 	k->proto = p->proto;
 	k->family = r->family;
 	k->pad0[0] = 0;
@@ -38,10 +38,28 @@ static __always_inline int xvs_reply_key(struct xvs_conn_key *k, const struct xv
 	return 0;
 }
 
-/* Opens the reply side of a new flow: what its replies become and where they
- * go, which is back the way the client's packets came (their interface and
- * MACs), so a reply needs no route lookup. */
-/* New flows only: a subprogram. */
+/* A new flow's reply side: what its replies become (VIP:vport to CIP:cport)
+ * and where they go, which is back the way the client's packets came (their
+ * interface and MACs), so a reply needs no route lookup. */
+static __always_inline void xvs_nat_fill(struct xvs_nat *n, const struct xdp_md *ctx, const struct xvs_pkt *p,
+					 const struct ethhdr *eth, __u8 state, __u64 now)
+{
+	__builtin_memset(n, 0, sizeof(*n));
+	n->last_seen = now;
+	__builtin_memcpy(n->vaddr, p->daddr, 16);
+	__builtin_memcpy(n->caddr, p->saddr, 16);
+	n->vport = p->dport;
+	n->cport = p->sport;
+	n->real_id = p->real_id;
+	n->svc_id = p->svc_id;
+	n->ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(n->cmac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(n->smac, eth->h_dest, ETH_ALEN);
+	n->family = p->family;
+	n->state = state;
+}
+
+/* Opens the reply side of a new NAT flow. New flows only: a subprogram. */
 XVS_SUBPROG int xvs_nat_open(struct xdp_md *ctx, const struct xvs_pkt *p, __u8 state)
 {
 	void *data = (void *)(long)ctx->data;
@@ -60,19 +78,7 @@ XVS_SUBPROG int xvs_nat_open(struct xdp_md *ctx, const struct xvs_pkt *p, __u8 s
 	if (!r || (void *)(eth + 1) > data_end || xvs_reply_key(&rk, p, r))
 		return 0;
 	n = &s->nat;
-	__builtin_memset(n, 0, sizeof(*n));
-	n->last_seen = bpf_jiffies64();
-	__builtin_memcpy(n->vaddr, p->daddr, 16);
-	__builtin_memcpy(n->caddr, p->saddr, 16);
-	n->vport = p->dport;
-	n->cport = p->sport;
-	n->real_id = p->real_id;
-	n->svc_id = p->svc_id;
-	n->ifindex = ctx->ingress_ifindex;
-	__builtin_memcpy(n->cmac, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(n->smac, eth->h_dest, ETH_ALEN);
-	n->family = p->family;
-	n->state = state;
+	xvs_nat_fill(n, ctx, p, eth, state, bpf_jiffies64());
 	bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_ANY);
 	return 0;
 }
@@ -215,23 +221,11 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 
 	__builtin_memcpy(rk.saddr, r->addr, 16);
 	__builtin_memcpy(rk.daddr, la->addr, 16);
-	rk.sport = r->port;
+	rk.sport = xvs_rport(r, p->dport);
 	rk.proto = p->proto;
 	rk.family = r->family;
 	n = &s->nat;
-	__builtin_memset(n, 0, sizeof(*n));
-	n->last_seen = now;
-	__builtin_memcpy(n->vaddr, p->daddr, 16);
-	__builtin_memcpy(n->caddr, p->saddr, 16);
-	n->vport = p->dport;
-	n->cport = p->sport;
-	n->real_id = p->real_id;
-	n->svc_id = p->svc_id;
-	n->ifindex = ctx->ingress_ifindex;
-	__builtin_memcpy(n->cmac, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(n->smac, eth->h_dest, ETH_ALEN);
-	n->family = p->family;
-	n->state = state;
+	xvs_nat_fill(n, ctx, p, eth, state, now);
 	n->flags = XVS_NAT_F_FULLNAT;
 
 	/* A random first port, as Linux picks ephemeral ports: a client cannot

@@ -37,14 +37,22 @@ static __always_inline int xvs_fresh(const struct xvs_config *cfg, __u64 last_se
 	return now - last_seen <= (__u64)cfg->timeout[state & (XVS_CS_MAX - 1)] * cfg->hz;
 }
 
-static __always_inline struct xvs_svc *xvs_service(const struct xvs_pkt *p)
+/* The packet's service: its VIP and port, or its VIP's port-zero service
+ * (every port, IPVS's `-t VIP:0 -p`). The second lookup only while such a
+ * service exists, so other traffic to the host pays one. */
+static __always_inline struct xvs_svc *xvs_service(const struct xvs_pkt *p, const struct xvs_config *cfg)
 {
 	struct xvs_svc_key sk;
+	struct xvs_svc *svc;
 
 	__builtin_memcpy(sk.addr, p->daddr, 16);
 	sk.port = p->dport;
 	sk.proto = p->proto;
 	sk.family = p->family;
+	svc = bpf_map_lookup_elem(&xvs_services, &sk);
+	if (svc || !(cfg->flags & XVS_CFG_F_ANY_PORT))
+		return svc;
+	sk.port = 0;
 	return bpf_map_lookup_elem(&xvs_services, &sk);
 }
 

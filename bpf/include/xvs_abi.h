@@ -70,12 +70,13 @@ enum xvs_slot : __u32 {
 
 enum xvs_svc_flags : __u32 {
 	XVS_SVC_F_PERSISTENT = 1U << 0, /* -p: clients stick to a real server via xvs_persist */
+	XVS_SVC_F_OPS = 1U << 1,        /* -o: every UDP datagram scheduled on its own, no flow entry */
 	/* ipvsadm -b: IPVS's IP_VS_SVC_F_SCHED1..3, kept for -L/-S and a restart;
 	 * sh and mh read 1 as *-fallback, 2 as *-port. The dataplane reads none
 	 * of them: the port is in the lookup, the fallback in the table. */
-	XVS_SVC_F_SCHED1 = 1U << 1,
-	XVS_SVC_F_SCHED2 = 1U << 2,
-	XVS_SVC_F_SCHED3 = 1U << 3,
+	XVS_SVC_F_SCHED1 = 1U << 2,
+	XVS_SVC_F_SCHED2 = 1U << 3,
+	XVS_SVC_F_SCHED3 = 1U << 4,
 };
 
 enum xvs_real_flags : __u32 {
@@ -267,6 +268,7 @@ _Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
 
 enum xvs_config_flags : __u32 {
 	XVS_CFG_F_TWO_WAY = 1U << 0, /* some real server is NAT or FULLNAT: look for replies */
+	XVS_CFG_F_ANY_PORT = 1U << 1, /* some service has port 0 (every port of its VIP): a miss looks again with 0 */
 };
 
 /* One entry, written by the control plane when it loads the dataplane (the

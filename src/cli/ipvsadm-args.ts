@@ -620,12 +620,12 @@ function toCommand(e: Entry, warnings: string[]): Command {
     case 'add':
     case 'edit': {
       const key = serviceKey(e);
-      if (key.port === 0) unsupported('port-zero services (every port of the VIP) are not supported yet');
-      if (e.svc.ops) unsupported('-o (one-packet scheduling) is not supported yet');
       if (e.svc.pe !== undefined) unsupported('--pe (persistence engines) is not supported yet');
       const sched = e.svc.sched;
       if (!isSchedulerName(sched)) throw new XvsError('NO_SCHEDULER', `no scheduler '${sched}'`);
-      const svc: ServiceSpec = { ...key, scheduler: sched, ...(e.svc.schedFlags ? { schedFlags: e.svc.schedFlags } : {}) };
+      const svc: ServiceSpec = {
+        ...key, scheduler: sched, ...(e.svc.ops ? { ops: true } : {}), ...(e.svc.schedFlags ? { schedFlags: e.svc.schedFlags } : {}),
+      };
       if (e.svc.persistent !== undefined) {
         svc.persistent = e.svc.persistent;
         // ipvsadm sends the mask it read: dotted for IPv4, a prefix length for IPv6.
@@ -747,6 +747,6 @@ Daemon Options:
 xvs:
   --socket PATH                       xvsd's control socket (default /run/xvs/xvsd.sock)
   Not supported yet (refused with "not supported yet" and exit 2): -f, --sctp-service,
-  port-zero services, -o, --pe, --tun-type gue|gre, the sync daemon.
+  --pe, --tun-type gue|gre, the sync daemon.
 `;
 }

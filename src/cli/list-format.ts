@@ -70,15 +70,16 @@ function statsColumns(s: StatsView, exact: boolean): string {
 
 const ZERO_RATES: RateView = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
 
-// ipvsadm's " (sched-flags)" when any flag bit is set, then " persistent T",
-// with " mask M" for a service whose granularity is coarser than one host: a
-// dotted mask, or an IPv6 prefix length.
+// ipvsadm's " (sched-flags)" when any flag bit is set, then " persistent T"
+// with " mask M" for a service whose granularity is coarser than one host (a
+// dotted mask, or an IPv6 prefix length), then " ops".
 function flags(svc: ServiceView): string {
   const sched = svc.schedFlags ? ` (${formatSchedFlags(svc.scheduler, svc.schedFlags)})` : '';
-  if (svc.persistent === undefined) return sched;
+  const ops = svc.ops ? ' ops' : '';
+  if (svc.persistent === undefined) return `${sched}${ops}`;
   const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
   const mask = svc.netmask !== undefined && svc.netmask !== whole ? ` mask ${svc.netmask}` : '';
-  return `${sched} persistent ${svc.persistent}${mask}`;
+  return `${sched} persistent ${svc.persistent}${mask}${ops}`;
 }
 
 /** The service column: "TCP  host:port", cut at 33 characters for IPv4 as ipvsadm's svc_name[33]. */

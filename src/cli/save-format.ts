@@ -16,7 +16,7 @@ function ruleService(svc: ServiceView, names?: Names): string {
   return `-${svc.proto === 'tcp' ? 't' : 'u'} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
 }
 
-/** "-A -t VIP:PORT -s SCHED [-p T [-M MASK]] [-b FLAGS]" */
+/** "-A -t VIP:PORT -s SCHED [-p T [-M MASK]] [-o] [-b FLAGS]" */
 function serviceRule(svc: ServiceView, names?: Names): string {
   let line = `-A ${ruleService(svc, names)} -s ${svc.scheduler}`;
   if (svc.persistent !== undefined) {
@@ -25,6 +25,7 @@ function serviceRule(svc: ServiceView, names?: Names): string {
     const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
     if (svc.netmask !== undefined && svc.netmask !== whole) line += ` -M ${svc.netmask}`;
   }
+  if (svc.ops) line += ' -o';
   if (svc.schedFlags) line += ` -b ${formatSchedFlags(svc.scheduler, svc.schedFlags)}`;
   return line;
 }

@@ -41,6 +41,8 @@ export interface ServiceSpec extends ServiceKey {
    * prefix length 1..128 in decimal (absent = DEFAULT_PREFIX6), as ipvsadm -M.
    */
   netmask?: string;
+  /** -o: one-packet scheduling (UDP only). */
+  ops?: boolean;
   /** ipvsadm -b: scheduler flag bits flag-1..flag-3 (src/schedulers/flags.ts); absent = none. */
   schedFlags?: number;
 }
@@ -236,6 +238,10 @@ function spec(v: unknown): ServiceSpec {
     }
     if (out.persistent === undefined) bad('svc.netmask is only meaningful with svc.persistent');
     out.netmask = mask;
+  }
+  if (o.ops !== undefined) {
+    if (typeof o.ops !== 'boolean') bad('svc.ops must be true or false');
+    if (o.ops) out.ops = true;
   }
   if (o.schedFlags !== undefined) {
     const bits = int(o, 'schedFlags', 'svc', 0, SCHED_FLAGS_MASK);

@@ -52,7 +52,7 @@ export function svcEntryOf(s: ServiceModel): C.Svc {
   const info = SCHEDULERS[s.scheduler];
   const persistent = s.persistent !== undefined;
   return {
-    id: s.id, flags: (persistent ? SVC_F.persistent : 0) | svcFlagBits(s.schedFlags ?? 0), sched: info.code,
+    id: s.id, flags: (persistent ? SVC_F.persistent : 0) | (s.ops ? SVC_F.ops : 0) | svcFlagBits(s.schedFlags ?? 0), sched: info.code,
     lookup: LOOKUP_CODES[lookupOf(s.scheduler, s.schedFlags)],
     tbl_size: s.tableSize, persist_timeout: s.persistent ?? 0, persist_mask: maskBytes(s),
   };
@@ -75,6 +75,7 @@ export function serviceFromEntry(key: C.SvcKey, e: C.Svc): Omit<ServiceModel, 'r
   return {
     id: e.id, proto: key.proto === PROTO_NUM.udp ? 'udp' : 'tcp', addr: key.addr, port: key.port,
     scheduler: info.name as SchedulerName, ...(schedFlags ? { schedFlags } : {}), ...(persistent ? { persistent: e.persist_timeout } : {}),
+    ...((e.flags & SVC_F.ops) !== 0 ? { ops: true } : {}),
     netmask: persistent ? maskFromBytes(key.family, e.persist_mask) : key.family === FAMILY.inet ? 0xffffffff : 128, tableSize: e.tbl_size,
   };
 }
@@ -167,7 +168,16 @@ export class MapWriter {
       for (const [addr, id] of after.laddrIds ?? []) {
         if (before.laddrIds?.get(addr) !== id) this.#put(this.dp.laddrs.raw, u32(id), C.laddr.encode({ addr, family: familyOf(addr) }));
       }
+      // A miss looks for a port-zero service only while there is one.
+      this.#configFlag(CFG_F.any_port, [...after.services.values()].some((s) => s.port === 0));
     });
+  }
+
+  #configFlag(flag: number, on: boolean): void {
+    const cur = this.dp.config.get(0);
+    if (!cur) throw new XvsError('LIBBPF', 'xvs_config has no entry 0');
+    const flags = on ? cur.flags | flag : cur.flags & ~flag;
+    if (flags !== cur.flags) this.#put(this.dp.config.raw, u32(0), C.config.encode({ ...cur, flags }));
   }
 
   /** The service's local addresses as ids of xvs_laddrs (none: an empty set). */
@@ -266,11 +276,7 @@ export class MapWriter {
     const n = (map.lookup(key) ? C.u32Codec.decode(map.lookup(key)!) : 0) + delta;
     if (n > 0) this.#put(map, key, u32(n));
     else this.#del(map, key);
-    const cur = this.dp.config.get(0);
-    if (!cur) throw new XvsError('LIBBPF', 'xvs_config has no entry 0');
-    const twoWay = map.nextKey(null) !== null;
-    const flags = twoWay ? cur.flags | CFG_F.two_way : cur.flags & ~CFG_F.two_way;
-    if (flags !== cur.flags) this.#put(this.dp.config.raw, u32(0), C.config.encode({ ...cur, flags }));
+    this.#configFlag(CFG_F.two_way, map.nextKey(null) !== null);
   }
 
   #zeroStats(map: RawMap, id: number): void {

@@ -52,6 +52,8 @@ export interface ServiceModel {
   readonly plan: PlanState;
   /** FULLNAT's local addresses (ipvsadm -P), in the order they were added. */
   readonly laddrs?: readonly string[];
+  /** -o: every UDP datagram scheduled on its own (one-packet scheduling). */
+  readonly ops?: boolean;
 }
 
 export interface Model {
@@ -161,7 +163,29 @@ function checkFamilies(s: ServiceModel, addr: string, fwd: ModeName): void {
   });
 }
 
+/**
+ * What the kernel and ipvsadm refuse in a service whatever the rest: a port
+ * 0 (every port of the VIP) without persistence, one-packet scheduling on
+ * anything but UDP, or beside FULLNAT real servers (each datagram would
+ * hold a local port until its reply side expires).
+ */
+function checkServiceSpec(spec: ServiceSpec, reals: readonly RealModel[]): void {
+  if (spec.port === 0 && spec.persistent === undefined) throw new XvsError('BAD_ARGUMENT', 'Zero port specified for non-persistent service');
+  if (spec.ops && spec.proto !== 'udp') throw new XvsError('BAD_ARGUMENT', 'One-Packet Scheduling is only for UDP virtual services');
+  if (spec.ops && reals.some((r) => r.fwd === 'fullnat')) throw opsWithFullnat();
+}
+
+const opsWithFullnat = (): XvsError => new XvsError('UNSUPPORTED', 'one-packet scheduling with FULLNAT real servers is not supported',
+  { hint: 'each datagram would hold a local port until its reply side expired' });
+
+function checkOps(s: ServiceModel, fwd: ModeName): void {
+  if (s.ops && fwd === 'fullnat') throw opsWithFullnat();
+}
+
+const opsOf = (spec: ServiceSpec): Pick<ServiceModel, 'ops'> => (spec.ops ? { ops: true } : {});
+
 export function addService(m: Model, spec: ServiceSpec, limits: Limits): Model {
+  checkServiceSpec(spec, []);
   const addr = checkIp(spec.addr, 'virtual service');
   const name = serviceName(spec);
   if (m.services.has(name)) throw new XvsError('SERVICE_EXISTS', `service ${name} already exists`);
@@ -171,7 +195,7 @@ export function addService(m: Model, spec: ServiceSpec, limits: Limits): Model {
   if (id >= limits.services) throw new XvsError('CAPACITY', `at most ${limits.services} virtual services`);
   return withService(m, {
     id, proto: spec.proto, addr, port: spec.port, scheduler: checkSchedulerName(spec.scheduler),
-    ...schedFlags(spec), ...persistence(spec), reals: [], tableSize: 0, plan: EMPTY_PLAN,
+    ...schedFlags(spec), ...persistence(spec), ...opsOf(spec), reals: [], tableSize: 0, plan: EMPTY_PLAN,
   });
 }
 
@@ -181,10 +205,11 @@ const schedFlags = (spec: ServiceSpec): Pick<ServiceModel, 'schedFlags'> => (spe
 /** A new scheduler starts with no memory of the old one's plans. */
 export function editService(m: Model, spec: ServiceSpec): Model {
   const s = findService(m, spec);
+  checkServiceSpec(spec, s.reals);
   const scheduler = checkSchedulerName(spec.scheduler);
-  const { persistent: _drop, schedFlags: _flags, ...rest } = s;
+  const { persistent: _drop, ops: _ops, schedFlags: _flags, ...rest } = s;
   const plan = scheduler === s.scheduler ? s.plan : { ...s.plan, memory: undefined, previous: undefined };
-  return withService(m, { ...rest, scheduler, ...schedFlags(spec), ...persistence(spec), plan });
+  return withService(m, { ...rest, scheduler, ...schedFlags(spec), ...persistence(spec), ...opsOf(spec), plan });
 }
 
 export function delService(m: Model, k: ServiceKey): Model {
@@ -204,6 +229,7 @@ export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits,
   const addr = checkIp(spec.addr, 'real server');
   const port = validateReal(spec.fwd, s.port, spec.port);
   checkFamilies(s, addr, spec.fwd);
+  checkOps(s, spec.fwd);
   if (s.reals.some((r) => r.addr === addr && r.port === port)) {
     throw new XvsError('REAL_EXISTS', `real server ${addr}:${port} already in service ${serviceName(k)}`);
   }
@@ -228,6 +254,7 @@ export function editReal(m: Model, k: ServiceKey, spec: RealSpec, total: (id: nu
   const r = findReal(s, spec);
   validateReal(spec.fwd, s.port, r.port);
   checkFamilies(s, r.addr, spec.fwd);
+  checkOps(s, spec.fwd);
   const uthreshold = spec.uthreshold ?? 0;
   const lthreshold = spec.lthreshold ?? 0;
   const next: RealModel = {

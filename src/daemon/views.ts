@@ -1,4 +1,4 @@
-import type { ConnView, ListResult, RealView, ServiceKey, ServiceView, StatsView } from '../control/protocol.js';
+import type { ConnView, ListResult, RealView, ServiceKey, ServiceSpec, ServiceView, StatsView } from '../control/protocol.js';
 import { COUNTERS, XVS_CNT_MAX } from '../maps/counters.js';
 import * as C from '../maps/codecs.js';
 import { CONN_STATE, FAMILY } from '../maps/abi.js';
@@ -12,6 +12,16 @@ import { findService, realGens, serviceName, type Model, type RealModel, type Se
 // the dataplane's live counts and statistics. Read-only.
 
 const ZERO_STATS: StatsView = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
+
+/** A service as a request would add it; the mask in the protocol's form (dotted for IPv4, a prefix length for IPv6). */
+function specOf(s: ServiceModel): ServiceSpec {
+  return {
+    proto: s.proto, addr: s.addr, port: s.port, scheduler: s.scheduler,
+    ...(s.schedFlags ? { schedFlags: s.schedFlags } : {}),
+    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
+    ...(s.ops ? { ops: true } : {}),
+  };
+}
 
 export function countersView(dp: Dataplane): Record<string, number> {
   const out: Record<string, number> = {};
@@ -27,13 +37,7 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey, rates?: RateEs
   const counts = countConns(dp, realGens(m)).reals;
   const templates = persistCounts(dp, m);
   const services: ServiceView[] = targets.map((s) => ({
-    proto: s.proto,
-    addr: s.addr,
-    port: s.port,
-    scheduler: s.scheduler,
-    ...(s.schedFlags ? { schedFlags: s.schedFlags } : {}),
-    // In the protocol's form: dotted for IPv4, the prefix length for IPv6.
-    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
+    ...specOf(s),
     stats: statsView(dp.svcStats.sum(s.id)),
     ...(rates ? { rates: rates.rates(svcRateKey(s.id, serviceName(s))) } : {}),
     reals: s.reals.map((r): RealView => ({
@@ -177,12 +181,7 @@ export function connectionsView(dp: Dataplane, m: Model): ConnView[] {
 export function configView(dp: Dataplane, m: Model): ListResult {
   const zero = { ...ZERO_STATS };
   const services: ServiceView[] = [...m.services.values()].sort((a, b) => a.id - b.id).map((s) => ({
-    proto: s.proto,
-    addr: s.addr,
-    port: s.port,
-    scheduler: s.scheduler,
-    ...(s.schedFlags ? { schedFlags: s.schedFlags } : {}),
-    ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
+    ...specOf(s),
     stats: zero,
     reals: s.reals.map((r): RealView => ({
       addr: r.addr, port: r.port, fwd: r.fwd, weight: r.weight, uthreshold: r.uthreshold, lthreshold: r.lthreshold,

@@ -19,7 +19,8 @@ export interface DirectorHandle {
   /** What xvsd has written to stderr so far (its pino log), up to 64 KiB. */
   stderr(): string;
   xvsadm(args: string[]): Promise<string>;
-  stop(): Promise<void>;
+  /** SIGTERM (SIGKILL after 5 s), or SIGKILL at once: a crash, which leaves the pins and the attached program as they were. */
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
 }
 
 export interface DirectorOptions {
@@ -64,9 +65,9 @@ export async function startDirector(lab: Lab, opts: DirectorOptions = {}): Promi
     pid: child.pid ?? 0,
     stderr: () => stderr,
     xvsadm: (a) => run(process.execPath, [bin('cli/xvsadm.js'), '--socket', socket, ...a]),
-    stop: async () => {
+    stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
+        child.kill(signal);
         const t = setTimeout(() => child.kill('SIGKILL'), 5000);
         await exited;
         clearTimeout(t);

@@ -9,7 +9,7 @@ export const FWD = { dr: 1, tun: 2, nat: 3, fullnat: 4 } as const;
 export const LOOKUP = { seq: 0, hash_src: 1, hash_dst: 2, hash_src_port: 3 } as const;
 /** A table slot that names no real server: the new flow is refused. */
 export const SLOT = { none: 0xffffffff } as const;
-export const SVC_F = { persistent: 1 << 0, sched1: 1 << 1, sched2: 1 << 2, sched3: 1 << 3 } as const;
+export const SVC_F = { persistent: 1 << 0, ops: 1 << 1, sched1: 1 << 2, sched2: 1 << 3, sched3: 1 << 4 } as const;
 export const REAL_F = { removed: 1 << 0, overload: 1 << 1 } as const;
 export const CONN_F = { persist: 1 << 0, toa_done: 1 << 1 } as const;
 export const NAT_F = { fullnat: 1 << 0 } as const;
@@ -17,7 +17,7 @@ export const CONN_STATE = {
   none: 0, established: 1, syn_sent: 2, syn_recv: 3, fin_wait: 4, time_wait: 5, close: 6,
   close_wait: 7, last_ack: 8, listen: 9, synack: 10, udp: 11, max: 16,
 } as const;
-export const CFG_F = { two_way: 1 << 0 } as const;
+export const CFG_F = { two_way: 1 << 0, any_port: 1 << 1 } as const;
 
 /** Each mirrored enum: its BTF name, the prefix of its members in C, the TS object. */
 export const ABI_ENUMS = [

@@ -57,6 +57,10 @@ export function validateReal(mode: ModeName, servicePort: number, realPort: numb
   if (!m.implemented) {
     throw new XvsError('UNSUPPORTED', `forwarding method ${m.flag} (${mode}) is not implemented yet`, { hint: 'use -g (DR) or -i (TUN)' });
   }
+  // A port-zero service (every port of the VIP) keeps each packet's port, as IPVS does.
+  if (servicePort === 0 && realPort !== 0) {
+    throw new XvsError('PORT_MAPPING', `a port-zero service forwards each port to the same port, not to ${realPort}`, { hint: 'leave the real server\'s port out (or 0)' });
+  }
   const port = realPort === 0 ? servicePort : realPort;
   if (!m.portMapping && port !== servicePort) {
     throw new XvsError('PORT_MAPPING', `${mode.toUpperCase()} cannot map port ${servicePort} to ${port}`);
