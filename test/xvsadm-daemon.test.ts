@@ -152,7 +152,7 @@ describe('xvsadm against a running xvsd', { skip }, () => {
       'TCP  192.0.2.70:8080 mh (mh-port)',
       'TCP  192.0.2.70:9000 wlc (flag-1,flag-3)',
       'UDP  192.0.2.70:53 twos',
-      'UDP  192.0.2.70:123 ovf',
+      'UDP  192.0.2.70:123 ovf (flag-2) ops',
     ]);
     // ipvsadm sends the flags with every -E: given ones replace them, none clears them (and -p, as always).
     assert.equal((await x.xvsadm(['-E', '-t', '192.0.2.70:443', '-s', 'sh', '-b', 'sh-port', '-p', '300'])).code, 0);
