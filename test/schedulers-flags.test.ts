@@ -11,7 +11,7 @@ import { buildMh } from '../src/schedulers/mh.js';
 import { buildFo, planOvf } from '../src/schedulers/overflow.js';
 import { lookupOf, schedulerByName, type RealState } from '../src/schedulers/registry.js';
 import { buildSh } from '../src/schedulers/sh-dh.js';
-import { planTwos, seededU32, twosPick } from '../src/schedulers/twos.js';
+import { planTwos, seededU32, twosPicker } from '../src/schedulers/twos.js';
 import type { LoadReal } from '../src/schedulers/types.js';
 
 function rng(seed: number): (n: number) => number {
@@ -201,6 +201,39 @@ test('ovf: the plan is IPVS ovf one connection at a time, refused slots where ev
   }
 });
 
+test('ovf: connections that turn inactive along the plan free their real again, as IPVS sees them close', () => {
+  const r = rng(17);
+  for (let k = 0; k < 300; k++) {
+    const ds = randomDests(r, 1 + r(5));
+    const picks = 1 + r(60);
+    const activeFor = ds.map(() => r(6));
+    const closing = ds.map((d) => Array.from({ length: d.active }, () => r(picks + 5)).sort((x, y) => x - y));
+    // The model: before pick p, every connection due then turns inactive; a pick is active for activeFor later picks.
+    const model = ds.map((d) => ({ ...d }));
+    const due = new Map<number, number[]>();
+    const at = (p: number, i: number): void => { if (p < picks) due.set(p, [...(due.get(p) ?? []), i]); };
+    closing.forEach((ps, i) => ps.forEach((p) => at(p, i)));
+    const want: number[] = [];
+    for (let p = 0; p < picks; p++) {
+      for (const i of due.get(p) ?? []) {
+        model[i]!.active--;
+        model[i]!.inactive++;
+      }
+      const d = ipvsOvf(model);
+      want.push(d ? d.id : SLOT.none);
+      if (!d) continue;
+      const i = model.indexOf(d);
+      if (activeFor[i]! > 0) {
+        d.active++;
+        at(p + activeFor[i]! + 1, i);
+      } else d.inactive++;
+    }
+    const got = planOvf(ds, picks, { activeFor, closing });
+    if (!ds.some((d) => d.weight > 0 && !d.overloaded)) assert.equal(got.length, 0);
+    else assert.deepEqual([...got], want, JSON.stringify({ ds, activeFor, closing }));
+  }
+});
+
 test('ovf: fills the heaviest real to weight + 1 active, then overflows to the next; new connections counted inactive do not fill', () => {
   const ds: LoadReal[] = [{ id: 1, weight: 2, active: 0, inactive: 0 }, { id: 2, weight: 5, active: 0, inactive: 0 }, { id: 3, weight: 1, active: 0, inactive: 0 }];
   assert.deepEqual([...planOvf(ds, 12, { newConnAs: 'active' })], [2, 2, 2, 2, 2, 2, 1, 1, 1, 3, 3, SLOT.none]);
@@ -258,12 +291,13 @@ test('twos: the draw is over [0, total], so with equal loads the first real has 
   const rand = seededU32(5);
   const n = 200000;
   const got = [0, 0, 0];
-  for (let k = 0; k < n; k++) got[twosPick(ds, c, rand)]!++;
+  const pick = twosPicker(ds);
+  for (let k = 0; k < n; k++) got[pick(c, rand)]!++;
   [2 / 5, 2 / 5, 1 / 5].forEach((p, i) => assert.ok(Math.abs(got[i]! / n - p) < 0.005, `real ${i + 1}: ${got[i]! / n} vs ${p}`));
   // The less loaded of the two draws wins: real 3 loaded, its draws go to the other one drawn.
   c.active[2] = 10;
   const loaded = [0, 0, 0];
-  for (let k = 0; k < n; k++) loaded[twosPick(ds, c, rand)]!++;
+  for (let k = 0; k < n; k++) loaded[pick(c, rand)]!++;
   // Real 3 is taken only when both draws land on it: (1/5)^2.
   assert.ok(Math.abs(loaded[2]! / n - 1 / 25) < 0.003, `loaded real: ${loaded[2]! / n}`);
 });

@@ -1,6 +1,6 @@
 import { checkReals, usable } from './common.js';
 import type { PlanOptions } from './least-conn.js';
-import { simulatePicks, type SimCounts } from './pick-sim.js';
+import { simulatePicks, type PickRule, type SimCounts } from './pick-sim.js';
 import type { LoadReal, SchedReal } from './types.js';
 
 /**
@@ -19,20 +19,63 @@ export function buildFo(reals: readonly (SchedReal & { overloaded?: boolean })[]
 }
 
 /**
- * IPVS ovf (overflow, ip_vs_ovf.c) for one pick: the real of the highest
+ * IPVS ovf (overflow, ip_vs_ovf.c) pick by pick: the real of the highest
  * weight, the first in list order among equals, skipping weight 0,
  * overloaded, and any whose active connections exceed its weight (so a
  * real takes connections until it has weight + 1 active). Only active
  * connections count. -1: every real is full, and IPVS refuses.
+ *
+ * Without a scan per pick: the available reals ranked as ovf prefers them
+ * (weight down, list order among equals), and a heap of the ranks of those
+ * not full. A real leaves the heap lazily when found full at the top, and
+ * comes back when a connection of it turns inactive.
  */
-export function ovfPick(reals: readonly LoadReal[], c: SimCounts): number {
-  let h = -1;
-  for (let i = 0; i < reals.length; i++) {
-    const r = reals[i]!;
-    if (r.overloaded === true || r.weight === 0 || c.active[i]! > r.weight) continue;
-    if (h < 0 || r.weight > reals[h]!.weight) h = i;
-  }
-  return h;
+function ovfRule(reals: readonly LoadReal[]): PickRule {
+  const byRank = reals.flatMap((r, i) => (usable(r) ? [i] : [])).sort((a, b) => reals[b]!.weight - reals[a]!.weight || a - b);
+  const rank = new Int32Array(reals.length).fill(-1);
+  byRank.forEach((i, k) => { rank[i] = k; });
+  const heap: number[] = [];
+  const inHeap = new Uint8Array(byRank.length);
+  const full = (k: number, c: SimCounts): boolean => c.active[byRank[k]!]! > reals[byRank[k]!]!.weight;
+  const push = (k: number): void => {
+    inHeap[k] = 1;
+    let at = heap.push(k) - 1;
+    while (at > 0 && heap[(at - 1) >> 1]! > k) {
+      heap[at] = heap[(at - 1) >> 1]!;
+      at = (at - 1) >> 1;
+    }
+    heap[at] = k;
+  };
+  const pop = (): void => {
+    inHeap[heap[0]!] = 0;
+    const last = heap.pop()!;
+    if (heap.length === 0) return;
+    let at = 0;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= heap.length) break;
+      const m = l + 1 < heap.length && heap[l + 1]! < heap[l]! ? l + 1 : l;
+      if (heap[m]! >= last) break;
+      heap[at] = heap[m]!;
+      at = m;
+    }
+    heap[at] = last;
+  };
+  let started = false;
+  return {
+    pick(c) {
+      if (!started) {
+        started = true;
+        for (let k = 0; k < byRank.length; k++) if (!full(k, c)) push(k);
+      }
+      while (heap.length > 0 && full(heap[0]!, c)) pop();
+      return heap.length > 0 ? byRank[heap[0]!]! : -1;
+    },
+    changed(i, c) {
+      const k = rank[i]!;
+      if (started && k >= 0 && !inHeap[k] && !full(k, c)) push(k);
+    },
+  };
 }
 
 /**
@@ -42,5 +85,5 @@ export function ovfPick(reals: readonly LoadReal[], c: SimCounts): number {
  */
 export function planOvf(reals: readonly LoadReal[], picks: number, opts: PlanOptions = {}): Uint32Array {
   if (!reals.some(usable)) return new Uint32Array(0);
-  return simulatePicks(reals, picks, opts, (c) => ovfPick(reals, c));
+  return simulatePicks(reals, picks, opts, ovfRule(reals));
 }

@@ -11,8 +11,16 @@ export interface SimCounts {
   readonly inactive: Float64Array;
 }
 
-/** A real's index (input order), or -1 when IPVS would find no destination. */
-export type PickRule = (c: SimCounts) => number;
+/**
+ * pick: a real's index (input order), or -1 when IPVS would find no
+ * destination. changed: told after real i's counts changed (its pick
+ * counted, or one of its connections turned inactive), for a rule that
+ * keeps an index over the counts instead of scanning them at every pick.
+ */
+export interface PickRule {
+  pick(c: SimCounts): number;
+  changed?(i: number, c: SimCounts): void;
+}
 
 /**
  * The sequence of `picks` new connections an IPVS scheduler would place one
@@ -47,8 +55,9 @@ export function simulatePicks(reals: readonly LoadReal[], picks: number, opts: P
     for (const i of expiring[k] ?? []) {
       c.active[i]!--;
       c.inactive[i]!++;
+      rule.changed?.(i, c);
     }
-    const i = rule(c);
+    const i = rule.pick(c);
     if (i < 0) {
       out[k] = SLOT.none;
       continue;
@@ -61,6 +70,7 @@ export function simulatePicks(reals: readonly LoadReal[], picks: number, opts: P
     } else {
       c.inactive[i]!++;
     }
+    rule.changed?.(i, c);
   }
   return out;
 }

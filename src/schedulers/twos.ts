@@ -14,26 +14,39 @@ export type U32Source = () => number;
  * first available real also takes the draw 0: its odds are (w + 1) /
  * total, as in the kernel). The second wins only when strictly less loaded
  * by IPVS's measure, weight2 x overhead1 > weight1 x overhead2, overhead =
- * active x 256 + inactive. -1: no real available.
+ * active x 256 + inactive. -1: no real available. The running sums are
+ * fixed for a plan (weights do not change in one), so they are made once
+ * and each draw is a binary search.
  */
-export function twosPick(reals: readonly LoadReal[], c: SimCounts, rand: U32Source): number {
-  let total = 0;
-  for (const r of reals) if (usable(r)) total += r.weight;
-  if (total === 0) return -1;
-  total += 1;
-  const r1 = rand() % total;
-  const r2 = rand() % total;
-  let c1 = -1;
-  let c2 = -1;
+export function twosPicker(reals: readonly LoadReal[]): (c: SimCounts, rand: U32Source) => number {
+  const at: number[] = [];
+  const sums: number[] = [];
   let sum = 0;
-  for (let i = 0; i < reals.length && (c1 < 0 || c2 < 0); i++) {
-    if (!usable(reals[i]!)) continue;
-    sum += reals[i]!.weight;
-    if (c1 < 0 && sum >= r1) c1 = i;
-    if (c2 < 0 && sum >= r2) c2 = i;
-  }
-  const overhead = (i: number): number => c.active[i]! * 256 + c.inactive[i]!;
-  return reals[c2]!.weight * overhead(c1) > reals[c1]!.weight * overhead(c2) ? c2 : c1;
+  reals.forEach((r, i) => {
+    if (!usable(r)) return;
+    sum += r.weight;
+    at.push(i);
+    sums.push(sum);
+  });
+  const total = sum + 1;
+  // The first running sum >= r.
+  const find = (r: number): number => {
+    let lo = 0;
+    let hi = sums.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sums[mid]! >= r) hi = mid;
+      else lo = mid + 1;
+    }
+    return at[lo]!;
+  };
+  return (c, rand) => {
+    if (sum === 0) return -1;
+    const c1 = find(rand() % total);
+    const c2 = find(rand() % total);
+    const overhead = (i: number): number => c.active[i]! * 256 + c.inactive[i]!;
+    return reals[c2]!.weight * overhead(c1) > reals[c1]!.weight * overhead(c2) ? c2 : c1;
+  };
 }
 
 /** mulberry32: small, fast, and the same sequence on every run for one seed. */
@@ -61,5 +74,6 @@ export function seededU32(seed: number): U32Source {
 export function planTwos(reals: readonly LoadReal[], picks: number, opts: PlanOptions, seed: number): Uint32Array {
   if (!reals.some(usable)) return new Uint32Array(0);
   const rand = seededU32(seed);
-  return simulatePicks(reals, picks, opts, (c) => twosPick(reals, c, rand));
+  const pick = twosPicker(reals);
+  return simulatePicks(reals, picks, opts, { pick: (c) => pick(c, rand) });
 }
