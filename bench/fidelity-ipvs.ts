@@ -14,7 +14,18 @@ export type Pick = (client: number, daddr: number) => number;
 
 const knuth = (a: number): number => Math.imul(a >>> 0, 0x9e3779b1) >>> 0;
 
-export function ipvsReference(name: Exclude<SchedulerName, 'mh'>, weights: readonly number[], c: Counts): Pick {
+/** twos's prandom_u32(), seeded (xorshift32: not the planner's generator, so the two draw independently). */
+function xorshift32(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+}
+
+export function ipvsReference(name: Exclude<SchedulerName, 'mh'>, weights: readonly number[], c: Counts, seed = 1): Pick {
   const n = weights.length;
   const oh = (i: number): number => c.active[i]! * 256 + c.inactive[i]!;
   const wlc = (): number => {
@@ -101,6 +112,45 @@ export function ipvsReference(name: Exclude<SchedulerName, 'mh'>, weights: reado
         const least = wlc();
         if (least >= 0) cache.set(daddr, least);
         return least;
+      };
+    }
+    case 'fo':
+      // ip_vs_fo_schedule: the highest weight, strictly greater than the best so far.
+      return () => {
+        let h = -1;
+        for (let i = 0; i < n; i++) if (weights[i]! > (h < 0 ? 0 : weights[h]!)) h = i;
+        return h;
+      };
+    case 'ovf':
+      // ip_vs_ovf_schedule: skip a dest whose active connections exceed its weight.
+      return () => {
+        let h = -1;
+        for (let i = 0; i < n; i++) {
+          if (weights[i] === 0 || c.active[i]! > weights[i]!) continue;
+          if (h < 0 || weights[i]! > weights[h]!) h = i;
+        }
+        return h;
+      };
+    case 'twos': {
+      // ip_vs_twos_schedule: two draws in [0, total], each the first dest whose
+      // running weight reaches it; the second if strictly less loaded per weight.
+      const rand = xorshift32(seed);
+      return () => {
+        const total = weights.reduce((a, b) => a + b, 0);
+        if (total === 0) return -1;
+        let r1 = rand() % (total + 1);
+        let r2 = rand() % (total + 1);
+        let c1 = -1;
+        let c2 = -1;
+        for (let i = 0; i < n; i++) {
+          if (weights[i] === 0) continue;
+          r1 -= weights[i]!;
+          r2 -= weights[i]!;
+          if (r1 <= 0 && c1 < 0) c1 = i;
+          if (r2 <= 0 && c2 < 0) c2 = i;
+          if (c1 >= 0 && c2 >= 0) break;
+        }
+        return weights[c2]! * oh(c1) > weights[c1]! * oh(c2) ? c2 : c1;
       };
     }
     case 'lblcr': {

@@ -7,6 +7,7 @@
 // Variants ' (new=active)' / ' (new=inactive)' plan lc/wlc/sed/nq with a
 // fixed convention instead of the reals' arrivals, for comparison.
 
+import { SLOT } from '../src/maps/abi.js';
 import { hash32 } from '../src/schedulers/hash.js';
 import { buildMh } from '../src/schedulers/mh.js';
 import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedulerName } from '../src/schedulers/registry.js';
@@ -42,6 +43,19 @@ export const WEIGHT_MIXES: Record<string, readonly number[]> = {
   '5,3,1': [5, 3, 1],
   '10,1': [10, 1],
   '1..10': [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+};
+
+/**
+ * ovf reads weights as connection capacities (a real takes new connections
+ * until its active count passes its weight), so it runs on mixes of the
+ * size of the workload's open connections (~2000 at 2000/s and 1 s lives):
+ * room for all, room for all but a few, and one where IPVS refuses some.
+ */
+export const OVF_MIXES: Record<string, readonly number[]> = {
+  '1200,800,400': [1200, 800, 400],
+  '700,700,700': [700, 700, 700],
+  '2000,1000,500,100': [2000, 1000, 500, 100],
+  '1500,300': [1500, 300],
 };
 
 const EV = { arrive: 0, establish: 1, close: 2, expire: 3 } as const;
@@ -122,8 +136,9 @@ export function makeWorkload(p: FidelityParams = FIDELITY_PARAMS): Workload {
   return w;
 }
 
-/** Whose share each scheduler aims at: rr, lc and dh ignore weights (beyond 0). */
+/** Whose share each scheduler aims at: rr, lc and dh ignore weights (beyond 0); fo sends all to the heaviest (ovf has no share target: its weight column means nothing). */
 function targetShares(name: SchedulerName, weights: readonly number[]): number[] {
+  if (name === 'fo') return weights.map((w, i) => (i === weights.indexOf(Math.max(...weights)) ? 1 : 0));
   const equal = name === 'rr' || name === 'lc' || name === 'dh';
   const total = equal ? weights.length : weights.reduce((a, b) => a + b, 0);
   return weights.map((w) => (equal ? 1 : w) / total);
@@ -147,6 +162,8 @@ export interface FidelityRow {
   xvsLocality?: number;
   ipvsLocality?: number;
   noReal: number;
+  /** New connections IPVS itself refused (no destination). */
+  ipvsNoReal: number;
 }
 
 const REAL_ID0 = 1000;
@@ -155,7 +172,7 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
   const n = weights.length;
   const counts = (): Counts => ({ active: new Float64Array(n), inactive: new Float64Array(n) });
   const paths = { ipvs: counts(), xvs: counts() };
-  const ref: Pick | undefined = name === 'mh' ? undefined : ipvsReference(name, weights, paths.ipvs);
+  const ref: Pick | undefined = name === 'mh' ? undefined : ipvsReference(name, weights, paths.ipvs, p.seed);
   const of = { ipvs: new Int32Array(w.conns).fill(-1), xvs: new Int32Array(w.conns).fill(-1) };
   const sched = schedulerByName(name);
   // New connections per real during the tick, as the daemon reads them from xvs_real_stats.
@@ -182,6 +199,7 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
   const lastReal = { ipvs: new Int32Array(p.zipfDests).fill(-1), xvs: new Int32Array(p.zipfDests).fill(-1) };
   const hits = { ipvs: 0, xvs: 0, repeats: 0 };
   let noReal = 0;
+  let ipvsNoReal = 0;
 
   const skew = (c: Counts): number => {
     const sum = c.active.reduce((a, b) => a + b, 0);
@@ -213,7 +231,8 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
       flows[slot]!++;
       flowSlot[c] = slot;
     }
-    return table[slot]! - REAL_ID0;
+    // A refused slot (sh/mh without fallback, ovf when every real is full): no real, as IPVS.
+    return table[slot] === SLOT.none ? -1 : table[slot]! - REAL_ID0;
   };
 
   for (let e = 0; e < w.evTime.length; e++) {
@@ -230,6 +249,7 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
       const win = Math.min(windows - 1, Math.floor(t / p.windowS));
       const picked = { ipvs: ref ? ref(w.client[c]!, daddrOf[c]!) : -1, xvs: xvsPick(c) };
       if (picked.xvs < 0) noReal++;
+      if (ref && picked.ipvs < 0) ipvsNoReal++;
       const zi = w.destZi[c]!;
       if (lastReal.xvs[zi]! >= 0) hits.repeats++;
       for (const path of ['ipvs', 'xvs'] as const) {
@@ -284,6 +304,7 @@ export function simulate(w: Workload, name: SchedulerName, weights: readonly num
     ipvsImbalancePP: ref ? (100 * imbalance.ipvs) / imbalance.samples : null,
     ...(measured ? { xvsLocality: hits.xvs / hits.repeats, ipvsLocality: hits.ipvs / hits.repeats } : {}),
     noReal,
+    ipvsNoReal,
   };
 }
 
@@ -337,6 +358,9 @@ export interface FidelitySummary {
   ipvsImbalancePP: number | null;
   xvsLocality?: number;
   ipvsLocality?: number;
+  /** New connections refused, as a fraction of arrivals: xvs | IPVS. */
+  refused: number;
+  ipvsRefused: number;
 }
 
 function summarize(rows: readonly FidelityRow[]): FidelitySummary[] {
@@ -356,13 +380,16 @@ function summarize(rows: readonly FidelityRow[]): FidelitySummary[] {
       xvsImbalancePP: mean(rs.map((r) => r.xvsImbalancePP)),
       ipvsImbalancePP: opt((r) => r.ipvsImbalancePP),
       ...(r0.xvsLocality === undefined ? {} : { xvsLocality: opt((r) => r.xvsLocality)!, ipvsLocality: opt((r) => r.ipvsLocality)! }),
+      refused: mean(rs.map((r) => r.noReal / r.arrivals)),
+      ipvsRefused: mean(rs.map((r) => r.ipvsNoReal / r.arrivals)),
     });
   }
   return out;
 }
 
-function printShares(sums: readonly FidelitySummary[], seeds: number): void {
+function printShares(all: readonly FidelitySummary[], seeds: number): void {
   const mixes = Object.keys(WEIGHT_MIXES);
+  const sums = all.filter((s) => s.scheduler !== 'ovf');
   const table = (title: string, cell: (s: FidelitySummary) => string): void => {
     console.log(`\n${title}`);
     console.log(['weights'.padEnd(20), ...mixes.map((m) => m.padStart(14))].join(' '));
@@ -378,6 +405,10 @@ function printShares(sums: readonly FidelitySummary[], seeds: number): void {
     `${f1(s.xvsTargetPP)} | ${f1(s.ipvsTargetPP)}`);
   table('active-connection imbalance vs target, time-averaged max, pp: xvs | IPVS', (s) =>
     `${f1(s.xvsImbalancePP)} | ${f1(s.ipvsImbalancePP)}`);
+  console.log(`\novf on capacity weights: share deviation xvs vs IPVS, pp, mean over ${seeds} seeds (worst) | new connections refused xvs | IPVS`);
+  for (const s of all.filter((x) => x.scheduler === 'ovf')) {
+    console.log(`${`ovf${s.variant}`.padEnd(20)} ${s.mix.padEnd(18)} ${f1(s.sharePP)} (${f1(s.worstSharePP)}) | ${pct(s.refused)} | ${pct(s.ipvsRefused)}`);
+  }
   const loc = sums.filter((s) => s.xvsLocality !== undefined);
   console.log('\nlocality: a destination\'s connection goes where its previous one went: xvs | IPVS');
   for (const s of loc) console.log(`${s.scheduler.padEnd(6)} ${s.mix.padEnd(6)} ${pct(s.xvsLocality!).padStart(7)} | ${pct(s.ipvsLocality!)}`);
@@ -403,7 +434,7 @@ export async function runFidelityBench(): Promise<object> {
       const variants: [string, NewConnAs | undefined][] = [['', undefined]];
       if (SCHEDULERS[name].lookup === 'seq' && SCHEDULERS[name].kind === 'dynamic') variants.push([' (new=active)', 'active'], [' (new=inactive)', 'inactive']);
       for (const [variant, as] of variants) {
-        for (const [mix, weights] of Object.entries(WEIGHT_MIXES)) {
+        for (const [mix, weights] of Object.entries(name === 'ovf' ? OVF_MIXES : WEIGHT_MIXES)) {
           rows.push({ ...simulate(w, name, weights, as, p), variant, mix, seed });
         }
       }
@@ -425,7 +456,7 @@ export async function runFidelityBench(): Promise<object> {
       `\n${Math.round(arrivals / FIDELITY_PARAMS.seeds.length)} arrivals per run, ${FIDELITY_PARAMS.seeds.length} seeds, ${seconds.toFixed(1)} s`,
   );
   return {
-    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, summary, rows, slowReal, bursts, disruption,
+    params: FIDELITY_PARAMS, mixes: WEIGHT_MIXES, ovfMixes: OVF_MIXES, summary, rows, slowReal, bursts, disruption,
     goalPP: FIDELITY_PARAMS.goalPP, over: over.map((s) => `${s.scheduler} ${s.mix}`), seconds,
   };
 }

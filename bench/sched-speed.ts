@@ -76,6 +76,8 @@ export async function runSchedSpeedBench(): Promise<object> {
     { name: 'lc', label: `${p.reals} reals x ${p.picks} picks`, input: { reals, picks: p.picks } },
     { name: 'sed', label: `${p.reals} reals x ${p.picks} picks`, input: { reals, picks: p.picks } },
     { name: 'nq', label: `${p.reals} reals x ${p.picks} picks`, input: { reals, picks: p.picks } },
+    { name: 'ovf', label: `${p.reals} reals x ${p.picks} picks`, input: { reals, picks: p.picks } },
+    { name: 'twos', label: `${p.reals} reals x ${p.picks} picks`, input: { reals, picks: p.picks } },
     { name: 'sh', label: `${p.reals} reals, default size`, input: { reals } },
     { name: 'dh', label: `${p.reals} reals, default size`, input: { reals } },
     { name: 'rr', label: `${p.reals} reals`, input: { reals } },

@@ -34,7 +34,16 @@ function run(cmd: string, args: string[]): string {
 }
 
 function btfTypes(obj: string): Map<number, BtfType> {
-  const json = JSON.parse(run('bpftool', ['-j', 'btf', 'dump', 'file', obj])) as { types: BtfType[] };
+  // bpftool -j writes a 32-bit enum value with its top bit set (0xffffffff)
+  // sign-extended to 64 bits, past a double's precision: read such values as
+  // text and cut them back to the enum's width below.
+  const text = run('bpftool', ['-j', 'btf', 'dump', 'file', obj]).replace(/"val": ?(\d{16,})/g, '"val":"$1"');
+  const json = JSON.parse(text) as { types: BtfType[] };
+  for (const t of json.types) {
+    for (const v of t.values ?? []) {
+      if (typeof v.val === 'string') v.val = Number(BigInt.asUintN((t.size ?? 8) * 8, BigInt(v.val)));
+    }
+  }
   return new Map(json.types.map((t) => [t.id, t]));
 }
 

@@ -16,12 +16,14 @@ import { request, serve } from '../src/control/socket.js';
 import { Dataplane, unpinDirectorMaps } from '../src/daemon/dataplane.js';
 import { Director } from '../src/daemon/director.js';
 import { MapWriter } from '../src/daemon/map-writer.js';
+import { readTable } from '../src/daemon/restore.js';
 import { withService } from '../src/daemon/model.js';
 import * as C from '../src/maps/codecs.js';
 import { mapFromId } from '../src/maps/map.js';
 import { testRun, xdpMd, XdpAction } from '../src/loader/index.js';
 import { MODES } from '../src/modes/index.js';
-import { SCHEDULERS } from '../src/schedulers/registry.js';
+import { SLOT, SVC_F } from '../src/maps/abi.js';
+import { LOOKUP_CODES, lookupOf, SCHEDULERS } from '../src/schedulers/registry.js';
 import { XvsError } from '../src/errors.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason, sh } from './helpers/env.js';
@@ -120,6 +122,8 @@ function assertConsistent(dp: Dataplane, director: Director): void {
     assert.equal(e.id, s.id, name);
     assert.equal(e.sched, SCHEDULERS[s.scheduler].code, name);
     assert.equal(e.tbl_size, s.tableSize, name);
+    assert.equal(e.lookup, LOOKUP_CODES[lookupOf(s.scheduler, s.schedFlags)], `${name}: lookup`);
+    assert.equal((e.flags & (SVC_F.sched1 | SVC_F.sched2 | SVC_F.sched3)) >> 2, s.schedFlags ?? 0, `${name}: -b flags`);
     const addrs = s.reals.map((r) => `${r.addr}:${r.port}`);
     assert.equal(new Set(addrs).size, addrs.length, `no real twice in ${name}: ${addrs.join(' ')}`);
     for (const r of s.reals) liveReals.set(r.id, { svc: s.id, r });
@@ -137,7 +141,8 @@ function assertConsistent(dp: Dataplane, director: Director): void {
     try {
       assert.equal(inner.maxEntries, s.tableSize);
       const usable = new Set(s.reals.filter((r) => r.weight > 0 && !r.overloaded).map((r) => r.id));
-      for (const v of inner.lookupBatch(4096).values) assert.ok(usable.has(C.u32Codec.decode(v)), `table of ${id} names only its usable reals`);
+      // sh/mh keep an unavailable real's slots as refused ones (SLOT.none).
+      for (const v of inner.lookupBatch(4096).values) assert.ok(usable.has(C.u32Codec.decode(v)) || C.u32Codec.decode(v) === SLOT.none, `table of ${id} names only its usable reals`);
     } finally {
       inner.close();
     }
@@ -154,8 +159,8 @@ function assertConsistent(dp: Dataplane, director: Director): void {
     }
     const { r, svc } = live;
     assert.deepEqual(
-      [e.addr, e.port, e.weight, e.svc_id, e.gen, e.fwd, e.flags, e.u_threshold, e.l_threshold],
-      [r.addr, r.port, r.weight, svc, r.gen, MODES[r.fwd].code, r.overloaded ? 2 : 0, r.uthreshold, r.lthreshold],
+      [e.addr, e.port, e.weight, e.svc_id, e.gen, e.fwd, e.flags, e.u_threshold, e.l_threshold, e.last_weight],
+      [r.addr, r.port, r.weight, svc, r.gen, MODES[r.fwd].code, r.overloaded ? 2 : 0, r.uthreshold, r.lthreshold, r.lastWeight],
       `real ${id}`,
     );
   });
@@ -440,11 +445,24 @@ describe('director: every change a transaction', { skip }, () => {
     for (let i = 1; i <= 3; i++) await request(sock, { op: 'add-real', key: tcp(80), real: { addr: `192.0.2.${10 + i}`, port: 0, fwd: i === 2 ? 'tun' : 'dr', weight: i, uthreshold: 10 * i } });
     await request(sock, { op: 'add-real', key: { proto: 'udp', addr: VIP, port: 53 }, real: { addr: '192.0.2.11', port: 0, fwd: 'dr', weight: 2 } });
     await request(sock, { op: 'del-real', key: tcp(80), real: { addr: '192.0.2.12', port: 0 } });
+    // mh with its flags, one real quiesced: the flags, the lookup and the last weight that keeps its slots survive.
+    await request(sock, { op: 'add-service', svc: { ...tcp(81), scheduler: 'mh', schedFlags: 3 } });
+    for (let i = 1; i <= 3; i++) await request(sock, { op: 'add-real', key: tcp(81), real: { addr: `192.0.2.${20 + i}`, port: 0, fwd: 'dr', weight: 2 * i } });
+    await request(sock, { op: 'edit-real', key: tcp(81), real: { addr: '192.0.2.22', port: 0, fwd: 'dr', weight: 0 } });
     const was = await list();
+    const mhWas = director.model.services.get('tcp 192.0.2.80:81')!;
+    assert.deepEqual(mhWas.reals.map((r) => [r.weight, r.lastWeight]), [[2, 2], [0, 4], [6, 6]]);
+    const tableWas = readTable(dp, mhWas.id);
     await stop();
     await start();
     assert.deepEqual(await list(), was);
     assertConsistent(dp, director);
+    const mh = director.model.services.get('tcp 192.0.2.80:81')!;
+    assert.equal(mh.schedFlags, 3);
+    assert.deepEqual(mh.reals.map((r) => [r.weight, r.lastWeight]), [[2, 2], [0, 4], [6, 6]]);
+    // A configuration change after the restart plans the same table: the quiesced real's slots stayed put.
+    await request(sock, { op: 'edit-real', key: tcp(81), real: { addr: '192.0.2.21', port: 0, fwd: 'dr', weight: 2 } });
+    assert.deepEqual(readTable(dp, mh.id), tableWas);
   });
 });
 

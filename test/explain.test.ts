@@ -127,6 +127,9 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     await adm('-a', '-t', `${VIP}:81`, '-r', '192.0.2.12', '-g', '-w', '1');
     await svc(82, 'sh', ['192.0.2.11', '192.0.2.12', '192.0.2.13', '192.0.2.14']);
     await svc(83, 'mh', ['192.0.2.11', '192.0.2.12', '192.0.2.13', '192.0.2.14']);
+    await svc(86, 'sh', ['192.0.2.11', '192.0.2.12', '192.0.2.13', '192.0.2.14'], ['-b', 'sh-port']);
+    // A quiesced real keeps its buckets; without sh-fallback its clients are refused, as IPVS refuses them.
+    await svc(87, 'sh', ['192.0.2.11']);
     await svc(84, 'rr', ['192.0.2.11', '192.0.2.12'], ['-p', '300']);
     await svc(85, 'rr', ['192.0.2.13']);
     await adm('-A', '-t', `${VIP}:8080`, '-s', 'rr');
@@ -193,6 +196,20 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
       const { e } = await check(`${sched}: a segment of no flow goes to its hash's owner (sloppy)`, 'tcp', client(43999, '203.0.113.50'), vip(port), F.TCP.ACK, ['--flags', 'ACK']);
       assert.ok(e.counters.includes('sloppy'));
     }
+  });
+
+  test('sh-port: one client\'s ports spread; a quiesced real\'s slot refuses without sh-fallback', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const { e } = await check(`sh-port SYN from port ${47000 + i}`, 'tcp', client(47000 + i, '203.0.113.60'), vip(86), F.TCP.SYN);
+      assert.equal(e.scheduler?.lookup, 'hash_src_port');
+      seen.add(e.real!.addr);
+    }
+    assert.ok(seen.size >= 2, `one client's flows spread over ports (${[...seen].join(' ')})`);
+    await adm('-e', '-t', `${VIP}:87`, '-r', '192.0.2.11', '-g', '-w', '0');
+    const { e } = await check('sh: the quiesced real\'s slot', 'tcp', client(47100), vip(87), F.TCP.SYN);
+    assert.equal(e.verdict, 'XDP_TX', 'ICMP port unreachable goes back the way it came');
+    assert.ok(e.counters.includes('no_real'));
   });
 
   test('persistence: the first flow writes a template, the next follows it', async () => {

@@ -9,6 +9,7 @@ import { buildMh, MH_HASH_SEEDS, MH_TABLE_SIZE } from '../src/schedulers/mh.js';
 import { SCHEDULERS, schedulerByName, type NewConnAs, type RealState, type SchedMemory, type SchedulerName } from '../src/schedulers/registry.js';
 import { activeSpans, addTick, closingPicks, type ConnHistory } from '../src/schedulers/conn-history.js';
 import { buildDh, buildSh, HASH_TABLE_SIZE } from '../src/schedulers/sh-dh.js';
+import { SLOT } from '../src/maps/abi.js';
 
 // Reference models written plainly from the IPVS sources
 // (net/netfilter/ipvs/ip_vs_{lc,wlc,sed,nq,lblc,lblcr}.c, include/net/ip_vs.h)
@@ -418,18 +419,19 @@ test('hash32 is the dataplane hash: (ntohl(fold(addr)) * 2654435761) mod 2^32', 
   assert.throws(() => hash32('2001:db8::zz'), (e: unknown) => e instanceof XvsError && e.code === 'BAD_ADDRESS');
 });
 
-test('sh: buckets in proportion to weight, laid out by address, weight 0 and overloaded out', () => {
+test('sh: buckets in proportion to weight (0 counts as 1), laid out by address; weight 0 and overloaded refuse', () => {
   const weights = [5, 3, 1, 0, 10, 7];
   const reals = hashReals(weights, { overloaded: [5] });
   const t = buildSh(reals);
   assert.equal(t.length, HASH_TABLE_SIZE);
-  const live = reals.filter((r) => r.weight > 0 && !r.overloaded).sort((a, b) => ipNum(a.addr) - ipNum(b.addr) || a.port - b.port);
-  const want = hamilton(live.map((r) => r.weight), t.length);
-  assert.deepEqual(live.map((r) => tally(t).get(r.id)), want);
-  // Runs in address order.
+  // ip_vs_sh_reassign: every dest holds max(weight, 1) buckets per round.
+  const all = [...reals].sort((a, b) => ipNum(a.addr) - ipNum(b.addr) || a.port - b.port);
+  const want = hamilton(all.map((r) => Math.max(r.weight, 1)), t.length);
+  // Runs in address order; an unavailable real's run is refused slots (SLOT.none).
   let at = 0;
-  live.forEach((r, i) => {
-    assert.ok(t.subarray(at, at + want[i]!).every((id) => id === r.id));
+  all.forEach((r, i) => {
+    const owner = r.weight > 0 && !r.overloaded ? r.id : SLOT.none;
+    assert.ok(t.subarray(at, at + want[i]!).every((id) => id === owner), `run of ${r.id}`);
     at += want[i]!;
   });
   assert.equal(tally(t).get(103), undefined);
@@ -963,7 +965,7 @@ test('registry: every scheduler builds through one interface', () => {
     assert.ok(!t.includes(3), `${name} used an overloaded real`);
     if (s.lookup === 'seq' && s.kind === 'dynamic') assert.equal(t.length, 100, name);
   }
-  assert.deepEqual(kinds, { static: ['rr', 'wrr', 'dh', 'sh', 'mh'], dynamic: ['lc', 'wlc', 'sed', 'nq', 'lblc', 'lblcr'] });
+  assert.deepEqual(kinds, { static: ['rr', 'wrr', 'dh', 'sh', 'mh', 'fo'], dynamic: ['lc', 'wlc', 'sed', 'nq', 'lblc', 'lblcr', 'ovf', 'twos'] });
   assert.equal(schedulerByName('wlc').build({ reals }).length, 64);
   assert.deepEqual([...schedulerByName('wrr').build({ reals })], [1, 1, 1, 2]);
   assert.equal(schedulerByName('mh').build({ reals, tableSize: 251 }).length, 251);

@@ -154,13 +154,14 @@ test('wrr refuses a cycle longer than MAX_SEQ_TABLE', () => {
 
 test('registry: names, codes, lookups and errors', () => {
   assert.equal(DEFAULT_SCHEDULER, 'wlc');
-  assert.equal(Object.keys(SCHEDULERS).length, 11);
+  assert.equal(Object.keys(SCHEDULERS).length, 14);
   const codes = Object.values(SCHEDULERS).map((s) => s.code);
   assert.equal(new Set(codes).size, codes.length);
   assert.equal(schedulerByName('wrr').code, 2);
   assert.equal(schedulerByName('rr').lookup, 'seq');
   assert.equal(schedulerByCode(8)?.name, 'sh');
   assert.equal(schedulerByCode(8)?.lookup, 'hash_src');
+  assert.deepEqual(['fo', 'ovf', 'twos'].map((n) => schedulerByName(n).code), [12, 13, 14]);
   assert.equal(schedulerByCode(99), undefined);
   assert.throws(
     () => schedulerByName('fifo'),

@@ -73,6 +73,7 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gre', '--tun-port', '1'], undefined, "Illegal 'tun-port' option with the 'gre' tunnel type", 2],
   [['-A', '-t', '192.0.2.90:80', '-o'], undefined, 'One-Packet Scheduling is only for UDP virtual services', 2],
   [['-A', '-t', '192.0.2.90:80', '-b', 'mh-port'], undefined, "incompatible scheduler flag `mh-port'", 2],
+  [['-E', ...V, '-s', 'mh', '-b', 'sh-fallback'], undefined, "incompatible scheduler flag `sh-fallback'", 2],
   [['--start-daemon', 'leader'], undefined, 'illegal start-daemon parameter specified', 2],
   // -R: all or nothing, naming the line (ipvsadm keeps the lines before a bad one)
   [['-R'], '-A -t 192.0.2.91:80\n-a -t 192.0.2.91:80 -r 192.0.2.31\n-A -t 192.0.2.80:80\n', 'line 3: Service already exists', 255],
@@ -85,7 +86,6 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gue', '--tun-port', '6080'], undefined, /^xvsadm: UNSUPPORTED: --tun-type gue is not supported yet/, 2],
   [['-A', '--sctp-service', '192.0.2.90:80'], undefined, /^xvsadm: UNSUPPORTED: --sctp-service is not supported yet/, 2],
   [['--start-daemon', 'master'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
-  [['-A', '-t', '192.0.2.90:80', '-s', 'twos'], undefined, /^xvsadm: UNSUPPORTED: scheduler 'twos' is not supported yet/, 2],
 ];
 
 describe('xvsadm against a running xvsd', { skip }, () => {
@@ -141,6 +141,31 @@ describe('xvsadm against a running xvsd', { skip }, () => {
       assert.equal((await x.xvsadm(['--save', '--numeric'])).stdout, s1.stdout);
     });
   }
+
+  test('-b: -L shows the flags as ipvsadm 1.31 does, -E changes or clears them, -S saves them', async () => {
+    const load = await x.xvsadm(['-R'], `-C\n${ipv4SaveFixtures()[4]!.input}`);
+    assert.deepEqual([load.stderr, load.code], ['', 0]);
+    const svcLines = async (): Promise<string[]> => (await x.xvsadm(['-L', '-n'])).stdout.split('\n').filter((l) => /^(TCP|UDP) /.test(l));
+    assert.deepEqual(await svcLines(), [
+      'TCP  192.0.2.70:80 fo',
+      'TCP  192.0.2.70:443 sh (sh-fallback,sh-port) persistent 300',
+      'TCP  192.0.2.70:8080 mh (mh-port)',
+      'TCP  192.0.2.70:9000 wlc (flag-1,flag-3)',
+      'UDP  192.0.2.70:53 twos',
+      'UDP  192.0.2.70:123 ovf (flag-2) ops',
+    ]);
+    // ipvsadm sends the flags with every -E: given ones replace them, none clears them (and -p, as always).
+    assert.equal((await x.xvsadm(['-E', '-t', '192.0.2.70:443', '-s', 'sh', '-b', 'sh-port', '-p', '300'])).code, 0);
+    assert.equal((await x.xvsadm(['-E', '-t', '192.0.2.70:8080', '-s', 'mh'])).code, 0);
+    assert.equal((await x.xvsadm(['-E', '-t', '192.0.2.70:80', '-s', 'mh', '-b', 'mh-fallback,mh-port'])).code, 0);
+    assert.deepEqual((await svcLines()).slice(0, 3), [
+      'TCP  192.0.2.70:80 mh (mh-fallback,mh-port)',
+      'TCP  192.0.2.70:443 sh (sh-port) persistent 300',
+      'TCP  192.0.2.70:8080 mh',
+    ]);
+    assert.equal((await x.xvsadm(['-S', '-n'])).stdout.split('\n').filter((l) => l.startsWith('-A -t 192.0.2.70:80 ')).join(), '-A -t 192.0.2.70:80 -s mh -b mh-fallback,mh-port');
+    await x.xvsadm(['-R'], `-C\n${BASE}`);
+  });
 
   test('-R applies -Z and --set too, in order, as one change', async () => {
     const r = await x.xvsadm(['-R'], `-C\n${BASE}--set 1000 0 30\n-Z\n--set 0 60 0\n`);

@@ -16,6 +16,14 @@ static __always_inline __u32 xvs_hash32(__be32 addr)
 	return bpf_ntohl(addr) * 2654435761U;
 }
 
+/* sh-port and mh-port: IPVS adds the client's source port to the folded
+ * address before the multiply (ip_vs_sh_hashkey), so each connection of a
+ * client may land on another real server. */
+static __always_inline __u32 xvs_hash32_port(__be32 addr, __be16 port)
+{
+	return (bpf_ntohl(addr) + bpf_ntohs(port)) * 2654435761U;
+}
+
 /* IPVS's fold of an address into 32 bits (ip_vs_sh_hashkey); an IPv4
  * address has zeros in words 1..3, so it folds to itself. */
 static __always_inline __be32 xvs_addr_fold(const __be32 *a)
@@ -73,11 +81,13 @@ static __always_inline int xvs_schedule(const struct xvs_pkt *p, const struct xv
 		slot = __sync_fetch_and_add(pos, 1) % size;
 	} else if (svc->lookup == XVS_LOOKUP_HASH_SRC) {
 		slot = xvs_hash32(xvs_addr_fold(p->saddr)) % size;
+	} else if (svc->lookup == XVS_LOOKUP_HASH_SRC_PORT) {
+		slot = xvs_hash32_port(xvs_addr_fold(p->saddr), p->sport) % size;
 	} else {
 		slot = xvs_hash32(xvs_addr_fold(p->daddr)) % size;
 	}
 	rid = bpf_map_lookup_elem(tbl, &slot);
-	if (!rid)
+	if (!rid || *rid == XVS_SLOT_NONE)
 		return -1;
 	*real_id = *rid;
 	return 0;

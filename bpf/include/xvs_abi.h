@@ -57,11 +57,26 @@ enum xvs_lookup : __u8 {
 	XVS_LOOKUP_SEQ = 0,      /* next slot of a shared sequence counter */
 	XVS_LOOKUP_HASH_SRC = 1, /* hash of the client address */
 	XVS_LOOKUP_HASH_DST = 2, /* hash of the destination (VIP) address */
+	XVS_LOOKUP_HASH_SRC_PORT = 3, /* hash of the client address plus its source port (sh-port, mh-port) */
+};
+
+/* A scheduler-table slot that names no real server: a new flow that lands
+ * there is refused (ICMP port unreachable, no_real), as IPVS refuses when
+ * its scheduler finds no destination (sh/mh without their fallback flag
+ * when the hashed real server is unavailable; ovf when every one is full). */
+enum xvs_slot : __u32 {
+	XVS_SLOT_NONE = 0xffffffffU,
 };
 
 enum xvs_svc_flags : __u32 {
 	XVS_SVC_F_PERSISTENT = 1U << 0, /* -p: clients stick to a real server via xvs_persist */
 	XVS_SVC_F_OPS = 1U << 1,        /* -o: every UDP datagram scheduled on its own, no flow entry */
+	/* ipvsadm -b: IPVS's IP_VS_SVC_F_SCHED1..3, kept for -L/-S and a restart;
+	 * sh and mh read 1 as *-fallback, 2 as *-port. The dataplane reads none
+	 * of them: the port is in the lookup, the fallback in the table. */
+	XVS_SVC_F_SCHED1 = 1U << 2,
+	XVS_SVC_F_SCHED2 = 1U << 3,
+	XVS_SVC_F_SCHED3 = 1U << 4,
 };
 
 enum xvs_real_flags : __u32 {
@@ -147,8 +162,9 @@ struct xvs_real {
 	__u32 gen;         /* bumped when the slot is reused; flows carry it */
 	__u32 u_threshold; /* -x: the control plane stops new flows at this many */
 	__u32 l_threshold; /* -y: ... and resumes them at this many */
+	__u32 last_weight; /* the latest weight above 0 (IPVS's last_weight): mh keeps a quiesced real's slots by it */
 };
-_Static_assert(sizeof(struct xvs_real) == 44, "xvs_real");
+_Static_assert(sizeof(struct xvs_real) == 48, "xvs_real");
 
 struct xvs_conn_key {
 	__be32 saddr[4];

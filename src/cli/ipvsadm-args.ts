@@ -1,5 +1,6 @@
 import { isIPv6 } from 'node:net';
 import { XvsError } from '../errors.js';
+import { parseSchedFlags } from '../schedulers/flags.js';
 import { DEFAULT_SCHEDULER, isSchedulerName } from '../schedulers/registry.js';
 import {
   DEFAULT_PERSISTENT, MAX_TIMEOUT, type Fwd, type Proto, type Request, type ServiceKey, type ServiceSpec,
@@ -144,9 +145,6 @@ const TUN_NAMES = ['ipip', 'gue', 'gre'] as const;
 const TUN_OPTS: readonly OptName[] = ['tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum'];
 // tunnel_types_v_options, one row per tunnel type, one column per TUN_OPTS.
 const TUNNEL_TYPES_V_OPTIONS = ['xxxx', '+111', 'x11x'] as const;
-
-/** Schedulers ipvsadm 1.31 offers (its SCHEDULERS list, plus twos of later kernels) that xvs does not have yet. */
-const IPVS_ONLY_SCHEDULERS = ['fo', 'ovf', 'twos'] as const;
 
 const OPTIONS: readonly PoptOption[] = [
   { long: 'add-service', short: 'A', arg: 'none', tag: 'A' },
@@ -331,6 +329,8 @@ interface Entry {
     netmask: number;
     ops: boolean;
     pe?: string;
+    /** -b: flag bits (src/schedulers/flags.ts). */
+    schedFlags: number;
   };
   dest: {
     af?: 'inet' | 'inet6';
@@ -392,16 +392,6 @@ function tunnelOptCheck(e: Entry): void {
   });
 }
 
-function parseSchedFlags(sched: string, arg: string): void {
-  const s = sched || DEFAULT_SCHEDULER;
-  for (const flag of arg.split(',').filter((f) => f !== '')) {
-    if (['flag-1', 'flag-2', 'flag-3'].includes(flag)) continue;
-    const owner = { 'sh-fallback': 'sh', 'sh-port': 'sh', 'mh-fallback': 'mh', 'mh-port': 'mh' }[flag];
-    if (owner === undefined) fail(`invalid scheduler flag \`${flag}'`);
-    if (s !== owner) fail(`incompatible scheduler flag \`${flag}'`);
-  }
-}
-
 function isMulticast4(a: string): boolean {
   const first = Number(a.split('.')[0]);
   return first >= 224 && first <= 239;
@@ -420,7 +410,7 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
   if (argv.length === 0) return { op: 'list', list: { numeric: false, stats: false, exact: false } };
   const e: Entry = {
     options: new Set(),
-    svc: { af: 'inet', port: 0, fwmark: 0, sched: '', netmask: 0xffffffff, ops: false },
+    svc: { af: 'inet', port: 0, fwmark: 0, sched: '', netmask: 0xffffffff, ops: false, schedFlags: 0 },
     dest: { port: 0, fwd: 'dr', weight: 1, uthreshold: 0, lthreshold: 0, tunType: 0 },
     list: { numeric: false, stats: false, exact: false },
   };
@@ -611,7 +601,8 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
     e.timeouts = { tcp, tcpfin, udp };
   }
   if (words.length > 0) fail(`unexpected argument ${words[0]}`);
-  if (schedFlags !== undefined) parseSchedFlags(e.svc.sched, schedFlags);
+  // ipvsadm: only a non-empty -b argument, read against -s or the default scheduler.
+  if (schedFlags) e.svc.schedFlags = parseSchedFlags(e.svc.sched || DEFAULT_SCHEDULER, schedFlags);
 
   genericOptCheck(e);
 
@@ -685,11 +676,11 @@ function toCommand(e: Entry, warnings: string[]): Command {
     case 'edit': {
       const key = serviceKey(e);
       if (e.svc.pe !== undefined) unsupported('--pe (persistence engines) is not supported yet');
-      if (has('sched-flags')) unsupported('--sched-flags (-b with -A/-E) is not supported yet');
       const sched = e.svc.sched;
-      if ((IPVS_ONLY_SCHEDULERS as readonly string[]).includes(sched)) unsupported(`scheduler '${sched}' is not supported yet`);
       if (!isSchedulerName(sched)) throw new XvsError('NO_SCHEDULER', `no scheduler '${sched}'`);
-      const svc: ServiceSpec = { ...key, scheduler: sched, ...(e.svc.ops ? { ops: true } : {}) };
+      const svc: ServiceSpec = {
+        ...key, scheduler: sched, ...(e.svc.ops ? { ops: true } : {}), ...(e.svc.schedFlags ? { schedFlags: e.svc.schedFlags } : {}),
+      };
       if (e.svc.persistent !== undefined) {
         svc.persistent = e.svc.persistent;
         // ipvsadm sends the mask it read: dotted for IPv4, a prefix length for IPv6.
@@ -778,7 +769,7 @@ virtual-service:
 
 Options:
   --ipv6         -6                   fwmark entry uses IPv6
-  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh,
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh,
                                       the default scheduler is ${DEFAULT_SCHEDULER}.
   --pe            engine              alternate persistence engine may be sip,
                                       not set by default.
@@ -826,7 +817,6 @@ Daemon Options:
 xvs:
   --socket PATH                       xvsd's control socket (default /run/xvs/xvsd.sock)
   Not supported yet (refused with "not supported yet" and exit 2): -f, --sctp-service,
-  --pe, --sched-flags, --tun-type gue|gre, the fo, ovf and twos
-  schedulers, the sync daemon.
+  --pe, --tun-type gue|gre, the sync daemon.
 `;
 }

@@ -1,5 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ConnView, type Fwd, type ListResult, type RateView, type RealView, type ServiceView, type StatsView, type Timeouts } from '../control/protocol.js';
+import { formatSchedFlags } from '../schedulers/flags.js';
 import { IPVS_VERSION } from './ipvsadm-args.js';
 import { afOf, compareAddr, ipvsSort, ntop } from './list-order.js';
 import type { Names } from './names.js';
@@ -69,15 +70,16 @@ function statsColumns(s: StatsView, exact: boolean): string {
 
 const ZERO_RATES: RateView = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
 
-// ipvsadm's " persistent T" flag, with " mask M" for a service whose
-// granularity is coarser than one host (a dotted mask, or an IPv6 prefix
-// length), then " ops".
+// ipvsadm's " (sched-flags)" when any flag bit is set, then " persistent T"
+// with " mask M" for a service whose granularity is coarser than one host (a
+// dotted mask, or an IPv6 prefix length), then " ops".
 function flags(svc: ServiceView): string {
+  const sched = svc.schedFlags ? ` (${formatSchedFlags(svc.scheduler, svc.schedFlags)})` : '';
   const ops = svc.ops ? ' ops' : '';
-  if (svc.persistent === undefined) return ops;
+  if (svc.persistent === undefined) return `${sched}${ops}`;
   const whole = isIPv4(svc.addr) ? DEFAULT_NETMASK : DEFAULT_PREFIX6;
   const mask = svc.netmask !== undefined && svc.netmask !== whole ? ` mask ${svc.netmask}` : '';
-  return ` persistent ${svc.persistent}${mask}${ops}`;
+  return `${sched} persistent ${svc.persistent}${mask}${ops}`;
 }
 
 /** The service column: "TCP  host:port", cut at 33 characters for IPv4 as ipvsadm's svc_name[33]. */

@@ -2,6 +2,7 @@ import { isIPv4 } from 'node:net';
 import { BATCH_OPS as PROTOCOL_BATCH_OPS, DEFAULT_NETMASK, DEFAULT_PREFIX6, type ListResult, type RealView, type ServiceView, type Timeouts } from '../control/protocol.js';
 import { XvsError } from '../errors.js';
 import { MODES } from '../modes/index.js';
+import { formatSchedFlags } from '../schedulers/flags.js';
 import { commandToRequest, parseIpvsadm, type Mutation, type RequestCommand } from './ipvsadm-args.js';
 import { hostPort, sortedReals, sortedServices } from './list-format.js';
 import type { Names } from './names.js';
@@ -18,7 +19,7 @@ function ruleService(svc: ServiceView, names?: Names): string {
   return `-${svc.proto === 'tcp' ? 't' : 'u'} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
 }
 
-/** "-A -t VIP:PORT -s SCHED [-p T [-M MASK]] [-o]" */
+/** "-A -t VIP:PORT -s SCHED [-p T [-M MASK]] [-o] [-b FLAGS]" */
 function serviceRule(svc: ServiceView, names?: Names): string {
   let line = `-A ${ruleService(svc, names)} -s ${svc.scheduler}`;
   if (svc.persistent !== undefined) {
@@ -28,6 +29,7 @@ function serviceRule(svc: ServiceView, names?: Names): string {
     if (svc.netmask !== undefined && svc.netmask !== whole) line += ` -M ${svc.netmask}`;
   }
   if (svc.ops) line += ' -o';
+  if (svc.schedFlags) line += ` -b ${formatSchedFlags(svc.scheduler, svc.schedFlags)}`;
   return line;
 }
 

@@ -1,5 +1,6 @@
 import { isIP, isIPv6 } from 'node:net';
 import { XvsError } from '../errors.js';
+import { SCHED_FLAGS_MASK } from '../schedulers/flags.js';
 import { checkSchedulerName } from '../schedulers/registry.js';
 
 // The xvsd control protocol: JSON over a unix socket, one request per line,
@@ -42,6 +43,8 @@ export interface ServiceSpec extends ServiceKey {
   netmask?: string;
   /** -o: one-packet scheduling (UDP only). */
   ops?: boolean;
+  /** ipvsadm -b: scheduler flag bits flag-1..flag-3 (src/schedulers/flags.ts); absent = none. */
+  schedFlags?: number;
 }
 
 /** In requests, port 0 means "the service's port". */
@@ -267,6 +270,10 @@ function spec(v: unknown): ServiceSpec {
   if (o.ops !== undefined) {
     if (typeof o.ops !== 'boolean') bad('svc.ops must be true or false');
     if (o.ops) out.ops = true;
+  }
+  if (o.schedFlags !== undefined) {
+    const bits = int(o, 'schedFlags', 'svc', 0, SCHED_FLAGS_MASK);
+    if (bits !== 0) out.schedFlags = bits;
   }
   return out;
 }

@@ -6,7 +6,8 @@ import { emptySlot } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { createArrayMap, mapFromId, type RawMap } from '../maps/map.js';
 import { modeByCode, MODES } from '../modes/index.js';
-import { LOOKUP_CODES, SCHEDULERS, schedulerByCode, type SchedulerName } from '../schedulers/registry.js';
+import { schedFlagsOfSvc, svcFlagBits } from '../schedulers/flags.js';
+import { LOOKUP_CODES, lookupOf, SCHEDULERS, schedulerByCode, type SchedulerName } from '../schedulers/registry.js';
 import { familyOf } from './addr.js';
 import type { Dataplane } from './dataplane.js';
 import { EMPTY_MODEL, serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
@@ -51,7 +52,8 @@ export function svcEntryOf(s: ServiceModel): C.Svc {
   const info = SCHEDULERS[s.scheduler];
   const persistent = s.persistent !== undefined;
   return {
-    id: s.id, flags: (persistent ? SVC_F.persistent : 0) | (s.ops ? SVC_F.ops : 0), sched: info.code, lookup: LOOKUP_CODES[info.lookup],
+    id: s.id, flags: (persistent ? SVC_F.persistent : 0) | (s.ops ? SVC_F.ops : 0) | svcFlagBits(s.schedFlags ?? 0), sched: info.code,
+    lookup: LOOKUP_CODES[lookupOf(s.scheduler, s.schedFlags)],
     tbl_size: s.tableSize, persist_timeout: s.persistent ?? 0, persist_mask: maskBytes(s),
   };
 }
@@ -60,7 +62,7 @@ export function realEntryOf(s: ServiceModel, r: RealModel, removed: boolean): C.
   return {
     addr: r.addr, port: r.port, family: familyOf(r.addr), fwd: MODES[r.fwd].code, weight: r.weight,
     flags: (removed ? REAL_F.removed : 0) | (r.overloaded ? REAL_F.overload : 0), svc_id: s.id, gen: r.gen,
-    u_threshold: r.uthreshold, l_threshold: r.lthreshold,
+    u_threshold: r.uthreshold, l_threshold: r.lthreshold, last_weight: r.lastWeight,
   };
 }
 
@@ -69,9 +71,10 @@ export function serviceFromEntry(key: C.SvcKey, e: C.Svc): Omit<ServiceModel, 'r
   const info = schedulerByCode(e.sched);
   if (!info) return undefined;
   const persistent = (e.flags & SVC_F.persistent) !== 0;
+  const schedFlags = schedFlagsOfSvc(e.flags);
   return {
     id: e.id, proto: key.proto === PROTO_NUM.udp ? 'udp' : 'tcp', addr: key.addr, port: key.port,
-    scheduler: info.name as SchedulerName, ...(persistent ? { persistent: e.persist_timeout } : {}),
+    scheduler: info.name as SchedulerName, ...(schedFlags ? { schedFlags } : {}), ...(persistent ? { persistent: e.persist_timeout } : {}),
     ...((e.flags & SVC_F.ops) !== 0 ? { ops: true } : {}),
     netmask: persistent ? maskFromBytes(key.family, e.persist_mask) : key.family === FAMILY.inet ? 0xffffffff : 128, tableSize: e.tbl_size,
   };
@@ -85,7 +88,7 @@ export function realFromEntry(id: number, raw: Buffer): { svcId: number; removed
     svcId: e.svc_id,
     removed: (e.flags & REAL_F.removed) !== 0,
     real: {
-      id, gen: e.gen, addr: e.addr, port: e.port, fwd: modeByCode(e.fwd), weight: e.weight,
+      id, gen: e.gen, addr: e.addr, port: e.port, fwd: modeByCode(e.fwd), weight: e.weight, lastWeight: e.last_weight,
       uthreshold: e.u_threshold, lthreshold: e.l_threshold, overloaded: (e.flags & REAL_F.overload) !== 0,
     },
   };

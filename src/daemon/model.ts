@@ -20,6 +20,8 @@ export interface RealModel {
   readonly port: number;
   readonly fwd: ModeName;
   readonly weight: number;
+  /** The latest weight above 0 (IPVS's last_weight): mh lays a quiesced real's slots out by it. */
+  readonly lastWeight: number;
   readonly uthreshold: number;
   readonly lthreshold: number;
   /** Over its upper threshold (decided by the tick): out of every table. */
@@ -32,6 +34,8 @@ export interface ServiceModel {
   readonly addr: string;
   readonly port: number;
   readonly scheduler: SchedulerName;
+  /** ipvsadm -b: scheduler flag bits (src/schedulers/flags.ts); absent: none. */
+  readonly schedFlags?: number;
   /** Persistence timeout in seconds; absent: not persistent. */
   readonly persistent?: number;
   /**
@@ -191,18 +195,21 @@ export function addService(m: Model, spec: ServiceSpec, limits: Limits): Model {
   if (id >= limits.services) throw new XvsError('CAPACITY', `at most ${limits.services} virtual services`);
   return withService(m, {
     id, proto: spec.proto, addr, port: spec.port, scheduler: checkSchedulerName(spec.scheduler),
-    ...persistence(spec), ...opsOf(spec), reals: [], tableSize: 0, plan: EMPTY_PLAN,
+    ...schedFlags(spec), ...persistence(spec), ...opsOf(spec), reals: [], tableSize: 0, plan: EMPTY_PLAN,
   });
 }
+
+/** ipvsadm sends the flags with every -A and -E: an edit without -b clears them, as the kernel does. */
+const schedFlags = (spec: ServiceSpec): Pick<ServiceModel, 'schedFlags'> => (spec.schedFlags ? { schedFlags: spec.schedFlags } : {});
 
 /** A new scheduler starts with no memory of the old one's plans. */
 export function editService(m: Model, spec: ServiceSpec): Model {
   const s = findService(m, spec);
   checkServiceSpec(spec, s.reals);
   const scheduler = checkSchedulerName(spec.scheduler);
-  const { persistent: _drop, ops: _ops, ...rest } = s;
+  const { persistent: _drop, ops: _ops, schedFlags: _flags, ...rest } = s;
   const plan = scheduler === s.scheduler ? s.plan : { ...s.plan, memory: undefined, previous: undefined };
-  return withService(m, { ...rest, scheduler, ...persistence(spec), ...opsOf(spec), plan });
+  return withService(m, { ...rest, scheduler, ...schedFlags(spec), ...persistence(spec), ...opsOf(spec), plan });
 }
 
 export function delService(m: Model, k: ServiceKey): Model {
@@ -234,7 +241,7 @@ export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits,
   }
   if (id < 0) throw new XvsError('CAPACITY', `at most ${limits.reals} real servers`);
   const real: RealModel = {
-    id, gen: (lastGen(id) + 1) >>> 0, addr, port, fwd: spec.fwd, weight: spec.weight,
+    id, gen: (lastGen(id) + 1) >>> 0, addr, port, fwd: spec.fwd, weight: spec.weight, lastWeight: spec.weight,
     uthreshold: spec.uthreshold ?? 0, lthreshold: spec.lthreshold ?? 0, overloaded: false,
   };
   const model = withService({ ...m, realCursor: (id + 1) % limits.reals }, { ...s, reals: [...s.reals, real] });
@@ -251,7 +258,8 @@ export function editReal(m: Model, k: ServiceKey, spec: RealSpec, total: (id: nu
   const uthreshold = spec.uthreshold ?? 0;
   const lthreshold = spec.lthreshold ?? 0;
   const next: RealModel = {
-    ...r, fwd: spec.fwd, weight: spec.weight, uthreshold, lthreshold,
+    // IPVS keeps the last weight above 0 through a quiesce (ip_vs_ctl.c, __ip_vs_update_dest).
+    ...r, fwd: spec.fwd, weight: spec.weight, lastWeight: spec.weight > 0 ? spec.weight : r.lastWeight, uthreshold, lthreshold,
     overloaded: nextOverload(r.overloaded, total(r.id), uthreshold, lthreshold),
   };
   return withService(m, { ...s, reals: s.reals.map((x) => (x === r ? next : x)) });

@@ -1,5 +1,6 @@
 import * as C from '../maps/codecs.js';
 import { slotOf } from '../schedulers/hash.js';
+import { fallsBack } from '../schedulers/flags.js';
 import { schedulerByName, type RealState, type SchedInput, type SchedMemory } from '../schedulers/registry.js';
 import type { ConnCensus } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
@@ -60,7 +61,7 @@ export function planTable(s: ServiceModel, live: Live, tick: boolean, opts: Publ
     const c = live.census.reals.get(r.id);
     const arrived = Math.max(0, (live.realConns.get(r.id) ?? 0) - (p.realConns.get(r.id) ?? 0));
     return {
-      id: r.id, weight: r.weight, addr: r.addr, port: r.port,
+      id: r.id, weight: r.weight, lastWeight: r.lastWeight, addr: r.addr, port: r.port,
       active: c?.active ?? 0, inactive: c?.inactive ?? 0, overloaded: r.overloaded,
       ...(tick ? { arrivals: arrived } : {}),
     };
@@ -70,6 +71,7 @@ export function planTable(s: ServiceModel, live: Live, tick: boolean, opts: Publ
     reals,
     picks: Math.min(MAX_PICKS, Math.max(MIN_PICKS, 2 * arrivals)),
     cursor: live.cursor,
+    fallback: fallsBack(s.scheduler, s.schedFlags ?? 0),
     ...(s.scheduler === 'mh' && opts.mhTableSize ? { tableSize: opts.mhTableSize } : {}),
     ...(locality && p.previous ? { previous: p.previous } : {}),
     ...(locality ? { flows: flowsPerSlot(s, live.census) } : {}),

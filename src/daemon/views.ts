@@ -18,6 +18,7 @@ const ZERO_STATS: StatsView = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, out
 function specOf(s: ServiceModel): ServiceSpec {
   return {
     proto: s.proto, addr: s.addr, port: s.port, scheduler: s.scheduler,
+    ...(s.schedFlags ? { schedFlags: s.schedFlags } : {}),
     ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     ...(s.ops ? { ops: true } : {}),
   };

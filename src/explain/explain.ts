@@ -2,7 +2,7 @@ import { XvsError } from '../errors.js';
 import { addr16ToIp, emptySlot } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { mapFromId } from '../maps/map.js';
-import { CFG_F, CONN_F, CONN_STATE, FAMILY, FWD, LOOKUP, NAT_F, REAL_F, SVC_F } from '../maps/abi.js';
+import { CFG_F, CONN_F, CONN_STATE, FAMILY, FWD, LOOKUP, NAT_F, REAL_F, SLOT, SVC_F } from '../maps/abi.js';
 import type { CounterName } from '../maps/counters.js';
 import { fresh } from '../daemon/conn-count.js';
 import type { Dataplane } from '../daemon/dataplane.js';
@@ -194,7 +194,9 @@ class Explainer {
   }
 
   #lookupWords(l: number): string {
-    return l === LOOKUP.seq ? 'a shared sequence counter' : l === LOOKUP.hash_src ? 'the hash of the client address' : 'the hash of the destination address';
+    if (l === LOOKUP.seq) return 'a shared sequence counter';
+    if (l === LOOKUP.hash_src) return 'the hash of the client address';
+    return l === LOOKUP.hash_src_port ? 'the hash of the client address and port' : 'the hash of the destination address';
   }
 
   /** The NAT reply stage (xvs_nat_reply in nat.h), which runs before the flow tables while some real server is NAT or FULLNAT. */
@@ -291,7 +293,9 @@ class Explainer {
       position = Number(n);
       slot = Number(n % BigInt(size));
     } else {
-      slot = slotOf(svc.lookup === LOOKUP.hash_src ? this.q.client.addr : this.q.vip.addr, size);
+      slot = svc.lookup === LOOKUP.hash_src_port
+        ? slotOf(this.q.client.addr, size, this.q.client.port)
+        : slotOf(svc.lookup === LOOKUP.hash_src ? this.q.client.addr : this.q.vip.addr, size);
     }
     const inner = mapFromId(C.u32Codec.decode(idBuf));
     try {
@@ -345,7 +349,8 @@ class Explainer {
       const owner = r ? show(r) : `real id ${s.rid}`;
       this.say('scheduler', svc.lookup === LOOKUP.seq
         ? `the next new flow gets slot ${s.slot} of ${svc.tbl_size} (xvs_sched_pos is at ${s.position}): ${owner} (id ${s.rid})`
-        : `slot ${s.slot} of ${svc.tbl_size} by the hash of ${svc.lookup === LOOKUP.hash_src ? `the client ${this.q.client.addr}` : `the destination ${this.q.vip.addr}`}: ${owner} (id ${s.rid})`);
+        : `slot ${s.slot} of ${svc.tbl_size} by ${this.#lookupWords(svc.lookup)} (${svc.lookup === LOOKUP.hash_dst ? this.q.vip.addr : svc.lookup === LOOKUP.hash_src_port ? show(this.q.client) : this.q.client.addr}): ${s.rid === SLOT.none ? 'refused (its real server is unavailable and the service has no fallback flag)' : `${owner} (id ${s.rid})`}`);
+      if (s.rid === SLOT.none) return this.unreachable();
       if (!r || r.svc_id !== svc.id || (r.flags & REAL_F.removed) !== 0) {
         this.say('scheduler', 'that slot names no live real server of this service');
         return this.unreachable();

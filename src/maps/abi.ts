@@ -6,8 +6,10 @@ import { COUNTERS, XVS_CNT_MAX } from './counters.js';
 
 export const FAMILY = { inet: 2, inet6: 10 } as const;
 export const FWD = { dr: 1, tun: 2, nat: 3, fullnat: 4 } as const;
-export const LOOKUP = { seq: 0, hash_src: 1, hash_dst: 2 } as const;
-export const SVC_F = { persistent: 1 << 0, ops: 1 << 1 } as const;
+export const LOOKUP = { seq: 0, hash_src: 1, hash_dst: 2, hash_src_port: 3 } as const;
+/** A table slot that names no real server: the new flow is refused. */
+export const SLOT = { none: 0xffffffff } as const;
+export const SVC_F = { persistent: 1 << 0, ops: 1 << 1, sched1: 1 << 2, sched2: 1 << 3, sched3: 1 << 4 } as const;
 export const REAL_F = { removed: 1 << 0, overload: 1 << 1 } as const;
 export const CONN_F = { persist: 1 << 0, toa_done: 1 << 1 } as const;
 export const NAT_F = { fullnat: 1 << 0 } as const;
@@ -22,6 +24,7 @@ export const ABI_ENUMS = [
   { btf: 'xvs_family', prefix: 'XVS_AF_', values: FAMILY },
   { btf: 'xvs_fwd', prefix: 'XVS_FWD_', values: FWD },
   { btf: 'xvs_lookup', prefix: 'XVS_LOOKUP_', values: LOOKUP },
+  { btf: 'xvs_slot', prefix: 'XVS_SLOT_', values: SLOT },
   { btf: 'xvs_svc_flags', prefix: 'XVS_SVC_F_', values: SVC_F },
   { btf: 'xvs_real_flags', prefix: 'XVS_REAL_F_', values: REAL_F },
   { btf: 'xvs_conn_flags', prefix: 'XVS_CONN_F_', values: CONN_F },

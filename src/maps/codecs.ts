@@ -46,6 +46,7 @@ export const real = struct('xvs_real', [
   u32('gen'),
   u32('u_threshold'),
   u32('l_threshold'),
+  u32('last_weight'),
 ] as const);
 
 export const connKey = struct('xvs_conn_key', [

@@ -29,9 +29,19 @@ export function hash32(addr: number | string): number {
   return Math.imul(a >>> 0, 0x9e3779b1) >>> 0; // 2654435761
 }
 
-/** The slot the dataplane reads for this address in a hash_src/hash_dst table. */
-export function slotOf(addr: number | string, tableLength: number): number {
-  return hash32(addr) % tableLength;
+/**
+ * xvs_hash32_port in bpf/dataplane/sched.h (sh-port, mh-port): IPVS adds the
+ * source port to the folded address (32-bit wrap) before the multiply.
+ */
+export function hash32Port(addr: number | string, port: number): number {
+  const a = typeof addr === 'number' ? addr : foldAddr(addr);
+  if (a === undefined) throw new XvsError('BAD_ADDRESS', `'${addr}' is not an IP address`);
+  return hash32(((a >>> 0) + (port & 0xffff)) >>> 0);
+}
+
+/** The slot the dataplane reads for this address in a hash_src/hash_dst table; with a port, in a hash_src_port one. */
+export function slotOf(addr: number | string, tableLength: number, port?: number): number {
+  return (port === undefined ? hash32(addr) : hash32Port(addr, port)) % tableLength;
 }
 
 const encoder = new TextEncoder();

@@ -1,4 +1,5 @@
 import { byAddress, checkReals, checkTableSize, gcd, usable } from './common.js';
+import { settleSlots } from './fallback.js';
 import { strHash32 } from './hash.js';
 import type { HashReal } from './types.js';
 
@@ -40,16 +41,21 @@ export function mhTurns(weights: readonly number[], tableSize: number): number[]
  * `turns` preferred free slots, until the table is full. Ordering by address
  * and hashing "addr:port" (not ids) make the table a function of the
  * configuration alone, identical on every director. Adding or removing one
- * of N reals moves about 1/N of the slots. Weight 0 and overloaded reals
- * hold no slot (as IPVS's fallback mode would send their clients elsewhere).
+ * of N reals moves about 1/N of the slots. As in IPVS, the table is laid out
+ * by each real's last weight above 0 (ip_vs_mh_permutate reads
+ * last_weight), so quiescing a real (weight 0) or its overload moves no
+ * slot: its clients are refused, or with mh-fallback sent on
+ * (settleSlots). A real that never had a weight above 0 holds no slot.
  */
-export function buildMh(reals: readonly HashReal[], tableSize = MH_TABLE_SIZE): Uint32Array {
+export function buildMh(reals: readonly HashReal[], tableSize = MH_TABLE_SIZE, fallback = false): Uint32Array {
   checkReals(reals);
   checkTableSize('mh', tableSize, reals.length);
-  const live = byAddress(reals.filter(usable));
-  if (live.length === 0) return new Uint32Array(0);
+  const layoutWeight = (r: HashReal): number => (r.weight > 0 ? r.weight : r.lastWeight ?? 0);
+  const live = byAddress(reals.filter((r) => layoutWeight(r) > 0));
+  const ok = new Set(reals.filter(usable).map((r) => r.id));
+  if (ok.size === 0) return new Uint32Array(0);
   const m = tableSize;
-  const turns = mhTurns(live.map((r) => r.weight), m);
+  const turns = mhTurns(live.map(layoutWeight), m);
   const perms = live.map((r) => mhPermutation(r.addr, r.port, m));
   const next = Int32Array.from(perms, (p) => p.offset);
   const taken = new Uint8Array(m);
@@ -68,7 +74,7 @@ export function buildMh(reals: readonly HashReal[], tableSize = MH_TABLE_SIZE): 
         taken[c] = 1;
         out[c] = id;
         next[i] = c;
-        if (++filled === m) return out;
+        if (++filled === m) return settleSlots(out, (x) => ok.has(x), fallback);
       }
     }
   }

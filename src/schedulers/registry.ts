@@ -4,10 +4,13 @@ import { activeSpans, addTick, closingPicks, type ConnHistory } from './conn-his
 import { LBLC_TABLE_SIZE, planLblcState } from './lblc.js';
 import { LBLCR_TABLE_SIZE, planLblcrState } from './lblcr.js';
 import type { LocalityOptions, LocalityPlan } from './locality.js';
-import { plan, type LeastConnName } from './least-conn.js';
+import { plan, type LeastConnName, type PlanOptions } from './least-conn.js';
+import { hashesPort } from './flags.js';
 import { buildMh } from './mh.js';
+import { buildFo, planOvf } from './overflow.js';
 import { buildRr } from './rr.js';
 import { buildDh, buildSh } from './sh-dh.js';
+import { planTwos } from './twos.js';
 import type { LoadReal, RealState, SchedInput } from './types.js';
 import { buildWrr } from './wrr.js';
 
@@ -32,11 +35,21 @@ export const SCHEDULERS = {
   lblc: { code: 9, lookup: 'hash_dst', kind: 'dynamic' },
   lblcr: { code: 10, lookup: 'hash_dst', kind: 'dynamic' },
   mh: { code: 11, lookup: 'hash_src', kind: 'static' },
+  fo: { code: 12, lookup: 'seq', kind: 'static' },
+  ovf: { code: 13, lookup: 'seq', kind: 'dynamic' },
+  twos: { code: 14, lookup: 'seq', kind: 'dynamic' },
 } as const;
 
 export type SchedulerName = keyof typeof SCHEDULERS;
 export type Lookup = (typeof SCHEDULERS)[SchedulerName]['lookup'];
 export type SchedulerKind = (typeof SCHEDULERS)[SchedulerName]['kind'];
+/** What a service's table is indexed by: its scheduler's lookup, or with sh-port/mh-port the source port too. */
+export type TableLookup = Lookup | 'hash_src_port';
+
+/** xvs_svc.lookup of a service: sh-port and mh-port (scheduler flags) hash the client's port with its address. */
+export function lookupOf(name: SchedulerName, schedFlags = 0): TableLookup {
+  return hashesPort(name, schedFlags) ? 'hash_src_port' : SCHEDULERS[name].lookup;
+}
 
 /** XVS_LOOKUP_* of bpf/include/xvs_abi.h, by the names used here. */
 export { LOOKUP as LOOKUP_CODES } from '../maps/abi.js';
@@ -99,24 +112,32 @@ function fromCursor(planned: Uint32Array, cursor: number | bigint | undefined): 
   return out;
 }
 
+type SeqPlan = (reals: LoadReal[], picks: number, opts: PlanOptions, input: SchedInput) => Uint32Array;
+
 /**
- * lc/wlc/sed/nq: the picks IPVS would make from the counts, one at a time,
- * each pick counted active for as many later picks as that real server's
- * connections stay open (learnt tick by tick, see conn-history.ts), and
- * laid out from the cursor: the next new flow takes the first pick, so a
- * burst that spans ticks goes on with the next IPVS choice instead of
- * replaying the first slots of every plan. A tick's input (reals with
- * arrivals) adds to the history; a plan for a configuration change uses it.
+ * lc/wlc/sed/nq, ovf and twos: the picks IPVS would make from the counts,
+ * one at a time, each pick counted active for as many later picks as that
+ * real server's connections stay open (learnt tick by tick, see
+ * conn-history.ts), and laid out from the cursor: the next new flow takes
+ * the first pick, so a burst that spans ticks goes on with the next IPVS
+ * choice instead of replaying the first slots of every plan. A tick's input
+ * (reals with arrivals) adds to the history; a plan for a configuration
+ * change uses it.
  */
-const leastConn = (name: LeastConnName): Planner => (i, memory) => {
+const simulated = (seqPlan: SeqPlan): Planner => (i, memory) => {
   const picks = i.picks ?? DEFAULT_PICKS;
   let history = memory && 'history' in memory ? memory.history : undefined;
   if (i.reals.some((r) => r.arrivals !== undefined)) history = addTick(history, i.reals);
   const activeFor = i.newConnAs === undefined ? activeSpans(history, i.reals) : undefined;
   const closing = activeFor && closingPicks(i.reals, activeFor);
-  const table = fromCursor(plan(name, loads(i.reals), picks, { newConnAs: i.newConnAs, activeFor, closing }), i.cursor);
+  const table = fromCursor(seqPlan(loads(i.reals), picks, { newConnAs: i.newConnAs, activeFor, closing }, i), i.cursor);
   return { table, memory: history && { history } };
 };
+
+const leastConn = (name: LeastConnName): Planner => simulated((reals, picks, opts) => plan(name, reals, picks, opts));
+
+/** twos draws afresh at each cursor: the low 32 bits of the sequence counter seed the plan. */
+const twosSeed = (cursor: number | bigint | undefined): number => Number(BigInt(cursor ?? 0) & 0xffffffffn);
 
 // rr/wrr: IPVS skips overloaded reals while it walks the list; leaving them
 // out of the cycle gives each of the others the same share (the order inside
@@ -153,10 +174,13 @@ const PLANNERS: Record<SchedulerName, Planner> = {
   sed: leastConn('sed'),
   nq: leastConn('nq'),
   dh: stateless((i) => buildDh(i.reals, i.tableSize)),
-  sh: stateless((i) => buildSh(i.reals, i.tableSize)),
+  sh: stateless((i) => buildSh(i.reals, i.tableSize, i.fallback)),
   lblc: locality(planLblcState, LBLC_TABLE_SIZE),
   lblcr: locality(planLblcrState, LBLCR_TABLE_SIZE),
-  mh: stateless((i) => buildMh(i.reals, i.tableSize)),
+  mh: stateless((i) => buildMh(i.reals, i.tableSize, i.fallback)),
+  fo: stateless((i) => buildFo(i.reals)),
+  ovf: simulated((reals, picks, opts) => planOvf(reals, picks, opts)),
+  twos: simulated((reals, picks, opts, i) => planTwos(reals, picks, opts, twosSeed(i.cursor))),
 };
 
 const NAMES_HINT = `one of ${Object.keys(SCHEDULERS).join(' ')}`;

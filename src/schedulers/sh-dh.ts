@@ -1,4 +1,5 @@
 import { apportion, byAddress, checkReals, checkTableSize, usable } from './common.js';
+import { settleSlots } from './fallback.js';
 import type { HashReal } from './types.js';
 
 /**
@@ -18,25 +19,34 @@ export function defaultHashTableSize(reals: number): number {
 
 /**
  * IPVS sh: a static bucket table where each real holds buckets in proportion
- * to its weight. The table is laid out by (address, port), so directors with
- * the same reals build the same table in whatever order the reals were added.
- * Quiesced (weight 0) and overloaded reals hold no bucket: IPVS keeps them in
- * the table and refuses those clients; here their clients hash to the others.
+ * to its weight, a weight of 0 counting as 1 (ip_vs_sh_reassign moves on
+ * after max(weight, 1) buckets). The table is laid out by (address, port),
+ * so directors with the same reals build the same table in whatever order
+ * the reals were added. Quiesced (weight 0) and overloaded reals keep their
+ * buckets, as in IPVS, and their clients are refused, or with sh-fallback
+ * sent on (settleSlots); every other client stays where it is.
  */
-export function buildSh(reals: readonly HashReal[], tableSize?: number): Uint32Array {
-  return buildBuckets('sh', reals, tableSize, (r) => r.weight);
+export function buildSh(reals: readonly HashReal[], tableSize?: number, fallback = false): Uint32Array {
+  const table = buildBuckets('sh', reals, tableSize, (r) => Math.max(r.weight, 1), () => true);
+  const ok = new Set(reals.filter(usable).map((r) => r.id));
+  return settleSlots(table, (id) => ok.has(id), fallback);
 }
 
-/** IPVS dh: as sh, but every live real holds an equal share (dh ignores weights). */
+/**
+ * IPVS dh: every live real holds an equal share (dh ignores weights).
+ * Quiesced (weight 0) and overloaded reals hold no bucket: IPVS keeps them
+ * in the table and refuses those destinations; here they hash to the others.
+ */
 export function buildDh(reals: readonly HashReal[], tableSize?: number): Uint32Array {
-  return buildBuckets('dh', reals, tableSize, () => 1);
+  return buildBuckets('dh', reals, tableSize, () => 1, usable);
 }
 
-function buildBuckets(name: string, reals: readonly HashReal[], tableSize: number | undefined, share: (r: HashReal) => number): Uint32Array {
+function buildBuckets(name: string, reals: readonly HashReal[], tableSize: number | undefined, share: (r: HashReal) => number,
+  holds: (r: HashReal) => boolean): Uint32Array {
   checkReals(reals);
   const size = tableSize ?? defaultHashTableSize(reals.length);
   checkTableSize(name, size, reals.length);
-  const live = byAddress(reals.filter(usable));
+  const live = byAddress(reals.filter(holds));
   if (live.length === 0) return new Uint32Array(0);
   const counts = apportion(live.map(share), size);
   // Contiguous runs are fine: consecutive client addresses step through the

@@ -13,6 +13,8 @@ export interface SchedReal {
 export interface RealState extends SchedReal {
   addr: string;
   port: number;
+  /** mh: see HashReal.lastWeight. */
+  lastWeight?: number;
   active?: number;
   inactive?: number;
   overloaded?: boolean;
@@ -37,6 +39,11 @@ export interface HashReal extends SchedReal {
   addr: string;
   port: number;
   overloaded?: boolean;
+  /**
+   * mh: the latest weight above 0 (IPVS's last_weight), by which a real
+   * quiesced to weight 0 keeps its slots; absent or 0: it never had one.
+   */
+  lastWeight?: number;
 }
 
 /**
@@ -65,6 +72,12 @@ export interface SchedInput {
   flows?: Uint32Array;
   /** Table length for sh, dh, mh, lblc and lblcr. */
   tableSize?: number;
+  /**
+   * sh/mh: sh-fallback/mh-fallback. An unavailable real's slots send their
+   * clients on to an available one instead of refusing them (see
+   * fallback.ts).
+   */
+  fallback?: boolean;
   /**
    * seq planners: xvs_sched_pos, the sequence number of the next new flow.
    * The plan is rotated so that flow (slot cursor % length) takes its first
