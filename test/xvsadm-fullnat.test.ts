@@ -33,6 +33,8 @@ const accepted: [string[], Request][] = [
   // An IPv6 service may hold IPv4 local addresses, for its IPv4 real servers (NAT64).
   [['-P', ...T6, '-z', '192.0.2.201'], { op: 'add-laddr', key: K6, laddr: '192.0.2.201' }],
   [['-G'], { op: 'get-laddrs' }],
+  // After -A/-E, -b is ipvsadm 1.31's --sched-flags.
+  [['-A', ...T, '-s', 'sh', '-b', 'sh-port'], { op: 'add-service', svc: { ...K, scheduler: 'sh', schedFlags: 2 } }],
   [['--get-laddr', ...T], { op: 'get-laddrs', key: K }],
   [['-G', ...T6], { op: 'get-laddrs', key: K6 }],
   // -b after a real-server command is FULLNAT; port mapping as NAT's.
@@ -85,7 +87,6 @@ const refused: [string[], string, RegExp][] = [
   [['-d', ...T, '-r', '192.0.2.11', '-b'], 'BAD_ARGUMENT', /^Illegal 'forwarding-method' option with the 'delete-server' command$/],
   // After -A, -b takes its flags as ipvsadm 1.31 reads them.
   [['-A', ...T, '-b'], 'USAGE', /^-b: missing argument$/],
-  [['-A', ...T, '-s', 'sh', '-b', 'sh-port'], 'UNSUPPORTED', /--sched-flags/],
   [['-L', '-b', 'flag-1'], 'BAD_ARGUMENT', /^Illegal 'sched-flags' option with the 'list' command$/],
   [['-a', ...T, '-r', '[2001:db8::11]:80', '-b'], 'BAD_ARGUMENT', /^Different address family is allowed for FULLNAT servers only behind an IPv6 service$/],
   [['-a', ...T6, '-r', '203.0.113.11', '-m'], 'BAD_ARGUMENT', /^Different address family is allowed only for tunneling servers$/],
