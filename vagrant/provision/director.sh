@@ -1,9 +1,20 @@
 #!/bin/bash
 # The director: the VIP on the lab interface, xvsd on that interface, and the
-# virtual service with both real servers in DR mode (wrr 3:1).
-# Usage: director.sh VIP
+# virtual service with both real servers (wrr 3:1) in the lab's mode: DR,
+# TUN, or FULLNAT with the director's own lab address as the local address.
+# Usage: director.sh VIP [dr|tun|fullnat] [DIRECTOR_ADDRESS]
 set -euo pipefail
 vip=$1
+mode=${2:-dr}
+dip=${3:-192.0.2.1}
+case $mode in
+  dr) flag=-g ;;
+  tun) flag=-i ;;
+  fullnat) flag=-b ;;
+  *) echo "director.sh: mode $mode: use dr, tun or fullnat" >&2; exit 2 ;;
+esac
+laddr=""
+[ "$mode" = fullnat ] && laddr="xvsadm -P -t $vip:80 -z $dip"
 
 cat > /usr/local/sbin/xvs-services <<SCRIPT
 #!/bin/bash
@@ -15,8 +26,9 @@ for _ in \$(seq 1 30); do
 done
 xvsadm -D -t $vip:80 2>/dev/null || true
 xvsadm -A -t $vip:80 -s wrr
-xvsadm -a -t $vip:80 -r 192.0.2.11 -g -w 3
-xvsadm -a -t $vip:80 -r 192.0.2.12 -g -w 1
+$laddr
+xvsadm -a -t $vip:80 -r 192.0.2.11 $flag -w 3
+xvsadm -a -t $vip:80 -r 192.0.2.12 $flag -w 1
 xvsadm -L -n
 SCRIPT
 chmod 755 /usr/local/sbin/xvs-services
@@ -57,7 +69,7 @@ UNIT
 # PartOf: a restarted xvsd gets its service table loaded again.
 cat > /etc/systemd/system/xvs-services.service <<UNIT
 [Unit]
-Description=xvs lab virtual service $vip:80
+Description=xvs lab virtual service $vip:80 ($mode)
 Requires=xvsd.service
 After=xvsd.service
 PartOf=xvsd.service

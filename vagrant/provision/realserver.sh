@@ -1,22 +1,25 @@
 #!/bin/bash
-# A real server: the VIP on lo with ARP kept quiet (LVS-DR), and an HTTP
-# server that answers with its own name.
-# Usage: realserver.sh NAME VIP
+# A real server set up by `xvs realserver setup` for the lab's mode (DR: the
+# VIP on lo with ARP kept quiet; TUN: that and the decapsulator; FULLNAT:
+# the TOA reader, nothing on lo), and an HTTP server that answers with its
+# own name.
+# Usage: realserver.sh NAME VIP [dr|tun|fullnat]
 set -euo pipefail
 name=$1
 vip=$2
+mode=${3:-dr}
 
 cat > /etc/systemd/system/xvs-realserver.service <<UNIT
 [Unit]
-Description=xvs real server for VIP $vip (LVS-DR)
+Description=xvs real server for VIP $vip ($mode)
 Wants=network-online.target
 After=network-online.target
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/bin/xvs realserver setup --vip $vip --mode dr
-ExecStop=/usr/bin/xvs realserver teardown --vip $vip --mode dr
+ExecStart=/usr/bin/xvs realserver setup --vip $vip --mode $mode
+ExecStop=/usr/bin/xvs realserver teardown --vip $vip --mode $mode
 
 [Install]
 WantedBy=multi-user.target
