@@ -46,6 +46,9 @@ export const real = struct('xvs_real', [
   u32('gen'),
   u32('u_threshold'),
   u32('l_threshold'),
+  be16('tun_port'),
+  u8('tun_type'),
+  u8('tun_flags'),
 ] as const);
 
 export const connKey = struct('xvs_conn_key', [
