@@ -7,7 +7,8 @@
 // a running flow, and mutated frames.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { RealSpec, ServiceKey } from '../src/control/protocol.js';
+import type { ListResult, RealSpec, ServiceKey } from '../src/control/protocol.js';
+import { Director } from '../src/daemon/director.js';
 import { XdpAction } from '../src/loader/index.js';
 import { TUN_SPORT } from '../src/maps/abi.js';
 import type { Tunnel } from '../src/modes/tunnel.js';
@@ -200,6 +201,15 @@ describe('director: GUE and GRE tunnels (BPF_PROG_TEST_RUN)', { skip }, () => {
       await t.director.editReal(key, real(KINDS[0]!.tunnel));
     }
     expectFrame('back as it was', ack, tunnelled(ack, KINDS[0]!.spec, outer(fam)));
+  });
+
+  test('a restarted director reads every tunnel back from the pinned maps', () => {
+    const again = new Director(t.dp, { neighbours: false });
+    const tunnels = (l: ListResult) => l.services.map((v) => `${v.proto} ${v.addr}:${v.port} ${v.reals.map((r) => `${r.fwd} ${JSON.stringify(r.tunnel ?? 'ipip')}`).join()}`).sort();
+    const was = tunnels(t.director.config());
+    assert.equal(was.length, FAMILIES.length * KINDS.length * 2);
+    assert.deepEqual(tunnels(again.config()), was);
+    assert.ok(was.some((w) => w.includes('"remcsum"')) && was.some((w) => w.includes('"gre"')));
   });
 
   test('mutated frames to tunnelled services: never aborted; what leaves carries the packet as it came, its checksums right', () => {

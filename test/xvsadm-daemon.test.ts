@@ -84,7 +84,7 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-A', '-f', '7'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
   [['-A', '-u', '192.0.2.90:53', '-o'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
   [['-A', '-t', '192.0.2.90:0', '-p'], undefined, /^xvsadm: UNSUPPORTED: port-zero services .*not supported yet/, 2],
-  [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gue', '--tun-port', '6080'], undefined, /^xvsadm: UNSUPPORTED: --tun-type gue is not supported yet/, 2],
+  [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gre', '--tun-remcsum'], undefined, "Illegal 'tun-remcsum' option with the 'gre' tunnel type", 2],
   [['-A', '--sctp-service', '192.0.2.90:80'], undefined, /^xvsadm: UNSUPPORTED: --sctp-service is not supported yet/, 2],
   [['--start-daemon', 'master'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
   [['-A', '-t', '192.0.2.90:80', '-s', 'twos'], undefined, /^xvsadm: UNSUPPORTED: scheduler 'twos' is not supported yet/, 2],

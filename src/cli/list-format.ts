@@ -2,6 +2,7 @@ import { isIPv4 } from 'node:net';
 import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ConnView, type Fwd, type ListResult, type RateView, type RealView, type ServiceView, type StatsView, type Timeouts } from '../control/protocol.js';
 import { IPVS_VERSION } from './ipvsadm-args.js';
 import { afOf, compareAddr, ipvsSort, ntop } from './list-order.js';
+import { tunInfo } from './tun-format.js';
 import type { Names } from './names.js';
 
 // ipvsadm -L byte for byte (ipvsadm.c: print_title, print_service_entry,
@@ -104,7 +105,7 @@ function realLine(svc: ServiceView, r: RealView, opts: ListFormatOptions): strin
     return `  -> ${name} ${String(r.weight).padEnd(9)} ${String(r.persistConns ?? 0).padEnd(11)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;
   }
   if (opts.tunInfo) {
-    const info = r.fwd === 'tun' ? 'ipip' : 'n/a';
+    const info = tunInfo(r);
     return `  -> ${name} ${FWD_NAMES[r.fwd].padEnd(7)} ${info.padEnd(13)} ${String(r.weight).padEnd(6)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;
   }
   return `  -> ${name} ${FWD_NAMES[r.fwd].padEnd(7)} ${String(r.weight).padEnd(6)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;
