@@ -336,7 +336,7 @@ enum xvs_decap_af : __u32 {
 };
 
 /* The UDP ports the decap helper takes GUE on (xvs realserver setup --tun-type
- * gue --tun-port P): a bitmap in the array xvs_decap_gue_ports, port P being
+ * gue --tun-port P): a bitmap in the array xvs_decap_ports, port P being
  * bit P % 32 of word P / 32, so that every UDP packet the real server
  * receives costs an index into an array, not a hash lookup. */
 enum {
