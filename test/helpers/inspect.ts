@@ -37,3 +37,20 @@ export async function decapGuePorts(progId: number): Promise<number[]> {
   }
   throw new Error(`program ${progId} has no xvs_decap_ports map`);
 }
+
+/** The decap counters of a running decap program, summed over CPUs, by index (DECAP_CNT). */
+export async function decapCounters(progId: number): Promise<number[]> {
+  const prog = JSON.parse(await run('bpftool', ['-j', 'prog', 'show', 'id', String(progId)])) as { map_ids?: number[] };
+  for (const id of prog.map_ids ?? []) {
+    const map = JSON.parse(await run('bpftool', ['-j', 'map', 'show', 'id', String(id)])) as { name: string };
+    if (map.name !== 'xvs_decap_count') continue; // the kernel keeps 15 characters of a name
+    const entries = JSON.parse(await run('bpftool', ['-j', 'map', 'dump', 'id', String(id)])) as Array<{ key: string[]; values: Array<{ value: string[] }> }>;
+    const out: number[] = [];
+    for (const e of entries) {
+      const idx = Buffer.from(e.key.map((b) => parseInt(b, 16))).readUInt32LE(0);
+      out[idx] = e.values.reduce((n, v) => n + Number(Buffer.from(v.value.map((b) => parseInt(b, 16))).readBigUInt64LE(0)), 0);
+    }
+    return out;
+  }
+  throw new Error(`program ${progId} has no xvs_decap_counters map`);
+}
