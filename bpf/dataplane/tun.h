@@ -48,21 +48,20 @@ static __always_inline __be16 xvs_gue_sport(const struct xvs_pkt *p)
 /*
  * Writes GUE's UDP and GUE headers, or GRE's, at `off` (right after the
  * outer IP header), and their checksum when the real server has one: the
- * outer UDP checksum over the pseudo-header, UDP, GUE and the packet (--tun-csum,
- * and --tun-remcsum, which IPVS writes as the same checksum for a packet
- * whose own checksum is complete), GRE's over GRE and the packet. A
- * subprogram: IPIP never calls it, and the checksum's loop stays out of
- * xvs_xdp's verification. Returns 0, or -1 when the frame is not as expected.
+ * outer UDP checksum over the pseudo-header, UDP, GUE and the packet
+ * (--tun-csum, and --tun-remcsum, which IPVS writes as the same checksum for
+ * a packet whose own checksum is complete), GRE's over GRE and the packet.
+ * Returns 0, or -1 when the frame is not as expected.
  */
-XVS_SUBPROG int xvs_tun_encap(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r,
-			      const struct xvs_nexthop *nh, __u32 off)
+static __always_inline int xvs_tun_encap(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r,
+					 const struct xvs_nexthop *nh, __u32 off)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 len;
 	int sum;
 
-	if (!p || !r || !nh || off > XVS_L2_MAX + XVS_IPV6_HLEN)
+	if (off > XVS_L2_MAX + XVS_IPV6_HLEN)
 		return -1;
 	if (r->tun_type == XVS_TUN_GUE) {
 		struct udphdr *uh = data + off;
@@ -121,35 +120,27 @@ XVS_SUBPROG int xvs_tun_encap(struct xdp_md *ctx, const struct xvs_pkt *p, const
 	return -1;
 }
 
-/* What the tunnel adds in front of the packet: the outer IP header and what
- * follows it. The MTU left for the client's packets is the route's less this. */
-static __always_inline __u32 xvs_tun_overhead(const struct xvs_real *r)
+/*
+ * The packet to its real server (next hop nh) inside an outer header of the
+ * real server's family carrying `proto`, with `encap` bytes of tunnel header
+ * between (xvs_tun_encap writes them): what IPIP and the other tunnels
+ * share, so each is this function with its constants.
+ */
+static __always_inline int xvs_tun_send(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r,
+					const struct xvs_nexthop *nh, __u32 encap, __u8 proto)
 {
-	return (r->family == XVS_AF_INET6 ? XVS_IPV6_HLEN : sizeof(struct iphdr)) + xvs_encap_len(r->tun_type, r->tun_flags);
-}
-
-/* Values are recomputed from r after each call rather than kept: every one
- * live across a call is a spill, and xvs_xdp's frame is on the stack under
- * FULLNAT's two subprograms. */
-static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r)
-{
-	__u32 l2 = p->l3_off, over, hlen, encap;
-	struct xvs_nexthop fib = {};
-	const struct xvs_nexthop *nh;
+	__u32 hlen = r->family == XVS_AF_INET6 ? XVS_IPV6_HLEN : sizeof(struct iphdr);
+	/* What the tunnel adds: the MTU left for the client's packets is the route's less this. */
+	__u32 over = hlen + encap;
+	__u32 outer_len = p->ip_len + over, l2 = p->l3_off;
 	void *data, *data_end;
 	__be16 *ethertype;
-	__u8 proto;
-	int verdict;
 
-	if (p->ip_len + xvs_tun_overhead(r) > 0xffff) {
+	if (outer_len > 0xffff) {
 		xvs_count(XVS_CNT_PASS_TOO_BIG);
 		return XDP_PASS;
 	}
-	nh = xvs_nexthop(ctx, p, r, &fib, 1, &verdict);
-	if (!nh)
-		return verdict;
-	over = xvs_tun_overhead(r);
-	if (nh->mtu && p->ip_len + over > nh->mtu) {
+	if (nh->mtu && outer_len > nh->mtu) {
 		if (p->df)
 			return xvs_icmp_too_big(ctx, p, nh->mtu > over ? nh->mtu - over : 0);
 		xvs_count(XVS_CNT_PASS_TOO_BIG);
@@ -158,13 +149,6 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 
 	if (l2 > XVS_L2_MAX || xvs_push_room(ctx, l2, over))
 		goto err;
-	hlen = r->family == XVS_AF_INET6 ? XVS_IPV6_HLEN : sizeof(struct iphdr);
-	encap = over - hlen;
-	proto = p->family == XVS_AF_INET6 ? XVS_IPPROTO_IPV6 : IPPROTO_IPIP;
-	if (r->tun_type == XVS_TUN_GUE)
-		proto = IPPROTO_UDP;
-	else if (r->tun_type == XVS_TUN_GRE)
-		proto = XVS_IPPROTO_GRE;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	/* The L2 header now announces the outer family (its last two bytes are
@@ -187,13 +171,13 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 			goto err;
 		if (p->family == XVS_AF_INET) {
 			/* The inner IPv4 header, past whatever the tunnel put between. */
-			struct iphdr *inner = data + l2 + over;
+			struct iphdr *inner = (void *)(outer + 1) + encap;
 
 			if ((void *)(inner + 1) > data_end)
 				goto err;
 			id = inner->id;
 		}
-		xvs_ipv4_hdr(outer, p->tos, p->ip_len + over, id, p->df ? bpf_htons(0x4000) : 0, p->ttl, proto,
+		xvs_ipv4_hdr(outer, p->tos, outer_len, id, p->df ? bpf_htons(0x4000) : 0, p->ttl, proto,
 			     nh->saddr[0], r->addr[0]);
 	}
 	if (encap && xvs_tun_encap(ctx, p, r, nh, l2 + hlen))
@@ -203,6 +187,33 @@ static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt 
 err:
 	xvs_count(XVS_CNT_ERROR);
 	return XDP_DROP;
+}
+
+/* GUE and GRE, once the next hop is known: a subprogram, so that IPIP's
+ * inlined path, the established TUN path, is what it was, and xvs_xdp's
+ * frame holds no second copy. */
+XVS_SUBPROG int xvs_tun_send_encap(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r,
+				   const struct xvs_nexthop *nh)
+{
+	if (!p || !r || !nh)
+		return XDP_DROP;
+	if (r->tun_type == XVS_TUN_GUE)
+		return xvs_tun_send(ctx, p, r, nh, XVS_GUE_LEN, IPPROTO_UDP);
+	return xvs_tun_send(ctx, p, r, nh, xvs_encap_len(XVS_TUN_GRE, r->tun_flags), XVS_IPPROTO_GRE);
+}
+
+static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r)
+{
+	struct xvs_nexthop fib = {};
+	const struct xvs_nexthop *nh;
+	int verdict;
+
+	nh = xvs_nexthop(ctx, p, r, &fib, 1, &verdict);
+	if (!nh)
+		return verdict;
+	if (r->tun_type == XVS_TUN_IPIP)
+		return xvs_tun_send(ctx, p, r, nh, 0, p->family == XVS_AF_INET6 ? XVS_IPPROTO_IPV6 : IPPROTO_IPIP);
+	return xvs_tun_send_encap(ctx, p, r, nh);
 }
 
 #endif
