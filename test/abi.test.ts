@@ -126,7 +126,7 @@ function checkObject(object: string, codecs: readonly Codec<unknown>[], enums: r
 }
 
 checkObject('xvs.o', Object.values(abiCodecs) as Codec<unknown>[], ABI_ENUMS);
-checkObject('xvs_decap.o', [], DECAP_ABI_ENUMS, ['xvs_decap_counters', 'xvs_decap_vips']);
+checkObject('xvs_decap.o', [], DECAP_ABI_ENUMS, ['xvs_decap_counters', 'xvs_decap_ports', 'xvs_decap_vips']);
 checkObject('xvs_toa.o', Object.values(toaAbiCodecs) as Codec<unknown>[], TOA_ABI_ENUMS, ['xvs_toa_config', 'xvs_toa_conns']);
 
 describe('ABI: the director pins every map its object declares', { skip: process.getuid?.() !== 0 ? 'needs root' : undefined }, () => {

@@ -20,8 +20,8 @@ describe('codecs', () => {
     roundTrip(svcKey, { addr: '192.0.2.10', port: 80, proto: 6, family: 2 });
     roundTrip(svcKey, { addr: '2001:db8::10', port: 443, proto: 17, family: 10 });
     roundTrip(svc, { id: 7, flags: 0x80000001, sched: 3, lookup: 1, tbl_size: 65521, persist_timeout: 360, persist_mask: hex('ffffff00' + '00'.repeat(12)) });
-    roundTrip(real, { addr: '10.1.2.3', port: 8080, family: 2, fwd: 3, weight: 100, flags: 1, svc_id: 7, gen: 0xfffffffe, u_threshold: 100, l_threshold: 50, last_weight: 100 });
-    roundTrip(real, { addr: 'fd00::2', port: 65535, family: 10, fwd: 1, weight: 0, flags: 0, svc_id: 0, gen: 1, u_threshold: 0, l_threshold: 0, last_weight: 65535 });
+    roundTrip(real, { addr: '10.1.2.3', port: 8080, family: 2, fwd: 3, weight: 100, flags: 1, svc_id: 7, gen: 0xfffffffe, u_threshold: 100, l_threshold: 50, last_weight: 100, tun_port: 6080, tun_type: 1, tun_flags: 2 });
+    roundTrip(real, { addr: 'fd00::2', port: 65535, family: 10, fwd: 1, weight: 0, flags: 0, svc_id: 0, gen: 1, u_threshold: 0, l_threshold: 0, last_weight: 65535, tun_port: 0, tun_type: 2, tun_flags: 1 });
     roundTrip(connKey, { saddr: '198.51.100.7', daddr: '192.0.2.10', sport: 40000, dport: 80, proto: 6, family: 2 });
     roundTrip(connKey, { saddr: '2001:db8:1::7', daddr: '2001:db8::10', sport: 1, dport: 2, proto: 17, family: 10 });
     roundTrip(conn, { last_seen: 2 ** 53 - 1, real_id: 16383, real_gen: 9, svc_id: 1023, state: 5, flags: 1, lport: 61000, laddr_id: 3 });
@@ -46,18 +46,19 @@ describe('codecs', () => {
   });
 
   it('encodes a real server byte for byte', () => {
-    const b = real.encode({ addr: '10.0.0.2', port: 8080, family: 2, fwd: 1, weight: 3, flags: 1, svc_id: 7, gen: 0x01020304, u_threshold: 10, l_threshold: 0x0100, last_weight: 0x0203 });
+    const b = real.encode({ addr: '10.0.0.2', port: 8080, family: 2, fwd: 2, weight: 3, flags: 1, svc_id: 7, gen: 0x01020304, u_threshold: 10, l_threshold: 0x0100, last_weight: 0x0203, tun_port: 0x17c0, tun_type: 1, tun_flags: 1 });
     assert.deepEqual(b, hex(`
       0a 00 00 02  00 00 00 00  00 00 00 00  00 00 00 00
-      1f 90  02  01
+      1f 90  02  02
       03 00 00 00  01 00 00 00  07 00 00 00  04 03 02 01
-      0a 00 00 00  00 01 00 00  03 02 00 00`));
+      0a 00 00 00  00 01 00 00  03 02 00 00
+      17 c0  01  01`));
   });
 
   it('writes zeros in padding', () => {
     const cases: [Codec<never>, unknown, [number, number][]][] = [
       [svc as Codec<never>, { id: 1, flags: 2, sched: 3, lookup: 4, tbl_size: 5, persist_timeout: 0, persist_mask: Buffer.alloc(16) }, [[10, 12]]],
-      [real as Codec<never>, { addr: '10.0.0.2', port: 1, family: 2, fwd: 1, weight: 1, flags: 0, svc_id: 0, gen: 0, u_threshold: 0, l_threshold: 0, last_weight: 0 }, [[4, 16]]],
+      [real as Codec<never>, { addr: '10.0.0.2', port: 1, family: 2, fwd: 1, weight: 1, flags: 0, svc_id: 0, gen: 0, u_threshold: 0, l_threshold: 0, last_weight: 0, tun_port: 0, tun_type: 0, tun_flags: 0 }, [[4, 16]]],
       [persistKey as Codec<never>, { caddr: '1.2.3.0', svc_id: 1, family: 2 }, [[4, 16], [21, 24]]],
       [connKey as Codec<never>, { saddr: '1.2.3.4', daddr: '5.6.7.8', sport: 1, dport: 2, proto: 6, family: 2 }, [[38, 40]]],
       [conn as Codec<never>, { last_seen: 1, real_id: 2, real_gen: 3, svc_id: 4, state: 1, flags: 0, lport: 0, laddr_id: 0 }, [[28, 32]]],
@@ -74,7 +75,7 @@ describe('codecs', () => {
 
   it('refuses an address of the wrong family', () => {
     assert.throws(() => svcKey.encode({ addr: '2001:db8::1', port: 80, proto: 6, family: 2 }), { code: 'BAD_ADDRESS' });
-    assert.throws(() => real.encode({ addr: '10.0.0.1', port: 80, family: 10, fwd: 1, weight: 1, flags: 0, svc_id: 0, gen: 0, u_threshold: 0, l_threshold: 0, last_weight: 1 }), { code: 'BAD_ADDRESS' });
+    assert.throws(() => real.encode({ addr: '10.0.0.1', port: 80, family: 10, fwd: 1, weight: 1, flags: 0, svc_id: 0, gen: 0, u_threshold: 0, l_threshold: 0, last_weight: 1, tun_port: 0, tun_type: 0, tun_flags: 0 }), { code: 'BAD_ADDRESS' });
     assert.throws(() => svcKey.encode({ addr: 'not-an-ip', port: 80, proto: 6, family: 2 }), { code: 'BAD_ADDRESS' });
   });
 

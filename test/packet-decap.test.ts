@@ -179,7 +179,7 @@ describe('real-server decap (BPF_PROG_TEST_RUN)', { skip }, () => {
     const cases: [string, Buffer][] = [
       ['plain TCP to the IPv4 VIP', inner(VIP4)],
       ['plain TCP to the IPv6 VIP', inner(VIP6)],
-      ['GRE (protocol 47)', patched(tunnel(inner(VIP4), 'v4'), 14 + 9, [47], { l3: 14 })],
+      ['protocol 47 (GRE) whose header names no IP ethertype', patched(tunnel(inner(VIP4), 'v4'), 14 + 9, [47], { l3: 14 })],
       ['IPv6 in IPv6 behind a destination-options header (not what the director sends)', ip6WithDestOpts],
       ['ARP', Buffer.concat([F.eth({ dst: 'ff:ff:ff:ff:ff:ff', src: DIR_MAC, type: 0x0806 }), Buffer.alloc(28)])],
       ['an IPv4 header cut before its protocol', Buffer.from(tunnel(inner(VIP4), 'v4').subarray(0, 14 + 8))],

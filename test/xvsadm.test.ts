@@ -175,7 +175,7 @@ const refused: [string[], string, RegExp?][] = [
   [['-A', ...T, '-s', 'mh', '-b', 'mh-port,flag-4'], 'BAD_ARGUMENT', /^invalid scheduler flag `flag-4'$/],
   [['-A', ...T, '-b', 'sh-port'], 'BAD_ARGUMENT', /^incompatible scheduler flag `sh-port'$/],
   [['-A', ...T, '-b', 'nope'], 'BAD_ARGUMENT', /^invalid scheduler flag `nope'$/],
-  [['-a', ...T, '-r', '192.0.2.11', '-i', '--tun-type', 'gue', '--tun-port', '6080'], 'UNSUPPORTED', /gue/],
+  [['-a', ...T, '-r', '192.0.2.11', '-i', '--tun-type', 'gue', '--tun-port', '0'], 'BAD_ARGUMENT', /^illegal tunnel port specified$/],
   [['-a', ...T, '-r', '192.0.2.11', '-i', '--tun-type', 'gue'], 'BAD_ARGUMENT', /^You need to supply the 'tun-port' option for the 'gue' tunnel type$/],
   [['-a', ...T, '-r', '192.0.2.11', '--tun-type', 'ipip'], 'BAD_ARGUMENT', /^Tunnel options conflict with forward method$/],
   [['-a', ...T, '-r', '192.0.2.11', '-i', '--tun-type', 'vxlan'], 'BAD_ARGUMENT', /^illegal tunnel type specified$/],

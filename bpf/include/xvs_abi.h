@@ -18,8 +18,8 @@
 
 /*
  * Constants the control plane mirrors are enums, not #defines: an enum that
- * types a struct member (or, for xvs_counter, an argument of xvs_abi_enums()
- * in xvs.c) reaches the object's BTF, where
+ * types a struct member (or, for xvs_counter and xvs_tun_sport, an argument
+ * of xvs_abi_enums() in xvs.c) reaches the object's BTF, where
  * test/abi.test.ts compares it with src/maps/abi.ts. A fixed underlying type
  * (clang's extension, C23's syntax) keeps each member its ABI width.
  */
@@ -77,6 +77,29 @@ enum xvs_svc_flags : __u32 {
 	XVS_SVC_F_SCHED1 = 1U << 2,
 	XVS_SVC_F_SCHED2 = 1U << 3,
 	XVS_SVC_F_SCHED3 = 1U << 4,
+};
+
+/* A TUN real server's tunnel (ipvsadm --tun-type), numbered as IPVS numbers
+ * them (IP_VS_CONN_F_TUNNEL_TYPE_*); tun.h writes each as IPVS does. */
+enum xvs_tun_type : __u8 {
+	XVS_TUN_IPIP = 0, /* IP in IP of the real server's family: IPIP, SIT, 4 in 6, 6 in 6 */
+	XVS_TUN_GUE = 1,  /* UDP to the real server's tun_port, a 4-byte GUE header, the packet */
+	XVS_TUN_GRE = 2,  /* GRE (RFC 2784), its protocol the inner packet's ethertype */
+};
+
+/* Its checksum (--tun-csum, --tun-remcsum; neither: --tun-nocsum), as IPVS's
+ * IP_VS_TUNNEL_ENCAP_FLAG_*: GUE's outer UDP checksum, GRE's checksum field. */
+enum xvs_tun_flags : __u8 {
+	XVS_TUN_F_CSUM = 1U << 0,
+	XVS_TUN_F_REMCSUM = 1U << 1,
+};
+
+/* GUE's UDP source port: a hash of the inner flow scaled into [min, max), as
+ * Linux's udp_flow_src_port scales it into the default local port range, so
+ * ECMP routers between director and real server spread the flows. */
+enum xvs_tun_sport : __u16 {
+	XVS_TUN_SPORT_MIN = 32768,
+	XVS_TUN_SPORT_MAX = 60999,
 };
 
 enum xvs_real_flags : __u32 {
@@ -163,8 +186,11 @@ struct xvs_real {
 	__u32 u_threshold; /* -x: the control plane stops new flows at this many */
 	__u32 l_threshold; /* -y: ... and resumes them at this many */
 	__u32 last_weight; /* the latest weight above 0 (IPVS's last_weight): mh keeps a quiesced real's slots by it */
+	__be16 tun_port;   /* TUN, GUE: the real server's UDP port (--tun-port) */
+	enum xvs_tun_type tun_type;   /* TUN: the encapsulation (IPIP for every other method) */
+	enum xvs_tun_flags tun_flags; /* TUN, GUE and GRE: the checksum */
 };
-_Static_assert(sizeof(struct xvs_real) == 48, "xvs_real");
+_Static_assert(sizeof(struct xvs_real) == 52, "xvs_real");
 
 struct xvs_conn_key {
 	__be32 saddr[4];
@@ -325,6 +351,14 @@ enum xvs_counter : __u32 {
 enum xvs_decap_af : __u32 {
 	XVS_DECAP_AF_INET = 1U << 0,
 	XVS_DECAP_AF_INET6 = 1U << 1,
+};
+
+/* The UDP ports the decap helper takes GUE on (xvs realserver setup --tun-type
+ * gue --tun-port P): a bitmap in the array xvs_decap_ports, port P being
+ * bit P % 32 of word P / 32, so that every UDP packet the real server
+ * receives costs an index into an array, not a hash lookup. */
+enum {
+	XVS_DECAP_GUE_WORDS = 65536 / 32,
 };
 
 /* Indexes of the decap helper's per-CPU counters: what it did with a

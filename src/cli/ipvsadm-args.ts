@@ -5,6 +5,7 @@ import { DEFAULT_SCHEDULER, isSchedulerName } from '../schedulers/registry.js';
 import {
   DEFAULT_PERSISTENT, MAX_TIMEOUT, type Fwd, type Proto, type Request, type ServiceKey, type ServiceSpec,
 } from '../control/protocol.js';
+import { TUN_CSUMS, type Tunnel } from '../modes/tunnel.js';
 import { inetAton, type NameProto, type Names } from './names.js';
 import { popt, type PoptOption } from './popt.js';
 
@@ -343,6 +344,9 @@ interface Entry {
     uthreshold: number;
     lthreshold: number;
     tunType: number;
+    tunPort: number;
+    /** ipvsadm's tun_flags, an index of TUN_CSUMS. */
+    tunFlags: number;
   };
   timeouts?: { tcp: number; tcpfin: number; udp: number };
   list: ListOptions;
@@ -411,7 +415,7 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
   const e: Entry = {
     options: new Set(),
     svc: { af: 'inet', port: 0, fwmark: 0, sched: '', netmask: 0xffffffff, ops: false, schedFlags: 0 },
-    dest: { port: 0, fwd: 'dr', weight: 1, uthreshold: 0, lthreshold: 0, tunType: 0 },
+    dest: { port: 0, fwd: 'dr', weight: 1, uthreshold: 0, lthreshold: 0, tunType: 0, tunPort: 0, tunFlags: 0 },
     list: { numeric: false, stats: false, exact: false },
   };
   // The first option is the command whatever the table, as -b is never one.
@@ -581,13 +585,16 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
         e.dest.tunType = t;
         break;
       }
-      case 'tun-port':
+      case 'tun-port': {
         setOption(e, 'tun-port');
-        if (stringToNumber(arg, 1, 65535) === undefined) fail('illegal tunnel port specified');
+        const n = stringToNumber(arg, 1, 65535);
+        if (n === undefined) fail('illegal tunnel port specified');
+        e.dest.tunPort = n;
         break;
+      }
       case 'tun-nocsum': setOption(e, 'tun-nocsum'); break;
-      case 'tun-csum': setOption(e, 'tun-csum'); break;
-      case 'tun-remcsum': setOption(e, 'tun-remcsum'); break;
+      case 'tun-csum': setOption(e, 'tun-csum'); e.dest.tunFlags |= 1; break;
+      case 'tun-remcsum': setOption(e, 'tun-remcsum'); e.dest.tunFlags |= 2; break;
       default:
         // A second command, -h or -v after the command.
         fail(`invalid option \`${ev.word}'`);
@@ -701,7 +708,6 @@ function toCommand(e: Entry, warnings: string[]): Command {
     case 'addDest':
     case 'editDest': {
       const key = serviceKey(e);
-      if (e.dest.tunType !== 0) unsupported(`--tun-type ${TUN_NAMES[e.dest.tunType]} is not supported yet`, 'IPIP tunnels (-i, --tun-type ipip) are');
       if (e.dest.lthreshold > e.dest.uthreshold) {
         throw new XvsError('OUT_OF_RANGE', `the lower threshold (-y ${e.dest.lthreshold}) is above the upper one (-x ${e.dest.uthreshold})`);
       }
@@ -709,11 +715,18 @@ function toCommand(e: Entry, warnings: string[]): Command {
         addr: e.dest.addr!, port: e.dest.port, fwd: e.dest.fwd, weight: e.dest.weight,
         ...(has('u-threshold') && { uthreshold: e.dest.uthreshold }),
         ...(has('l-threshold') && { lthreshold: e.dest.lthreshold }),
+        ...(e.dest.tunType !== 0 && { tunnel: tunnelOf(e) }),
       };
       const op = e.cmd === 'addDest' ? 'add-real' : 'edit-real';
       return warnings.length > 0 ? { op, key, real, warnings } : { op, key, real };
     }
   }
+}
+
+/** GUE or GRE as the request carries it; tunnelOptCheck has passed, so the combination is one ipvsadm takes. */
+function tunnelOf(e: Entry): Tunnel {
+  const csum = TUN_CSUMS[e.dest.tunFlags]!;
+  return TUN_NAMES[e.dest.tunType] === 'gue' ? { type: 'gue', port: e.dest.tunPort, csum } : { type: 'gre', csum: csum === 'csum' ? 'csum' : 'nocsum' };
 }
 
 export function versionLine(): string {
@@ -817,6 +830,6 @@ Daemon Options:
 xvs:
   --socket PATH                       xvsd's control socket (default /run/xvs/xvsd.sock)
   Not supported yet (refused with "not supported yet" and exit 2): -f, --sctp-service,
-  --pe, --tun-type gue|gre, the sync daemon.
+  --pe, the sync daemon.
 `;
 }

@@ -3,6 +3,7 @@ import { DEFAULT_NETMASK, DEFAULT_PREFIX6, type ConnView, type Fwd, type ListRes
 import { formatSchedFlags } from '../schedulers/flags.js';
 import { IPVS_VERSION } from './ipvsadm-args.js';
 import { afOf, compareAddr, ipvsSort, ntop } from './list-order.js';
+import { tunInfo } from './tun-format.js';
 import type { Names } from './names.js';
 
 // ipvsadm -L byte for byte (ipvsadm.c: print_title, print_service_entry,
@@ -108,7 +109,7 @@ function realLine(svc: ServiceView, r: RealView, opts: ListFormatOptions): strin
     return `  -> ${name} ${String(r.weight).padEnd(9)} ${String(r.persistConns ?? 0).padEnd(11)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;
   }
   if (opts.tunInfo) {
-    const info = r.fwd === 'tun' ? 'ipip' : 'n/a';
+    const info = tunInfo(r);
     return `  -> ${name} ${FWD_NAMES[r.fwd].padEnd(7)} ${info.padEnd(13)} ${String(r.weight).padEnd(6)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;
   }
   return `  -> ${name} ${FWD_NAMES[r.fwd].padEnd(7)} ${String(r.weight).padEnd(6)} ${String(r.activeConns).padEnd(10)} ${String(r.inactConns).padEnd(10)}`;

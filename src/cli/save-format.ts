@@ -6,6 +6,7 @@ import { formatSchedFlags } from '../schedulers/flags.js';
 import { commandToRequest, parseIpvsadm, type Mutation, type RequestCommand } from './ipvsadm-args.js';
 import { hostPort, sortedReals, sortedServices } from './list-format.js';
 import type { Names } from './names.js';
+import { tunRule } from './tun-format.js';
 
 // ipvsadm -S (print_service_entry with FMT_RULE) and -R (restore_table with
 // config_stream_read): the save format is ipvsadm's rule lines, which -R
@@ -34,14 +35,14 @@ function serviceRule(svc: ServiceView, names?: Names): string {
 }
 
 /**
- * "-a -t VIP:PORT -r RIP:PORT -g -w W", and " --tun-type ipip" for a tunnel
- * as ipvsadm 1.31 writes it. ipvsadm saves no thresholds; xvs appends
+ * "-a -t VIP:PORT -r RIP:PORT -g -w W", and the tunnel's options for a
+ * tunnel as ipvsadm 1.31 writes them (tun-format.ts). ipvsadm saves no thresholds; xvs appends
  * "-x U -y L" when either is set (both options of ipvsadm's -a), so that a
  * restore loses nothing, and a rule without thresholds stays ipvsadm's line.
  */
 function realRule(svc: ServiceView, r: RealView, names?: Names): string {
   let line = `-a ${ruleService(svc, names)} -r ${hostPort(r.addr, r.port || svc.port, svc.proto, names)} ${MODES[r.fwd].flag} -w ${r.weight}`;
-  if (r.fwd === 'tun') line += ' --tun-type ipip';
+  if (r.fwd === 'tun') line += tunRule(r);
   if (r.uthreshold !== 0 || r.lthreshold !== 0) line += ` -x ${r.uthreshold} -y ${r.lthreshold}`;
   return line;
 }

@@ -15,7 +15,7 @@ import { toaCommand } from './toa.js';
 
 interface RsFlags {
   vip: string; mode: RealServerOptions['mode']; director?: string; interface?: string; pinDir?: string; stateDir?: string; xdpMode: 'native' | 'generic';
-  cgroup?: string; toaTableSize?: number;
+  cgroup?: string; toaTableSize?: number; tunType?: 'ipip' | 'gue' | 'gre'; tunPort?: number;
 }
 
 function rsOptions(o: RsFlags): RealServerOptions {
@@ -25,6 +25,8 @@ function rsOptions(o: RsFlags): RealServerOptions {
     ...(o.interface ? { interface: o.interface } : {}),
     ...(o.cgroup === undefined ? {} : { cgroup: o.cgroup }),
     ...(o.toaTableSize === undefined ? {} : { toaTableSize: o.toaTableSize }),
+    ...(o.tunType === undefined ? {} : { tunType: o.tunType }),
+    ...(o.tunPort === undefined ? {} : { tunPort: o.tunPort }),
     ...(o.pinDir === undefined ? {} : { pinDir: o.pinDir }),
     ...(o.stateDir === undefined ? {} : { stateDir: o.stateDir }),
   };
@@ -35,13 +37,15 @@ const perNetns = (root: string): string => `default: ${root}/netns-INODE, INODE 
 function realserverCommand(name: 'setup' | 'teardown', out: string[]): Command {
   return new Command(name)
     .description(name === 'setup'
-      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (DR, TUN: VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT and IPv6 tunnels, IPv4: rp_filter; '
+      ? 'configure this host as an LVS real server for a VIP, IPv4 or IPv6 (DR, TUN: VIP on lo; IPv4: ARP sysctls; TUN: the decap helper for IPIP, SIT, IPv6, GUE and GRE tunnels, IPv4: rp_filter; '
         + 'NAT: the default route via --director, ICMP redirects refused, nothing on lo; FULLNAT: the TOA reader on a cgroup)'
       : 'undo `xvs realserver setup` for a VIP, restoring the previous sysctls (and, for NAT, the previous default route)')
     .requiredOption('--vip <ip>', 'virtual IP address, IPv4 or IPv6')
     .addOption(new Option('--mode <mode>', 'forwarding method').choices(['dr', 'tun', 'nat', 'fullnat']).makeOptionMandatory())
     .option('--director <ip>', 'NAT: the director\'s address on the real servers\' side, which becomes the default gateway')
     .option('--interface <if>', 'DR, TUN, NAT: interface facing the director (default: the route to the VIP, or to the director for NAT)')
+    .addOption(new Option('--tun-type <type>', 'TUN: the tunnel the director sends, as its xvsadm --tun-type (default ipip; IPIP and GRE need nothing more)').choices(['ipip', 'gue', 'gre']))
+    .option('--tun-port <port>', 'TUN, GUE: the UDP port the director sends to, as its xvsadm --tun-port', positiveInt)
     .option('--cgroup <path>', 'FULLNAT: the cgroup whose connections the TOA reader sees, as /proc/PID/cgroup names it (default: /, every process)')
     .option('--toa-table-size <n>', 'FULLNAT: connections the TOA reader holds at once (default 65536)', positiveInt)
     .option('--pin-dir <dir>', `bpffs directory for the decap helper's and the TOA reader's maps (${perNetns(REALSERVER_DEFAULTS.pinRoot)})`)

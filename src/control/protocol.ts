@@ -2,6 +2,7 @@ import { isIP, isIPv6 } from 'node:net';
 import { XvsError } from '../errors.js';
 import { SCHED_FLAGS_MASK } from '../schedulers/flags.js';
 import { checkSchedulerName } from '../schedulers/registry.js';
+import { tunnelOf, type Tunnel } from '../modes/tunnel.js';
 
 // The xvsd control protocol: JSON over a unix socket, one request per line,
 // one response per line. Every value a client may send is checked here, once:
@@ -56,6 +57,8 @@ export interface RealSpec {
   /** Connection thresholds, 0..MAX_THRESHOLD; 0 or absent = none. lthreshold <= uthreshold, as the kernel's IPVS insists. */
   uthreshold?: number;
   lthreshold?: number;
+  /** TUN only: GUE or GRE (modes/tunnel.ts); absent = IPIP. */
+  tunnel?: Tunnel;
 }
 
 /** Connection timeouts in seconds (ipvsadm --set tcp tcpfin udp). */
@@ -128,6 +131,8 @@ export interface RealView {
   weight: number;
   uthreshold: number;
   lthreshold: number;
+  /** TUN through GUE or GRE; absent = IPIP (or not TUN). */
+  tunnel?: Tunnel;
   activeConns: number;
   inactConns: number;
   /** Live persistence templates naming this real server (--persistent-conn). */
@@ -293,6 +298,8 @@ function real(v: unknown): RealSpec {
   // ip_vs_add_dest/ip_vs_edit_dest refuse l_threshold > u_threshold outright (a
   // missing upper threshold is 0 there too).
   if ((out.lthreshold ?? 0) > (out.uthreshold ?? 0)) bad('real.lthreshold must not exceed real.uthreshold');
+  const tunnel = tunnelOf(o.tunnel, out.fwd);
+  if (tunnel) out.tunnel = tunnel;
   return out;
 }
 

@@ -6,6 +6,7 @@ import { emptySlot } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { createArrayMap, mapFromId, type RawMap } from '../maps/map.js';
 import { modeByCode, MODES } from '../modes/index.js';
+import { tunnelEntry, tunnelFromEntry } from '../modes/tunnel.js';
 import { schedFlagsOfSvc, svcFlagBits } from '../schedulers/flags.js';
 import { LOOKUP_CODES, lookupOf, SCHEDULERS, schedulerByCode, type SchedulerName } from '../schedulers/registry.js';
 import { familyOf } from './addr.js';
@@ -62,7 +63,7 @@ export function realEntryOf(s: ServiceModel, r: RealModel, removed: boolean): C.
   return {
     addr: r.addr, port: r.port, family: familyOf(r.addr), fwd: MODES[r.fwd].code, weight: r.weight,
     flags: (removed ? REAL_F.removed : 0) | (r.overloaded ? REAL_F.overload : 0), svc_id: s.id, gen: r.gen,
-    u_threshold: r.uthreshold, l_threshold: r.lthreshold, last_weight: r.lastWeight,
+    u_threshold: r.uthreshold, l_threshold: r.lthreshold, last_weight: r.lastWeight, ...tunnelEntry(r.tunnel),
   };
 }
 
@@ -90,6 +91,7 @@ export function realFromEntry(id: number, raw: Buffer): { svcId: number; removed
     real: {
       id, gen: e.gen, addr: e.addr, port: e.port, fwd: modeByCode(e.fwd), weight: e.weight, lastWeight: e.last_weight,
       uthreshold: e.u_threshold, lthreshold: e.l_threshold, overloaded: (e.flags & REAL_F.overload) !== 0,
+      ...(e.fwd === FWD.tun && tunnelFromEntry(e) ? { tunnel: tunnelFromEntry(e)! } : {}),
     },
   };
 }

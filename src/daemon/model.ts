@@ -1,6 +1,7 @@
 import { XvsError } from '../errors.js';
 import { netmaskBits, prefixLength, type Proto, type RealSpec, type ServiceKey, type ServiceSpec } from '../control/protocol.js';
 import { validateReal, type ModeName } from '../modes/index.js';
+import type { Tunnel } from '../modes/tunnel.js';
 import { checkSchedulerName, type SchedulerName } from '../schedulers/registry.js';
 import { checkIp, familyOf } from './addr.js';
 import { FAMILY } from '../maps/abi.js';
@@ -26,6 +27,8 @@ export interface RealModel {
   readonly lthreshold: number;
   /** Over its upper threshold (decided by the tick): out of every table. */
   readonly overloaded: boolean;
+  /** TUN through GUE or GRE; absent: IPIP, or not TUN. */
+  readonly tunnel?: Tunnel;
 }
 
 export interface ServiceModel {
@@ -243,6 +246,7 @@ export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits,
   const real: RealModel = {
     id, gen: (lastGen(id) + 1) >>> 0, addr, port, fwd: spec.fwd, weight: spec.weight, lastWeight: spec.weight,
     uthreshold: spec.uthreshold ?? 0, lthreshold: spec.lthreshold ?? 0, overloaded: false,
+    ...(spec.tunnel ? { tunnel: spec.tunnel } : {}),
   };
   const model = withService({ ...m, realCursor: (id + 1) % limits.reals }, { ...s, reals: [...s.reals, real] });
   return { model, real };
@@ -257,10 +261,13 @@ export function editReal(m: Model, k: ServiceKey, spec: RealSpec, total: (id: nu
   checkOps(s, spec.fwd);
   const uthreshold = spec.uthreshold ?? 0;
   const lthreshold = spec.lthreshold ?? 0;
+  // The tunnel is replaced as a whole, as IPVS replaces it: an edit without one is IPIP.
+  const { tunnel: _was, ...rest } = r;
   const next: RealModel = {
     // IPVS keeps the last weight above 0 through a quiesce (ip_vs_ctl.c, __ip_vs_update_dest).
-    ...r, fwd: spec.fwd, weight: spec.weight, lastWeight: spec.weight > 0 ? spec.weight : r.lastWeight, uthreshold, lthreshold,
+    ...rest, fwd: spec.fwd, weight: spec.weight, lastWeight: spec.weight > 0 ? spec.weight : r.lastWeight, uthreshold, lthreshold,
     overloaded: nextOverload(r.overloaded, total(r.id), uthreshold, lthreshold),
+    ...(spec.tunnel ? { tunnel: spec.tunnel } : {}),
   };
   return withService(m, { ...s, reals: s.reals.map((x) => (x === r ? next : x)) });
 }

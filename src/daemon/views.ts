@@ -48,6 +48,7 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey, rates?: RateEs
       weight: r.weight,
       uthreshold: r.uthreshold,
       lthreshold: r.lthreshold,
+      ...(r.tunnel ? { tunnel: r.tunnel } : {}),
       activeConns: counts.get(r.id)?.active ?? 0,
       inactConns: counts.get(r.id)?.inactive ?? 0,
       persistConns: templates.get(r.id) ?? 0,
@@ -195,7 +196,7 @@ export function configView(dp: Dataplane, m: Model): ListResult {
     stats: zero,
     reals: s.reals.map((r): RealView => ({
       addr: r.addr, port: r.port, fwd: r.fwd, weight: r.weight, uthreshold: r.uthreshold, lthreshold: r.lthreshold,
-      activeConns: 0, inactConns: 0, stats: zero,
+      ...(r.tunnel ? { tunnel: r.tunnel } : {}), activeConns: 0, inactConns: 0, stats: zero,
     })),
     ...laddrsOf(s),
   }));

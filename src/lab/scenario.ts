@@ -76,11 +76,12 @@ export async function startDirector(lab: Lab, opts: DirectorOptions = {}): Promi
   };
 }
 
-export async function realServerSetup(lab: Lab, host: LabHost, mode: 'dr' | 'tun' | 'nat', action: 'setup' | 'teardown' = 'setup'): Promise<string> {
+/** `extra`: more options of `xvs realserver`, such as a TUN real server's --tun-type and --tun-port. */
+export async function realServerSetup(lab: Lab, host: LabHost, mode: 'dr' | 'tun' | 'nat', action: 'setup' | 'teardown' = 'setup', extra: string[] = []): Promise<string> {
   // NAT: the gateway is the director's address on the real servers' side.
   const nat = mode === 'nat' && action === 'setup' ? ['--director', lab.directorServerSide.ip] : [];
   return nsExec(host.ns, process.execPath, [bin('cli/xvs.js'), 'realserver', action, '--vip', lab.vip, '--mode', mode, ...nat,
-    '--interface', host.ifname, '--pin-dir', path.join(lab.bpffs, host.name), '--state-dir', path.join(lab.dir, host.name)]);
+    '--interface', host.ifname, '--pin-dir', path.join(lab.bpffs, host.name), '--state-dir', path.join(lab.dir, host.name), ...extra]);
 }
 
 /** The director's VIP address: an IPv6 one takes no part in duplicate address detection. */

@@ -11,6 +11,11 @@ export const LOOKUP = { seq: 0, hash_src: 1, hash_dst: 2, hash_src_port: 3 } as 
 export const SLOT = { none: 0xffffffff } as const;
 export const SVC_F = { persistent: 1 << 0, ops: 1 << 1, sched1: 1 << 2, sched2: 1 << 3, sched3: 1 << 4 } as const;
 export const REAL_F = { removed: 1 << 0, overload: 1 << 1 } as const;
+/** A TUN real server's tunnel type and checksum flags, numbered as IPVS numbers them. */
+export const TUN = { ipip: 0, gue: 1, gre: 2 } as const;
+export const TUN_F = { csum: 1 << 0, remcsum: 1 << 1 } as const;
+/** GUE's UDP source ports: [min, max). */
+export const TUN_SPORT = { min: 32768, max: 60999 } as const;
 export const CONN_F = { persist: 1 << 0, toa_done: 1 << 1 } as const;
 export const NAT_F = { fullnat: 1 << 0 } as const;
 export const CONN_STATE = {
@@ -27,6 +32,9 @@ export const ABI_ENUMS = [
   { btf: 'xvs_slot', prefix: 'XVS_SLOT_', values: SLOT },
   { btf: 'xvs_svc_flags', prefix: 'XVS_SVC_F_', values: SVC_F },
   { btf: 'xvs_real_flags', prefix: 'XVS_REAL_F_', values: REAL_F },
+  { btf: 'xvs_tun_type', prefix: 'XVS_TUN_', values: TUN },
+  { btf: 'xvs_tun_flags', prefix: 'XVS_TUN_F_', values: TUN_F },
+  { btf: 'xvs_tun_sport', prefix: 'XVS_TUN_SPORT_', values: TUN_SPORT },
   { btf: 'xvs_conn_flags', prefix: 'XVS_CONN_F_', values: CONN_F },
   { btf: 'xvs_nat_flags', prefix: 'XVS_NAT_F_', values: NAT_F },
   { btf: 'xvs_conn_state', prefix: 'XVS_CS_', values: CONN_STATE },

@@ -47,6 +47,9 @@ export const real = struct('xvs_real', [
   u32('u_threshold'),
   u32('l_threshold'),
   u32('last_weight'),
+  be16('tun_port'),
+  u8('tun_type'),
+  u8('tun_flags'),
 ] as const);
 
 export const connKey = struct('xvs_conn_key', [

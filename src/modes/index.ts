@@ -18,7 +18,7 @@ export const MODES = {
     listName: 'Tunnel',
     implemented: true,
     portMapping: false,
-    contract: 'IPIP: outer IPv4 (src director, dst RIP, TOS/TTL/ID/DF of the inner packet), MACs from the FIB; DF packets that no longer fit get ICMP frag-needed with MTU-20',
+    contract: 'IP in IP of the real server\'s family (src director, dst RIP, TOS/TTL of the inner packet, IPv4 in IPv4: ID/DF too), with UDP and GUE or GRE between for --tun-type gue|gre (modes/tunnel.ts); DF packets that no longer fit get ICMP frag-needed or packet-too-big with the MTU less the tunnel',
   },
   nat: {
     code: FWD.nat,

@@ -2,7 +2,7 @@
 // kernel accepts packets addressed to it, ARP settings so the host never
 // answers or announces an IPv4 VIP (the director owns it on the wire), and
 // for TUN the xdp_decap program, which replaces the tunnel modules (IPIP,
-// SIT, ip6_tunnel), plus rp_filter off for an IPv4 VIP. FULLNAT needs none
+// SIT, ip6_tunnel, fou for GUE, ip_gre), plus rp_filter off for an IPv4 VIP. FULLNAT needs none
 // of that (the director talks to the real server's own address from one of
 // its own), only the client's address back: the TOA reader (toa-reader.ts)
 // on a cgroup. Everything changed is recorded so teardown can put it back
@@ -32,6 +32,7 @@ import { mapFromId, type RawMap } from '../maps/map.js';
 import { bpfObject } from '../paths.js';
 import { ensurePinDir } from '../sys/bpffs.js';
 import { checkCgroupPath } from '../sys/cgroupfs.js';
+import { decapTunnelOf, decapTunnelText, GUE_PORTS_MAP, guePorts, openGuePorts, syncGuePorts, type DecapTunnel } from './decap-ports.js';
 import { directorInterface, natFamily, natRouteAlive, restoreRoutes, routeViaDirector, type NatFamily, type NatRoute } from './nat.js';
 import { netnsInode } from '../sys/netns.js';
 import { attachToaReader, checkTableSize, currentCookie, detachToaReader, toaReaderAttached, type ToaReaderState } from './toa-reader.js';
@@ -53,6 +54,9 @@ export interface RealServerOptions {
   /** Default: STATE_ROOT/netns-INODE. */
   stateDir?: string;
   xdpMode?: 'native' | 'generic';
+  /** TUN: the tunnel the director sends (--tun-type, default ipip); GUE arrives on UDP port tunPort. */
+  tunType?: 'ipip' | 'gue' | 'gre';
+  tunPort?: number;
 }
 
 export const REALSERVER_DEFAULTS = {
@@ -77,7 +81,8 @@ type Mode = RealServerOptions['mode'];
 type XdpMode = NonNullable<RealServerOptions['xdpMode']>;
 
 type VipState =
-  | { mode: 'dr' | 'tun'; interface: string }
+  /** TUN: GUE's port or GRE; absent for IPIP (and DR). */
+  | { mode: 'dr' | 'tun'; interface: string; tunnel?: DecapTunnel }
   /** NAT: the gateway it needs. */
   | { mode: 'nat'; interface: string; director: string }
   | { mode: 'fullnat'; cgroup: string };
@@ -136,7 +141,7 @@ function canonicalVip(text: string): string {
   throw new XvsError('BAD_ADDRESS', `VIP "${text}" is not an IPv4 or IPv6 address`);
 }
 
-function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: XdpMode } {
+function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: XdpMode; tunnel: DecapTunnel | undefined } {
   const vip = canonicalVip(String(o.vip ?? '').trim());
   if (o.mode !== 'dr' && o.mode !== 'tun' && o.mode !== 'nat' && o.mode !== 'fullnat') {
     throw new XvsError('BAD_ARGUMENT', `mode "${String(o.mode)}": use dr, tun, nat or fullnat`);
@@ -155,8 +160,9 @@ function validate(o: RealServerOptions): { vip: string; mode: Mode; xdpMode: Xdp
   if (o.interface !== undefined && !/^[^/\s]{1,15}$/.test(o.interface)) {
     throw new XvsError('NO_INTERFACE', `"${o.interface}" is not an interface name`);
   }
+  const tunnel = decapTunnelOf(o.mode, o.tunType, o.tunPort);
   if (process.geteuid?.() !== 0) throw new XvsError('NOT_ROOT', 'real server setup changes addresses and sysctls');
-  return { vip, mode: o.mode, xdpMode };
+  return { vip, mode: o.mode, xdpMode, tunnel };
 }
 
 interface StateLocation {
@@ -509,6 +515,37 @@ async function syncDecap(s: State, iface: string, pinDir: string, xdpMode: XdpMo
   } finally {
     map.close();
   }
+  syncDecapPorts(s, decap, ctx);
+}
+
+/** The decap's GUE ports: those of the GUE VIPs of s, no more. */
+function syncDecapPorts(s: State, d: DecapState, ctx: Ctx): void {
+  const want = new Set(Object.values(s.vips).flatMap((v) => (v.mode === 'tun' && v.tunnel?.type === 'gue' ? [v.tunnel.port] : [])));
+  let map: RawMap;
+  try {
+    map = openGuePorts(d.progId);
+  } catch (e) {
+    if (want.size === 0) return; // an older decap, and no GUE asked of it
+    throw e;
+  }
+  try {
+    const before = new Set(guePorts(map));
+    const { added, removed } = syncGuePorts(map, want);
+    if (added.length + removed.length > 0) {
+      ctx.undo.push(() => {
+        const m = openGuePorts(d.progId);
+        try {
+          syncGuePorts(m, before);
+        } finally {
+          m.close();
+        }
+      });
+    }
+    for (const p of added) ctx.lines.push(`added UDP port ${p} to ${GUE_PORTS_MAP}`);
+    for (const p of removed) ctx.lines.push(`removed UDP port ${p} from ${GUE_PORTS_MAP}`);
+  } finally {
+    map.close();
+  }
 }
 
 function removeDecap(s: State, vip: string, ctx: Ctx): void {
@@ -523,7 +560,10 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
       map.close();
     }
   }
-  if (Object.values(s.vips).some((v) => v.mode === 'tun')) return;
+  if (Object.values(s.vips).some((v) => v.mode === 'tun')) {
+    if (attached) syncDecapPorts(s, d, ctx);
+    return;
+  }
   if (attached) {
     detachXdp(d.ifindex, d.xdpMode);
     ctx.lines.push(`detached ${DECAP_PROG} from ${d.interface}`);
@@ -542,7 +582,8 @@ function removeDecap(s: State, vip: string, ctx: Ctx): void {
 
 const describeVip = (v: VipState): string => {
   if (v.mode === 'fullnat') return `fullnat, TOA reader on cgroup ${v.cgroup}`;
-  return v.mode === 'nat' ? `nat on ${v.interface} via ${v.director}` : `${v.mode} on ${v.interface}`;
+  if (v.mode === 'nat') return `nat on ${v.interface} via ${v.director}`;
+  return `${v.mode}${v.mode === 'tun' && v.tunnel ? ` (${decapTunnelText(v.tunnel)})` : ''} on ${v.interface}`;
 };
 const sameVip = (a: VipState, b: VipState): boolean => describeVip(a) === describeVip(b);
 
@@ -594,7 +635,7 @@ async function syncNatRoutes(s: State, ctx: Ctx): Promise<void> {
 }
 
 export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
-  const { vip, mode, xdpMode } = validate(o);
+  const { vip, mode, xdpMode, tunnel } = validate(o);
   const loc = stateLocation(o);
   const ctx: Ctx = { lines: [], undo: [] };
   const s = await loadState(loc, ctx.lines);
@@ -611,7 +652,7 @@ export async function setupRealServer(o: RealServerOptions): Promise<string[]> {
     const director = canonicalVip(o.director!);
     want = { mode, director, interface: o.interface ?? prevIface ?? (await directorInterface(director)) };
   } else {
-    want = { mode, interface: o.interface ?? prevIface ?? (await routeDevice(vip)) };
+    want = { mode, interface: o.interface ?? prevIface ?? (await routeDevice(vip)), ...(tunnel ? { tunnel } : {}) };
   }
   if (prev && !sameVip(prev, want)) {
     throw new XvsError('BAD_ARGUMENT', `${vip} is set up as ${describeVip(prev)}; tear it down first`);
