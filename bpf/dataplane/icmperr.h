@@ -319,14 +319,17 @@ static __always_inline int xvs_icmperr_to_client(struct xdp_md *ctx, const struc
 }
 
 /* From the client side, about a reply the director sent from the VIP: the
- * flow (key: the quoted tuple reversed) names the real server. NAT only:
- * FULLNAT would also put its local address and port in place of the
- * client's (xp->in_daddr/in_dport, xp->out_saddr). */
+ * flow (key: the quoted tuple reversed) names the real server. For FULLNAT
+ * the real server sent its reply to the local address and port, so the
+ * quote names those in place of the client's, and the client's own error
+ * comes from the local address, the only peer the real server knows (a
+ * router on the way keeps its own, as to_client keeps it). */
 static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg,
 					       const struct xvs_icmperr *e, const struct xvs_conn_key *k,
 					       struct xvs_icmperr_xlat *xp, __u64 now)
 {
 	const struct xvs_nexthop *nh;
+	const struct xvs_laddr *la = NULL;
 	struct xvs_conn *c;
 	struct xvs_real *r;
 	__u32 id;
@@ -339,8 +342,22 @@ static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pk
 		return XVS_CONTINUE;
 	id = c->real_id;
 	r = bpf_map_lookup_elem(&xvs_reals, &id);
-	if (!r || r->gen != c->real_gen || r->fwd != XVS_FWD_NAT || r->family != p->family)
+	if (!r || r->gen != c->real_gen || (r->fwd != XVS_FWD_NAT && r->fwd != XVS_FWD_FULLNAT))
 		return XVS_CONTINUE; /* DR/TUN replies never pass the director: not ours */
+	if (r->family != p->family) {
+		/* NAT64: the error would have to be rebuilt in the other family. */
+		xvs_count(XVS_CNT_ICMP_DROP);
+		return XDP_DROP;
+	}
+	if (r->fwd == XVS_FWD_FULLNAT) {
+		id = c->laddr_id;
+		la = bpf_map_lookup_elem(&xvs_laddrs, &id);
+		if (!la || la->family != p->family) {
+			xvs_count(XVS_CNT_ICMP_DROP);
+			return XDP_DROP;
+		}
+		id = c->real_id;
+	}
 	/* The cached next hop only: the FIB fallback's lookup structures do
 	 * not fit this program's stack, and a real server without one has its
 	 * flows' own packets dropped until it has one. */
@@ -354,9 +371,9 @@ static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pk
 	p->is_new = 0;
 	xp->in_saddr = r->addr;
 	xp->in_sport = xvs_rport(r, e->in_sport);
-	xp->in_daddr = e->in_daddr;
-	xp->in_dport = e->in_dport;
-	xp->out_saddr = p->saddr;
+	xp->in_daddr = la ? la->addr : e->in_daddr;
+	xp->in_dport = la ? c->lport : e->in_dport;
+	xp->out_saddr = la && xvs_addr_eq(p->saddr, e->in_daddr) ? la->addr : p->saddr;
 	xp->out_daddr = r->addr;
 	rc = xvs_icmperr_rewrite(ctx, p, e, xp);
 	if (rc)

@@ -1,0 +1,182 @@
+// ICMP and ICMPv6 errors about FULLNAT flows, through BPF_PROG_TEST_RUN. The
+// director changed both ends of such a flow, so each error is translated in
+// both of its quoted pairs: from the server side (about LIP:lport -> RIP:rport)
+// to the client, quoting client -> VIP:vport; from the client side (about
+// VIP:vport -> client) to the real server, quoting RIP:rport -> LIP:lport,
+// which is what it sent. Expected frames are built from scratch here, every
+// checksum computed independently. A NAT64 flow's error would have to be
+// rebuilt in the other family: dropped and counted.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { XdpAction } from '../src/loader/index.js';
+import * as F from './helpers/frames.js';
+import { kernelSkipReason } from './helpers/env.js';
+import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+
+const skip = kernelSkipReason();
+const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const toClient = { dst: ADDR.routerMac, src: ADDR.dirMac };
+const toReal = { dst: ADDR.rsFarMac, src: ADDR.dir2Mac };
+const fromReal = { dst: ADDR.dir2Mac, src: ADDR.rsFarMac };
+const RPORT = 8080;
+
+interface Fam { client: string; vip: string; real: string; lip: string; cliRouter: string; srvRouter: string; v6: boolean }
+const V4: Fam = { client: ADDR.client, vip: ADDR.vip, real: ADDR.rsFar, lip: ADDR.dirFar, cliRouter: '203.0.113.1', srvRouter: '198.51.100.254', v6: false };
+const V6: Fam = { client: ADDR.client6, vip: ADDR.vip6, real: ADDR.rs6Far, lip: ADDR.dir6Far, cliRouter: '2001:db8:ff::1', srvRouter: '2001:db8:1::fe', v6: true };
+const T4 = { unreach: 3, fragNeeded: 4, portUnreach: 3, timeExceeded: 11 } as const;
+const T6 = { unreach: 1, portUnreach: 4, tooBig: 2, timeExceeded: 3 } as const;
+
+interface Seg { sport: number; flags?: number; payload?: Buffer; ttl?: number; dport?: number }
+const ttl = (f: Fam, s: Seg) => (f.v6 ? { ip6: { hopLimit: s.ttl ?? 64 } } : { ip: { ttl: s.ttl ?? 64 } });
+const pkt = (f: Fam, l2: { dst: string; src: string }, src: string, dst: string, sport: number, dport: number, s: Seg) => F.packet({
+  l2, proto: 'tcp', src, dst, sport, dport, flags: s.flags ?? F.TCP.ACK, ...(s.payload ? { payload: s.payload } : {}), ...ttl(f, s),
+});
+/** client -> VIP:vport, as the client sent it. */
+const inbound = (f: Fam, s: Seg) => pkt(f, fromClient, f.client, f.vip, s.sport, s.dport ?? 80, s);
+/** The same as the real server got it: LIP:lport -> RIP:rport (a segment past the TOA ones). */
+const outbound = (f: Fam, s: Seg, lport: number) => pkt(f, toReal, f.lip, f.real, lport, RPORT, s);
+/** The real server's reply as it sent it: RIP:rport -> LIP:lport. */
+const reply = (f: Fam, s: Seg, lport: number) => pkt(f, fromReal, f.real, f.lip, RPORT, lport, s);
+/** The same as the client got it: VIP:vport -> client. */
+const toClientFrame = (f: Fam, s: Seg) => pkt(f, toClient, f.vip, f.client, s.dport ?? 80, s.sport, s);
+const lportOf = (out: Buffer) => out.readUInt16BE(14 + (out[14]! >> 4 === 6 ? 40 : 20));
+
+describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
+  let t: DirectorNs;
+  const hex = (b: Buffer) => b.toString('hex');
+  const count = (name: string) => t.director.counters()[name as 'rx'] ?? 0;
+  const expectRun = (input: Buffer, verdict: number, want?: Buffer, what = '') => {
+    const r = t.run(input);
+    assert.equal(r.retval, verdict, `${what}: verdict`);
+    if (want) assert.equal(hex(r.data), hex(want), `${what}: bytes`);
+    return r;
+  };
+  /** Opens a flow with the client's SYN; returns its local port. */
+  const open = (f: Fam, sport: number, dport = 80) => {
+    const r = t.run(inbound(f, { sport, dport, flags: F.TCP.SYN }));
+    assert.equal(r.retval, XdpAction.REDIRECT, 'the real server is behind d1');
+    return lportOf(r.data);
+  };
+
+  before(async () => {
+    t = directorNs('xvs-pif');
+    for (const f of [V4, V6]) {
+      const key = { proto: 'tcp' as const, addr: f.vip, port: 80 };
+      await t.director.addService({ ...key, scheduler: 'rr' });
+      await t.addReal(key, { addr: f.real, port: RPORT, fwd: 'fullnat', weight: 1 });
+      await t.director.addLaddr(key, f.lip);
+    }
+    // NAT64: an IPv6 VIP in front of an IPv4 real server.
+    const k64 = { proto: 'tcp' as const, addr: ADDR.vip6, port: 82 };
+    await t.director.addService({ ...k64, scheduler: 'rr' });
+    await t.addReal(k64, { addr: ADDR.rsFar, port: RPORT, fwd: 'fullnat', weight: 1 });
+    await t.director.addLaddr(k64, ADDR.dirFar);
+  });
+
+  after(() => {
+    t?.close();
+  });
+
+  for (const f of [V4, V6]) {
+    const fam = f.v6 ? 'IPv6' : 'IPv4';
+
+    test(`${fam}: an error from a router on the server side reaches the client, quoting what the client sent`, () => {
+      const sport = f.v6 ? 51001 : 51000;
+      const lport = open(f, sport);
+      const s = { sport, flags: F.TCP.ACK | F.TCP.PSH, payload: Buffer.alloc(1200, 0x61) };
+      const [type, code] = f.v6 ? [T6.tooBig, 0] : [T4.unreach, T4.fragNeeded];
+      for (const n of f.v6 ? [1232, 48] : [548, 28]) {
+        const before = count('icmp_xlat');
+        const err = F.icmpError({ l2: fromReal, src: f.srvRouter, dst: f.lip, type, code, rest: 1280, quote: F.quoteOf(outbound(f, s, lport), n) });
+        const want = F.icmpError({ l2: toClient, src: f.srvRouter, dst: f.client, type, code, rest: 1280, quote: F.quoteOf(inbound(f, s), n), ttl: 63 });
+        expectRun(err, XdpAction.TX, want, `a ${n}-byte quote`);
+        assert.equal(count('icmp_xlat') - before, 1);
+      }
+      // The real server's own error comes from the VIP, the only address of the service the client knows.
+      const [ut, uc] = f.v6 ? [T6.unreach, T6.portUnreach] : [T4.unreach, T4.portUnreach];
+      const own = F.icmpError({ l2: fromReal, src: f.real, dst: f.lip, type: ut, code: uc, quote: F.quoteOf(outbound(f, s, lport)) });
+      const ownWant = F.icmpError({ l2: toClient, src: f.vip, dst: f.client, type: ut, code: uc, quote: F.quoteOf(inbound(f, s)), ttl: 63 });
+      expectRun(own, XdpAction.TX, ownWant, 'the real server\'s own');
+    });
+
+    test(`${fam}: an error from the client side reaches the real server, quoting what it sent to the local address`, () => {
+      const sport = f.v6 ? 52001 : 52000;
+      const lport = open(f, sport);
+      // The reply as it left the director (TTL - 1) is what the quote holds; back to RIP -> LIP:lport.
+      const r = { sport, flags: F.TCP.ACK, payload: Buffer.alloc(900, 0x63), ttl: 63 };
+      const [type, code] = f.v6 ? [T6.tooBig, 0] : [T4.unreach, T4.fragNeeded];
+      const before = { xlat: count('icmp_xlat'), svc: t.director.list({ proto: 'tcp', addr: f.vip, port: 80 }).services[0]!.stats.inpkts };
+      const err = F.icmpError({ l2: fromClient, src: f.cliRouter, dst: f.vip, type, code, rest: 1280, quote: F.quoteOf(toClientFrame(f, r), f.v6 ? 1232 : 548) });
+      const want = F.icmpError({ l2: toReal, src: f.cliRouter, dst: f.real, type, code, rest: 1280, quote: F.quoteOf(reply(f, r, lport), f.v6 ? 1232 : 548), ttl: 63 });
+      expectRun(err, XdpAction.REDIRECT, want, 'a router\'s error');
+      assert.equal(count('icmp_xlat') - before.xlat, 1);
+      assert.equal(t.director.list({ proto: 'tcp', addr: f.vip, port: 80 }).services[0]!.stats.inpkts - before.svc, 1, 'counted In');
+      // The client's own error comes from the local address: the real server knows no other peer.
+      const [ut, uc] = f.v6 ? [T6.unreach, T6.portUnreach] : [T4.unreach, T4.portUnreach];
+      const own = F.icmpError({ l2: fromClient, src: f.client, dst: f.vip, type: ut, code: uc, quote: F.quoteOf(toClientFrame(f, r)) });
+      const ownWant = F.icmpError({ l2: toReal, src: f.lip, dst: f.real, type: ut, code: uc, quote: F.quoteOf(reply(f, r, lport)), ttl: 63 });
+      expectRun(own, XdpAction.REDIRECT, ownWant, 'the client\'s own');
+    });
+  }
+
+  test('an error about a flow of no connection, from either side, goes to the kernel untouched', () => {
+    const s = { sport: 53999 };
+    const cases: [string, Buffer][] = [
+      ['client side', F.icmpError({ l2: fromClient, src: V4.cliRouter, dst: V4.vip, type: T4.timeExceeded, code: 0, quote: F.quoteOf(toClientFrame(V4, s)) })],
+      ['server side', F.icmpError({ l2: fromReal, src: V4.srvRouter, dst: V4.lip, type: T4.timeExceeded, code: 0, quote: F.quoteOf(outbound(V4, s, 61000)) })],
+    ];
+    for (const [what, f] of cases) {
+      const before = count('pass_no_svc');
+      expectRun(f, XdpAction.PASS, f, what);
+      assert.equal(count('pass_no_svc') - before, 1, what);
+    }
+  });
+
+  test('mutated client-side errors about a flow: never aborted; passed ones untouched, forwarded ones off by what they were', () => {
+    const sport = 55000;
+    const lport = open(V4, sport);
+    const r = { sport, flags: F.TCP.ACK, payload: Buffer.alloc(60, 0x65), ttl: 63 };
+    const base = F.icmpError({ l2: fromClient, src: V4.cliRouter, dst: V4.vip, type: T4.unreach, code: T4.fragNeeded, rest: 1280, quote: F.quoteOf(toClientFrame(V4, r)) });
+    const want = F.icmpError({ l2: toReal, src: V4.cliRouter, dst: V4.real, type: T4.unreach, code: T4.fragNeeded, rest: 1280, quote: F.quoteOf(reply(V4, r, lport)), ttl: 63 });
+    expectRun(base, XdpAction.REDIRECT, want, 'the unmutated error');
+    let seed = 5050;
+    const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 16; };
+    // Outer IPv4 header, the ICMP message, the quoted IPv4 header: what each checksum is off by.
+    const off = (f: Buffer) => {
+      const inner = f.subarray(42, 42 + (f[42]! & 0x0f) * 4);
+      return [F.inetChecksum(f.subarray(14, 34)), F.inetChecksum(f.subarray(34, 14 + f.readUInt16BE(16))), F.inetChecksum(inner)]
+        .map((x) => (x === 0xffff ? 0 : x));
+    };
+    let forwarded = 0;
+    let passed = 0;
+    for (let i = 0; i < 2000; i++) {
+      const f = Buffer.from(base);
+      for (let j = 1 + (rnd() % 3); j > 0; j--) f[14 + (rnd() % (f.length - 14))] = rnd() & 0xff;
+      const input = rnd() % 4 === 0 ? Buffer.from(f.subarray(0, 14 + (rnd() % (f.length - 14)))) : f;
+      const out = t.run(Buffer.from(input));
+      assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(out.retval), `verdict ${out.retval}`);
+      if (out.retval === XdpAction.PASS) {
+        passed++;
+        assert.equal(hex(out.data), hex(input), 'passed untouched');
+        continue;
+      }
+      // A mutation can make a TCP/UDP packet of some flow (protocol byte): only ICMP errors are checked here.
+      if (out.retval !== XdpAction.REDIRECT || out.data[14 + 9] !== 1 || input.length < 42 + 20) continue;
+      forwarded++;
+      assert.deepEqual(off(out.data), off(input), 'checksums off by what they were');
+      assert.equal(F.addrText(out.data.subarray(30, 34)), V4.real, 'to the real server');
+    }
+    assert.ok(forwarded > 0 && passed > 0, `some forwarded (${forwarded}) and some passed (${passed})`);
+  });
+
+  test('NAT64: a client-side ICMPv6 error about an IPv4 real server\'s reply is dropped and counted', () => {
+    const sport = 54000;
+    const r = t.run(inbound(V6, { sport, dport: 82, flags: F.TCP.SYN }));
+    assert.equal(r.retval, XdpAction.REDIRECT);
+    assert.equal(r.data[14]! >> 4, 4, 'the flow goes to the real server as IPv4');
+    const err = F.icmpError({ l2: fromClient, src: V6.cliRouter, dst: V6.vip, type: T6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(toClientFrame(V6, { sport, dport: 82, ttl: 63 })) });
+    const before = count('icmp_drop');
+    expectRun(err, XdpAction.DROP, undefined, 'NAT64');
+    assert.equal(count('icmp_drop') - before, 1);
+  });
+});
