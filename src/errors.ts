@@ -37,7 +37,8 @@ export const ErrorCodes = {
   NO_LADDR: { exit: 255, hint: 'list them with `xvsadm -G`', ipvsadm: 'No such Local address' },
   PORT_MAPPING: { exit: 2, hint: 'DR and TUN forward to the service port; use NAT (-m) to change ports' },
   CAPACITY: { exit: 255, hint: undefined },
-  NO_DAEMON: { exit: 3, hint: 'start it with `xvsd --interface IF`' },
+  /** ipvsadm's fail(2) when it cannot reach IPVS at all (no module): scripts see the same words and exit. */
+  NO_DAEMON: { exit: 2, hint: 'start it with `xvsd --interface IF`', ipvsadm: "Can't initialize ipvs: Protocol not available" },
   /** xvsd --metrics: the address cannot be listened on (in use, not an address of this host). */
   LISTEN: { exit: 3, hint: 'give --metrics an address of this host and a free port' },
   /** xvs explain: no director's maps where it looked. */

@@ -466,15 +466,16 @@ test('xvsadm: a bad argument is ipvsadm\'s one stderr line with its exit code an
   assert.deepEqual([late.stderr, late.exitCode], ['Try `xvsadm -h\' or \'xvsadm --help\' for more information.\n', 255]);
 });
 
-test('xvsadm: no daemon is one line and a non-zero exit', async () => {
+test('xvsadm: no daemon is ipvsadm\'s words without IPVS, then ours, and ipvsadm\'s exit 2', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'xvsadm-'));
   try {
     const path = join(dir, 'xvsd.sock');
     const res = await runXvsadm(['--socket', path, '-L', '-n'], { request: (req, p) => request(p, req) });
     assert.equal(res.stdout, '');
-    assert.equal(res.stderr, `xvsadm: NO_DAEMON: no xvsd is listening on ${path} (hint: start it with \`xvsd --interface IF\`)\n`);
-    assert.equal(res.stderr.split('\n').length, 2);
-    assert.equal(res.exitCode, 3);
+    assert.equal(res.stderr, `Can't initialize ipvs: Protocol not available\nxvsadm: NO_DAEMON: no xvsd is listening on ${path} (hint: start it with \`xvsd --interface IF\`)\n`);
+    assert.equal(res.exitCode, 2);
+    const add = await runXvsadm(['--socket', path, '-A', '-t', '192.0.2.1:80'], { request: (req, p) => request(p, req) });
+    assert.deepEqual([add.stderr.split('\n')[0], add.exitCode], ["Can't initialize ipvs: Protocol not available", 2]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
