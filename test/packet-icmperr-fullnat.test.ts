@@ -45,12 +45,6 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
   let t: DirectorNs;
   const hex = (b: Buffer) => b.toString('hex');
   const count = (name: string) => t.director.counters()[name as 'rx'] ?? 0;
-  const expectRun = (input: Buffer, verdict: number, want?: Buffer, what = '') => {
-    const r = t.run(input);
-    assert.equal(r.retval, verdict, `${what}: verdict`);
-    if (want) assert.equal(hex(r.data), hex(want), `${what}: bytes`);
-    return r;
-  };
   /** Opens a flow with the client's SYN; returns its local port. */
   const open = (f: Fam, sport: number, dport = 80) => {
     const r = t.run(inbound(f, { sport, dport, flags: F.TCP.SYN }));
@@ -89,14 +83,14 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
         const before = count('icmp_xlat');
         const err = F.icmpError({ l2: fromReal, src: f.srvRouter, dst: f.lip, type, code, rest: 1280, quote: F.quoteOf(outbound(f, s, lport), n) });
         const want = F.icmpError({ l2: toClient, src: f.srvRouter, dst: f.client, type, code, rest: 1280, quote: F.quoteOf(inbound(f, s), n), ttl: 63 });
-        expectRun(err, XdpAction.TX, want, `a ${n}-byte quote`);
+        t.expect(err, XdpAction.TX, want, `a ${n}-byte quote`);
         assert.equal(count('icmp_xlat') - before, 1);
       }
       // The real server's own error comes from the VIP, the only address of the service the client knows.
       const [ut, uc] = f.v6 ? [T6.unreach, T6.portUnreach] : [T4.unreach, T4.portUnreach];
       const own = F.icmpError({ l2: fromReal, src: f.real, dst: f.lip, type: ut, code: uc, quote: F.quoteOf(outbound(f, s, lport)) });
       const ownWant = F.icmpError({ l2: toClient, src: f.vip, dst: f.client, type: ut, code: uc, quote: F.quoteOf(inbound(f, s)), ttl: 63 });
-      expectRun(own, XdpAction.TX, ownWant, 'the real server\'s own');
+      t.expect(own, XdpAction.TX, ownWant, 'the real server\'s own');
     });
 
     test(`${fam}: an error from the client side reaches the real server, quoting what it sent to the local address`, () => {
@@ -108,14 +102,14 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
       const before = { xlat: count('icmp_xlat'), svc: t.director.list({ proto: 'tcp', addr: f.vip, port: 80 }).services[0]!.stats.inpkts };
       const err = F.icmpError({ l2: fromClient, src: f.cliRouter, dst: f.vip, type, code, rest: 1280, quote: F.quoteOf(toClientFrame(f, r), f.v6 ? 1232 : 548) });
       const want = F.icmpError({ l2: toReal, src: f.cliRouter, dst: f.real, type, code, rest: 1280, quote: F.quoteOf(reply(f, r, lport), f.v6 ? 1232 : 548), ttl: 63 });
-      expectRun(err, XdpAction.REDIRECT, want, 'a router\'s error');
+      t.expect(err, XdpAction.REDIRECT, want, 'a router\'s error');
       assert.equal(count('icmp_xlat') - before.xlat, 1);
       assert.equal(t.director.list({ proto: 'tcp', addr: f.vip, port: 80 }).services[0]!.stats.inpkts - before.svc, 1, 'counted In');
       // The client's own error comes from the local address: the real server knows no other peer.
       const [ut, uc] = f.v6 ? [T6.unreach, T6.portUnreach] : [T4.unreach, T4.portUnreach];
       const own = F.icmpError({ l2: fromClient, src: f.client, dst: f.vip, type: ut, code: uc, quote: F.quoteOf(toClientFrame(f, r)) });
       const ownWant = F.icmpError({ l2: toReal, src: f.lip, dst: f.real, type: ut, code: uc, quote: F.quoteOf(reply(f, r, lport)), ttl: 63 });
-      expectRun(own, XdpAction.REDIRECT, ownWant, 'the client\'s own');
+      t.expect(own, XdpAction.REDIRECT, ownWant, 'the client\'s own');
     });
   }
 
@@ -127,7 +121,7 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
     ];
     for (const [what, f] of cases) {
       const before = count('pass_no_svc');
-      expectRun(f, XdpAction.PASS, f, what);
+      t.expect(f, XdpAction.PASS, f, what);
       assert.equal(count('pass_no_svc') - before, 1, what);
     }
   });
@@ -138,9 +132,7 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
     const r = { sport, flags: F.TCP.ACK, payload: Buffer.alloc(60, 0x65), ttl: 63 };
     const base = F.icmpError({ l2: fromClient, src: V4.cliRouter, dst: V4.vip, type: T4.unreach, code: T4.fragNeeded, rest: 1280, quote: F.quoteOf(toClientFrame(V4, r)) });
     const want = F.icmpError({ l2: toReal, src: V4.cliRouter, dst: V4.real, type: T4.unreach, code: T4.fragNeeded, rest: 1280, quote: F.quoteOf(reply(V4, r, lport)), ttl: 63 });
-    expectRun(base, XdpAction.REDIRECT, want, 'the unmutated error');
-    let seed = 5050;
-    const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 16; };
+    t.expect(base, XdpAction.REDIRECT, want, 'the unmutated error');
     // Outer IPv4 header, the ICMP message, the quoted IPv4 header: what each checksum is off by.
     const off = (f: Buffer) => {
       const inner = f.subarray(42, 42 + (f[42]! & 0x0f) * 4);
@@ -149,10 +141,7 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
     };
     let forwarded = 0;
     let passed = 0;
-    for (let i = 0; i < 2000; i++) {
-      const f = Buffer.from(base);
-      for (let j = 1 + (rnd() % 3); j > 0; j--) f[14 + (rnd() % (f.length - 14))] = rnd() & 0xff;
-      const input = rnd() % 4 === 0 ? Buffer.from(f.subarray(0, 14 + (rnd() % (f.length - 14)))) : f;
+    for (const input of F.mutants(base, { seed: 5050, count: 2000 })) {
       const out = t.run(Buffer.from(input));
       assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(out.retval), `verdict ${out.retval}`);
       if (out.retval === XdpAction.PASS) {
@@ -176,7 +165,7 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
     assert.equal(r.data[14]! >> 4, 4, 'the flow goes to the real server as IPv4');
     const err = F.icmpError({ l2: fromClient, src: V6.cliRouter, dst: V6.vip, type: T6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(toClientFrame(V6, { sport, dport: 82, ttl: 63 })) });
     const before = count('icmp_drop');
-    expectRun(err, XdpAction.DROP, undefined, 'NAT64');
+    t.expect(err, XdpAction.DROP, undefined, 'NAT64');
     assert.equal(count('icmp_drop') - before, 1);
   });
 });

@@ -49,15 +49,9 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
   let t: DirectorNs;
   const hex = (b: Buffer) => b.toString('hex');
   const count = (name: string) => t.director.counters()[name as 'rx'] ?? 0;
-  const expectRun = (input: Buffer, verdict: number, want?: Buffer, what = '') => {
-    const r = t.run(input);
-    assert.equal(r.retval, verdict, `${what}: verdict`);
-    if (want) assert.equal(hex(r.data), hex(want), `${what}: bytes`);
-    return r;
-  };
   /** Opens a flow with the client's SYN (and the server's SYN-ACK for TCP). */
   const open = (s: Seg) => {
-    expectRun(inbound(s), XdpAction.TX, dnatted(s), 'the flow\'s first packet');
+    t.expect(inbound(s), XdpAction.TX, dnatted(s), 'the flow\'s first packet');
   };
 
   before(async () => {
@@ -83,7 +77,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
       // Half a TCP checksum is left as it was: nothing can correct half of one.
       if (n === 20 + 17) quote[36] = F.quoteOf(dnatted(s))[36]!;
       const want = F.icmpError({ l2: toClient, src: SRV_ROUTER, dst: ADDR.client, type: V4.unreach, code: V4.fragNeeded, rest: 1280, quote, ttl: 63 });
-      expectRun(err, XdpAction.TX, want, `a ${n}-byte quote`);
+      t.expect(err, XdpAction.TX, want, `a ${n}-byte quote`);
       assert.equal(count('icmp_xlat') - before, 1);
     }
   });
@@ -93,7 +87,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     open(s);
     const err = F.icmpError({ l2: fromServerSide, src: ADDR.rs1, dst: ADDR.client, type: V4.unreach, code: V4.portUnreach, quote: F.quoteOf(dnatted(s)) });
     const want = F.icmpError({ l2: toClient, src: ADDR.vip, dst: ADDR.client, type: V4.unreach, code: V4.portUnreach, quote: F.quoteOf(inbound(s)), ttl: 63 });
-    expectRun(err, XdpAction.TX, want, 'port unreachable');
+    t.expect(err, XdpAction.TX, want, 'port unreachable');
   });
 
   test('a UDP quote without a checksum keeps none', () => {
@@ -102,7 +96,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     const noSum = (f: Buffer) => { const q = F.quoteOf(f); q.writeUInt16BE(0, 20 + 6); return q; };
     const err = F.icmpError({ l2: fromServerSide, src: ADDR.rs1, dst: ADDR.client, type: V4.unreach, code: V4.portUnreach, quote: noSum(dnatted(s)) });
     const want = F.icmpError({ l2: toClient, src: ADDR.vip, dst: ADDR.client, type: V4.unreach, code: V4.portUnreach, quote: noSum(inbound(s)), ttl: 63 });
-    expectRun(err, XdpAction.TX, want, 'no UDP checksum');
+    t.expect(err, XdpAction.TX, want, 'no UDP checksum');
   });
 
   test('ICMPv6 packet too big from a router on the server side reaches the client about the VIP', () => {
@@ -111,12 +105,12 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     for (const n of [1232, 48]) {
       const err = F.icmpError({ l2: fromServerSide, src: SRV_ROUTER6, dst: ADDR.client6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(dnatted(s), n) });
       const want = F.icmpError({ l2: toClient, src: SRV_ROUTER6, dst: ADDR.client6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(inbound(s), n), ttl: 63 });
-      expectRun(err, XdpAction.TX, want, `a ${n}-byte quote`);
+      t.expect(err, XdpAction.TX, want, `a ${n}-byte quote`);
     }
     // The real server's own error (an unreachable port) comes from the VIP.
     const err = F.icmpError({ l2: fromServerSide, src: ADDR.rs6, dst: ADDR.client6, type: V6.unreach, code: V6.portUnreach, quote: F.quoteOf(dnatted(s)) });
     const want = F.icmpError({ l2: toClient, src: ADDR.vip6, dst: ADDR.client6, type: V6.unreach, code: V6.portUnreach, quote: F.quoteOf(inbound(s)), ttl: 63 });
-    expectRun(err, XdpAction.TX, want, 'the real server\'s own');
+    t.expect(err, XdpAction.TX, want, 'the real server\'s own');
   });
 
   test('an error from the client side about a reply reaches the real server about what it sent', () => {
@@ -127,7 +121,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     const inAndOut = { svc: t.director.list({ proto: 'tcp', addr: ADDR.vip, port: 80 }).services[0]!.stats.inpkts };
     const err = F.icmpError({ l2: fromClientSide, src: CLI_ROUTER, dst: ADDR.vip, type: V4.timeExceeded, code: 0, quote: F.quoteOf(unnatted({ ...r, ttl: 63 }), 60) });
     const want = F.icmpError({ l2: toReal, src: CLI_ROUTER, dst: ADDR.rs1, type: V4.timeExceeded, code: 0, quote: F.quoteOf(reply({ ...r, ttl: 63 }), 60), ttl: 63 });
-    expectRun(err, XdpAction.TX, want, 'time exceeded');
+    t.expect(err, XdpAction.TX, want, 'time exceeded');
     const svc = t.director.list({ proto: 'tcp', addr: ADDR.vip, port: 80 }).services[0]!;
     assert.equal(svc.stats.inpkts - inAndOut.svc, 1, 'counted In, as IPVS counts an ICMP error it forwards');
     // IPv6: the client itself says the port is unreachable.
@@ -135,10 +129,10 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     const r6 = { sport, flags: F.TCP.ACK, v6: true, ttl: 63 };
     const err6 = F.icmpError({ l2: fromClientSide, src: ADDR.client6, dst: ADDR.vip6, type: V6.unreach, code: V6.portUnreach, quote: F.quoteOf(unnatted(r6)) });
     const want6 = F.icmpError({ l2: toReal, src: ADDR.client6, dst: ADDR.rs6, type: V6.unreach, code: V6.portUnreach, quote: F.quoteOf(reply(r6)), ttl: 63 });
-    expectRun(err6, XdpAction.TX, want6, 'ICMPv6 port unreachable');
+    t.expect(err6, XdpAction.TX, want6, 'ICMPv6 port unreachable');
     const err6r = F.icmpError({ l2: fromClientSide, src: CLI_ROUTER6, dst: ADDR.vip6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(unnatted(r6)) });
     const want6r = F.icmpError({ l2: toReal, src: CLI_ROUTER6, dst: ADDR.rs6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(reply(r6)), ttl: 63 });
-    expectRun(err6r, XdpAction.TX, want6r, 'ICMPv6 packet too big');
+    t.expect(err6r, XdpAction.TX, want6r, 'ICMPv6 packet too big');
   });
 
   test('errors about no flow, and ICMP that is no error, go to the kernel untouched', () => {
@@ -152,7 +146,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     ];
     for (const [what, f] of cases) {
       const before = count('pass_no_svc');
-      expectRun(f, XdpAction.PASS, f, what);
+      t.expect(f, XdpAction.PASS, f, what);
       assert.equal(count('pass_no_svc') - before, 1, `${what}: counted as before`);
     }
   });
@@ -177,7 +171,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     ];
     for (const [what, f] of cases) {
       const before = count('icmp_malformed');
-      expectRun(f, XdpAction.PASS, f, what);
+      t.expect(f, XdpAction.PASS, f, what);
       assert.equal(count('icmp_malformed') - before, 1, `${what}: counted`);
     }
     // The IPv6 quote must be a whole header and ports too.
@@ -186,7 +180,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     for (const n of [40 + 7, 39]) {
       const f = F.icmpError({ l2: fromServerSide, src: SRV_ROUTER6, dst: ADDR.client6, type: V6.tooBig, code: 0, rest: 1280, quote: q6.subarray(0, n) });
       const before = count('icmp_malformed');
-      expectRun(f, XdpAction.PASS, f, `a ${n}-byte IPv6 quote`);
+      t.expect(f, XdpAction.PASS, f, `a ${n}-byte IPv6 quote`);
       assert.equal(count('icmp_malformed') - before, 1);
     }
   });
@@ -196,7 +190,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     open(s);
     const before = count('ttl_exceeded');
     const err = F.icmpError({ l2: fromServerSide, src: SRV_ROUTER, dst: ADDR.client, type: V4.unreach, code: V4.hostUnreach, quote: F.quoteOf(dnatted(s)), ttl: 1 });
-    expectRun(err, XdpAction.DROP, undefined, 'TTL 1');
+    t.expect(err, XdpAction.DROP, undefined, 'TTL 1');
     assert.equal(count('ttl_exceeded') - before, 1);
   });
 
@@ -205,9 +199,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     open({ sport: 46000 });
     const base = F.icmpError({ l2: fromServerSide, src: SRV_ROUTER, dst: ADDR.client, type: V4.unreach, code: V4.fragNeeded, rest: 1280, quote: F.quoteOf(dnatted(s)) });
     const translated = F.icmpError({ l2: toClient, src: SRV_ROUTER, dst: ADDR.client, type: V4.unreach, code: V4.fragNeeded, rest: 1280, quote: F.quoteOf(inbound(s)), ttl: 63 });
-    expectRun(base, XdpAction.TX, translated, 'the unmutated error');
-    let seed = 8080;
-    const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 16; };
+    t.expect(base, XdpAction.TX, translated, 'the unmutated error');
     // What a checksum was off by, it stays off by (incremental updates, as any router's).
     const off = (f: Buffer) => {
       const ipLen = f.readUInt16BE(16);
@@ -227,10 +219,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     };
     let forwarded = 0;
     let passed = 0;
-    for (let i = 0; i < 3000; i++) {
-      const f = Buffer.from(base);
-      for (let j = 1 + (rnd() % 3); j > 0; j--) f[14 + (rnd() % (f.length - 14))] = rnd() & 0xff;
-      const input = rnd() % 4 === 0 ? Buffer.from(f.subarray(0, 14 + (rnd() % (f.length - 14)))) : f;
+    for (const input of F.mutants(base, { seed: 8080, count: 3000 })) {
       const r = t.run(Buffer.from(input));
       assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX] as number[]).includes(r.retval), `verdict ${r.retval}`);
       if (r.retval === XdpAction.PASS) {
@@ -266,9 +255,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     open({ sport: 46001, v6: true });
     const base = F.icmpError({ l2: fromServerSide, src: SRV_ROUTER6, dst: ADDR.client6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(dnatted(s)) });
     const translated = F.icmpError({ l2: toClient, src: SRV_ROUTER6, dst: ADDR.client6, type: V6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(inbound(s)), ttl: 63 });
-    expectRun(base, XdpAction.TX, translated, 'the unmutated error');
-    let seed = 6060;
-    const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 16; };
+    t.expect(base, XdpAction.TX, translated, 'the unmutated error');
     const L3 = 14;
     const IC = L3 + 40;
     const IN = IC + 8;
@@ -283,10 +270,7 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     };
     let forwarded = 0;
     let passed = 0;
-    for (let i = 0; i < 3000; i++) {
-      const f = Buffer.from(base);
-      for (let j = 1 + (rnd() % 3); j > 0; j--) f[14 + (rnd() % (f.length - 14))] = rnd() & 0xff;
-      const input = rnd() % 4 === 0 ? Buffer.from(f.subarray(0, 14 + (rnd() % (f.length - 14)))) : f;
+    for (const input of F.mutants(base, { seed: 6060, count: 3000 })) {
       const r = t.run(Buffer.from(input));
       assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX] as number[]).includes(r.retval), `verdict ${r.retval}`);
       if (r.retval === XdpAction.PASS) {

@@ -2,6 +2,7 @@
 // IPv4 and IPv6 routes and permanent neighbours, so bpf_fib_lookup and the
 // control plane's next-hop resolution both have something to find, and
 // BPF_PROG_TEST_RUN resolves inside it.
+import assert from 'node:assert/strict';
 import { Dataplane } from '../../src/daemon/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
 import { ifIndex, testRun, withNetns, withNetnsAsync, xdpMd, type TestRunResult } from '../../src/loader/index.js';
@@ -35,6 +36,8 @@ export interface DirectorNs {
   ifindex: number;
   /** BPF_PROG_TEST_RUN of the director on d0's ingress, inside the namespace. */
   run(input: Buffer): TestRunResult;
+  /** run(), asserting the verdict and, when given, the exact output bytes (`what` names the case). */
+  expect(input: Buffer, verdict: number, want?: Buffer, what?: string): TestRunResult;
   /** Director calls that resolve next hops run inside the namespace. */
   addReal(...a: Parameters<Director['addReal']>): ReturnType<Director['addReal']>;
   close(): void;
@@ -71,9 +74,16 @@ export function directorNs(name: string, opts: { connTableSize?: number; tunnelS
     dp = Dataplane.load({ connTableSize: opts.connTableSize ?? 4096 });
     const director = new Director(dp, { neighbours: false, ...(opts.tunnelSource ? { tunnelSource: opts.tunnelSource } : {}) });
     const loaded = dp;
+    const run = (input: Buffer) => withNetns(ns, () => testRun(loaded.progFd, { data: input, ctxIn: xdpMd({ dataLen: input.length, ingressIfindex: ifindex }) }));
     return {
       ns, dp: loaded, director, ifindex,
-      run: (input) => withNetns(ns, () => testRun(loaded.progFd, { data: input, ctxIn: xdpMd({ dataLen: input.length, ingressIfindex: ifindex }) })),
+      run,
+      expect: (input, verdict, want, what = '') => {
+        const r = run(input);
+        assert.equal(r.retval, verdict, `${what}: verdict`);
+        if (want) assert.equal(r.data.toString('hex'), want.toString('hex'), `${what}: bytes`);
+        return r;
+      },
       addReal: (...a) => withNetnsAsync(ns, () => director.addReal(...a)),
       close: () => {
         loaded.close();

@@ -400,3 +400,19 @@ export function quoteOf(f: Buffer, n = Infinity): Buffer {
   const ip = f.subarray(14);
   return Buffer.from(ip.subarray(0, Math.min(n, ip.length)));
 }
+
+/**
+ * Mutated copies of a frame, reproducible from the seed: one to three bytes
+ * past the first `from` changed at random, and one in four also cut short
+ * at a random length past `from`.
+ */
+export function* mutants(base: Buffer, o: { seed: number; count: number; from?: number }): Generator<Buffer> {
+  const from = o.from ?? 14;
+  let seed = o.seed;
+  const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 16; };
+  for (let i = 0; i < o.count; i++) {
+    const f = Buffer.from(base);
+    for (let j = 1 + (rnd() % 3); j > 0; j--) f[from + (rnd() % (f.length - from))] = rnd() & 0xff;
+    yield rnd() % 4 === 0 ? Buffer.from(f.subarray(0, from + (rnd() % (f.length - from)))) : f;
+  }
+}
