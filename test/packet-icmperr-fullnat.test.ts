@@ -4,8 +4,10 @@
 // to the client, quoting client -> VIP:vport; from the client side (about
 // VIP:vport -> client) to the real server, quoting RIP:rport -> LIP:lport,
 // which is what it sent. Expected frames are built from scratch here, every
-// checksum computed independently. A NAT64 flow's error would have to be
-// rebuilt in the other family: dropped and counted.
+// checksum computed independently. NAT64: the server side's ICMPv4 error
+// reaches the IPv6 client rebuilt as ICMPv6 (RFC 7915's mapping); what has
+// no ICMPv6 counterpart, and the client side's ICMPv6 errors, are dropped
+// and counted.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
@@ -158,14 +160,115 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
     assert.ok(forwarded > 0 && passed > 0, `some forwarded (${forwarded}) and some passed (${passed})`);
   });
 
-  test('NAT64: a client-side ICMPv6 error about an IPv4 real server\'s reply is dropped and counted', () => {
-    const sport = 54000;
-    const r = t.run(inbound(V6, { sport, dport: 82, flags: F.TCP.SYN }));
-    assert.equal(r.retval, XdpAction.REDIRECT);
-    assert.equal(r.data[14]! >> 4, 4, 'the flow goes to the real server as IPv4');
-    const err = F.icmpError({ l2: fromClient, src: V6.cliRouter, dst: V6.vip, type: T6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(toClientFrame(V6, { sport, dport: 82, ttl: 63 })) });
-    const before = count('icmp_drop');
-    t.expect(err, XdpAction.DROP, undefined, 'NAT64');
-    assert.equal(count('icmp_drop') - before, 1);
+  describe('NAT64 (an IPv6 VIP, an IPv4 real server)', () => {
+    const LIP4 = ADDR.dirFar;
+    const SRV4 = V4.srvRouter;
+    /** The client's segment to VIP6:82, and the same as it left for the real server: IPv4 from LIP:lport. */
+    const in6 = (s: Seg) => inbound(V6, { ...s, dport: 82 });
+    const out4 = (lport: number, s: Seg) => pkt(V4, toReal, LIP4, ADDR.rsFar, lport, RPORT, s);
+    const openFlow = (sport: number) => {
+      const r = t.run(in6({ sport, flags: F.TCP.SYN }));
+      assert.equal(r.retval, XdpAction.REDIRECT);
+      assert.equal(r.data[14]! >> 4, 4, 'the flow goes to the real server as IPv4');
+      return lportOf(r.data);
+    };
+
+    test('a server-side ICMPv4 error reaches the IPv6 client as ICMPv6, from the VIP, quoting what it sent (RFC 7915)', () => {
+      const sport = 54000;
+      const lport = openFlow(sport);
+      const s = { sport, flags: F.TCP.ACK | F.TCP.PSH, payload: Buffer.alloc(1200, 0x67) };
+      // what; ICMPv4 type, code, rest; ICMPv6 type, code, rest; the error's source
+      const cases: [string, number, number, number, number, number, number, string][] = [
+        ['fragmentation needed: packet too big, the MTU 20 larger', T4.unreach, T4.fragNeeded, 1400, T6.tooBig, 0, 1420, SRV4],
+        ['a small MTU: packet too big at IPv6\'s minimum', T4.unreach, T4.fragNeeded, 576, T6.tooBig, 0, 1280, SRV4],
+        ['time exceeded in transit', T4.timeExceeded, 0, 0, T6.timeExceeded, 0, 0, SRV4],
+        ['host unreachable: no route', T4.unreach, 1, 0, T6.unreach, 0, 0, SRV4],
+        ['communication administratively prohibited', T4.unreach, 13, 0, T6.unreach, 1, 0, SRV4],
+        ['the real server\'s own port unreachable', T4.unreach, T4.portUnreach, 0, T6.unreach, T6.portUnreach, 0, ADDR.rsFar],
+      ];
+      for (const [what, t4, c4, r4, t6, c6, r6, src] of cases) {
+        for (const n of [548, 28]) {
+          const before = count('icmp_xlat');
+          const err = F.icmpError({ l2: fromReal, src, dst: LIP4, type: t4, code: c4, rest: r4, quote: F.quoteOf(out4(lport, s), n) });
+          const want = F.icmpError({ l2: toClient, src: V6.vip, dst: V6.client, type: t6, code: c6, rest: r6, quote: F.quoteOf(in6(s), n + 20), ttl: 63, tc: 0xc0 });
+          t.expect(err, XdpAction.TX, want, `${what}, a ${n}-byte quote`);
+          assert.equal(count('icmp_xlat') - before, 1, what);
+        }
+      }
+      // A TCP quote that ends inside the checksum: the half checksum is left as it was.
+      const q = F.quoteOf(out4(lport, s), 20 + 17);
+      const err = F.icmpError({ l2: fromReal, src: SRV4, dst: LIP4, type: T4.timeExceeded, code: 0, quote: q });
+      const wantQ = F.quoteOf(in6(s), 40 + 17);
+      wantQ[40 + 16] = q[20 + 16]!;
+      t.expect(err, XdpAction.TX, F.icmpError({ l2: toClient, src: V6.vip, dst: V6.client, type: T6.timeExceeded, code: 0, quote: wantQ, ttl: 63, tc: 0xc0 }), 'a 17-byte TCP quote');
+    });
+
+    test('ICMPv4 errors without an ICMPv6 counterpart, or that cannot be rebuilt, are dropped and counted', () => {
+      const sport = 54001;
+      const lport = openFlow(sport);
+      const s = { sport, flags: F.TCP.ACK, payload: Buffer.alloc(100, 0x68) };
+      const q = F.quoteOf(out4(lport, s));
+      const err = (type: number, code: number, rest: number, quote = q) => F.icmpError({ l2: fromReal, src: SRV4, dst: LIP4, type, code, rest, quote });
+      /** The same error with 4 bytes of IPv4 options (NOPs) in its outer header. */
+      const withOptions = (f: Buffer) => {
+        const ip = Buffer.concat([f.subarray(14, 34), Buffer.from([1, 1, 1, 0])]);
+        ip[0] = 0x46;
+        ip.writeUInt16BE(ip.length + f.length - 34, 2);
+        ip.writeUInt16BE(0, 10);
+        ip.writeUInt16BE(F.inetChecksum(ip), 10);
+        return Buffer.concat([f.subarray(0, 14), ip, f.subarray(34)]);
+      };
+      const cases: [string, Buffer][] = [
+        ['source quench', err(4, 0, 0)],
+        ['parameter problem', err(12, 0, 0x0c000000)],
+        ['fragmentation needed with no MTU', err(T4.unreach, T4.fragNeeded, 0)],
+        ['a quote past IPv6\'s minimum MTU once rebuilt', err(T4.timeExceeded, 0, 0, F.quoteOf(out4(lport, { ...s, payload: Buffer.alloc(1300, 0x69) })))],
+        ['IPv4 options in the error', withOptions(err(T4.timeExceeded, 0, 0))],
+      ];
+      for (const [what, f] of cases) {
+        const before = count('icmp_drop');
+        t.expect(f, XdpAction.DROP, undefined, what);
+        assert.equal(count('icmp_drop') - before, 1, what);
+      }
+    });
+
+    test('mutated ICMPv4 errors about the flow: never aborted; rebuilt ones carry the ICMP checksum\'s error into ICMPv6\'s', () => {
+      const sport = 54003;
+      const lport = openFlow(sport);
+      const s = { sport, flags: F.TCP.ACK, payload: Buffer.alloc(60, 0x6a) };
+      const base = F.icmpError({ l2: fromReal, src: SRV4, dst: LIP4, type: T4.unreach, code: T4.fragNeeded, rest: 1400, quote: F.quoteOf(out4(lport, s)) });
+      t.expect(base, XdpAction.TX, F.icmpError({ l2: toClient, src: V6.vip, dst: V6.client, type: T6.tooBig, code: 0, rest: 1420, quote: F.quoteOf(in6(s)), ttl: 63, tc: 0xc0 }), 'the unmutated error');
+      const off4 = (f: Buffer) => F.inetChecksum(f.subarray(34, 14 + f.readUInt16BE(16)));
+      const off6 = (f: Buffer) => {
+        const len = f.readUInt16BE(14 + 4);
+        return F.inetChecksum(F.pseudoHeader(F.addrText(f.subarray(22, 38)), F.addrText(f.subarray(38, 54)), 58, len), f.subarray(54, 54 + len));
+      };
+      const norm = (x: number) => (x === 0xffff ? 0 : x);
+      let rebuilt = 0;
+      let passed = 0;
+      for (const input of F.mutants(base, { seed: 6464, count: 2000 })) {
+        const r = t.run(Buffer.from(input));
+        assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(r.retval), `verdict ${r.retval}`);
+        if (r.retval === XdpAction.PASS) {
+          passed++;
+          assert.equal(r.data.toString('hex'), input.toString('hex'), 'passed untouched');
+          continue;
+        }
+        if (r.retval !== XdpAction.TX || r.data.readUInt16BE(12) !== 0x86dd || r.data[20] !== 58) continue;
+        rebuilt++;
+        assert.equal(r.data.length, input.length + 40, 'the frame grew by the two headers\' difference');
+        assert.equal(norm(off6(r.data)), norm(off4(input)), 'ICMPv6 checksum off by what the ICMP one was');
+      }
+      assert.ok(rebuilt > 0 && passed > 0, `some rebuilt (${rebuilt}) and some passed (${passed})`);
+    });
+
+    test('a client-side ICMPv6 error about an IPv4 real server\'s reply is dropped and counted', () => {
+      const sport = 54002;
+      openFlow(sport);
+      const err = F.icmpError({ l2: fromClient, src: V6.cliRouter, dst: V6.vip, type: T6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(toClientFrame(V6, { sport, dport: 82, ttl: 63 })) });
+      const before = count('icmp_drop');
+      t.expect(err, XdpAction.DROP, undefined, 'NAT64');
+      assert.equal(count('icmp_drop') - before, 1);
+    });
   });
 });

@@ -10,7 +10,11 @@
  *   real server itself (a router keeps its own address);
  * - from the client side, about a reply the director sent (it quotes
  *   VIP:vport -> client:cport, to the VIP): to the real server, quoting
- *   RIP:rport -> client:cport, its outer destination the RIP.
+ *   RIP:rport -> client:cport (FULLNAT: -> LIP:lport), its outer
+ *   destination the RIP;
+ * - NAT64 (FULLNAT from an IPv6 VIP to IPv4 real servers): the server
+ *   side's ICMPv4 error is rebuilt as ICMPv6 (RFC 7915); the client side's
+ *   ICMPv6 error is dropped and counted.
  *
  * The flow is found by the quoted packet's tuple reversed: it is the reply
  * key of xvs_nats/xvs_nat_syn in the first case, the flow key of
@@ -40,6 +44,7 @@
 
 #include "icmp.h"
 #include "nat.h"
+#include "nat64.h"
 
 enum {
 	ICMP_SOURCE_QUENCH = 4,
@@ -281,6 +286,189 @@ static __always_inline int xvs_icmperr_refused(int rc)
 	return XDP_DROP;
 }
 
+/*
+ * RFC 7915 4.2: an ICMPv4 error's type and code as ICMPv6 has them, and the
+ * MTU of fragmentation-needed as packet-too-big's, 20 bytes larger (no
+ * smaller than IPv6's minimum, as icmp.h answers). 0: no counterpart
+ * (source quench, parameter problem, a zero MTU, codes without one).
+ */
+static __always_inline int xvs_icmp_type_4to6(__u8 type, __u8 code, __u16 mtu4, __u8 *t6, __u8 *c6, __be32 *mtu6)
+{
+	*mtu6 = 0;
+	if (type == ICMP_TIME_EXCEEDED) {
+		*t6 = ICMPV6_TIME_EXCEED;
+		*c6 = code;
+		return code <= 1;
+	}
+	if (type != ICMP_DEST_UNREACH)
+		return 0;
+	*t6 = ICMPV6_DEST_UNREACH;
+	switch (code) {
+	case 0: case 1: case 5: case 6: case 7: case 8: case 11: case 12:
+		*c6 = 0; /* no route to destination */
+		return 1;
+	case ICMP_PORT_UNREACH:
+		*c6 = ICMPV6_PORT_UNREACH;
+		return 1;
+	case 9: case 10: case 13: case 15:
+		*c6 = 1; /* administratively prohibited */
+		return 1;
+	case ICMP_FRAG_NEEDED:
+		if (mtu4 == 0)
+			return 0;
+		*t6 = ICMPV6_PKT_TOOBIG;
+		*c6 = 0;
+		*mtu6 = bpf_htonl(mtu4 + XVS_NAT64_GROWTH < XVS_IPV6_MIN_MTU ? XVS_IPV6_MIN_MTU : mtu4 + XVS_NAT64_GROWTH);
+		return 1;
+	}
+	return 0;
+}
+
+/* What the 4-to-6 translation writes in front of the quoted transport
+ * header, where the outer IPv4 header, the ICMP header and the quoted IPv4
+ * header were, 40 bytes earlier in the frame. */
+struct xvs_icmperr6_hdrs {
+	struct ipv6hdr ip6;
+	struct xvs_icmp6hdr ic;
+	struct ipv6hdr in6;
+};
+
+/* Ones' complement sum of n 16-bit words. */
+static __always_inline __wsum xvs_sum16(__wsum s, const __u16 *w, int n)
+{
+#pragma unroll
+	for (int i = 0; i < n; i++)
+		s = xvs_csum_add(s, (__wsum)w[i]);
+	return s;
+}
+
+/*
+ * NAT64: the server side's ICMPv4 error about LIP:lport -> RIP:rport becomes
+ * the ICMPv6 error the IPv6 client understands, from the VIP (the client
+ * knows no IPv4 address) about client:cport -> VIP:vport, as RFC 7915
+ * translates one: both IP headers rebuilt, the quoted transport header's
+ * ports and checksum translated, the ICMPv6 checksum from the ICMP one (the
+ * quoted transport bytes sum the same either side, less what changed in
+ * them). Neither IPv4 header may carry options, and the result stays within
+ * IPv6's minimum MTU (Linux quotes 576 bytes at most); else dropped, counted.
+ */
+static __always_inline int xvs_icmperr_4to6(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_icmperr *e,
+					     const struct xvs_nat *n)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xvs_icmperr6_hdrs h = {};
+	__u32 l3 = p->l3_off, end = p->l3_off + p->ip_len;
+	__u16 tot, in_tot;
+	__sum16 *l4check = NULL, old_l4check = 0, new_l4check = 0;
+	__u8 proto = e->in_proto, t6, c6, *ic;
+	struct iphdr *iph, *in;
+	__be16 *ports;
+	__be32 mtu6;
+	__wsum d_l4 = 0, s;
+
+	if (n->family != XVS_AF_INET6 || l3 > XVS_L2_MAX || p->l4_off != l3 + 20 || e->in_l3 != l3 + 28 ||
+	    e->in_l4 != l3 + 48)
+		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
+	iph = data + l3;
+	ic = data + l3 + 20;
+	in = data + l3 + 28;
+	ports = data + l3 + 48;
+	if ((void *)(ports + 4) > data_end)
+		return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	tot = bpf_ntohs(iph->tot_len);
+	in_tot = bpf_ntohs(in->tot_len);
+	if (tot + sizeof(struct ipv6hdr) > XVS_IPV6_MIN_MTU || in_tot < 28)
+		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
+	if (iph->ttl <= 1)
+		return xvs_icmperr_refused(XVS_PRIM_ETTL);
+	if (!xvs_icmp_type_4to6(ic[0], ic[1], bpf_ntohs(*(__be16 *)(ic + 6)), &t6, &c6, &mtu6))
+		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
+	if (proto == IPPROTO_UDP)
+		l4check = (void *)ports + XVS_UDP_CHECK_OFF;
+	else if (l3 + 48 + XVS_TCP_CHECK_OFF + 2 <= end)
+		l4check = (void *)ports + XVS_TCP_CHECK_OFF;
+	if (l4check) {
+		if ((void *)(l4check + 1) > data_end)
+			return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+		old_l4check = *l4check;
+	}
+
+	h.ip6.version = 6;
+	h.ip6.priority = iph->tos >> 4;
+	h.ip6.flow_lbl[0] = (iph->tos & 0xf) << 4;
+	h.ip6.payload_len = bpf_htons(tot); /* 8 + 40 + the quoted transport bytes */
+	h.ip6.nexthdr = XVS_IPPROTO_ICMPV6;
+	h.ip6.hop_limit = iph->ttl - 1;
+	__builtin_memcpy(&h.ip6.saddr, n->vaddr, 16);
+	__builtin_memcpy(&h.ip6.daddr, n->caddr, 16);
+	h.ic.type = t6;
+	h.ic.code = c6;
+	h.ic.mtu = mtu6;
+	h.in6.version = 6;
+	h.in6.priority = in->tos >> 4;
+	h.in6.flow_lbl[0] = (in->tos & 0xf) << 4;
+	h.in6.payload_len = bpf_htons(in_tot - 20);
+	h.in6.nexthdr = proto;
+	h.in6.hop_limit = in->ttl;
+	__builtin_memcpy(&h.in6.saddr, n->caddr, 16);
+	__builtin_memcpy(&h.in6.daddr, n->vaddr, 16);
+
+	/* The quoted transport header: its pseudo-header's addresses (the
+	 * length and protocol sum the same in both families) and ports. */
+	d_l4 = xvs_csum_diff4(d_l4, in->saddr, n->caddr[0]);
+	d_l4 = xvs_csum_diff4(d_l4, in->daddr, n->vaddr[0]);
+#pragma unroll
+	for (int i = 1; i < 4; i++) {
+		d_l4 = xvs_csum_diff4(d_l4, 0, n->caddr[i]);
+		d_l4 = xvs_csum_diff4(d_l4, 0, n->vaddr[i]);
+	}
+	d_l4 = xvs_csum_diff2(d_l4, ports[0], n->cport);
+	d_l4 = xvs_csum_diff2(d_l4, ports[1], n->vport);
+	if (l4check)
+		new_l4check = xvs_l4_csum_apply(old_l4check, proto, d_l4);
+
+	/* ICMPv6's checksum: the old message's sum (~its checksum), less the
+	 * ICMP and quoted IPv4 headers (the checksum field counts as 0), plus
+	 * what changed in the quoted transport bytes, the pseudo-header and
+	 * the new ICMPv6 and quoted IPv6 headers. */
+	{
+		const __u32 *w = (const __u32 *)ic;
+		__u64 o = (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6];
+
+		o = (o & 0xffffffff) + (o >> 32);
+		s = (__wsum)(__u16)~*(__u16 *)(ic + 2);
+		s = xvs_csum_add(s, (__wsum)(__u16)xvs_csum_finish(xvs_csum_add((__wsum)o, s)));
+	}
+	s = xvs_csum_diff2(s, ports[0], n->cport);
+	s = xvs_csum_diff2(s, ports[1], n->vport);
+	if (l4check)
+		s = xvs_csum_diff2(s, old_l4check, new_l4check);
+	s = xvs_sum16(s, (const __u16 *)&h.ip6.saddr, 16);
+	s = xvs_csum_add(s, (__wsum)bpf_htons(tot));
+	s = xvs_csum_add(s, (__wsum)bpf_htons(XVS_IPPROTO_ICMPV6));
+	s = xvs_sum16(s, (const __u16 *)&h.ic, sizeof(h.ic) / 2);
+	s = xvs_sum16(s, (const __u16 *)&h.in6, sizeof(h.in6) / 2);
+	h.ic.checksum = xvs_csum_finish(s);
+
+	ports[0] = n->cport;
+	ports[1] = n->vport;
+	if (l4check)
+		*l4check = new_l4check;
+	if (xvs_open_room(ctx, l3, sizeof(h) - (sizeof(struct iphdr) + XVS_ICMP_HLEN + sizeof(struct iphdr))))
+		return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (l3 > XVS_L2_MAX || data + l3 + sizeof(h) > data_end)
+		return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	__builtin_memcpy(data + l3, &h, sizeof(h));
+	if (xvs_set_ethertype(ctx, l3, XVS_ETH_P_IPV6))
+		return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	xvs_account_out(n->svc_id, n->real_id, tot);
+	xvs_count(XVS_CNT_ICMP_XLAT);
+	return xvs_send(ctx, n->ifindex, n->cmac, n->smac, l3);
+}
+
 /* From the server side, about what the director sent a real server: the
  * reply side's entry (key: the quoted tuple reversed) says where the client
  * is and what it sent to. For FULLNAT the quoted source is the local
@@ -297,11 +485,8 @@ static __always_inline int xvs_icmperr_to_client(struct xdp_md *ctx, const struc
 		n = bpf_map_lookup_elem(&xvs_nat_syn, k);
 	if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
 		return XVS_CONTINUE;
-	if (n->family != p->family) {
-		/* A flow across families would need the error rebuilt in the other family. */
-		xvs_count(XVS_CNT_ICMP_DROP);
-		return XDP_DROP;
-	}
+	if (n->family != p->family)
+		return xvs_icmperr_4to6(ctx, p, e, n); /* NAT64: rebuilt in the client's family */
 	xp->in_saddr = n->caddr;
 	xp->in_sport = n->cport;
 	xp->in_daddr = n->vaddr;

@@ -377,6 +377,8 @@ export interface IcmpErrorOpts {
   /** The quoted bytes: the start of the offending IP packet, as long as the sender chose. */
   quote: Buffer;
   ttl?: number;
+  /** IPv6's traffic class (IPv4's TOS is 0xc0, as Linux sends its errors). */
+  tc?: number;
 }
 
 /** An ICMP or ICMPv6 error frame, its checksums (ICMPv6's over the pseudo-header) computed here. */
@@ -390,7 +392,7 @@ export function icmpError(o: IcmpErrorOpts): Buffer {
   const sum = v6 ? inetChecksum(pseudoHeader(o.src, o.dst, 58, len), ic, o.quote) : inetChecksum(ic, o.quote);
   ic.writeUInt16BE(sum, 2);
   const ip = v6
-    ? ipv6({ src: o.src, dst: o.dst, nextHeader: 58, payloadLen: len, hopLimit: o.ttl ?? 64 })
+    ? ipv6({ src: o.src, dst: o.dst, nextHeader: 58, payloadLen: len, hopLimit: o.ttl ?? 64, tc: o.tc ?? 0 })
     : ipv4({ src: o.src, dst: o.dst, proto: 1, payloadLen: len, ttl: o.ttl ?? 64, tos: 0xc0, id: 0 });
   return Buffer.concat([eth({ ...o.l2, type: v6 ? 0x86dd : 0x0800 }), ip, ic, o.quote]);
 }
