@@ -4,10 +4,9 @@
 // to the client, quoting client -> VIP:vport; from the client side (about
 // VIP:vport -> client) to the real server, quoting RIP:rport -> LIP:lport,
 // which is what it sent. Expected frames are built from scratch here, every
-// checksum computed independently. NAT64: the server side's ICMPv4 error
-// reaches the IPv6 client rebuilt as ICMPv6 (RFC 7915's mapping); what has
-// no ICMPv6 counterpart, and the client side's ICMPv6 errors, are dropped
-// and counted.
+// checksum computed independently. NAT64: each error is rebuilt in the
+// other family (RFC 7915's mapping); what has no counterpart there is
+// dropped and counted.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
@@ -262,13 +261,68 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
       assert.ok(rebuilt > 0 && passed > 0, `some rebuilt (${rebuilt}) and some passed (${passed})`);
     });
 
-    test('a client-side ICMPv6 error about an IPv4 real server\'s reply is dropped and counted', () => {
+    test('a client-side ICMPv6 error reaches the IPv4 real server as ICMPv4, from the local address, quoting what it sent (RFC 7915)', () => {
       const sport = 54002;
-      openFlow(sport);
-      const err = F.icmpError({ l2: fromClient, src: V6.cliRouter, dst: V6.vip, type: T6.tooBig, code: 0, rest: 1280, quote: F.quoteOf(toClientFrame(V6, { sport, dport: 82, ttl: 63 })) });
+      const lport = openFlow(sport);
+      const r = { sport, dport: 82, flags: F.TCP.ACK, payload: Buffer.alloc(1000, 0x6b), ttl: 63 };
+      /** The reply as the real server sent it (as far as the reply shows: TTL from the hop limit, DF, no identification). */
+      const sent4 = pkt(V4, fromReal, ADDR.rsFar, LIP4, RPORT, lport, { ...r, ttl: 63 });
+      const sent = Buffer.from(sent4);
+      F.ipv4({ src: ADDR.rsFar, dst: LIP4, proto: 6, payloadLen: sent.length - 34, ttl: 63, df: true, id: 0 }).copy(sent, 14);
+      // what; ICMPv6 type, code, rest, source; ICMPv4 type, code, rest
+      const cases: [string, number, number, number, string, number, number, number][] = [
+        ['packet too big: fragmentation needed, the MTU 20 smaller', T6.tooBig, 0, 1400, V6.cliRouter, T4.unreach, T4.fragNeeded, 1380],
+        ['time exceeded', T6.timeExceeded, 0, 0, V6.cliRouter, T4.timeExceeded, 0, 0],
+        ['no route: host unreachable', T6.unreach, 0, 0, V6.cliRouter, T4.unreach, 1, 0],
+        ['administratively prohibited', T6.unreach, 1, 0, V6.cliRouter, T4.unreach, 10, 0],
+        ['the client\'s own port unreachable', T6.unreach, T6.portUnreach, 0, V6.client, T4.unreach, T4.portUnreach, 0],
+      ];
+      for (const [what, t6, c6, r6, src, t4, c4, r4] of cases) {
+        for (const n of [1232, 48]) {
+          const before = count('icmp_xlat');
+          const err = F.icmpError({ l2: fromClient, src, dst: V6.vip, type: t6, code: c6, rest: r6, quote: F.quoteOf(toClientFrame(V6, r), n), tc: 0xc0 });
+          const want = F.icmpError({ l2: toReal, src: LIP4, dst: ADDR.rsFar, type: t4, code: c4, rest: r4, quote: F.quoteOf(sent, n - 20), ttl: 63 });
+          t.expect(err, XdpAction.REDIRECT, want, `${what}, a ${n}-byte quote`);
+          assert.equal(count('icmp_xlat') - before, 1, what);
+        }
+      }
       const before = count('icmp_drop');
-      t.expect(err, XdpAction.DROP, undefined, 'NAT64');
-      assert.equal(count('icmp_drop') - before, 1);
+      for (const [what, type, code, rest] of [['parameter problem', 4, 0, 40], ['packet too big below IPv6\'s minimum', T6.tooBig, 0, 1000]] as const) {
+        const err = F.icmpError({ l2: fromClient, src: V6.cliRouter, dst: V6.vip, type, code, rest, quote: F.quoteOf(toClientFrame(V6, r), 200) });
+        t.expect(err, XdpAction.DROP, undefined, what);
+      }
+      assert.equal(count('icmp_drop') - before, 2, 'dropped and counted');
+    });
+
+    test('mutated client-side ICMPv6 errors about the flow: never aborted; rebuilt ones carry the ICMPv6 checksum\'s error into ICMP\'s', () => {
+      const sport = 54004;
+      openFlow(sport);
+      const r = { sport, dport: 82, flags: F.TCP.ACK, payload: Buffer.alloc(60, 0x6c), ttl: 63 };
+      const base = F.icmpError({ l2: fromClient, src: V6.cliRouter, dst: V6.vip, type: T6.tooBig, code: 0, rest: 1400, quote: F.quoteOf(toClientFrame(V6, r)) });
+      assert.equal(t.run(Buffer.from(base)).retval, XdpAction.REDIRECT, 'the unmutated error');
+      const off6 = (f: Buffer) => {
+        const len = f.readUInt16BE(14 + 4);
+        return F.inetChecksum(F.pseudoHeader(F.addrText(f.subarray(22, 38)), F.addrText(f.subarray(38, 54)), 58, len), f.subarray(54, 54 + len));
+      };
+      const off4 = (f: Buffer) => F.inetChecksum(f.subarray(34, 14 + f.readUInt16BE(16)));
+      const norm = (x: number) => (x === 0xffff ? 0 : x);
+      let rebuilt = 0;
+      let passed = 0;
+      for (const input of F.mutants(base, { seed: 4646, count: 2000 })) {
+        const out = t.run(Buffer.from(input));
+        assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(out.retval), `verdict ${out.retval}`);
+        if (out.retval === XdpAction.PASS) {
+          passed++;
+          assert.equal(out.data.toString('hex'), input.toString('hex'), 'passed untouched');
+          continue;
+        }
+        if (out.retval !== XdpAction.REDIRECT || out.data.readUInt16BE(12) !== 0x0800 || out.data[23] !== 1) continue;
+        rebuilt++;
+        assert.equal(out.data.length, input.length - 40, 'the frame shrank by the two headers\' difference');
+        assert.equal(norm(F.inetChecksum(out.data.subarray(14, 34))), 0, 'a valid outer IPv4 header');
+        assert.equal(norm(off4(out.data)), norm(off6(input)), 'ICMP checksum off by what the ICMPv6 one was');
+      }
+      assert.ok(rebuilt > 0 && passed > 0, `some rebuilt (${rebuilt}) and some passed (${passed})`);
     });
   });
 });

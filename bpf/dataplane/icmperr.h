@@ -12,9 +12,8 @@
  *   VIP:vport -> client:cport, to the VIP): to the real server, quoting
  *   RIP:rport -> client:cport (FULLNAT: -> LIP:lport), its outer
  *   destination the RIP;
- * - NAT64 (FULLNAT from an IPv6 VIP to IPv4 real servers): the server
- *   side's ICMPv4 error is rebuilt as ICMPv6 (RFC 7915); the client side's
- *   ICMPv6 error is dropped and counted.
+ * - NAT64 (FULLNAT from an IPv6 VIP to IPv4 real servers): either is
+ *   rebuilt in the other family, as RFC 7915 translates ICMP errors.
  *
  * The flow is found by the quoted packet's tuple reversed: it is the reply
  * key of xvs_nats/xvs_nat_syn in the first case, the flow key of
@@ -469,6 +468,173 @@ static __always_inline int xvs_icmperr_4to6(struct xdp_md *ctx, const struct xvs
 	return xvs_send(ctx, n->ifindex, n->cmac, n->smac, l3);
 }
 
+/*
+ * RFC 7915 5.2: an ICMPv6 error's type and code as ICMPv4 has them, and the
+ * MTU of packet too big as fragmentation-needed's, 20 bytes smaller. 0: no
+ * counterpart (parameter problem, codes without one).
+ */
+static __always_inline int xvs_icmp_type_6to4(__u8 type, __u8 code, __u32 mtu6, __u8 *t4, __u8 *c4, __be16 *mtu4)
+{
+	*mtu4 = 0;
+	if (type == ICMPV6_TIME_EXCEED) {
+		*t4 = ICMP_TIME_EXCEEDED;
+		*c4 = code;
+		return code <= 1;
+	}
+	*t4 = ICMP_DEST_UNREACH;
+	if (type == ICMPV6_PKT_TOOBIG) {
+		if (mtu6 < XVS_IPV6_MIN_MTU)
+			return 0;
+		*c4 = ICMP_FRAG_NEEDED;
+		*mtu4 = bpf_htons(mtu6 - XVS_NAT64_GROWTH > 0xffff ? 0xffff : mtu6 - XVS_NAT64_GROWTH);
+		return 1;
+	}
+	if (type != ICMPV6_DEST_UNREACH)
+		return 0;
+	switch (code) {
+	case 0: case 2: case 3:
+		*c4 = 1; /* host unreachable */
+		return 1;
+	case 1:
+		*c4 = 10; /* host administratively prohibited */
+		return 1;
+	case ICMPV6_PORT_UNREACH:
+		*c4 = ICMP_PORT_UNREACH;
+		return 1;
+	}
+	return 0;
+}
+
+/* What the 6-to-4 translation writes right in front of the quoted transport
+ * header, before the 40 bytes in front of it go. */
+struct xvs_icmperr4_hdrs {
+	struct iphdr ip;
+	struct xvs_icmphdr ic;
+	struct iphdr in;
+};
+
+/*
+ * NAT64: the client side's ICMPv6 error about a reply (VIP:vport -> client)
+ * becomes the ICMPv4 error the real server understands, from the local
+ * address (the only peer it knows) about RIP:rport -> LIP:lport, as RFC 7915
+ * translates one; the quoted header is the IPv4 one the real server sent,
+ * as far as the reply shows it (TTL from the hop limit, DF, identification
+ * 0). The ICMP checksum comes from the ICMPv6 one as in xvs_icmperr_4to6.
+ */
+static __always_inline int xvs_icmperr_6to4(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_icmperr *e,
+					     const struct xvs_conn *c, const struct xvs_real *r, const struct xvs_laddr *la,
+					     const struct xvs_nexthop *nh)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xvs_icmperr4_hdrs h = {};
+	__u32 l3 = p->l3_off, end = p->l3_off + p->ip_len;
+	__sum16 *l4check = NULL, old_l4check = 0, new_l4check = 0;
+	__be16 *ports, rport, mtu4;
+	__u8 proto = e->in_proto, t4, c4, *ic;
+	struct ipv6hdr *ip6, *in6;
+	__u16 plen, in_plen;
+	__wsum d_l4 = 0, s;
+
+	if (l3 > XVS_L2_MAX || p->l4_off != l3 + 40 || e->in_l3 != l3 + 48 || e->in_l4 != l3 + 88)
+		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
+	ip6 = data + l3;
+	ic = data + l3 + 40;
+	in6 = data + l3 + 48;
+	ports = data + l3 + 88;
+	if ((void *)(ports + 4) > data_end)
+		return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	plen = bpf_ntohs(ip6->payload_len);
+	in_plen = bpf_ntohs(in6->payload_len);
+	if (plen < 48 + XVS_ICMPERR_L4_MIN || in_plen > 0xffff - 20)
+		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
+	if (ip6->hop_limit <= 1)
+		return xvs_icmperr_refused(XVS_PRIM_ETTL);
+	if (!xvs_icmp_type_6to4(ic[0], ic[1], bpf_ntohl(*(__be32 *)(ic + 4)), &t4, &c4, &mtu4))
+		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
+	if (proto == IPPROTO_UDP)
+		l4check = (void *)ports + XVS_UDP_CHECK_OFF;
+	else if (l3 + 88 + XVS_TCP_CHECK_OFF + 2 <= end)
+		l4check = (void *)ports + XVS_TCP_CHECK_OFF;
+	if (l4check) {
+		if ((void *)(l4check + 1) > data_end)
+			return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+		old_l4check = *l4check;
+	}
+
+	/* RFC 7915 5.1: DF only on what is too large for IPv6's minimum less 20. */
+	h.ip.version = 4;
+	h.ip.ihl = 5;
+	h.ip.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+	h.ip.tot_len = bpf_htons(plen); /* 20 + 8 + 20 + the quoted transport bytes */
+	h.ip.frag_off = plen > XVS_IPV6_MIN_MTU - XVS_NAT64_GROWTH ? bpf_htons(0x4000) : 0;
+	h.ip.ttl = ip6->hop_limit - 1;
+	h.ip.protocol = IPPROTO_ICMP;
+	h.ip.saddr = la->addr[0];
+	h.ip.daddr = r->addr[0];
+	h.ip.check = xvs_ip4_csum(&h.ip);
+	h.ic.type = t4;
+	h.ic.code = c4;
+	h.ic.mtu = mtu4;
+	h.in.version = 4;
+	h.in.ihl = 5;
+	h.in.tos = (in6->priority << 4) | (in6->flow_lbl[0] >> 4);
+	h.in.tot_len = bpf_htons(in_plen + 20);
+	h.in.frag_off = bpf_htons(0x4000);
+	h.in.ttl = in6->hop_limit;
+	h.in.protocol = proto;
+	h.in.saddr = r->addr[0];
+	h.in.daddr = la->addr[0];
+	h.in.check = xvs_ip4_csum(&h.in);
+
+	/* The quoted transport header: its pseudo-header's addresses, ports. */
+	rport = xvs_rport(r, ports[0]);
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		d_l4 = xvs_csum_diff4(d_l4, in6->saddr.in6_u.u6_addr32[i], i ? 0 : r->addr[0]);
+		d_l4 = xvs_csum_diff4(d_l4, in6->daddr.in6_u.u6_addr32[i], i ? 0 : la->addr[0]);
+	}
+	d_l4 = xvs_csum_diff2(d_l4, ports[0], rport);
+	d_l4 = xvs_csum_diff2(d_l4, ports[1], c->lport);
+	if (l4check)
+		new_l4check = xvs_l4_csum_apply(old_l4check, proto, d_l4);
+
+	/* ICMP's checksum: the old message's sum with its pseudo-header
+	 * (~its checksum), less that pseudo-header and the ICMPv6 and quoted
+	 * IPv6 headers (the checksum field counts as 0), plus what changed in
+	 * the quoted transport bytes and the new ICMP and quoted IPv4 headers. */
+	{
+		const __u32 *a = (const __u32 *)&ip6->saddr, *w = (const __u32 *)ic;
+		__u64 o = (__u64)a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+
+		o += (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7] + w[8] + w[9] + w[10] + w[11];
+		o += bpf_htons(plen) + bpf_htons(XVS_IPPROTO_ICMPV6);
+		o = (o & 0xffffffff) + (o >> 32);
+		s = (__wsum)(__u16)~*(__u16 *)(ic + 2);
+		s = xvs_csum_add(s, (__wsum)(__u16)xvs_csum_finish(xvs_csum_add((__wsum)o, s)));
+	}
+	s = xvs_csum_diff2(s, ports[0], rport);
+	s = xvs_csum_diff2(s, ports[1], c->lport);
+	if (l4check)
+		s = xvs_csum_diff2(s, old_l4check, new_l4check);
+	s = xvs_sum16(s, (const __u16 *)&h.ic, sizeof(h.ic) / 2);
+	s = xvs_sum16(s, (const __u16 *)&h.in, sizeof(h.in) / 2);
+	h.ic.checksum = xvs_csum_finish(s);
+
+	ports[0] = rport;
+	ports[1] = c->lport;
+	if (l4check)
+		*l4check = new_l4check;
+	/* The new headers end where the old ones did; the 40 bytes in front go. */
+	__builtin_memcpy(data + l3 + 40, &h, sizeof(h));
+	if (xvs_set_ethertype(ctx, l3, XVS_ETH_P_IP) ||
+	    xvs_close_room(ctx, l3, sizeof(struct ipv6hdr) + sizeof(struct xvs_icmp6hdr) + sizeof(struct ipv6hdr) - sizeof(h)))
+		return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	xvs_account(p);
+	xvs_count(XVS_CNT_ICMP_XLAT);
+	return xvs_send(ctx, nh->ifindex, nh->dmac, nh->smac, l3);
+}
+
 /* From the server side, about what the director sent a real server: the
  * reply side's entry (key: the quoted tuple reversed) says where the client
  * is and what it sent to. For FULLNAT the quoted source is the local
@@ -529,19 +695,19 @@ static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pk
 	r = bpf_map_lookup_elem(&xvs_reals, &id);
 	if (!r || r->gen != c->real_gen || (r->fwd != XVS_FWD_NAT && r->fwd != XVS_FWD_FULLNAT))
 		return XVS_CONTINUE; /* DR/TUN replies never pass the director: not ours */
-	if (r->family != p->family) {
-		/* NAT64: the error would have to be rebuilt in the other family. */
-		xvs_count(XVS_CNT_ICMP_DROP);
-		return XDP_DROP;
-	}
 	if (r->fwd == XVS_FWD_FULLNAT) {
 		id = c->laddr_id;
 		la = bpf_map_lookup_elem(&xvs_laddrs, &id);
-		if (!la || la->family != p->family) {
+		if (!la || la->family != r->family) {
 			xvs_count(XVS_CNT_ICMP_DROP);
 			return XDP_DROP;
 		}
 		id = c->real_id;
+	}
+	/* One family, or NAT64: FULLNAT from an IPv6 client to an IPv4 real server. */
+	if (r->family != p->family && !(la && p->family == XVS_AF_INET6 && r->family == XVS_AF_INET)) {
+		xvs_count(XVS_CNT_ICMP_DROP);
+		return XDP_DROP;
 	}
 	/* The cached next hop only: the FIB fallback's lookup structures do
 	 * not fit this program's stack, and a real server without one has its
@@ -554,6 +720,8 @@ static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pk
 	p->real_id = id;
 	p->svc_id = c->svc_id;
 	p->is_new = 0;
+	if (r->family != p->family)
+		return la ? xvs_icmperr_6to4(ctx, p, e, c, r, la, nh) : XDP_DROP;
 	xp->in_saddr = r->addr;
 	xp->in_sport = xvs_rport(r, e->in_sport);
 	xp->in_daddr = la ? la->addr : e->in_daddr;

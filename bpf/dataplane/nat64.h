@@ -11,9 +11,8 @@
  * Refused (the caller drops and counts): IPv6 extension headers and IPv4
  * options (a TCP/UDP service's clients and servers send neither), fragments,
  * and UDP over IPv4 without a checksum, which IPv6 cannot carry without a
- * full recomputation. ICMP errors from the server side about these flows
- * are rebuilt as ICMPv6 (icmperr.h, xvs_icmperr_4to6); the client side's
- * are dropped and counted.
+ * full recomputation. ICMP errors about these flows are rebuilt in the
+ * other family (icmperr.h: xvs_icmperr_4to6, xvs_icmperr_6to4).
  */
 #ifndef XVS_NAT64_H
 #define XVS_NAT64_H
