@@ -122,7 +122,7 @@ describe('codecs', () => {
     const offsets = (c: Codec<unknown>) => Object.fromEntries(c.fields.map((f) => [f.name, [f.offset, f.size]]));
     assert.deepEqual(offsets(svcKey as Codec<unknown>), { addr: [0, 16], port: [16, 2], proto: [18, 1], family: [19, 1] });
     assert.deepEqual(offsets(conn as Codec<unknown>), { last_seen: [0, 8], real_id: [8, 4], real_gen: [12, 4], svc_id: [16, 4], state: [20, 1], flags: [21, 1], lport: [22, 2], laddr_id: [24, 4], pad0: [28, 4] });
-    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size, nat.size], [20, 36, 48, 40, 32, 40, 72, 80]);
+    assert.deepEqual([svcKey.size, svc.size, real.size, connKey.size, conn.size, stats.size, config.size, nat.size], [20, 36, 52, 40, 32, 40, 72, 80]);
   });
 
   it('sums per-CPU values field by field', () => {

@@ -246,6 +246,9 @@ export function withFwmarkRules(m: Model, rules: readonly FwmarkRule[]): Model {
 export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits, lastGen: (id: number) => number): { model: Model; real: RealModel } {
   const s = findService(m, k);
   const addr = checkIp(spec.addr, 'real server');
+  if (s.fwmark && spec.port !== 0) {
+    throw new XvsError('PORT_MAPPING', `a fwmark service forwards each packet to its own port, not to ${spec.port}`, { hint: 'leave the real server\'s port out (or 0)' });
+  }
   const port = validateReal(spec.fwd, s.port, spec.port);
   checkFamilies(s, addr, spec.fwd);
   checkOps(s, spec.fwd);
