@@ -26,10 +26,14 @@ const RULES: FwmarkRule[] = [
   // A mark with no service.
   { mark: 3, addr: '192.0.2.96', len: 27, proto: 'udp', dport: [53, 53] },
   { mark: 4, addr: '2001:db8::', len: 64, proto: 'tcp', dport: [443, 443] },
+  // Mark 4 for IPv4 too, whose fwmark 4 service does not exist (only the IPv6 one does).
+  { mark: 4, addr: '192.0.2.240', len: 28, proto: 'tcp', dport: [443, 443] },
   // Every port and both protocols of a /28, for a persistent service.
   { mark: 5, addr: '192.0.2.128', len: 28 },
   { mark: 6, addr: '192.0.2.200', len: 32, proto: 'tcp' },
+  { mark: 8, addr: '192.0.2.210', len: 32, proto: 'udp' },
 ];
+const LIP = '192.0.2.201';
 
 describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () => {
   let t: DirectorNs;
@@ -58,12 +62,14 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     await t.addReal(fwm(2), { addr: ADDR.rsFar, port: 0, fwd: 'dr', weight: 1 });
     await t.director.addService({ ...fwm(4, true), scheduler: 'rr' });
     await t.addReal(fwm(4, true), { addr: ADDR.rs6, port: 0, fwd: 'dr', weight: 1 });
-    // IPv4 fwmark 4 has no service: the IPv6 one must not answer for it.
     await t.director.addService({ ...fwm(5), scheduler: 'rr', persistent: 300 });
     await t.addReal(fwm(5), { addr: ADDR.rs1, port: 0, fwd: 'dr', weight: 1 });
     await t.addReal(fwm(5), { addr: ADDR.rsFar, port: 0, fwd: 'dr', weight: 1 });
     await t.director.addService({ ...fwm(6), scheduler: 'rr' });
     await t.addReal(fwm(6), { addr: ADDR.rs1, port: 0, fwd: 'nat', weight: 1 });
+    await t.director.addService({ ...fwm(8), scheduler: 'rr' });
+    await t.director.addLaddr(fwm(8), LIP);
+    await t.addReal(fwm(8), { addr: ADDR.rs1, port: 0, fwd: 'fullnat', weight: 1 });
     // An address/port service inside mark 1's prefix and port range: it comes first.
     await t.director.addService({ proto: 'tcp', addr: '192.0.2.81', port: 88, scheduler: 'rr' });
     await t.addReal({ proto: 'tcp', addr: '192.0.2.81', port: 88 }, { addr: ADDR.rsFar, port: 0, fwd: 'dr', weight: 1 });
@@ -76,7 +82,7 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
   test('the config flag is on and the trie holds one entry per prefix, shorter prefixes\' rules after the own', () => {
     assert.ok((t.dp.config.get(0)!.flags & CFG_F.fwmark) !== 0);
     const entries = new Map([...t.dp.fwmarkRules.entries()].map(([k, v]) => [`${k.addr}/${k.prefixlen - 32}`, v]));
-    assert.deepEqual([...entries.keys()].sort(), ['192.0.2.128/28', '192.0.2.200/32', '192.0.2.64/26', '192.0.2.80/32', '192.0.2.96/27', '2001:db8::/64']);
+    assert.deepEqual([...entries.keys()].sort(), ['192.0.2.128/28', '192.0.2.200/32', '192.0.2.210/32', '192.0.2.240/28', '192.0.2.64/26', '192.0.2.80/32', '192.0.2.96/27', '2001:db8::/64']);
     const e = entries.get('192.0.2.80/32')!;
     assert.equal(e.count, 2);
     assert.equal(e.own, 1);
@@ -119,6 +125,7 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     expect(f, toRs1(f), '[2001:db8::80]:443');
     passes(seg('2001:db8::80', 444), 'port 444');
     passes(seg('2001:db8:1::80', 443), 'outside the /64');
+    passes(seg('192.0.2.241', 443), 'IPv4 mark 4: the IPv6 fwmark 4 service is not its service');
   });
 
   test('persistence spans every port and protocol of the fwmark service', () => {
@@ -143,6 +150,22 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
       const want = F.frame({ l2: { dst: ADDR.rs1Mac, src: ADDR.dirMac }, src: ADDR.client, dst: ADDR.rs1, sport: 42000 + port, dport: port, flags: F.TCP.SYN });
       expect(input, { verdict: XdpAction.TX, frame: want }, `192.0.2.200:${port} to ${ADDR.rs1}:${port}`);
     }
+  });
+
+  test('FULLNAT in a fwmark service: to the packet\'s port from a local address, and the reply back from the VIP and port the client used', () => {
+    const input = seg('192.0.2.210', 5060, { sport: 42500, proto: 'udp' });
+    const out = t.run(input);
+    assert.equal(out.retval, XdpAction.TX);
+    const d = F.dissect(out.data);
+    assert.deepEqual([F.addrText(d.src), F.addrText(d.dst), out.data.readUInt16BE(d.l4 + 2)], [LIP, ADDR.rs1, 5060]);
+    assert.deepEqual(F.checksumErrors(out.data), []);
+    const lport = out.data.readUInt16BE(d.l4);
+    const reply = F.frame({ l2: { dst: ADDR.dirMac, src: ADDR.rs1Mac }, src: ADDR.rs1, dst: LIP, sport: 5060, dport: lport, proto: 'udp' });
+    const back = t.run(reply);
+    assert.equal(back.retval, XdpAction.TX);
+    const b = F.dissect(back.data);
+    assert.deepEqual([F.addrText(b.src), back.data.readUInt16BE(b.l4), F.addrText(b.dst), back.data.readUInt16BE(b.l4 + 2)], ['192.0.2.210', 5060, ADDR.client, 42500]);
+    assert.deepEqual(F.checksumErrors(back.data), []);
   });
 
   test('a flow outlives its rule: keyed by its 5-tuple, it needs no mark once open', async () => {
