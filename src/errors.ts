@@ -35,6 +35,9 @@ export const ErrorCodes = {
   NO_TOA_READER: { exit: 3, hint: 'set it up with `xvs realserver setup --vip VIP --mode fullnat`' },
   LADDR_EXISTS: { exit: 255, hint: 'list them with `xvsadm -G`', ipvsadm: 'Local address already exists' },
   NO_LADDR: { exit: 255, hint: 'list them with `xvsadm -G`', ipvsadm: 'No such Local address' },
+  /** xvsadm --fwmark-rule: ipvsadm has no such rules, nor words for them. */
+  FWMARK_RULE_EXISTS: { exit: 255, hint: 'list them with `xvsadm --list-fwmark-rules`' },
+  NO_FWMARK_RULE: { exit: 255, hint: 'list them with `xvsadm --list-fwmark-rules`' },
   PORT_MAPPING: { exit: 2, hint: 'DR and TUN forward to the service port; use NAT (-m) to change ports' },
   CAPACITY: { exit: 255, hint: undefined },
   /** ipvsadm's fail(2) when it cannot reach IPVS at all (no module): scripts see the same words and exit. */

@@ -61,9 +61,15 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
   };
   const counters = async () => (await t.request({ op: 'status' }) as StatusView).counters;
   const list = async () => await t.request({ op: 'list' }) as ListResult;
-  const realStats = (l: ListResult, svc: string, svcPort: number, real: { addr: string; port: number }) =>
-    l.services.find((s) => s.addr === svc && s.port === svcPort)!.reals.find((r) => r.addr === real.addr && r.port === real.port)!.stats;
-  const svcStats = (l: ListResult, svc: string, svcPort: number) => l.services.find((s) => s.addr === svc && s.port === svcPort)!.stats;
+  /** The service explain named: "tcp VIP:PORT" (a port-zero service's port is 0), or "fwmark N". */
+  const serviceOf = (l: ListResult, name: string, svc: string) => {
+    const mark = /^fwmark (\d+)$/.exec(name);
+    const svcPort = Number(name.slice(name.lastIndexOf(':') + 1));
+    return l.services.find((s) => (mark ? s.fwmark === Number(mark[1]) : s.addr === svc && s.port === svcPort))!;
+  };
+  const realStats = (l: ListResult, name: string, svc: string, real: { addr: string; port: number }) =>
+    serviceOf(l, name, svc).reals.find((r) => r.addr === real.addr && r.port === real.port)!.stats;
+  const svcStats = (l: ListResult, name: string, svc: string) => serviceOf(l, name, svc).stats;
 
   /**
    * Explains the packet, sends it, and checks the dataplane did what explain
@@ -97,12 +103,12 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     }
     if (e.stats && 'inpkts' in e.stats && e.real && e.service) {
       const svcAddr = dst.addr;
-      const svcPort = Number(e.service.name.slice(e.service.name.lastIndexOf(':') + 1)); // a port-zero service's is 0
+      const name = e.service.name;
       const d = (a: { conns: number; inpkts: number; inbytes: number }, b: typeof a) => ({ conns: b.conns - a.conns, inpkts: b.inpkts - a.inpkts, inbytes: b.inbytes - a.inbytes });
       const want = { conns: e.stats.conns, inpkts: e.stats.inpkts, inbytes: e.stats.inbytes };
-      assert.deepEqual(d(svcStats(l0, svcAddr, svcPort), svcStats(l1, svcAddr, svcPort)), want, `${what}: service statistics`);
-      const live = l1.services.find((s) => s.addr === svcAddr && s.port === svcPort)!.reals.some((x) => x.addr === e.real!.addr && x.port === e.real!.port);
-      if (live) assert.deepEqual(d(realStats(l0, svcAddr, svcPort, e.real), realStats(l1, svcAddr, svcPort, e.real)), want, `${what}: real statistics`);
+      assert.deepEqual(d(svcStats(l0, name, svcAddr), svcStats(l1, name, svcAddr)), want, `${what}: service statistics`);
+      const live = serviceOf(l1, name, svcAddr).reals.some((x) => x.addr === e.real!.addr && x.port === e.real!.port);
+      if (live) assert.deepEqual(d(realStats(l0, name, svcAddr, e.real), realStats(l1, name, svcAddr, e.real)), want, `${what}: real statistics`);
     }
     return { e, out: r.data };
   };
@@ -139,6 +145,10 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     await adm('-a', '-u', `${VIP}:5353`, '-r', '192.0.2.12', '-g');
     await adm('-A', '-t', '192.0.2.81:0', '-s', 'rr', '-p', '60');
     await adm('-a', '-t', '192.0.2.81:0', '-r', NAT_RS, '-m');
+    await adm('--fwmark-rule', '1', '-d', '192.0.2.88/31', '-p', 'tcp', '--dport', '100:200');
+    await adm('--fwmark-rule', '2', '-d', '192.0.2.89', '-p', 'udp');
+    await adm('-A', '-f', '1', '-s', 'rr');
+    await adm('-a', '-f', '1', '-r', '192.0.2.13', '-g');
     await adm('-A', '-t', `[${VIP6}]:80`, '-s', 'rr');
     await adm('-a', '-t', `[${VIP6}]:80`, '-r', '[2001:db8::11]:80', '-g');
     dp = attachedProgram(t.ns, 'd0');
@@ -263,6 +273,17 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     assert.equal(e.service?.name, 'tcp 192.0.2.81:0');
     assert.equal(e.rewrite?.dst, `${NAT_RS}:4321`);
     await check('port zero: no service for another VIP', 'tcp', client(47501), vip(4321, '192.0.2.82'), F.TCP.SYN);
+  });
+
+  test('a fwmark service: the mark the rules give, its service, its real server; a mark without a service passes', async () => {
+    const { e } = await check('fwmark SYN', 'tcp', client(47700), vip(150, '192.0.2.89'), F.TCP.SYN);
+    assert.equal(e.service?.name, 'fwmark 1');
+    assert.equal(e.real?.addr, '192.0.2.13');
+    assert.ok(e.steps.some((x) => /the fwmark rules give mark 1 \(tcp, port 100:200\)/.test(x.says)));
+    const none = await check('fwmark 2 has no service', 'udp', client(47701), vip(53, '192.0.2.89'), 0);
+    assert.equal(none.e.service, null);
+    assert.ok(none.e.steps.some((x) => /no fwmark 2 service exists/.test(x.says)));
+    await check('outside the port range', 'tcp', client(47702), vip(201, '192.0.2.88'), F.TCP.SYN);
   });
 
   test('one-packet scheduling: no entry, every datagram scheduled afresh', async () => {

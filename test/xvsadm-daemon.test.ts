@@ -81,8 +81,8 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-R'], '# nested\n-C\n-R\n', `line 3: ${TRY}`, 255],
   [['-R'], '-A -t 192.0.2.93:80 -s rr\n-a -t 192.0.2.93:80 -r 192.0.2.32 -w 99999\n', 'line 2: illegal weight specified', 2],
   [['-R'], '-C\n-a -t 192.0.2.80:80 -r 192.0.2.33\n', 'line 2: Service not defined', 255],
+  [['-A', '-6', '-f', '7'], undefined, '-6 used before -f', 2],
   // what ipvsadm accepts and xvs cannot do yet
-  [['-A', '-f', '7'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],
   [['-a', ...V, '-r', '192.0.2.14', '-i', '--tun-type', 'gre', '--tun-remcsum'], undefined, "Illegal 'tun-remcsum' option with the 'gre' tunnel type", 2],
   [['-A', '--sctp-service', '192.0.2.90:80'], undefined, /^xvsadm: UNSUPPORTED: --sctp-service is not supported yet/, 2],
   [['--start-daemon', 'master'], undefined, /^xvsadm: UNSUPPORTED: .*not supported yet/, 2],

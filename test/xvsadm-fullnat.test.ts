@@ -90,7 +90,7 @@ const refused: [string[], string, RegExp][] = [
   [['-L', '-b', 'flag-1'], 'BAD_ARGUMENT', /^Illegal 'sched-flags' option with the 'list' command$/],
   [['-a', ...T, '-r', '[2001:db8::11]:80', '-b'], 'BAD_ARGUMENT', /^Different address family is allowed for FULLNAT servers only behind an IPv6 service$/],
   [['-a', ...T6, '-r', '203.0.113.11', '-m'], 'BAD_ARGUMENT', /^Different address family is allowed only for tunneling servers$/],
-  [['-P', '-f', '1', '-z', '192.0.2.201'], 'UNSUPPORTED', /-f/],
+  [['-P', '-f', '1', '-z', '2001:db8::201'], 'BAD_ARGUMENT', /^Different address family is allowed for local addresses only in an IPv6 service$/],
 ];
 
 test('bad FULLNAT command lines: one line, the code ipvsadm\'s path gives, in the order ipvsadm checks', () => {

@@ -167,7 +167,7 @@ const refused: [string[], string, RegExp?][] = [
   // ipvsadm loses the port of a bracketed IPv4 address.
   [['-A', '-t', '[192.0.2.80]:80'], 'BAD_ARGUMENT', /^Zero port specified/],
   [['-a', ...T, '-r', '192.0.2.11:99999'], 'BAD_ARGUMENT', /^illegal real server address\[:port\] specified$/],
-  [['-A', '-f', '1'], 'UNSUPPORTED', /-f/],
+  [['-A', '-f', '1x'], 'BAD_ARGUMENT', /^invalid fwmark value `1x' specified$/],
   [['-A', '-f', '0'], 'BAD_ARGUMENT', /^invalid fwmark value `0' specified$/],
   [['-A', ...T, '-6'], 'BAD_ARGUMENT', /^-6 used before -f$/],
   [['-A', ...T, '-o'], 'BAD_ARGUMENT', /^One-Packet Scheduling is only for UDP virtual services$/],

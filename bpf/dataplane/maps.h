@@ -22,6 +22,15 @@ struct {
 	__type(value, struct xvs_real);
 } xvs_reals SEC(".maps");
 
+/* Fwmark rules by destination prefix (see struct xvs_fwmark_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XVS_MAX_FWMARK_PREFIXES);
+	__type(key, struct xvs_fwmark_key);
+	__type(value, struct xvs_fwmark_rules);
+} xvs_fwmark_rules SEC(".maps");
+
 /* One table of real ids per service, swapped whole by the control plane so
  * the dataplane never sees a half-written table; sizes differ per service
  * (BPF_F_INNER_MAP), e.g. one wrr cycle or a prime for Maglev. */

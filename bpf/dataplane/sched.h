@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "fwmark.h"
 
 static __always_inline __u32 xvs_hash32(__be32 addr)
 {
@@ -38,21 +39,37 @@ static __always_inline int xvs_fresh(const struct xvs_config *cfg, __u64 last_se
 }
 
 /* The packet's service: its VIP and port, or its VIP's port-zero service
- * (every port, IPVS's `-t VIP:0 -p`). The second lookup only while such a
- * service exists, so other traffic to the host pays one. */
+ * (every port, IPVS's `-t VIP:0 -p`), or the fwmark service of the mark its
+ * fwmark rules give it (fwmark.h). Each further lookup only while such a
+ * service or rule exists, so other traffic to the host pays one. */
 static __always_inline struct xvs_svc *xvs_service(const struct xvs_pkt *p, const struct xvs_config *cfg)
 {
 	struct xvs_svc_key sk;
 	struct xvs_svc *svc;
+	__u32 mark;
 
 	__builtin_memcpy(sk.addr, p->daddr, 16);
 	sk.port = p->dport;
 	sk.proto = p->proto;
 	sk.family = p->family;
 	svc = bpf_map_lookup_elem(&xvs_services, &sk);
-	if (svc || !(cfg->flags & XVS_CFG_F_ANY_PORT))
+	if (svc)
 		return svc;
+	if (cfg->flags & XVS_CFG_F_ANY_PORT) {
+		sk.port = 0;
+		svc = bpf_map_lookup_elem(&xvs_services, &sk);
+		if (svc)
+			return svc;
+	}
+	if (!(cfg->flags & XVS_CFG_F_FWMARK))
+		return NULL;
+	mark = (__u32)xvs_fwmark_of(p);
+	if (mark == 0)
+		return NULL;
+	__builtin_memset(sk.addr, 0, 16);
+	sk.addr[0] = bpf_htonl(mark);
 	sk.port = 0;
+	sk.proto = 0;
 	return bpf_map_lookup_elem(&xvs_services, &sk);
 }
 

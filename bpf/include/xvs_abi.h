@@ -37,6 +37,8 @@ enum {
 	XVS_SVC_LADDRS_MAX = 16,    /* local addresses of one service */
 	XVS_LPORT_MIN = 1024,       /* FULLNAT's local ports: 1024..65535 */
 	XVS_LPORT_TRIES = 8,        /* ports tried for one new flow before it counts as exhausted */
+	XVS_MAX_FWMARK_PREFIXES = 1024, /* destination prefixes of fwmark rules, both families */
+	XVS_FWMARK_RULES_MAX = 16,  /* rules one destination can be tried against (its prefix's and the shorter ones') */
 };
 
 enum xvs_family : __u8 {
@@ -138,10 +140,17 @@ enum xvs_conn_state : __u8 {
 	XVS_CS_MAX = 16, /* slots of xvs_config.timeout */
 };
 
+/*
+ * A service: its VIP, port and protocol; or a fwmark service (ipvsadm -f),
+ * keyed by proto 0 (no address/port service has it), port 0 and the mark in
+ * addr[0] (network order, addr[1..3] zero), of the family -6 chose. IPVS's
+ * persistence templates of a fwmark service carry the mark in the address
+ * the same way.
+ */
 struct xvs_svc_key {
 	__be32 addr[4];
 	__be16 port;
-	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP; 0: a fwmark service */
 	enum xvs_family family;
 };
 _Static_assert(sizeof(struct xvs_svc_key) == 20, "xvs_svc_key");
@@ -295,7 +304,47 @@ _Static_assert(sizeof(struct xvs_stats) == 40, "xvs_stats");
 enum xvs_config_flags : __u32 {
 	XVS_CFG_F_TWO_WAY = 1U << 0, /* some real server is NAT or FULLNAT: look for replies */
 	XVS_CFG_F_ANY_PORT = 1U << 1, /* some service has port 0 (every port of its VIP): a miss looks again with 0 */
+	XVS_CFG_F_FWMARK = 1U << 2, /* some fwmark rule exists: a miss classifies the packet and looks for its mark's service */
 };
+
+/*
+ * Fwmark rules (xvsadm --fwmark-rule): XDP runs before netfilter, so the
+ * director marks a packet itself, by its destination prefix, protocol and
+ * destination port, and only when no address/port service took it. The
+ * LPM trie xvs_fwmark_rules is keyed by the destination; the family byte
+ * (and the zero padding after it) lead the key, so one trie holds both
+ * families: prefixlen is 32 + the prefix's length.
+ */
+struct xvs_fwmark_key {
+	__u32 prefixlen;
+	enum xvs_family family;
+	__u8 pad0[3];
+	__be32 addr[4];
+};
+_Static_assert(sizeof(struct xvs_fwmark_key) == 24, "xvs_fwmark_key");
+
+struct xvs_fwmark_rule {
+	__u32 mark;
+	__u16 dport_min;   /* host order (compared with the packet's port once swapped), inclusive */
+	__u16 dport_max;   /* 0..65535: any port */
+	__u8 proto;        /* IPPROTO_TCP / IPPROTO_UDP; 0: either */
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct xvs_fwmark_rule) == 12, "xvs_fwmark_rule");
+
+/*
+ * The rules a destination in this prefix is tried against, the first match
+ * giving the mark: the prefix's own, in the order they were added, then
+ * those of each shorter prefix that covers it, longest first. The control
+ * plane lays the list out, so the dataplane needs one trie lookup and the
+ * most specific prefix wins.
+ */
+struct xvs_fwmark_rules {
+	__u32 count;       /* rules in use */
+	__u32 own;         /* of those, the first `own` are this prefix's (the rest repeat shorter prefixes') */
+	struct xvs_fwmark_rule rules[XVS_FWMARK_RULES_MAX];
+};
+_Static_assert(sizeof(struct xvs_fwmark_rules) == 200, "xvs_fwmark_rules");
 
 /* One entry, written by the control plane when it loads the dataplane (the
  * IPVS defaults are its to know) and on ipvsadm --set. */

@@ -6,6 +6,7 @@ import {
   DEFAULT_PERSISTENT, MAX_TIMEOUT, type Fwd, type Proto, type Request, type ServiceKey, type ServiceSpec,
 } from '../control/protocol.js';
 import { TUN_CSUMS, type Tunnel } from '../modes/tunnel.js';
+import { isFwmarkCommand, parseFwmarkCommand, type FwmarkCommand } from './fwmark-args.js';
 import { inetAton, type NameProto, type Names } from './names.js';
 import { popt, type PoptOption } from './popt.js';
 
@@ -43,7 +44,8 @@ export interface ListOptions {
   tunInfo?: boolean;
 }
 
-type MutationOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts' | 'add-laddr' | 'del-laddr';
+type MutationOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts' | 'add-laddr' | 'del-laddr'
+  | 'add-fwmark-rule' | 'del-fwmark-rule';
 export type Mutation = Extract<Request, { op: MutationOp }>;
 
 export type RequestCommand =
@@ -62,7 +64,9 @@ export type Command =
   /** -L --daemon: the sync daemons running, of which xvs has none. */
   | { op: 'list-daemon' }
   | { op: 'save'; numeric: boolean }
-  | { op: 'restore' };
+  | { op: 'restore' }
+  /** --list-fwmark-rules [MARK] (fwmark-args.ts). */
+  | Extract<FwmarkCommand, { op: 'list-fwmark-rules' }>;
 
 export function commandToRequest(cmd: RequestCommand): Request {
   if (cmd.op === 'list') return cmd.key === undefined ? { op: 'list' } : { op: 'list', key: cmd.key };
@@ -412,6 +416,7 @@ function dotted(mask: number): string {
 export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
   const names = opts.names;
   if (argv.length === 0) return { op: 'list', list: { numeric: false, stats: false, exact: false } };
+  if (isFwmarkCommand(argv)) return parseFwmarkCommand(argv);
   const e: Entry = {
     options: new Set(),
     svc: { af: 'inet', port: 0, fwmark: 0, sched: '', netmask: 0xffffffff, ops: false, schedFlags: 0 },
@@ -620,10 +625,14 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
   }
   const warnings: string[] = [];
   if (cmd === 'addDest' || cmd === 'editDest') {
-    if (!e.svc.fwmark && (e.dest.fwd === 'tun' || e.dest.fwd === 'dr')) {
+    if (e.dest.fwd === 'tun' || e.dest.fwd === 'dr') {
       // The kernel forwards DR/TUN to the service's port; ipvsadm sends that port whatever was written.
+      // A fwmark service has none: each packet keeps its own (ipvsadm sends the port written, IPVS ignores it).
+      const method = e.dest.fwd === 'dr' ? 'direct routing' : 'tunnelling';
       if (e.dest.givenPort !== undefined && e.dest.givenPort !== e.svc.port) {
-        warnings.push(`${PROG}: warning: real server port ${e.dest.givenPort} ignored: ${e.dest.fwd === 'dr' ? 'direct routing' : 'tunnelling'} forwards to the service port ${e.svc.port}`);
+        warnings.push(e.svc.fwmark
+          ? `${PROG}: warning: real server port ${e.dest.givenPort} ignored: ${method} keeps each packet's port in a fwmark service`
+          : `${PROG}: warning: real server port ${e.dest.givenPort} ignored: ${method} forwards to the service port ${e.svc.port}`);
       }
       e.dest.port = 0;
     }
@@ -650,9 +659,9 @@ export function parseIpvsadm(argv: string[], opts: ParseOptions = {}): Command {
   return toCommand(e, warnings);
 }
 
-/** The service of the command line as xvs keys it, or UNSUPPORTED for what xvs cannot key yet. */
+/** The service of the command line as xvs keys it (a fwmark service as ServiceKey says), or UNSUPPORTED for what xvs cannot key yet. */
 function serviceKey(e: Entry): ServiceKey {
-  if (e.svc.fwmark) unsupported('-f (firewall-mark services) is not supported yet', 'XDP runs before netfilter, so no mark exists yet; use -t/-u services');
+  if (e.svc.fwmark) return { proto: 'tcp', addr: e.svc.af === 'inet6' ? '::' : '0.0.0.0', port: 0, fwmark: e.svc.fwmark };
   if (e.svc.proto === 'sctp') unsupported('--sctp-service is not supported yet');
   return { proto: e.svc.proto as Proto, addr: e.svc.addr!, port: e.svc.port };
 }
@@ -749,6 +758,8 @@ export function usage(): string {
   ${p} -L|l [virtual-service] [options]
   ${p} -Z [virtual-service]
   ${p} --set tcp tcpfin udp
+  ${p} --fwmark-rule|--del-fwmark-rule fwmark -d prefix [-p tcp|udp [--dport port[:port]]]
+  ${p} --list-fwmark-rules [fwmark]
   ${p} --start-daemon {master|backup} [daemon-options]
   ${p} --stop-daemon {master|backup}
   ${p} -h
@@ -770,6 +781,11 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --fwmark-rule fwmark        mark packets of no address/port service by their
+                              destination, in place of netfilter's marks
+                              (-d prefix, -p tcp|udp, --dport port[:port])
+  --del-fwmark-rule fwmark    delete a fwmark rule (the same options)
+  --list-fwmark-rules         list the fwmark rules, of one fwmark or all
   --start-daemon              start connection sync daemon
   --stop-daemon               stop connection sync daemon
   --help            -h        display this help message
@@ -829,7 +845,7 @@ Daemon Options:
   --mcast-ttl ttl                     Multicast TTL (default=1)
 xvs:
   --socket PATH                       xvsd's control socket (default /run/xvs/xvsd.sock)
-  Not supported yet (refused with "not supported yet" and exit 2): -f, --sctp-service,
+  Not supported yet (refused with "not supported yet" and exit 2): --sctp-service,
   --pe, the sync daemon.
 `;
 }

@@ -49,8 +49,9 @@ export function hostPort(addr: string, port: number, proto: string, names?: Name
 const PROTO_ORDER = { tcp: 6, udp: 17 } as const;
 
 // ipvs_cmp_services and ipvs_cmp_dests, sorted as glibc's qsort sorts (list-order.ts).
+// fwmark first (`r = s1->fwmark - s2->fwmark`, an unsigned difference read as an int): address services, with none, come first.
 function byService(a: ServiceView, b: ServiceView): number {
-  return afOf(a.addr) - afOf(b.addr) || PROTO_ORDER[a.proto] - PROTO_ORDER[b.proto] || compareAddr(a.addr, b.addr) || a.port - b.port;
+  return (((a.fwmark ?? 0) - (b.fwmark ?? 0)) | 0) || afOf(a.addr) - afOf(b.addr) || PROTO_ORDER[a.proto] - PROTO_ORDER[b.proto] || compareAddr(a.addr, b.addr) || a.port - b.port;
 }
 
 function byReal(port: number): (a: RealView, b: RealView) => number {
@@ -83,8 +84,9 @@ function flags(svc: ServiceView): string {
   return `${sched} persistent ${svc.persistent}${mask}${ops}`;
 }
 
-/** The service column: "TCP  host:port", cut at 33 characters for IPv4 as ipvsadm's svc_name[33]. */
+/** The service column: "TCP  host:port", cut at 33 characters for IPv4 as ipvsadm's svc_name[33]; "FWM  %d" (" IPv6") for a fwmark service. */
 function serviceName(svc: ServiceView, names?: Names): string {
+  if (svc.fwmark) return `FWM  ${svc.fwmark}${isIPv4(svc.addr) ? '' : ' IPv6'}`;
   const name = `${svc.proto.toUpperCase().padEnd(4)} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
   return isIPv4(svc.addr) ? name.slice(0, 33) : name;
 }
@@ -172,5 +174,5 @@ export function formatConnections(conns: readonly ConnView[], opts: { names?: Na
 
 /** Every address a listing shows: what a listing without -n has to look up. */
 export function listedAddrs(res: ListResult): string[] {
-  return res.services.flatMap((s) => [s.addr, ...s.reals.map((r) => r.addr)]);
+  return res.services.flatMap((s) => [...(s.fwmark ? [] : [s.addr]), ...s.reals.map((r) => r.addr)]);
 }

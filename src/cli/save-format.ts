@@ -4,6 +4,7 @@ import { XvsError } from '../errors.js';
 import { MODES } from '../modes/index.js';
 import { formatSchedFlags } from '../schedulers/flags.js';
 import { commandToRequest, parseIpvsadm, type Mutation, type RequestCommand } from './ipvsadm-args.js';
+import { fwmarkRuleLine } from './fwmark-format.js';
 import { hostPort, sortedReals, sortedServices } from './list-format.js';
 import type { Names } from './names.js';
 import { tunRule } from './tun-format.js';
@@ -14,9 +15,12 @@ import { tunRule } from './tun-format.js';
 // on the real server's line); their -S keeps no local addresses, xvs's
 // writes each as a -P line right after its service's -A, so that a restore,
 // xvs's all at once or any ipvsadm's line by line, never holds a FULLNAT
-// real server whose pool is still empty.
+// real server whose pool is still empty. Fwmark rules (xvs's, in place of
+// netfilter's marks) follow the services as the command lines that add them.
 
 function ruleService(svc: ServiceView, names?: Names): string {
+  // ipvsadm's "-f %d" and "-f %d -6" (the mark unsigned here: a mark of 2^31 or more reads back).
+  if (svc.fwmark) return `-f ${svc.fwmark}${isIPv4(svc.addr) ? '' : ' -6'}`;
   return `-${svc.proto === 'tcp' ? 't' : 'u'} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
 }
 
@@ -64,6 +68,8 @@ export function formatSave(res: ListResult, names?: Names): string {
     for (const a of svc.laddrs ?? []) lines.push(laddrRule(svc, a, names));
     for (const r of sortedReals(svc)) lines.push(realRule(svc, r, names));
   }
+  // xvs's own lines after ipvsadm's, which stay as ipvsadm writes them.
+  for (const r of res.fwmarkRules ?? []) lines.push(fwmarkRuleLine(r));
   return lines.map((l) => `${l}\n`).join('');
 }
 

@@ -1,7 +1,8 @@
 import { XvsError, ipvsadmWords, isXvsError, type CommandKind } from '../errors.js';
-import type { BatchRequest, ChangeResult, ConnView, LaddrView, ListResult, Request, Timeouts } from '../control/protocol.js';
+import type { BatchRequest, ChangeResult, ConnView, FwmarkRule, LaddrView, ListResult, Request, Timeouts } from '../control/protocol.js';
 import { DEFAULT_SOCKET, request } from '../control/socket.js';
 import { PROG, commandToRequest, parseIpvsadm, type Command, type RequestCommand } from './ipvsadm-args.js';
+import { formatFwmarkRules } from './fwmark-format.js';
 import { formatLaddrs } from './laddr-format.js';
 import { formatConnections, formatList, formatTimeouts, listedAddrs } from './list-format.js';
 import { recordingNames, resolveNames, systemNameSources, type NameSources, type Names } from './names.js';
@@ -66,7 +67,7 @@ function kindOf(op: string): CommandKind {
 }
 
 // ipvsadm's list paths (list_all, list_service, list_conn, -S; the forks' list_laddrs) exit 1 on any failure to read the table.
-const LIST_OPS = new Set(['list', 'connections', 'save', 'get-timeouts', 'get-laddrs']);
+const LIST_OPS = new Set(['list', 'connections', 'save', 'get-timeouts', 'get-laddrs', 'list-fwmark-rules']);
 
 /** What xvsd answered a change with, as stderr lines: ipvsadm's own warnings look the same. */
 function warningLines(result: unknown): string[] {
@@ -151,6 +152,8 @@ async function execute(cmd: Command, run: Run): Promise<string> {
       if (![t?.tcp, t?.tcpfin, t?.udp].every(Number.isInteger)) throw new XvsError('DAEMON', 'xvsd sent no timeouts for get-timeouts');
       return formatTimeouts(t as Timeouts);
     }
+    case 'list-fwmark-rules':
+      return formatFwmarkRules(await run.deps.request({ op: 'list-fwmark-rules' }, run.socketPath) as FwmarkRule[], cmd.mark);
     case 'get-laddrs':
       return formatLaddrs(await run.deps.request(commandToRequest(cmd), run.socketPath) as LaddrView[]);
     case 'list': {

@@ -17,6 +17,32 @@ export interface ServiceKey {
   proto: Proto;
   addr: string;
   port: number;
+  /**
+   * -f: a fwmark service, 1..2^32-1. Its addr is then its family's
+   * unspecified address (0.0.0.0, or :: for -6), its port 0 and its proto
+   * 'tcp', which ipvsadm sends for -f ("a sane value, even though it is not
+   * used"); absent: an address/port service.
+   */
+  fwmark?: number;
+}
+
+/** The highest fwmark (ipvsadm's parse_fwmark takes 1..0xffffffff). */
+export const MAX_FWMARK = 0xffffffff;
+
+/**
+ * A mark given by matches on the packet (xvsadm --fwmark-rule), in place of
+ * the netfilter mark XDP runs too early to see: the destination prefix, and
+ * optionally the protocol and a destination port range.
+ */
+export interface FwmarkRule {
+  mark: number;
+  /** The prefix: an address of it (the director keeps the network address, host bits cleared, as iptables does) and its length, 0..32 or 0..128. */
+  addr: string;
+  len: number;
+  /** Absent: TCP and UDP. */
+  proto?: Proto;
+  /** First and last destination port, inclusive; only with proto (as iptables' --dport). Absent: every port. */
+  dport?: [number, number];
 }
 
 // ipvsadm's limits (ipvsadm.c): persistence and connection timeouts are at
@@ -95,12 +121,19 @@ export type Request =
   /** xvsadm -Q: new flows no longer take it; flows that have it keep it. */
   | { op: 'del-laddr'; key: ServiceKey; laddr: string }
   /** Result: LaddrView[], one service or every one (xvsadm -G). */
-  | { op: 'get-laddrs'; key?: ServiceKey };
+  | { op: 'get-laddrs'; key?: ServiceKey }
+  /** xvsadm --fwmark-rule: a rule for a mark; several may give one mark. */
+  | { op: 'add-fwmark-rule'; rule: FwmarkRule }
+  /** xvsadm --del-fwmark-rule: the rule with these very matches and mark. */
+  | { op: 'del-fwmark-rule'; rule: FwmarkRule }
+  /** Result: FwmarkRule[] in the order the dataplane tries them (xvsadm --list-fwmark-rules). */
+  | { op: 'list-fwmark-rules' };
 
-export type BatchOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts' | 'add-laddr' | 'del-laddr';
+export type BatchOp = 'add-service' | 'edit-service' | 'del-service' | 'add-real' | 'edit-real' | 'del-real' | 'clear' | 'zero' | 'set-timeouts' | 'add-laddr' | 'del-laddr' | 'add-fwmark-rule' | 'del-fwmark-rule';
 export type BatchRequest = Extract<Request, { op: BatchOp }>;
 export const BATCH_OPS = [
   'add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'add-laddr', 'del-laddr',
+  'add-fwmark-rule', 'del-fwmark-rule',
 ] as const satisfies readonly BatchOp[];
 /** More requests than this in one batch is not a configuration but a mistake. */
 export const MAX_BATCH = 100_000;
@@ -188,6 +221,8 @@ export interface ListResult {
   services: ServiceView[];
   counters: Record<string, number>;
   timeouts: Timeouts;
+  /** Every fwmark rule, in the order -S writes them; absent when there are none. */
+  fwmarkRules?: FwmarkRule[];
 }
 
 export interface ErrorBody {
@@ -202,6 +237,7 @@ export type Response = { ok: true; result?: unknown } | { ok: false; error: Erro
 export const OPS = [
   'add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real',
   'clear', 'zero', 'list', 'status', 'set-timeouts', 'get-timeouts', 'batch', 'connections', 'add-laddr', 'del-laddr', 'get-laddrs',
+  'add-fwmark-rule', 'del-fwmark-rule', 'list-fwmark-rules',
 ] as const satisfies readonly Op[];
 
 export const FWDS = ['dr', 'tun', 'nat', 'fullnat'] as const satisfies readonly Fwd[];
@@ -239,7 +275,33 @@ function key(v: unknown, what: string): ServiceKey {
   const o = obj(v, what);
   const proto = o.proto;
   if (proto !== 'tcp' && proto !== 'udp') bad(`${what}.proto must be 'tcp' or 'udp'`);
-  return { proto, addr: ip(o, 'addr', what), port: int(o, 'port', what, 0, 65535) };
+  const k: ServiceKey = { proto, addr: ip(o, 'addr', what), port: int(o, 'port', what, 0, 65535) };
+  if (o.fwmark === undefined) return k;
+  const fwmark = int(o, 'fwmark', what, 1, MAX_FWMARK);
+  if ((k.addr !== '0.0.0.0' && k.addr !== '::') || k.port !== 0 || k.proto !== 'tcp') {
+    bad(`${what} of a fwmark service must have addr 0.0.0.0 or ::, port 0 and proto 'tcp'`);
+  }
+  return { ...k, fwmark };
+}
+
+function fwmarkRule(v: unknown): FwmarkRule {
+  const o = obj(v, 'rule');
+  const addr = ip(o, 'addr', 'rule');
+  const bits = isIPv6(addr) ? 128 : 32;
+  const out: FwmarkRule = { mark: int(o, 'mark', 'rule', 1, MAX_FWMARK), addr, len: int(o, 'len', 'rule', 0, bits) };
+  if (o.proto !== undefined) {
+    if (o.proto !== 'tcp' && o.proto !== 'udp') bad("rule.proto must be 'tcp' or 'udp'");
+    out.proto = o.proto;
+  }
+  if (o.dport !== undefined) {
+    const d = o.dport;
+    if (!Array.isArray(d) || d.length !== 2 || !d.every((x) => Number.isInteger(x) && x >= 0 && x <= 65535) || d[0] > d[1]) {
+      bad('rule.dport must be [first, last], ports 0..65535 with first <= last');
+    }
+    if (out.proto === undefined) bad('rule.dport needs rule.proto, as iptables\' --dport needs -p');
+    out.dport = [d[0] as number, d[1] as number];
+  }
+  return out;
 }
 
 /**
@@ -364,6 +426,11 @@ function requestOf(raw: unknown): Request {
       return { op: op as 'add-laddr' | 'del-laddr', key: key(o.key, 'key'), laddr: ip(o, 'laddr', 'request') };
     case 'set-timeouts':
       return { op: 'set-timeouts', timeouts: timeouts(o.timeouts) };
+    case 'add-fwmark-rule':
+    case 'del-fwmark-rule':
+      return { op: op as 'add-fwmark-rule' | 'del-fwmark-rule', rule: fwmarkRule(o.rule) };
+    case 'list-fwmark-rules':
+      return { op: 'list-fwmark-rules' };
     case 'batch':
       return { op: 'batch', requests: batch(o.requests) };
     case 'clear':

@@ -40,9 +40,9 @@ export function saveConfig(path: string, director: Director): void {
   fsyncPath(dirname(path), 'r');
 }
 
-/** Applies the file as one batch when the director has no service; returns how many requests it applied. */
+/** Applies the file as one batch when the director has no service and no fwmark rule; returns how many requests it applied. */
 export async function restoreConfig(path: string, director: Director): Promise<number> {
-  if (director.model.services.size > 0 || !existsSync(path)) return 0;
+  if (director.model.services.size > 0 || (director.model.fwmarkRules?.length ?? 0) > 0 || !existsSync(path)) return 0;
   const text = readFileSync(path, 'utf8');
   let requests;
   try {

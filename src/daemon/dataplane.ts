@@ -107,6 +107,8 @@ export class Dataplane {
   readonly natReals: TypedMap<C.AddrKey, number>;
   readonly laddrs: TypedMap<number, C.Laddr>;
   readonly svcLaddrs: TypedMap<number, C.SvcLaddrs>;
+  /** Fwmark rules by destination prefix (an LPM trie: a lookup finds the longest prefix, not the key). */
+  readonly fwmarkRules: TypedMap<C.FwmarkKey, C.FwmarkRules>;
   /** The devmap of the interfaces the director redirects to; never pinned, filled by attach(). */
   readonly txPorts: TypedMap<number, C.DevmapVal>;
   /** Jiffies per second of this kernel (xvs_config.hz). */
@@ -134,6 +136,7 @@ export class Dataplane {
     this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
     this.laddrs = new TypedMap(obj.map('xvs_laddrs'), C.u32Codec, C.laddr);
     this.svcLaddrs = new TypedMap(obj.map('xvs_svc_laddrs'), C.u32Codec, C.svcLaddrs);
+    this.fwmarkRules = new TypedMap(obj.map('xvs_fwmark_rules'), C.fwmarkKey, C.fwmarkRules);
     this.txPorts = new TypedMap(obj.map('xvs_tx_ports'), C.u32Codec, C.devmapVal);
   }
 

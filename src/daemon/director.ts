@@ -1,4 +1,4 @@
-import type { BatchRequest, ChangeResult, ConnView, LaddrView, ListResult, RealSpec, Request, ServiceKey, ServiceSpec, Timeouts } from '../control/protocol.js';
+import type { BatchRequest, ChangeResult, ConnView, FwmarkRule, LaddrView, ListResult, RealSpec, Request, ServiceKey, ServiceSpec, Timeouts } from '../control/protocol.js';
 import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
 import * as C from '../maps/codecs.js';
@@ -18,9 +18,10 @@ import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
 import { needsTick, tickChange } from './tick.js';
 import { laddrView } from './laddr-view.js';
+import { addFwmarkRule, delFwmarkRule, ruleName } from './fwmark-rules.js';
 import { laddrWarnings } from './laddr-warnings.js';
 import { RateEstimator, realRateKey, svcRateKey } from './estimator.js';
-import { configView, connectionsView, countersView, listView, statsByRateKey, statusView, type StatusView } from './views.js';
+import { configView, connectionsView, countersView, fwmarkRulesView, listView, statsByRateKey, statusView, type StatusView } from './views.js';
 
 const log = logger('director');
 
@@ -43,7 +44,7 @@ export interface Peer {
   gid: number;
 }
 
-const MUTATIONS = new Set<Request['op']>(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'batch', 'add-laddr', 'del-laddr']);
+const MUTATIONS = new Set<Request['op']>(['add-service', 'edit-service', 'del-service', 'add-real', 'edit-real', 'del-real', 'clear', 'zero', 'set-timeouts', 'batch', 'add-laddr', 'del-laddr', 'add-fwmark-rule', 'del-fwmark-rule']);
 
 /** What a transaction computed before anything is written. */
 interface Change<T = void> {
@@ -145,6 +146,9 @@ export class Director {
       case 'add-laddr': return this.addLaddr(req.key, req.laddr);
       case 'del-laddr': return this.delLaddr(req.key, req.laddr);
       case 'get-laddrs': return this.laddrView(req.key);
+      case 'add-fwmark-rule': return this.addFwmarkRule(req.rule);
+      case 'del-fwmark-rule': return this.delFwmarkRule(req.rule);
+      case 'list-fwmark-rules': return fwmarkRulesView(this.#model);
     }
   }
 
@@ -224,6 +228,12 @@ export class Director {
             case 'del-laddr':
               model = M.delLaddr(model, req.key, req.laddr);
               pools.add(M.serviceName(req.key));
+              break;
+            case 'add-fwmark-rule':
+              model = M.withFwmarkRules(model, addFwmarkRule(model.fwmarkRules ?? [], req.rule, this.dp.fwmarkRules.raw.maxEntries));
+              break;
+            case 'del-fwmark-rule':
+              model = M.withFwmarkRules(model, delFwmarkRule(model.fwmarkRules ?? [], req.rule));
               break;
           }
         } catch (e) {
@@ -369,6 +379,21 @@ export class Director {
   /** ipvsadm -G: one service's local addresses or every service's, with the flows holding ports of each. */
   laddrView(k?: ServiceKey): LaddrView[] {
     return laddrView(this.dp, this.#model, k);
+  }
+
+  /** xvsadm --fwmark-rule: packets of no address/port service matching it get its mark. */
+  addFwmarkRule(rule: FwmarkRule): Promise<void> {
+    return this.#transact((m) => ({
+      model: M.withFwmarkRules(m, addFwmarkRule(m.fwmarkRules ?? [], rule, this.dp.fwmarkRules.raw.maxEntries)),
+      done: () => log.info({ rule: ruleName(rule) }, 'fwmark rule added'),
+    }));
+  }
+
+  delFwmarkRule(rule: FwmarkRule): Promise<void> {
+    return this.#transact((m) => ({
+      model: M.withFwmarkRules(m, delFwmarkRule(m.fwmarkRules ?? [], rule)),
+      done: () => log.info({ rule: ruleName(rule) }, 'fwmark rule deleted'),
+    }));
   }
 
   clear(): Promise<void> {

@@ -9,8 +9,10 @@ import { modeByCode, MODES } from '../modes/index.js';
 import { tunnelEntry, tunnelFromEntry } from '../modes/tunnel.js';
 import { schedFlagsOfSvc, svcFlagBits } from '../schedulers/flags.js';
 import { LOOKUP_CODES, lookupOf, SCHEDULERS, schedulerByCode, type SchedulerName } from '../schedulers/registry.js';
+import { addr16ToIp } from '../maps/codec.js';
 import { familyOf } from './addr.js';
 import type { Dataplane } from './dataplane.js';
+import { compileFwmarkRules, type FwmarkEntry } from './fwmark-rules.js';
 import { EMPTY_MODEL, serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
 
 // The only code that writes the director's maps, and the only place that
@@ -26,8 +28,22 @@ const BPF_F_INNER_MAP = 1 << 12;
 /** Forwarding methods whose replies come back through the director. */
 const TWO_WAY = new Set<number>([FWD.nat, FWD.fullnat]);
 
+/** A fwmark service's key: proto 0, port 0, the mark in addr[0] (xvs_abi.h). */
 export function svcKeyOf(k: ServiceKey): C.SvcKey {
-  return { addr: k.addr, port: k.port, proto: PROTO_NUM[k.proto], family: familyOf(k.addr) };
+  const family = familyOf(k.addr);
+  if (k.fwmark) {
+    const b = Buffer.alloc(16);
+    b.writeUInt32BE(k.fwmark >>> 0, 0);
+    return { addr: addr16ToIp(b, family), port: 0, proto: 0, family };
+  }
+  return { addr: k.addr, port: k.port, proto: PROTO_NUM[k.proto], family };
+}
+
+/** The service key fields of a pinned key (the inverse of svcKeyOf). */
+function keyFromEntry(key: C.SvcKey): Pick<ServiceModel, 'proto' | 'addr' | 'port' | 'fwmark'> {
+  if (key.proto !== 0) return { proto: key.proto === PROTO_NUM.udp ? 'udp' : 'tcp', addr: key.addr, port: key.port };
+  const fwmark = C.svcKey.encode(key).readUInt32BE(0);
+  return { proto: 'tcp', addr: key.family === FAMILY.inet6 ? '::' : '0.0.0.0', port: 0, fwmark };
 }
 
 /** xvs_svc.persist_mask: the IPv4 netmask in word 0, or the IPv6 prefix as 16 bytes. */
@@ -74,7 +90,7 @@ export function serviceFromEntry(key: C.SvcKey, e: C.Svc): Omit<ServiceModel, 'r
   const persistent = (e.flags & SVC_F.persistent) !== 0;
   const schedFlags = schedFlagsOfSvc(e.flags);
   return {
-    id: e.id, proto: key.proto === PROTO_NUM.udp ? 'udp' : 'tcp', addr: key.addr, port: key.port,
+    id: e.id, ...keyFromEntry(key),
     scheduler: info.name as SchedulerName, ...(schedFlags ? { schedFlags } : {}), ...(persistent ? { persistent: e.persist_timeout } : {}),
     ...((e.flags & SVC_F.ops) !== 0 ? { ops: true } : {}),
     netmask: persistent ? maskFromBytes(key.family, e.persist_mask) : key.family === FAMILY.inet ? 0xffffffff : 128, tableSize: e.tbl_size,
@@ -170,9 +186,43 @@ export class MapWriter {
         }
         if (old?.laddrs !== s.laddrs) this.#putSvcLaddrs(s, after);
       }
-      // A miss looks for a port-zero service only while there is one.
-      this.#configFlag(CFG_F.any_port, [...after.services.values()].some((s) => s.port === 0));
+      // A miss looks for a port-zero service only while there is one (a fwmark service's port 0 is no such port).
+      this.#configFlag(CFG_F.any_port, [...after.services.values()].some((s) => s.port === 0 && !s.fwmark));
+      if (before.fwmarkRules !== after.fwmarkRules) this.#syncFwmarkRules(after);
     });
+  }
+
+  /**
+   * The trie's entries for the model's rules: the flag goes on after the
+   * entries are in, and off before they go, so no packet is classified by
+   * a half-written set. xvs_fwmark_rules is an LPM trie, whose lookup
+   * answers the longest prefix of the key, not the key: what exists is
+   * read by walking its keys.
+   */
+  #syncFwmarkRules(after: Model): void {
+    const map = this.dp.fwmarkRules.raw;
+    const want = compileFwmarkRules(after.fwmarkRules ?? [], map.maxEntries);
+    const have = new Set([...map.keys()].map((k) => k.toString('hex')));
+    const encoded = [...want.values()].map((e: FwmarkEntry) => [C.fwmarkKey.encode(e.key), C.fwmarkRules.encode(e.value)] as const);
+    const keep = new Set(encoded.map(([k]) => k.toString('hex')));
+    if (want.size === 0) this.#configFlag(CFG_F.fwmark, false);
+    for (const [k, v] of encoded) this.#putExact(map, k, v, have.has(k.toString('hex')));
+    for (const hex of have) if (!keep.has(hex)) this.#delExact(map, Buffer.from(hex, 'hex'));
+    if (want.size > 0) this.#configFlag(CFG_F.fwmark, true);
+  }
+
+  #putExact(map: RawMap, key: Buffer, value: Buffer, exists: boolean): void {
+    const old = exists ? map.lookup(key) : null;
+    if (old?.equals(value)) return;
+    this.#record(() => (old ? map.update(key, old) : map.delete(key)));
+    map.update(key, value);
+  }
+
+  #delExact(map: RawMap, key: Buffer): void {
+    const old = map.lookup(key);
+    if (!old) return;
+    this.#record(() => map.update(key, old));
+    map.delete(key);
   }
 
   #configFlag(flag: number, on: boolean): void {

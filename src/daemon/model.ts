@@ -1,5 +1,5 @@
 import { XvsError } from '../errors.js';
-import { netmaskBits, prefixLength, type Proto, type RealSpec, type ServiceKey, type ServiceSpec } from '../control/protocol.js';
+import { netmaskBits, prefixLength, type FwmarkRule, type Proto, type RealSpec, type ServiceKey, type ServiceSpec } from '../control/protocol.js';
 import { validateReal, type ModeName } from '../modes/index.js';
 import type { Tunnel } from '../modes/tunnel.js';
 import { checkSchedulerName, type SchedulerName } from '../schedulers/registry.js';
@@ -36,6 +36,8 @@ export interface ServiceModel {
   readonly proto: Proto;
   readonly addr: string;
   readonly port: number;
+  /** -f: a fwmark service (addr its family's unspecified address, port 0; see ServiceKey). */
+  readonly fwmark?: number;
   readonly scheduler: SchedulerName;
   /** ipvsadm -b: scheduler flag bits (src/schedulers/flags.ts); absent: none. */
   readonly schedFlags?: number;
@@ -70,6 +72,8 @@ export interface Model {
    * long as it lives.
    */
   readonly laddrIds?: ReadonlyMap<string, number>;
+  /** Fwmark rules (fwmark-rules.ts) in the order they were added; absent: none. */
+  readonly fwmarkRules?: readonly FwmarkRule[];
 }
 
 /** How many services and real servers the dataplane's maps can hold. */
@@ -85,7 +89,8 @@ export const EMPTY_MODEL: Model = { services: new Map(), realCursor: 0 };
 const ALL_ONES = 0xffffffff;
 const IPV6_ALL = 128;
 
-export const serviceName = (k: ServiceKey): string => `${k.proto} ${k.addr}:${k.port}`;
+export const serviceName = (k: ServiceKey): string =>
+  (k.fwmark ? `fwmark ${k.fwmark}${familyOf(k.addr) === FAMILY.inet6 ? ' ipv6' : ''}` : `${k.proto} ${k.addr}:${k.port}`);
 
 export function findService(m: Model, k: ServiceKey): ServiceModel {
   const s = m.services.get(serviceName(k));
@@ -173,8 +178,11 @@ function checkFamilies(s: ServiceModel, addr: string, fwd: ModeName): void {
  * hold a local port until its reply side expires).
  */
 function checkServiceSpec(spec: ServiceSpec, reals: readonly RealModel[]): void {
-  if (spec.port === 0 && spec.persistent === undefined) throw new XvsError('BAD_ARGUMENT', 'Zero port specified for non-persistent service');
-  if (spec.ops && spec.proto !== 'udp') throw new XvsError('BAD_ARGUMENT', 'One-Packet Scheduling is only for UDP virtual services');
+  // A fwmark service has no port of its own, and either protocol.
+  if (!spec.fwmark) {
+    if (spec.port === 0 && spec.persistent === undefined) throw new XvsError('BAD_ARGUMENT', 'Zero port specified for non-persistent service');
+    if (spec.ops && spec.proto !== 'udp') throw new XvsError('BAD_ARGUMENT', 'One-Packet Scheduling is only for UDP virtual services');
+  }
   if (spec.ops && reals.some((r) => r.fwd === 'fullnat')) throw opsWithFullnat();
 }
 
@@ -197,7 +205,7 @@ export function addService(m: Model, spec: ServiceSpec, limits: Limits): Model {
   while (used.has(id)) id++;
   if (id >= limits.services) throw new XvsError('CAPACITY', `at most ${limits.services} virtual services`);
   return withService(m, {
-    id, proto: spec.proto, addr, port: spec.port, scheduler: checkSchedulerName(spec.scheduler),
+    id, proto: spec.proto, addr, port: spec.port, ...(spec.fwmark ? { fwmark: spec.fwmark } : {}), scheduler: checkSchedulerName(spec.scheduler),
     ...schedFlags(spec), ...persistence(spec), ...opsOf(spec), reals: [], tableSize: 0, plan: EMPTY_PLAN,
   });
 }
@@ -219,8 +227,16 @@ export function delService(m: Model, k: ServiceKey): Model {
   return withoutService(m, findService(m, k));
 }
 
+/** ipvsadm -C: the whole table, fwmark rules included (a restore after -C adds them again). */
 export function clearServices(m: Model): Model {
-  return { ...m, services: new Map() };
+  const { fwmarkRules: _rules, ...rest } = m;
+  return { ...rest, services: new Map() };
+}
+
+/** The model with these fwmark rules (none: absent). */
+export function withFwmarkRules(m: Model, rules: readonly FwmarkRule[]): Model {
+  const { fwmarkRules: _old, ...rest } = m;
+  return rules.length > 0 ? { ...rest, fwmarkRules: rules } : rest;
 }
 
 /**
@@ -230,6 +246,9 @@ export function clearServices(m: Model): Model {
 export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits, lastGen: (id: number) => number): { model: Model; real: RealModel } {
   const s = findService(m, k);
   const addr = checkIp(spec.addr, 'real server');
+  if (s.fwmark && spec.port !== 0) {
+    throw new XvsError('PORT_MAPPING', `a fwmark service forwards each packet to its own port, not to ${spec.port}`, { hint: 'leave the real server\'s port out (or 0)' });
+  }
   const port = validateReal(spec.fwd, s.port, spec.port);
   checkFamilies(s, addr, spec.fwd);
   checkOps(s, spec.fwd);

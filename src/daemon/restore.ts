@@ -4,7 +4,8 @@ import * as C from '../maps/codecs.js';
 import { mapFromId } from '../maps/map.js';
 import type { Dataplane } from './dataplane.js';
 import { realFromEntry, serviceFromEntry } from './map-writer.js';
-import { EMPTY_MODEL, serviceName, type Limits, type Model, type RealModel, type ServiceModel } from './model.js';
+import { rulesOfEntry } from './fwmark-rules.js';
+import { EMPTY_MODEL, serviceName, withFwmarkRules, type Limits, type Model, type RealModel, type ServiceModel } from './model.js';
 
 const log = logger('restore');
 
@@ -23,7 +24,9 @@ export function restoreModel(dp: Dataplane, limits: Limits): Model {
     }
     byId.set(s.id, { s, reals: [] });
   }
-  if (byId.size === 0) return EMPTY_MODEL;
+  // Each prefix's own rules, in their order there (fwmark-rules.ts).
+  const rules = [...dp.fwmarkRules.entries()].flatMap(([key, value]) => rulesOfEntry({ key, value }));
+  if (byId.size === 0) return withFwmarkRules(EMPTY_MODEL, rules);
   const { keys, values } = dp.reals.raw.lookupBatch(4096);
   let maxId = -1;
   values.forEach((raw, i) => {
@@ -62,8 +65,8 @@ export function restoreModel(dp: Dataplane, limits: Limits): Model {
       },
     });
   }
-  log.info({ services: services.size }, 'state restored from pinned maps');
-  return { services, realCursor: (maxId + 1) % limits.reals, ...(laddrIds.size > 0 ? { laddrIds } : {}) };
+  log.info({ services: services.size, fwmarkRules: rules.length }, 'state restored from pinned maps');
+  return withFwmarkRules({ services, realCursor: (maxId + 1) % limits.reals, ...(laddrIds.size > 0 ? { laddrIds } : {}) }, rules);
 }
 
 /** The table the dataplane holds for a service (the outer map yields the inner map's id). */

@@ -1,4 +1,4 @@
-import type { ConnView, ListResult, RealView, ServiceKey, ServiceSpec, ServiceView, StatsView } from '../control/protocol.js';
+import type { ConnView, FwmarkRule, ListResult, RealView, ServiceKey, ServiceSpec, ServiceView, StatsView } from '../control/protocol.js';
 import { COUNTERS, XVS_CNT_MAX } from '../maps/counters.js';
 import * as C from '../maps/codecs.js';
 import { CONN_STATE, FAMILY } from '../maps/abi.js';
@@ -7,6 +7,8 @@ import { countConns, readStateTimeouts, readTimeouts } from './conn-count.js';
 import type { Dataplane } from './dataplane.js';
 import { realRateKey, svcRateKey, type RateEstimator } from './estimator.js';
 import { fullnatStatus, type FullnatStatus } from './laddr-view.js';
+import { sortedRules } from './fwmark-rules.js';
+import { svcKeyOf } from './map-writer.js';
 import { findService, realGens, serviceName, type Model, type RealModel, type ServiceModel } from './model.js';
 
 // What xvsadm -L, xvs status and --timeout show: the committed model with
@@ -17,7 +19,7 @@ const ZERO_STATS: StatsView = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, out
 /** A service as a request would add it; the mask in the protocol's form (dotted for IPv4, a prefix length for IPv6). */
 function specOf(s: ServiceModel): ServiceSpec {
   return {
-    proto: s.proto, addr: s.addr, port: s.port, scheduler: s.scheduler,
+    proto: s.proto, addr: s.addr, port: s.port, ...(s.fwmark ? { fwmark: s.fwmark } : {}), scheduler: s.scheduler,
     ...(s.schedFlags ? { schedFlags: s.schedFlags } : {}),
     ...(s.persistent !== undefined ? { persistent: s.persistent, netmask: familyOf(s.addr) === FAMILY.inet6 ? String(s.netmask) : netmaskString(s.netmask) } : {}),
     ...(s.ops ? { ops: true } : {}),
@@ -57,7 +59,16 @@ export function listView(dp: Dataplane, m: Model, k?: ServiceKey, rates?: RateEs
     })),
     ...laddrsOf(s),
   }));
-  return { connTableSize: dp.connTableSize, services, counters: countersView(dp), timeouts };
+  return { connTableSize: dp.connTableSize, services, counters: countersView(dp), timeouts, ...rulesOf(m) };
+}
+
+/** Every fwmark rule, as listings and -S show them; absent when there are none. */
+export function fwmarkRulesView(m: Model): FwmarkRule[] {
+  return sortedRules(m.fwmarkRules ?? []);
+}
+
+function rulesOf(m: Model): Pick<ListResult, 'fwmarkRules'> {
+  return m.fwmarkRules && m.fwmarkRules.length > 0 ? { fwmarkRules: fwmarkRulesView(m) } : {};
 }
 
 export interface StatusView {
@@ -182,7 +193,8 @@ export function connectionsView(dp: Dataplane, m: Model): ConnView[] {
     if (left < 0) return;
     out.push({
       proto: svc.proto, expires: Math.floor(left / hz), state: 'NONE',
-      caddr: k.caddr, cport: 0, vaddr: svc.addr, vport: svc.port, daddr: o.real.addr, dport: o.real.port,
+      // A fwmark service's template carries the mark as its address, as IPVS's do.
+      caddr: k.caddr, cport: 0, vaddr: svc.fwmark ? svcKeyOf(svc).addr : svc.addr, vport: svc.port, daddr: o.real.addr, dport: o.real.port,
     });
   });
   return out;
@@ -200,5 +212,5 @@ export function configView(dp: Dataplane, m: Model): ListResult {
     })),
     ...laddrsOf(s),
   }));
-  return { connTableSize: dp.connTableSize, services, counters: {}, timeouts: readTimeouts(dp) };
+  return { connTableSize: dp.connTableSize, services, counters: {}, timeouts: readTimeouts(dp), ...rulesOf(m) };
 }

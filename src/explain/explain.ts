@@ -9,6 +9,8 @@ import type { Dataplane } from '../daemon/dataplane.js';
 import { familyOf } from '../daemon/addr.js';
 import { slotOf } from '../schedulers/hash.js';
 import { schedulerByCode } from '../schedulers/registry.js';
+import { svcKeyOf } from '../daemon/map-writer.js';
+import { fwmarkOf } from './fwmark.js';
 import { clientHash, closing, confirms, isSyn, persistAddr, takesNew, TCP_FLAG, twoWay } from './rules.js';
 
 // `xvs explain`: what the director would do with one packet now, and why,
@@ -19,7 +21,7 @@ import { clientHash, closing, confirms, isSyn, persistAddr, takesNew, TCP_FLAG, 
 // not taken, so the answer is "the next new flow gets ...".
 
 export type ExplainMaps = Pick<Dataplane, 'services' | 'reals' | 'conns' | 'synConns' | 'persist' | 'schedTables' | 'schedPos' |
-  'nexthops' | 'laddrs' | 'svcLaddrs' | 'nats' | 'natSyn' | 'natReals' | 'config' | 'jiffies'>;
+  'nexthops' | 'laddrs' | 'svcLaddrs' | 'nats' | 'natSyn' | 'natReals' | 'config' | 'jiffies' | 'fwmarkRules'>;
 
 export interface Endpoint { addr: string; port: number }
 
@@ -176,18 +178,27 @@ class Explainer {
     let svc = this.dp.services.get(svcKey);
     const anyPort = (this.dp.config.get(0)!.flags & CFG_F.any_port) !== 0;
     if (!svc && anyPort) svc = this.dp.services.get({ ...svcKey, port: 0 });
+    // Then, while a fwmark rule exists, the service of the mark the rules give (fwmark.h).
+    const byMark = !svc && (this.dp.config.get(0)!.flags & CFG_F.fwmark) !== 0;
+    const mark = byMark ? fwmarkOf(this.dp.fwmarkRules, this.family, this.q.vip.addr, this.key.proto, this.q.vip.port) : undefined;
+    if (mark) {
+      const v6 = this.family === FAMILY.inet6;
+      svc = this.dp.services.get(svcKeyOf({ proto: 'tcp', addr: v6 ? '::' : '0.0.0.0', port: 0, fwmark: mark.mark }));
+      this.say('service', `no address/port service; the fwmark rules give mark ${mark.mark} (${mark.rule})${svc ? '' : `, and no fwmark ${mark.mark}${v6 ? ' IPv6' : ''} service exists`}`);
+    }
     if (!svc) {
-      this.say('service', `no service ${this.q.proto} ${show(this.q.vip)}${anyPort ? ` nor ${this.q.proto} ${show({ ...this.q.vip, port: 0 })}` : ''} in xvs_services: the packet goes to the director's own stack, untouched`);
+      this.say('service', `no service ${this.q.proto} ${show(this.q.vip)}${anyPort ? ` nor ${this.q.proto} ${show({ ...this.q.vip, port: 0 })}` : ''}${mark ? ` nor fwmark ${mark.mark}` : byMark ? ' and no fwmark rule matches' : ''} in xvs_services: the packet goes to the director's own stack, untouched`);
       return this.end('pass', 'XDP_PASS', 'pass_no_svc');
     }
-    const svcPort = this.dp.services.get(svcKey) ? this.q.vip.port : 0;
+    const svcPort = mark ? 0 : this.dp.services.get(svcKey) ? this.q.vip.port : 0;
     const sched = schedulerByCode(svc.sched)?.name ?? `code ${svc.sched}`;
     const persistent = (svc.flags & SVC_F.persistent) !== 0;
     this.e.service = {
-      name: `${this.q.proto} ${show({ ...this.q.vip, port: svcPort })}`, id: svc.id, scheduler: sched, lookup: LOOKUP_NAME.get(svc.lookup) ?? String(svc.lookup), tableSize: svc.tbl_size,
+      name: mark ? `fwmark ${mark.mark}` : `${this.q.proto} ${show({ ...this.q.vip, port: svcPort })}`, id: svc.id, scheduler: sched,
+      lookup: LOOKUP_NAME.get(svc.lookup) ?? String(svc.lookup), tableSize: svc.tbl_size,
       ...(persistent ? { persistent: svc.persist_timeout } : {}),
     };
-    this.say('service', `${this.e.service.name} (id ${svc.id})${svcPort === 0 ? ', every port of the VIP' : ''}: scheduler ${sched}, a table of ${svc.tbl_size} slots indexed by ${this.#lookupWords(svc.lookup)}${persistent ? `, persistent ${svc.persist_timeout} s` : ''}${(svc.flags & SVC_F.ops) !== 0 ? ', one-packet scheduling (-o)' : ''}`);
+    this.say('service', `${this.e.service.name} (id ${svc.id})${svcPort === 0 && !mark ? ', every port of the VIP' : ''}: scheduler ${sched}, a table of ${svc.tbl_size} slots indexed by ${this.#lookupWords(svc.lookup)}${persistent ? `, persistent ${svc.persist_timeout} s` : ''}${(svc.flags & SVC_F.ops) !== 0 ? ', one-packet scheduling (-o)' : ''}`);
 
     if (this.tcp && !this.syn) return this.stray(svc);
     return this.newFlow(svc);

@@ -22,7 +22,7 @@ export const CONN_STATE = {
   none: 0, established: 1, syn_sent: 2, syn_recv: 3, fin_wait: 4, time_wait: 5, close: 6,
   close_wait: 7, last_ack: 8, listen: 9, synack: 10, udp: 11, max: 16,
 } as const;
-export const CFG_F = { two_way: 1 << 0, any_port: 1 << 1 } as const;
+export const CFG_F = { two_way: 1 << 0, any_port: 1 << 1, fwmark: 1 << 2 } as const;
 
 /** Each mirrored enum: its BTF name, the prefix of its members in C, the TS object. */
 export const ABI_ENUMS = [

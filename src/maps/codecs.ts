@@ -5,6 +5,9 @@ import { CONN_STATE } from './abi.js';
 
 /** XVS_SVC_LADDRS_MAX: the ids array's length, checked against BTF with the struct. */
 export const SVC_LADDRS_MAX = 16;
+/** XVS_FWMARK_RULES_MAX: rules one destination is tried against, checked against BTF with xvs_fwmark_rules. */
+export const FWMARK_RULES_MAX = 16;
+import { structs } from './codec-array.js';
 import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u32s, u64, type ValueOf } from './codec.js';
 
 export const svcKey = struct('xvs_svc_key', [
@@ -136,6 +139,29 @@ export const config = struct('xvs_config', [
   u32s('timeout', CONN_STATE.max),
 ] as const);
 
+/** The LPM trie's key: prefixlen counts the family byte and its padding (32) before the address's bits. */
+export const fwmarkKey = struct('xvs_fwmark_key', [
+  u32('prefixlen'),
+  u8('family'),
+  pad('pad0', 3),
+  addr16('addr', 'family'),
+] as const);
+
+/** proto 0: either; ports host order, inclusive. */
+export const fwmarkRule = struct('xvs_fwmark_rule', [
+  u32('mark'),
+  u16('dport_min'),
+  u16('dport_max'),
+  u8('proto'),
+  pad('pad0', 3),
+] as const);
+
+export const fwmarkRules = struct('xvs_fwmark_rules', [
+  u32('count'),
+  u32('own'),
+  structs('rules', fwmarkRule, FWMARK_RULES_MAX),
+] as const);
+
 /**
  * The kernel's struct bpf_devmap_val (linux/bpf.h), the value of
  * xvs_tx_ports: the interface a redirect leaves by, and the fd of an egress
@@ -166,9 +192,12 @@ export type SvcLaddrs = ValueOf<typeof svcLaddrs>;
 export type PersistKey = ValueOf<typeof persistKey>;
 export type Persist = ValueOf<typeof persist>;
 export type DevmapVal = ValueOf<typeof devmapVal>;
+export type FwmarkKey = ValueOf<typeof fwmarkKey>;
+export type FwmarkRule = ValueOf<typeof fwmarkRule>;
+export type FwmarkRules = ValueOf<typeof fwmarkRules>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal, fwmarkKey, fwmarkRule, fwmarkRules } as const;
 
 // The real server's TOA reader (bpf/xvs_toa.c), a separate object: these
 // are checked against its BTF, not the director's.

@@ -28,8 +28,9 @@ export interface MetricsInput {
 }
 
 const bracket = (addr: string): string => (familyOf(addr) === FAMILY.inet6 ? `[${addr}]` : addr);
-/** service="tcp/192.0.2.80:80", service="tcp/[2001:db8::80]:80" */
-export const serviceLabel = (s: { proto: string; addr: string; port: number }): string => `${s.proto}/${bracket(s.addr)}:${s.port}`;
+/** service="tcp/192.0.2.80:80", service="tcp/[2001:db8::80]:80", service="fwm/1" (an IPv6 fwmark service: "fwm/1/ipv6") */
+export const serviceLabel = (s: { proto: string; addr: string; port: number; fwmark?: number }): string =>
+  (s.fwmark ? `fwm/${s.fwmark}${familyOf(s.addr) === FAMILY.inet6 ? '/ipv6' : ''}` : `${s.proto}/${bracket(s.addr)}:${s.port}`);
 /** real="198.51.100.10:8080", real="[2001:db8::11]:80" */
 export const realLabel = (r: { addr: string; port: number }): string => `${bracket(r.addr)}:${r.port}`;
 const familyLabel = (addr: string): string => (familyOf(addr) === FAMILY.inet6 ? 'ipv6' : 'ipv4');
