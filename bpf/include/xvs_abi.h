@@ -37,6 +37,7 @@ enum {
 	XVS_SVC_LADDRS_MAX = 16,    /* local addresses of one service */
 	XVS_LPORT_MIN = 1024,       /* FULLNAT's local ports: 1024..65535 */
 	XVS_LPORT_TRIES = 8,        /* ports tried for one new flow before it counts as exhausted */
+	XVS_NAT_REAL_SLOTS = 16384, /* xvs_nat_real_slots: NAT and FULLNAT real servers' addresses by hash */
 };
 
 enum xvs_family : __u8 {
