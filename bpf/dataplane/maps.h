@@ -111,7 +111,8 @@ struct {
 } xvs_svc_laddrs SEC(".maps");
 
 /* Addresses of NAT and FULLNAT real servers (value: how many such real
- * servers have it): the control plane's count, which xvs explain reads. */
+ * servers have it): the control plane's count, from which map-writer.ts
+ * keeps xvs_nat_real_slots; the dataplane reads the slots. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, XVS_MAX_REALS);

@@ -305,8 +305,18 @@ export class MapWriter {
     const slots = this.dp.natRealSlots.raw;
     const want = new Uint32Array(slots.maxEntries);
     for (const [k] of this.dp.natReals.entries()) want[natRealSlot(k.addr, slots.maxEntries)]! += 1;
+    // One batch read of the array, then a write only where a slot differs.
+    const off: number[] = [];
+    for (const b of slots.batches(4096)) {
+      for (let j = 0; j < b.count; j++) {
+        const i = b.keys.readUInt32LE(j * 4);
+        if (b.values.readUInt32LE(j * slots.valueBufSize) !== want[i]) off.push(i);
+      }
+    }
+    if (off.length === 0) return;
+    log.warn({ slots: off.length }, 'xvs_nat_real_slots was out of step with xvs_nat_reals: rewritten');
     this.atomically(() => {
-      for (let i = 0; i < want.length; i++) this.#put(slots, u32(i), u32(want[i]!));
+      for (const i of off) this.#put(slots, u32(i), u32(want[i]!));
     });
   }
 
