@@ -70,7 +70,7 @@ int xvs_xdp(struct xdp_md *ctx)
 		xvs_count(XVS_CNT_ERROR); /* no such program: the kernel has it, untouched */
 		return XDP_PASS;
 	}
-	if (cfg->flags & XVS_CFG_F_TWO_WAY) {
+	if ((cfg->flags & XVS_CFG_F_TWO_WAY) && xvs_maybe_reply(p)) {
 		rc = xvs_nat_reply(ctx, p);
 		if (rc != XVS_CONTINUE)
 			return rc;

@@ -119,14 +119,28 @@ struct {
 	__type(value, struct xvs_svc_laddrs);
 } xvs_svc_laddrs SEC(".maps");
 
-/* Addresses of NAT and FULLNAT real servers: a packet from one may be a
- * reply (value: how many such real servers have it). */
+/* Addresses of NAT and FULLNAT real servers (value: how many such real
+ * servers have it): the control plane's count, from which map-writer.ts
+ * keeps xvs_nat_real_slots; the dataplane reads the slots. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, XVS_MAX_REALS);
 	__type(key, struct xvs_addr_key);
 	__type(value, __u32);
 } xvs_nat_reals SEC(".maps");
+
+/* The same addresses as the dataplane asks about them: how many of them fall
+ * in each slot of xvs_hash32(xvs_addr_fold(address)) % XVS_NAT_REAL_SLOTS.
+ * Every packet of a two-way director asks whether it may be a reply; an
+ * array index is an inlined load where the hash lookup was a call, and a
+ * client that shares a slot with a real server only pays the reply tables'
+ * lookups, which decide exactly. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_NAT_REAL_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xvs_nat_real_slots SEC(".maps");
 
 /* Interfaces the director forwards to with XDP_REDIRECT, by ifindex; filled
  * by xvsd at every start, never pinned (see BpfObject.pinnableMapNames). */

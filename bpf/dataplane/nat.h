@@ -85,16 +85,27 @@ static __always_inline void xvs_nat_reply_state(struct xvs_nat *n, const struct 
 		c->state = ns;
 }
 
+/* Whether the packet's source may be a NAT or FULLNAT real server: its
+ * slot of xvs_nat_real_slots holds one. Inlined, on every packet of a
+ * two-way director, in place of a hash lookup of the address. */
+static __always_inline int xvs_maybe_reply(const struct xvs_pkt *p)
+{
+	__u32 slot = xvs_hash32(xvs_addr_fold(p->saddr)) % XVS_NAT_REAL_SLOTS;
+	__u32 *n = bpf_map_lookup_elem(&xvs_nat_real_slots, &slot);
+
+	return n && *n;
+}
+
 /*
  * A packet from a NAT real server that belongs to a flow: rewritten back to
  * the service and sent to the client; XVS_CONTINUE for anything else (the
  * rest of the chain decides: it may be a client of a VIP, or the real
  * server's own traffic for the kernel). A subprogram (see XVS_SUBPROG),
- * called only while some real server is NAT or FULLNAT.
+ * called only for a packet xvs_maybe_reply lets through: the reply tables,
+ * keyed by the whole 5-tuple, decide.
  */
 XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 {
-	struct xvs_addr_key ak = {};
 	struct xvs_config *cfg;
 	struct xvs_nat *n;
 	__u32 zero = 0, bytes;
@@ -104,10 +115,6 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 	if (!p || !cfg)
 		return XVS_CONTINUE;
 	bytes = p->ip_len;
-	__builtin_memcpy(ak.addr, p->saddr, 16);
-	ak.family = p->family;
-	if (!bpf_map_lookup_elem(&xvs_nat_reals, &ak))
-		return XVS_CONTINUE;
 	n = bpf_map_lookup_elem(&xvs_nats, &p->key);
 	if (!n)
 		n = bpf_map_lookup_elem(&xvs_nat_syn, &p->key);

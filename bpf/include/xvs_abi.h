@@ -39,6 +39,7 @@ enum {
 	XVS_LPORT_TRIES = 8,        /* ports tried for one new flow before it counts as exhausted */
 	XVS_MAX_FWMARK_PREFIXES = 1024, /* destination prefixes of fwmark rules, both families */
 	XVS_FWMARK_RULES_MAX = 16,  /* rules one destination can be tried against (its prefix's and the shorter ones') */
+	XVS_NAT_REAL_SLOTS = 16384, /* xvs_nat_real_slots: NAT and FULLNAT real servers' addresses by hash */
 };
 
 enum xvs_family : __u8 {

@@ -109,6 +109,7 @@ export class Director {
     this.#writer = new MapWriter(dp);
     this.#limits = { services: dp.svcStats.raw.maxEntries, reals: dp.reals.raw.maxEntries };
     this.#model = restoreModel(dp, this.#limits);
+    this.#writer.syncNatRealSlots();
     // The tunnel source goes into each real server's next hop (nexthop.ts).
     if (opts.tunnelSource !== undefined) checkIp(opts.tunnelSource, 'tunnel source');
   }

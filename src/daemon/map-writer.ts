@@ -8,6 +8,7 @@ import { createArrayMap, mapFromId, type RawMap } from '../maps/map.js';
 import { modeByCode, MODES } from '../modes/index.js';
 import { tunnelEntry, tunnelFromEntry } from '../modes/tunnel.js';
 import { schedFlagsOfSvc, svcFlagBits } from '../schedulers/flags.js';
+import { natRealSlot } from '../schedulers/hash.js';
 import { LOOKUP_CODES, lookupOf, SCHEDULERS, schedulerByCode, type SchedulerName } from '../schedulers/registry.js';
 import { addr16ToIp } from '../maps/codec.js';
 import { familyOf } from './addr.js';
@@ -325,10 +326,48 @@ export class MapWriter {
   #countNatReal(addr: string, family: number, delta: number): void {
     const map = this.dp.natReals.raw;
     const key = C.addrKey.encode({ addr, family });
-    const n = (map.lookup(key) ? C.u32Codec.decode(map.lookup(key)!) : 0) + delta;
+    const was = map.lookup(key) ? C.u32Codec.decode(map.lookup(key)!) : 0;
+    const n = was + delta;
+    // The address's slot first when it arrives, last when it goes: the
+    // dataplane looks for replies by the slot alone (xvs_maybe_reply).
+    if (was === 0 && n > 0) this.#countSlot(addr, 1);
     if (n > 0) this.#put(map, key, u32(n));
     else this.#del(map, key);
+    if (was > 0 && n <= 0) this.#countSlot(addr, -1);
     this.#configFlag(CFG_F.two_way, map.nextKey(null) !== null);
+  }
+
+  /** xvs_nat_real_slots: how many addresses of xvs_nat_reals fall in each slot. */
+  #countSlot(addr: string, delta: number): void {
+    const map = this.dp.natRealSlots.raw;
+    const key = u32(natRealSlot(addr, map.maxEntries));
+    const n = C.u32Codec.decode(map.lookup(key)!) + delta;
+    this.#put(map, key, u32(Math.max(0, n)));
+  }
+
+  /**
+   * Rewrites xvs_nat_real_slots from xvs_nat_reals where they differ: at
+   * start, since pins made before the slots existed (or a crash between the
+   * two writes) leave them out of step, and a reply whose slot says 0 would
+   * go to the kernel untranslated.
+   */
+  syncNatRealSlots(): void {
+    const slots = this.dp.natRealSlots.raw;
+    const want = new Uint32Array(slots.maxEntries);
+    for (const [k] of this.dp.natReals.entries()) want[natRealSlot(k.addr, slots.maxEntries)]! += 1;
+    // One batch read of the array, then a write only where a slot differs.
+    const off: number[] = [];
+    for (const b of slots.batches(4096)) {
+      for (let j = 0; j < b.count; j++) {
+        const i = b.keys.readUInt32LE(j * 4);
+        if (b.values.readUInt32LE(j * slots.valueBufSize) !== want[i]) off.push(i);
+      }
+    }
+    if (off.length === 0) return;
+    log.warn({ slots: off.length }, 'xvs_nat_real_slots was out of step with xvs_nat_reals: rewritten');
+    this.atomically(() => {
+      for (const i of off) this.#put(slots, u32(i), u32(want[i]!));
+    });
   }
 
   #zeroStats(map: RawMap, id: number): void {

@@ -7,7 +7,7 @@ import type { CounterName } from '../maps/counters.js';
 import { fresh } from '../daemon/conn-count.js';
 import type { Dataplane } from '../daemon/dataplane.js';
 import { familyOf } from '../daemon/addr.js';
-import { slotOf } from '../schedulers/hash.js';
+import { natRealSlot, slotOf } from '../schedulers/hash.js';
 import { schedulerByCode } from '../schedulers/registry.js';
 import { svcKeyOf } from '../daemon/map-writer.js';
 import { fwmarkOf } from './fwmark.js';
@@ -21,7 +21,7 @@ import { clientHash, closing, confirms, isSyn, persistAddr, takesNew, TCP_FLAG, 
 // not taken, so the answer is "the next new flow gets ...".
 
 export type ExplainMaps = Pick<Dataplane, 'services' | 'reals' | 'conns' | 'synConns' | 'persist' | 'schedTables' | 'schedPos' |
-  'nexthops' | 'laddrs' | 'svcLaddrs' | 'nats' | 'natSyn' | 'natReals' | 'config' | 'jiffies' | 'fwmarkRules'>;
+  'nexthops' | 'laddrs' | 'svcLaddrs' | 'nats' | 'natSyn' | 'natRealSlots' | 'config' | 'jiffies' | 'fwmarkRules'>;
 
 export interface Endpoint { addr: string; port: number }
 
@@ -214,10 +214,11 @@ class Explainer {
   natReply(): Explanation | undefined {
     const cfg = this.dp.config.get(0)!;
     if ((cfg.flags & CFG_F.two_way) === 0) return undefined;
-    if (this.dp.natReals.get({ addr: this.q.client.addr, family: this.family }) === null) return undefined;
+    const slots = this.dp.natRealSlots;
+    if (!slots.get(natRealSlot(this.q.client.addr, slots.raw.maxEntries))) return undefined;
     const n = this.dp.nats.get(this.key) ?? this.dp.natSyn.get(this.key);
     if (!n || !this.#live(n)) {
-      this.say('nat-reply', 'the source is a NAT/FULLNAT real server\'s address, but no live reply entry has this tuple: on down the chain');
+      this.say('nat-reply', 'the source may be a NAT/FULLNAT real server (its slot of xvs_nat_real_slots holds one), but no live reply entry has this tuple: on down the chain');
       return undefined;
     }
     const fullnat = (n.flags & NAT_F.fullnat) !== 0;

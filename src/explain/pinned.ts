@@ -21,7 +21,7 @@ export class PinnedDirector implements ExplainMaps {
   readonly #raw: RawMap[] = [];
   #clock: BpfObject | undefined;
   readonly services; readonly reals; readonly conns; readonly synConns; readonly persist; readonly schedTables; readonly schedPos;
-  readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly natSyn; readonly natReals; readonly config; readonly fwmarkRules;
+  readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly natSyn; readonly natRealSlots; readonly config; readonly fwmarkRules;
 
   private constructor(readonly pinDir: string) {
     const open = (name: string): RawMap => {
@@ -43,7 +43,7 @@ export class PinnedDirector implements ExplainMaps {
       this.svcLaddrs = new TypedMap(open('xvs_svc_laddrs'), C.u32Codec, C.svcLaddrs);
       this.nats = new TypedMap(open('xvs_nats'), C.connKey, C.nat);
       this.natSyn = new TypedMap(open('xvs_nat_syn'), C.connKey, C.nat);
-      this.natReals = new TypedMap(open('xvs_nat_reals'), C.addrKey, C.u32Codec);
+      this.natRealSlots = new TypedMap(open('xvs_nat_real_slots'), C.u32Codec, C.u32Codec);
       this.fwmarkRules = new TypedMap(open('xvs_fwmark_rules'), C.fwmarkKey, C.fwmarkRules);
     } catch (e) {
       this.close();

@@ -44,6 +44,15 @@ export function slotOf(addr: number | string, tableLength: number, port?: number
   return (port === undefined ? hash32(addr) : hash32Port(addr, port)) % tableLength;
 }
 
+/**
+ * The slot of xvs_nat_real_slots the dataplane reads for a packet from
+ * `addr` (xvs_maybe_reply in bpf/dataplane/nat.h): the address hash's slot,
+ * as a hash_src table of that length would take it.
+ */
+export function natRealSlot(addr: string, slots: number): number {
+  return slotOf(addr, slots);
+}
+
 const encoder = new TextEncoder();
 
 /**
