@@ -153,12 +153,12 @@ describe('FULLNAT local ports: exhaustion and reuse (BPF_PROG_TEST_RUN)', { skip
     t?.close();
   });
 
-  /** Every local port of (RIP:rport, LIP) held by a reply side seen at `lastSeen`. */
-  function holdAll(dp: Dataplane, lastSeen: number): void {
+  /** Every local port of (RIP:rport, laddr) held by a reply side seen at `lastSeen`. */
+  function holdAll(dp: Dataplane, lastSeen: number, laddr: string = LIP): void {
     const keys: Buffer[] = [];
     const values: Buffer[] = [];
     for (let lport = 1024; lport < 65536; lport++) {
-      keys.push(dp.nats.key.encode({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 }));
+      keys.push(dp.nats.key.encode({ saddr: ADDR.rsFar, daddr: laddr, sport: RPORT, dport: lport, proto: 6, family: 2 }));
       values.push(dp.nats.value.encode({
         last_seen: lastSeen, vaddr: ADDR.vip, caddr: '198.51.100.200', vport: 80, cport: lport, real_id: 0, svc_id: 0,
         ifindex: 1, cmac: ADDR.routerMac, smac: ADDR.dirMac, family: 2, state: CONN_STATE.established, flags: 1,
@@ -185,6 +185,23 @@ describe('FULLNAT local ports: exhaustion and reuse (BPF_PROG_TEST_RUN)', { skip
     const rev = t.dp.natSyn.get({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 });
     assert.equal(rev?.caddr, ADDR.client, 'the port now belongs to the new flow');
     assert.equal(t.dp.nats.get({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 }), null, 'the expired one is gone');
+  });
+
+  test('one local address with every port in use: the next of the pool takes the flows; both used up, refused', async () => {
+    const LIP2 = '198.51.100.2';
+    await t.director.addLaddr(key, LIP2);
+    holdAll(t.dp, t.dp.jiffies());
+    // Whichever address a client's hash starts at, its flow leaves from the one with free ports.
+    for (let sport = 44100; sport < 44116; sport++) {
+      const r = t.run(F.packet({ l2: fromClient, proto: 'tcp', src: ADDR.client, dst: ADDR.vip, sport, dport: 80, flags: F.TCP.SYN }));
+      assert.equal(r.retval, XdpAction.REDIRECT, `client port ${sport}`);
+      assert.equal(F.addrText(r.data.subarray(26, 30)), LIP2, `client port ${sport}: from the address with free ports`);
+    }
+    holdAll(t.dp, t.dp.jiffies(), LIP2);
+    const before = t.director.counters().fnat_no_port ?? 0;
+    const syn = F.packet({ l2: fromClient, proto: 'tcp', src: ADDR.client, dst: ADDR.vip, sport: 44200, dport: 80, flags: F.TCP.SYN });
+    assert.equal(t.run(syn).retval, XdpAction.DROP);
+    assert.equal((t.director.counters().fnat_no_port ?? 0) - before, 1);
   });
 });
 

@@ -162,7 +162,8 @@ static __always_inline int xvs_lport_confirmed(const struct xvs_conn_key *rk, co
 
 /*
  * Gives a new FULLNAT flow a local address of its service and a local port
- * no live flow to the same RIP:rport from that address has, and opens its
+ * no live flow to the same RIP:rport from that address has (each try from
+ * the next address of the real server's family), and opens its
  * reply side there (p->laddr_id, p->lport). The reply tables are the
  * allocator: a port is in use while a reply side holds its tuple, and
  * BPF_NOEXIST makes the claim atomic across CPUs. Returns 0, or a verdict
@@ -175,7 +176,7 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	__u64 now = bpf_jiffies64();
-	__u32 zero = 0, sid, h, id, idx;
+	__u32 zero = 0, sid, h, id, idx, first = 0, start;
 	struct xvs_config *cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	struct xvs_svc_laddrs *sl;
 	struct xvs_laddr *la;
@@ -202,6 +203,7 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	for (int k = 0; k < XVS_SVC_LADDRS_MAX; k++) {
 		if (k >= sl->count)
 			break;
+		first = k;
 		idx = (h + k) % sl->count;
 		/* The verifier cannot see that a remainder is below its divisor. */
 		asm volatile("" : "+r"(idx));
@@ -218,8 +220,8 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
 
+	start = h + first;
 	__builtin_memcpy(rk.saddr, r->addr, 16);
-	__builtin_memcpy(rk.daddr, la->addr, 16);
 	rk.sport = xvs_rport(r, p->dport);
 	rk.proto = p->proto;
 	rk.family = r->family;
@@ -232,6 +234,25 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	 * FULLNAT flow, never per packet. */
 	h = bpf_get_prandom_u32();
 	for (int k = 0; k < XVS_LPORT_TRIES; k++) {
+		/* Each try from the next local address of the family (the
+		 * client's own first), so that one address whose ports are
+		 * taken does not refuse flows another could carry. */
+		if (k > 0 && sl->count > 1) {
+			struct xvs_laddr *next;
+			__u32 nid;
+
+			idx = (start + k) % sl->count;
+			asm volatile("" : "+r"(idx));
+			if (idx < XVS_SVC_LADDRS_MAX) {
+				nid = sl->ids[idx];
+				next = bpf_map_lookup_elem(&xvs_laddrs, &nid);
+				if (next && next->family == r->family) {
+					la = next;
+					id = nid;
+				}
+			}
+		}
+		__builtin_memcpy(rk.daddr, la->addr, 16);
 		rk.dport = bpf_htons(XVS_LPORT_MIN + (h + k * 7919) % (65536 - XVS_LPORT_MIN));
 		/* The claim first: while it is held no other new flow can take
 		 * the tuple, and a flow being confirmed on it is in xvs_nats
