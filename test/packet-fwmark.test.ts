@@ -142,6 +142,10 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     // rr would alternate: another client starts on the other real server.
     const g = seg('192.0.2.130', 80, { sport: 41005, src: '203.0.113.8' });
     expect(g, other(g), 'another client');
+    // -L -c: the templates carry the mark as their address and no protocol, as IPVS lists them.
+    const templates = t.director.connections().filter((c) => c.state === 'NONE' && c.vaddr === '0.0.0.5');
+    assert.equal(templates.length, 2, 'one template per client');
+    assert.ok(templates.every((c) => c.fwmark === true && c.vport === 0 && c.cport === 0), JSON.stringify(templates));
   });
 
   test('NAT in a fwmark service keeps each packet\'s port (real server port 0)', () => {

@@ -19,6 +19,8 @@ test('-L -c lines are print_conn\'s "%-3s %-6s %-11s %-18s %-18s %s", persistenc
     { proto: 'udp', expires: 299, state: 'UDP', caddr: '203.0.113.8', cport: 5353, vaddr: '192.0.2.53', vport: 53, daddr: '192.0.2.21', dport: 53 },
     { proto: 'tcp', expires: 359, state: 'NONE', caddr: '203.0.113.0', cport: 0, vaddr: '192.0.2.80', vport: 80, daddr: '192.0.2.11', dport: 80 },
     { proto: 'tcp', expires: 6000, state: 'FIN_WAIT', caddr: '203.0.113.9', cport: 1, vaddr: '192.0.2.80', vport: 80, daddr: '192.0.2.12', dport: 80 },
+    // A fwmark service's template: the mark as its address, no protocol (the kernel's ip_vs_proto_name gives "IP").
+    { proto: 'tcp', expires: 61, state: 'NONE', caddr: '203.0.113.0', cport: 0, vaddr: '0.0.0.1', vport: 0, daddr: '192.0.2.11', dport: 0, fwmark: true },
   ];
   assert.equal(formatConnections(conns, {}), [
     'IPVS connection entries',
@@ -27,6 +29,7 @@ test('-L -c lines are print_conn\'s "%-3s %-6s %-11s %-18s %-18s %s", persistenc
     'UDP 04:59  UDP         203.0.113.8:5353   192.0.2.53:53      192.0.2.21:53',
     'TCP 05:59  NONE        203.0.113.0:0      192.0.2.80:80      192.0.2.11:80',
     'TCP 100:00 FIN_WAIT    203.0.113.9:1      192.0.2.80:80      192.0.2.12:80',
+    'IP  01:01  NONE        203.0.113.0:0      0.0.0.1:0          192.0.2.11:0',
     '',
   ].join('\n'));
   const names = namesFrom(new Map(), new Map([['203.0.113.7', 'client.example.test']]), 'http 80/tcp www\n');

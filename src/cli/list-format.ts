@@ -161,7 +161,7 @@ export function formatConnections(conns: readonly ConnView[], opts: { names?: Na
   }
   for (const c of conns) {
     const expire = `${String(Math.floor(c.expires / 60)).padStart(2, '0')}:${String(c.expires % 60).padStart(2, '0')}`;
-    const proto = c.proto.toUpperCase();
+    const proto = c.fwmark ? 'IP' : c.proto.toUpperCase();
     lines.push([
       proto.padEnd(3), expire.padEnd(6), c.state.padEnd(11),
       hostPort(c.caddr, c.cport, c.proto, opts.names).padEnd(18),

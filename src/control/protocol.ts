@@ -187,6 +187,8 @@ export interface ConnView {
   vport: number;
   daddr: string;
   dport: number;
+  /** A fwmark service's persistence template: no protocol of its own (IPVS lists it as IP). */
+  fwmark?: true;
 }
 
 /** persistent and netmask as in ServiceSpec (inherited). */

@@ -195,6 +195,7 @@ export function connectionsView(dp: Dataplane, m: Model): ConnView[] {
       proto: svc.proto, expires: Math.floor(left / hz), state: 'NONE',
       // A fwmark service's template carries the mark as its address, as IPVS's do.
       caddr: k.caddr, cport: 0, vaddr: svc.fwmark ? svcKeyOf(svc).addr : svc.addr, vport: svc.port, daddr: o.real.addr, dport: o.real.port,
+      ...(svc.fwmark ? { fwmark: true as const } : {}),
     });
   });
   return out;
