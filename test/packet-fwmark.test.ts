@@ -172,6 +172,35 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     assert.deepEqual(F.checksumErrors(back.data), []);
   });
 
+  test('mutated frames to fwmark services: never aborted; passed ones untouched; DR ones change only the MACs', () => {
+    const bases = [seg('192.0.2.70', 85, { sport: 47000 }), seg('192.0.2.133', 5353, { sport: 47001, proto: 'udp' }), seg('2001:db8::9', 443, { sport: 47002 })];
+    let forwarded = 0;
+    let passed = 0;
+    for (const [i, base] of bases.entries()) {
+      for (const input of F.mutants(base, { seed: 7000 + i, count: 1000 })) {
+        const r = t.run(Buffer.from(input));
+        assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(r.retval), `verdict ${r.retval}`);
+        if (r.retval === XdpAction.PASS) {
+          passed++;
+          assert.equal(r.data.toString('hex'), input.toString('hex'), 'passed untouched');
+          continue;
+        }
+        if (r.retval === XdpAction.DROP || r.data.length !== input.length) continue; // a drop, or an ICMP answer
+        // A DR forward keeps everything past the MACs; only a mutation into a NAT or FULLNAT mark's
+        // destination (marks 6 and 8) may rewrite, and then towards their real server.
+        if (r.data.subarray(14).equals(input.subarray(14))) {
+          forwarded++;
+          continue;
+        }
+        const v4 = input.readUInt16BE(12) === 0x0800;
+        const dst = (f: Buffer) => F.addrText(f.subarray(30, 34));
+        assert.ok(v4 && ['192.0.2.200', '192.0.2.210'].includes(dst(input)) && dst(r.data) === ADDR.rs1,
+          `only a NAT/FULLNAT mark rewrites: ${input.toString('hex')} -> ${r.data.toString('hex')}`);
+      }
+    }
+    assert.ok(forwarded > 0 && passed > 0, `some forwarded (${forwarded}) and some passed (${passed})`);
+  });
+
   test('a flow outlives its rule: keyed by its 5-tuple, it needs no mark once open', async () => {
     const syn = seg('192.0.2.82', 84, { sport: 43000 });
     expect(syn, toRs1(syn), 'SYN');
