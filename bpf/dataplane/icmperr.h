@@ -178,6 +178,26 @@ static __always_inline int xvs_icmperr_locate(struct xdp_md *ctx, const struct x
 }
 
 /*
+ * The quoted transport checksum, where the quote holds all of it: UDP's
+ * always (the 8 bytes xvs_icmperr_locate demands), TCP's when 18 bytes of
+ * TCP are quoted (Linux quotes that much; RFC 792's 8 bytes do not). NULL:
+ * nothing to update (half a checksum is left as it was). `ports` is the
+ * quoted transport header, `end` where the outer packet ends.
+ */
+static __always_inline __sum16 *xvs_icmperr_l4check(void *data_end, __be16 *ports, __u32 in_l4, __u32 end, __u8 proto)
+{
+	__sum16 *c;
+
+	if (proto == IPPROTO_UDP)
+		c = (void *)ports + XVS_UDP_CHECK_OFF;
+	else if (in_l4 + XVS_TCP_CHECK_OFF + 2 <= end)
+		c = (void *)ports + XVS_TCP_CHECK_OFF;
+	else
+		return NULL;
+	return (void *)(c + 1) <= data_end ? c : NULL;
+}
+
+/*
  * Rewrites the error located in *e as *x says, every checksum following,
  * and takes one from the outer TTL / hop limit (the director routes it).
  * Everything is checked before the first write: a refusal (XVS_PRIM_ETTL
@@ -191,7 +211,7 @@ static __always_inline int xvs_icmperr_rewrite(struct xdp_md *ctx, const struct 
 	__u32 l3 = p->l3_off, icmp_off = p->l4_off, in_l3 = e->in_l3, in_l4 = e->in_l4;
 	__u32 end = p->l3_off + p->ip_len;
 	__u8 fam = p->family, proto = e->in_proto;
-	__sum16 *icheck, *l4check = NULL, old_l4check = 0;
+	__sum16 *icheck, *l4check, old_l4check = 0;
 	__be16 *ports;
 	__wsum d_in, d_icmp;
 
@@ -202,14 +222,8 @@ static __always_inline int xvs_icmperr_rewrite(struct xdp_md *ctx, const struct 
 	ports = data + in_l4;
 	if ((void *)(icheck + 1) > data_end || (void *)ports + XVS_ICMPERR_L4_MIN > data_end)
 		return XVS_PRIM_EBOUNDS;
-	if (proto == IPPROTO_UDP) {
-		l4check = data + in_l4 + XVS_UDP_CHECK_OFF;
-	} else if (in_l4 + XVS_TCP_CHECK_OFF + 2 <= end) {
-		l4check = data + in_l4 + XVS_TCP_CHECK_OFF;
-	}
+	l4check = xvs_icmperr_l4check(data_end, ports, in_l4, end, proto);
 	if (l4check) {
-		if ((void *)(l4check + 1) > data_end)
-			return XVS_PRIM_EBOUNDS;
 		old_l4check = *l4check;
 		/* A quoted UDP checksum of 0 says "none": it stays so. */
 		if (proto == IPPROTO_UDP && old_l4check == 0)
@@ -359,7 +373,7 @@ static __always_inline int xvs_icmperr_4to6(struct xdp_md *ctx, const struct xvs
 	struct xvs_icmperr6_hdrs h = {};
 	__u32 l3 = p->l3_off, end = p->l3_off + p->ip_len;
 	__u16 tot, in_tot;
-	__sum16 *l4check = NULL, old_l4check = 0, new_l4check = 0;
+	__sum16 *l4check, old_l4check = 0, new_l4check = 0;
 	__u8 proto = e->in_proto, t6, c6, *ic;
 	struct iphdr *iph, *in;
 	__be16 *ports;
@@ -383,15 +397,9 @@ static __always_inline int xvs_icmperr_4to6(struct xdp_md *ctx, const struct xvs
 		return xvs_icmperr_refused(XVS_PRIM_ETTL);
 	if (!xvs_icmp_type_4to6(ic[0], ic[1], bpf_ntohs(*(__be16 *)(ic + 6)), &t6, &c6, &mtu6))
 		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
-	if (proto == IPPROTO_UDP)
-		l4check = (void *)ports + XVS_UDP_CHECK_OFF;
-	else if (l3 + 48 + XVS_TCP_CHECK_OFF + 2 <= end)
-		l4check = (void *)ports + XVS_TCP_CHECK_OFF;
-	if (l4check) {
-		if ((void *)(l4check + 1) > data_end)
-			return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	l4check = xvs_icmperr_l4check(data_end, ports, l3 + 48, end, proto);
+	if (l4check)
 		old_l4check = *l4check;
-	}
 
 	h.ip6.version = 6;
 	h.ip6.priority = iph->tos >> 4;
@@ -529,7 +537,7 @@ static __always_inline int xvs_icmperr_6to4(struct xdp_md *ctx, const struct xvs
 	void *data_end = (void *)(long)ctx->data_end;
 	struct xvs_icmperr4_hdrs h = {};
 	__u32 l3 = p->l3_off, end = p->l3_off + p->ip_len;
-	__sum16 *l4check = NULL, old_l4check = 0, new_l4check = 0;
+	__sum16 *l4check, old_l4check = 0, new_l4check = 0;
 	__be16 *ports, rport, mtu4;
 	__u8 proto = e->in_proto, t4, c4, *ic;
 	struct ipv6hdr *ip6, *in6;
@@ -552,15 +560,9 @@ static __always_inline int xvs_icmperr_6to4(struct xdp_md *ctx, const struct xvs
 		return xvs_icmperr_refused(XVS_PRIM_ETTL);
 	if (!xvs_icmp_type_6to4(ic[0], ic[1], bpf_ntohl(*(__be32 *)(ic + 4)), &t4, &c4, &mtu4))
 		return xvs_icmperr_refused(XVS_PRIM_EPROTO);
-	if (proto == IPPROTO_UDP)
-		l4check = (void *)ports + XVS_UDP_CHECK_OFF;
-	else if (l3 + 88 + XVS_TCP_CHECK_OFF + 2 <= end)
-		l4check = (void *)ports + XVS_TCP_CHECK_OFF;
-	if (l4check) {
-		if ((void *)(l4check + 1) > data_end)
-			return xvs_icmperr_refused(XVS_PRIM_EBOUNDS);
+	l4check = xvs_icmperr_l4check(data_end, ports, l3 + 88, end, proto);
+	if (l4check)
 		old_l4check = *l4check;
-	}
 
 	/* RFC 7915 5.1: DF only on what is too large for IPv6's minimum less 20. */
 	h.ip.version = 4;
