@@ -79,7 +79,7 @@ static __always_inline int ipv4_csum_ok(struct iphdr *ip, void *data_end, __u32 
 			s += w[i];
 		}
 	}
-	return xvs_csum_fold(s) == 0;
+	return xvs_csum_finish((__wsum)s) == 0;
 }
 
 static __always_inline int is_gue_port(__be16 port)

@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "xvs_abi.h"
+#include "csum.h"
 
 /* A stage's "not decided yet, go on" (Katran's FURTHER_PROCESSING); every
  * other value a stage returns is the packet's XDP verdict. */
@@ -80,13 +81,6 @@ struct xvs_pkt {
 #define XVS_TCP_RST 0x04
 #define XVS_TCP_ACK 0x10
 
-static __always_inline __u16 xvs_csum_fold(__u32 s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
-}
-
 static __always_inline void xvs_ipv4_csum(struct iphdr *iph)
 {
 	__u16 *w = (__u16 *)iph;
@@ -96,7 +90,7 @@ static __always_inline void xvs_ipv4_csum(struct iphdr *iph)
 #pragma unroll
 	for (int i = 0; i < 10; i++)
 		s += w[i];
-	iph->check = xvs_csum_fold(s);
+	iph->check = xvs_csum_finish((__wsum)s);
 }
 
 /* A fresh option-less IPv4 header, checksum included. */
@@ -114,6 +108,12 @@ static __always_inline void xvs_ipv4_hdr(struct iphdr *iph, __u8 tos, __u16 tot_
 	iph->saddr = saddr;
 	iph->daddr = daddr;
 	xvs_ipv4_csum(iph);
+}
+
+/* An IPv6 header's traffic class: what IPv4 calls TOS. */
+static __always_inline __u8 xvs_ipv6_tclass(const struct ipv6hdr *ip6)
+{
+	return (bpf_ntohs(*(const __be16 *)ip6) >> 4) & 0xff;
 }
 
 /* A fresh IPv6 header without extension headers. */

@@ -106,7 +106,7 @@ static __always_inline int xvs_icmp4_error(struct xdp_md *ctx, const struct xvs_
 			goto err;
 		sum += w[i];
 	}
-	ic->checksum = xvs_csum_fold(sum);
+	ic->checksum = xvs_csum_finish((__wsum)sum);
 	return XDP_TX;
 
 err:
@@ -162,7 +162,7 @@ static __always_inline int xvs_icmp6_error(struct xdp_md *ctx, const struct xvs_
 			goto err;
 		sum += *(__u16 *)q;
 	}
-	ic->checksum = xvs_csum_fold(sum);
+	ic->checksum = xvs_csum_finish((__wsum)sum);
 	return XDP_TX;
 
 err:

@@ -300,6 +300,21 @@ static __always_inline int xvs_icmperr_refused(int rc)
 }
 
 /*
+ * What the rest of a message sums to: ~check is the whole message's sum
+ * (its pseudo-header's too, for ICMPv6) with the checksum field as 0;
+ * `covered` sums the words read before the rest, the field included, as it
+ * stands (a 64-bit sum of 32-bit loads). The field's own word is taken out
+ * again here.
+ */
+static __always_inline __wsum xvs_csum_rest(__sum16 check, __u64 covered)
+{
+	__wsum whole = (__wsum)(__u16)~(__u16)check;
+
+	covered = (covered & 0xffffffff) + (covered >> 32);
+	return xvs_csum_add(whole, (__wsum)(__u16)xvs_csum_finish(xvs_csum_add((__wsum)covered, whole)));
+}
+
+/*
  * RFC 7915 4.2: an ICMPv4 error's type and code as ICMPv6 has them, and the
  * MTU of fragmentation-needed as packet-too-big's, 20 bytes larger (no
  * smaller than IPv6's minimum, as icmp.h answers). 0: no counterpart
@@ -401,25 +416,12 @@ static __always_inline int xvs_icmperr_4to6(struct xdp_md *ctx, const struct xvs
 	if (l4check)
 		old_l4check = *l4check;
 
-	h.ip6.version = 6;
-	h.ip6.priority = iph->tos >> 4;
-	h.ip6.flow_lbl[0] = (iph->tos & 0xf) << 4;
-	h.ip6.payload_len = bpf_htons(tot); /* 8 + 40 + the quoted transport bytes */
-	h.ip6.nexthdr = XVS_IPPROTO_ICMPV6;
-	h.ip6.hop_limit = iph->ttl - 1;
-	__builtin_memcpy(&h.ip6.saddr, n->vaddr, 16);
-	__builtin_memcpy(&h.ip6.daddr, n->caddr, 16);
+	/* The ICMPv6 message is 8 + 40 + the quoted transport bytes: tot. */
+	xvs_ipv6_hdr(&h.ip6, iph->tos, tot, XVS_IPPROTO_ICMPV6, iph->ttl - 1, n->vaddr, n->caddr);
 	h.ic.type = t6;
 	h.ic.code = c6;
 	h.ic.mtu = mtu6;
-	h.in6.version = 6;
-	h.in6.priority = in->tos >> 4;
-	h.in6.flow_lbl[0] = (in->tos & 0xf) << 4;
-	h.in6.payload_len = bpf_htons(in_tot - 20);
-	h.in6.nexthdr = proto;
-	h.in6.hop_limit = in->ttl;
-	__builtin_memcpy(&h.in6.saddr, n->caddr, 16);
-	__builtin_memcpy(&h.in6.daddr, n->vaddr, 16);
+	xvs_ipv6_hdr(&h.in6, in->tos, in_tot - 20, proto, in->ttl, n->caddr, n->vaddr);
 
 	/* The quoted transport header: its pseudo-header's addresses (the
 	 * length and protocol sum the same in both families) and ports. */
@@ -441,11 +443,8 @@ static __always_inline int xvs_icmperr_4to6(struct xdp_md *ctx, const struct xvs
 	 * the new ICMPv6 and quoted IPv6 headers. */
 	{
 		const __u32 *w = (const __u32 *)ic;
-		__u64 o = (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6];
 
-		o = (o & 0xffffffff) + (o >> 32);
-		s = (__wsum)(__u16)~*(__u16 *)(ic + 2);
-		s = xvs_csum_add(s, (__wsum)(__u16)xvs_csum_finish(xvs_csum_add((__wsum)o, s)));
+		s = xvs_csum_rest(*(__sum16 *)(ic + 2), (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6]);
 	}
 	s = xvs_csum_diff2(s, ports[0], n->cport);
 	s = xvs_csum_diff2(s, ports[1], n->vport);
@@ -565,29 +564,15 @@ static __always_inline int xvs_icmperr_6to4(struct xdp_md *ctx, const struct xvs
 		old_l4check = *l4check;
 
 	/* RFC 7915 5.1: DF only on what is too large for IPv6's minimum less 20. */
-	h.ip.version = 4;
-	h.ip.ihl = 5;
-	h.ip.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
-	h.ip.tot_len = bpf_htons(plen); /* 20 + 8 + 20 + the quoted transport bytes */
-	h.ip.frag_off = plen > XVS_IPV6_MIN_MTU - XVS_NAT64_GROWTH ? bpf_htons(0x4000) : 0;
-	h.ip.ttl = ip6->hop_limit - 1;
-	h.ip.protocol = IPPROTO_ICMP;
-	h.ip.saddr = la->addr[0];
-	h.ip.daddr = r->addr[0];
-	h.ip.check = xvs_ip4_csum(&h.ip);
+	/* The IPv4 packet is 20 + 8 + 20 + the quoted transport bytes: plen. */
+	xvs_ipv4_hdr(&h.ip, xvs_ipv6_tclass(ip6), plen, 0,
+		     plen > XVS_IPV6_MIN_MTU - XVS_NAT64_GROWTH ? bpf_htons(0x4000) : 0, ip6->hop_limit - 1, IPPROTO_ICMP,
+		     la->addr[0], r->addr[0]);
 	h.ic.type = t4;
 	h.ic.code = c4;
 	h.ic.mtu = mtu4;
-	h.in.version = 4;
-	h.in.ihl = 5;
-	h.in.tos = (in6->priority << 4) | (in6->flow_lbl[0] >> 4);
-	h.in.tot_len = bpf_htons(in_plen + 20);
-	h.in.frag_off = bpf_htons(0x4000);
-	h.in.ttl = in6->hop_limit;
-	h.in.protocol = proto;
-	h.in.saddr = r->addr[0];
-	h.in.daddr = la->addr[0];
-	h.in.check = xvs_ip4_csum(&h.in);
+	xvs_ipv4_hdr(&h.in, xvs_ipv6_tclass(in6), in_plen + 20, 0, bpf_htons(0x4000), in6->hop_limit, proto, r->addr[0],
+		     la->addr[0]);
 
 	/* The quoted transport header: its pseudo-header's addresses, ports. */
 	rport = xvs_rport(r, ports[0]);
@@ -611,9 +596,7 @@ static __always_inline int xvs_icmperr_6to4(struct xdp_md *ctx, const struct xvs
 
 		o += (__u64)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7] + w[8] + w[9] + w[10] + w[11];
 		o += bpf_htons(plen) + bpf_htons(XVS_IPPROTO_ICMPV6);
-		o = (o & 0xffffffff) + (o >> 32);
-		s = (__wsum)(__u16)~*(__u16 *)(ic + 2);
-		s = xvs_csum_add(s, (__wsum)(__u16)xvs_csum_finish(xvs_csum_add((__wsum)o, s)));
+		s = xvs_csum_rest(*(__sum16 *)(ic + 2), o);
 	}
 	s = xvs_csum_diff2(s, ports[0], rport);
 	s = xvs_csum_diff2(s, ports[1], c->lport);

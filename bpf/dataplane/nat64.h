@@ -97,18 +97,6 @@ static __always_inline __be16 xvs_nat64_dport(__u32 ports)
 	return (__be16)(ports >> 16);
 }
 
-/* The IPv4 header checksum, computed (a new header, not an update). */
-static __always_inline __sum16 xvs_ip4_csum(const struct iphdr *h)
-{
-	const __u16 *w = (const __u16 *)h;
-	__u32 s = 0;
-
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		s += w[i];
-	return xvs_csum_finish((__wsum)s);
-}
-
 /* Both translations check everything before their first write, but the
  * header move comes after the transport rewrite: if it fails (it cannot for
  * a frame that passed the checks), the caller drops the frame. */
@@ -144,16 +132,8 @@ XVS_SUBPROG int xvs_nat64_6to4(struct xdp_md *ctx, __u32 l3_off, const struct in
 		return XVS_PRIM_EBOUNDS;
 	__builtin_memcpy(os, &ip6->saddr, 16);
 	__builtin_memcpy(od, &ip6->daddr, 16);
-	h.version = 4;
-	h.ihl = 5;
-	h.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
-	h.tot_len = bpf_htons(at.l4_len + sizeof(h));
-	h.frag_off = bpf_htons(0x4000);
-	h.ttl = ip6->hop_limit;
-	h.protocol = at.proto;
-	h.saddr = saddr->in6_u.u6_addr32[0];
-	h.daddr = daddr->in6_u.u6_addr32[0];
-	h.check = xvs_ip4_csum(&h);
+	xvs_ipv4_hdr(&h, xvs_ipv6_tclass(ip6), at.l4_len + sizeof(h), 0, bpf_htons(0x4000), ip6->hop_limit, at.proto,
+		     saddr->in6_u.u6_addr32[0], daddr->in6_u.u6_addr32[0]);
 	rc = xvs_nat64_l4(ctx, &at, os, od, saddr->in6_u.u6_addr32, daddr->in6_u.u6_addr32, XVS_PRIM_INET, sport, dport);
 	if (rc)
 		return rc;
@@ -200,14 +180,7 @@ XVS_SUBPROG int xvs_nat64_4to6(struct xdp_md *ctx, __u32 l3_off, const struct in
 		return XVS_PRIM_EBOUNDS;
 	os[0] = ip4->saddr;
 	od[0] = ip4->daddr;
-	h.version = 6;
-	h.priority = ip4->tos >> 4;
-	h.flow_lbl[0] = (ip4->tos & 0xf) << 4;
-	h.payload_len = bpf_htons(at.l4_len);
-	h.nexthdr = at.proto;
-	h.hop_limit = ip4->ttl;
-	__builtin_memcpy(&h.saddr, saddr, 16);
-	__builtin_memcpy(&h.daddr, daddr, 16);
+	xvs_ipv6_hdr(&h, ip4->tos, at.l4_len, at.proto, ip4->ttl, saddr->in6_u.u6_addr32, daddr->in6_u.u6_addr32);
 	rc = xvs_nat64_l4(ctx, &at, os, od, saddr->in6_u.u6_addr32, daddr->in6_u.u6_addr32, XVS_PRIM_INET6, sport, dport);
 	if (rc)
 		return rc;

@@ -83,20 +83,23 @@ XVS_SUBPROG int xvs_nat_open(struct xdp_md *ctx, const struct xvs_pkt *p, __u8 s
 	return 0;
 }
 
+/* The reply side's key of the flow the packet belongs to. */
+static __always_inline int xvs_flow_reply_key(struct xvs_conn_key *k, const struct xvs_pkt *p)
+{
+	__u32 id = p->real_id;
+	struct xvs_real *r = bpf_map_lookup_elem(&xvs_reals, &id);
+
+	return r ? xvs_reply_key(k, p, r) : -1;
+}
+
 /* The flow was confirmed: its reply side moves to xvs_nats too. A
  * subprogram (see XVS_SUBPROG): once per flow. */
 XVS_SUBPROG int xvs_nat_promote(const struct xvs_pkt *p, __u8 state)
 {
 	struct xvs_conn_key rk;
 	struct xvs_nat *n, copy;
-	struct xvs_real *r;
-	__u32 id;
 
-	if (!p)
-		return 0;
-	id = p->real_id;
-	r = bpf_map_lookup_elem(&xvs_reals, &id);
-	if (!r || xvs_reply_key(&rk, p, r))
+	if (!p || xvs_flow_reply_key(&rk, p))
 		return 0;
 	n = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
 	if (!n)
@@ -115,14 +118,8 @@ XVS_SUBPROG int xvs_nat_sync(const struct xvs_pkt *p, __u8 state)
 {
 	struct xvs_conn_key rk;
 	struct xvs_nat *n;
-	struct xvs_real *r;
-	__u32 id;
 
-	if (!p)
-		return 0;
-	id = p->real_id;
-	r = bpf_map_lookup_elem(&xvs_reals, &id);
-	if (!r || xvs_reply_key(&rk, p, r))
+	if (!p || xvs_flow_reply_key(&rk, p))
 		return 0;
 	n = bpf_map_lookup_elem(&xvs_nats, &rk);
 	if (!n)

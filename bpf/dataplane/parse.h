@@ -101,7 +101,7 @@ static __always_inline int xvs_parse_ipv6(void *data, void *data_end, struct xvs
 	p->ip_len = tot;
 	p->proto = nh;
 	p->df = 1;
-	p->tos = (bpf_ntohs(*(__be16 *)ip6) >> 4) & 0xff;
+	p->tos = xvs_ipv6_tclass(ip6);
 	p->ttl = ip6->hop_limit;
 	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
