@@ -186,12 +186,25 @@ struct {
 	__type(value, struct xvs_config);
 } xvs_config SEC(".maps");
 
+/* A new FULLNAT flow's search for a local port (lport.h): what its first
+ * try and bpf_loop's retries share, but pointers (a map value does not keep
+ * a pointer's type for the verifier: those stay on the stack). */
+struct xvs_lport_search {
+	struct xvs_conn_key rk;          /* the tuple tried: daddr and dport change per try */
+	__u64 now;
+	__u32 offset;                    /* the random first port's */
+	__u32 start;                     /* the client's place in the pool */
+	__u32 id;                        /* the local address tried (xvs_laddrs index) */
+	__u32 found;
+};
+
 /* One packet's working memory, per CPU (XDP runs one packet at a time on a
  * CPU), off the stack, whose 512 bytes the whole chain of subprograms
  * shares. Never pinned: nothing in it outlives the packet. */
 struct xvs_scratch {
 	struct xvs_pkt pkt;
 	struct xvs_nat nat; /* the reply side a new NAT/FULLNAT flow opens */
+	struct xvs_lport_search lport; /* off the stack: bpf_loop's callback adds a frame */
 };
 
 struct {

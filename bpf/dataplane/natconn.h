@@ -12,6 +12,7 @@
 #include "common.h"
 #include "maps.h"
 #include "sched.h"
+#include "lport.h"
 
 /* The reply's tuple: real server to client (NAT), or to the flow's local
  * address and port (FULLNAT). -1 when that address is gone. */
@@ -143,29 +144,14 @@ static __always_inline __u32 xvs_client_hash(const struct xvs_pkt *p)
 	return h ^ (h >> 16);
 }
 
-/* Whether a confirmed flow's reply side holds `rk` (its port is in use). An
- * expired one is removed: its port is free again. */
-static __always_inline int xvs_lport_confirmed(const struct xvs_conn_key *rk, const struct xvs_config *cfg, __u64 now)
-{
-	struct xvs_nat *e = bpf_map_lookup_elem(&xvs_nats, rk);
-
-	if (e) {
-		if (xvs_fresh(cfg, e->last_seen, now, e->state))
-			return 1;
-		bpf_map_delete_elem(&xvs_nats, rk);
-	}
-	return 0;
-}
-
 /*
  * Gives a new FULLNAT flow a local address of its service and a local port
- * no live flow to the same RIP:rport from that address has (each try from
- * the next address of the real server's family), and opens its
- * reply side there (p->laddr_id, p->lport). The reply tables are the
- * allocator: a port is in use while a reply side holds its tuple, and
- * BPF_NOEXIST makes the claim atomic across CPUs. Returns 0, or a verdict
- * (counted) when the service has no local address or no port was free. A
- * subprogram, as xvs_nat_open.
+ * no live flow to the same RIP:rport from that address has, and opens its
+ * reply side there (p->laddr_id, p->lport): a random first port from the
+ * client's first address of the real server's family, then up to
+ * XVS_LPORT_TRIES - 1 more, each from the next such address (lport.h).
+ * Returns 0, or a verdict (counted) when the service has no local address
+ * or no port was free. A subprogram, as xvs_nat_open.
  */
 XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 {
@@ -173,14 +159,15 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	__u64 now = bpf_jiffies64();
-	__u32 zero = 0, sid, h, id, idx, first = 0, start;
+	__u32 zero = 0, sid, h, id, idx, first = 0;
 	struct xvs_config *cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	struct xvs_svc_laddrs *sl;
 	struct xvs_laddr *la;
 	struct xvs_real *r;
 	struct xvs_scratch *s = xvs_scratch_get();
-	struct xvs_conn_key rk = {};
-	struct xvs_nat *n, *e;
+	struct xvs_lport_search *ls;
+	struct xvs_lport_ctx lc;
+	struct xvs_nat *n;
 
 	if (!p || !cfg || !s)
 		return XDP_DROP;
@@ -217,60 +204,40 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
 
-	start = h + first;
-	__builtin_memcpy(rk.saddr, r->addr, 16);
-	rk.sport = xvs_rport(r, p->dport);
-	rk.proto = p->proto;
-	rk.family = r->family;
 	n = &s->nat;
 	xvs_nat_fill(n, ctx, p, eth, state, now);
 	n->flags = XVS_NAT_F_FULLNAT;
-
+	ls = &s->lport;
+	ls->now = now;
+	ls->start = h + first;
+	ls->id = id;
+	ls->found = 0;
+	__builtin_memcpy(ls->rk.saddr, r->addr, 16);
+	__builtin_memcpy(ls->rk.daddr, la->addr, 16);
+	ls->rk.sport = xvs_rport(r, p->dport);
+	ls->rk.proto = p->proto;
+	ls->rk.family = r->family;
+	ls->rk.pad0[0] = 0;
+	ls->rk.pad0[1] = 0;
 	/* A random first port, as Linux picks ephemeral ports: a client cannot
 	 * aim its flows at one probe sequence and use it up. One call per new
 	 * FULLNAT flow, never per packet. */
-	h = bpf_get_prandom_u32();
-	for (int k = 0; k < XVS_LPORT_TRIES; k++) {
-		/* Each try from the next local address of the family (the
-		 * client's own first), so that one address whose ports are
-		 * taken does not refuse flows another could carry. */
-		if (k > 0 && sl->count > 1) {
-			struct xvs_laddr *next;
-			__u32 nid;
-
-			idx = (start + k) % sl->count;
-			asm volatile("" : "+r"(idx));
-			if (idx < XVS_SVC_LADDRS_MAX) {
-				nid = sl->ids[idx];
-				next = bpf_map_lookup_elem(&xvs_laddrs, &nid);
-				if (next && next->family == r->family) {
-					la = next;
-					id = nid;
-				}
-			}
-		}
-		__builtin_memcpy(rk.daddr, la->addr, 16);
-		rk.dport = bpf_htons(XVS_LPORT_MIN + (h + k * 7919) % (65536 - XVS_LPORT_MIN));
-		/* The claim first: while it is held no other new flow can take
-		 * the tuple, and a flow being confirmed on it is in xvs_nats
-		 * before it leaves xvs_nat_syn, so one look there afterwards
-		 * settles it (a look before would cost a lookup per new flow). */
-		if (bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_NOEXIST)) {
-			e = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
-			if (e && xvs_fresh(cfg, e->last_seen, now, e->state))
-				continue;
-			bpf_map_delete_elem(&xvs_nat_syn, &rk);
-			if (bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_NOEXIST))
-				continue;
-		}
-		if (xvs_lport_confirmed(&rk, cfg, now)) {
-			bpf_map_delete_elem(&xvs_nat_syn, &rk);
-			continue;
-		}
-		p->laddr_id = id;
-		p->lport = rk.dport;
-		return 0;
+	ls->offset = bpf_get_prandom_u32();
+	ls->rk.dport = xvs_lport_nth(ls->offset, 0);
+	if (!xvs_lport_claim(&ls->rk, n, cfg, now)) {
+		lc.s = ls;
+		lc.n = n;
+		lc.cfg = cfg;
+		lc.sl = sl;
+		bpf_loop(XVS_LPORT_TRIES - 1, xvs_lport_retry, &lc, 0);
+		if (!ls->found)
+			goto no_port;
 	}
+	p->laddr_id = ls->id;
+	p->lport = ls->rk.dport;
+	return 0;
+
+no_port:
 	xvs_count(XVS_CNT_FNAT_NO_PORT);
 	return XDP_DROP;
 

@@ -36,7 +36,7 @@ enum {
 	XVS_MAX_LADDRS = 1024,      /* local addresses of FULLNAT services, all together */
 	XVS_SVC_LADDRS_MAX = 16,    /* local addresses of one service */
 	XVS_LPORT_MIN = 1024,       /* FULLNAT's local ports: 1024..65535 */
-	XVS_LPORT_TRIES = 8,        /* ports tried for one new flow before it counts as exhausted */
+	XVS_LPORT_TRIES = 64,       /* ports tried for one new flow before it counts as exhausted (docs/architecture.md) */
 	XVS_MAX_FWMARK_PREFIXES = 1024, /* destination prefixes of fwmark rules, both families */
 	XVS_FWMARK_RULES_MAX = 16,  /* rules one destination can be tried against (its prefix's and the shorter ones') */
 	XVS_NAT_REAL_SLOTS = 16384, /* xvs_nat_real_slots: NAT and FULLNAT real servers' addresses by hash */

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * FULLNAT's local ports. The reply tables are the allocator: a port of a
+ * (local address, RIP:rport) is in use while a reply side holds the reply's
+ * tuple, in xvs_nat_syn (a new flow) or xvs_nats (a confirmed one). A new
+ * flow claims a tuple with a BPF_NOEXIST insert into xvs_nat_syn, which is
+ * atomic across CPUs, then looks in xvs_nats once: a flow is confirmed into
+ * xvs_nats before it leaves xvs_nat_syn, so no holder slips between the two.
+ *
+ * The first try claims at once: while ports are plentiful it succeeds, and
+ * a look before it would cost every new flow a lookup. The retries (a
+ * bpf_loop callback, so the verifier checks one try, not XVS_LPORT_TRIES)
+ * first look for a live holder and claim only a port that looks free: a
+ * look costs a lookup, a failed claim an insert (an LRU element taken, on
+ * a full table by evicting, before the key is found there, then given
+ * back). The looks are only a filter; the claim still settles races.
+ */
+#ifndef XVS_LPORT_H
+#define XVS_LPORT_H
+
+#include "common.h"
+#include "maps.h"
+#include "sched.h"
+
+/* Odd and prime, so coprime with 64512 = 2^10 * 3^2 * 7: the tries of one
+ * flow are distinct ports. */
+#define XVS_LPORT_STEP 7919U
+
+/* Whether a confirmed flow's reply side holds `rk` (its port is in use). An
+ * expired one is removed: its port is free again. */
+static __always_inline int xvs_lport_confirmed(const struct xvs_conn_key *rk, const struct xvs_config *cfg, __u64 now)
+{
+	struct xvs_nat *e = bpf_map_lookup_elem(&xvs_nats, rk);
+
+	if (e) {
+		if (xvs_fresh(cfg, e->last_seen, now, e->state))
+			return 1;
+		bpf_map_delete_elem(&xvs_nats, rk);
+	}
+	return 0;
+}
+
+/* Claims `rk` for the new flow's reply side `n`: 1 when the port is now
+ * the flow's, 0 (nothing left behind) when a live flow holds it. */
+static __always_inline int xvs_lport_claim(const struct xvs_conn_key *rk, struct xvs_nat *n,
+					   const struct xvs_config *cfg, __u64 now)
+{
+	struct xvs_nat *e;
+
+	if (bpf_map_update_elem(&xvs_nat_syn, rk, n, BPF_NOEXIST)) {
+		e = bpf_map_lookup_elem(&xvs_nat_syn, rk);
+		if (e && xvs_fresh(cfg, e->last_seen, now, e->state))
+			return 0;
+		bpf_map_delete_elem(&xvs_nat_syn, rk);
+		if (bpf_map_update_elem(&xvs_nat_syn, rk, n, BPF_NOEXIST))
+			return 0;
+	}
+	if (xvs_lport_confirmed(rk, cfg, now)) {
+		bpf_map_delete_elem(&xvs_nat_syn, rk);
+		return 0;
+	}
+	return 1;
+}
+
+/* Try k's port (network order): from the flow's random offset, a step
+ * further each try. */
+static __always_inline __be16 xvs_lport_nth(__u32 offset, __u32 k)
+{
+	return bpf_htons(XVS_LPORT_MIN + (offset + k * XVS_LPORT_STEP) % (65536 - XVS_LPORT_MIN));
+}
+
+/* bpf_loop's context, on the opener's stack: the search and the pointers
+ * it needs. */
+struct xvs_lport_ctx {
+	struct xvs_lport_search *s;
+	struct xvs_nat *n;               /* the reply side that claims the port */
+	const struct xvs_config *cfg;
+	const struct xvs_svc_laddrs *sl; /* the service's pool */
+};
+
+/* Retry i (try i + 1): the next local address of the real server's family
+ * (so that one address whose ports are taken does not refuse flows another
+ * could carry) and the next port; skipped on a live holder, else claimed.
+ * Returns 1 (stop) once a port is the flow's. */
+static long xvs_lport_retry(__u32 i, struct xvs_lport_ctx *c)
+{
+	struct xvs_lport_search *s = c->s;
+	const struct xvs_svc_laddrs *sl = c->sl;
+	const struct xvs_config *cfg = c->cfg;
+	__u32 k = i + 1, count = sl->count, idx;
+	struct xvs_nat *e;
+
+	if (count > 1) {
+		struct xvs_laddr *next;
+		__u32 nid;
+
+		idx = (s->start + k) % count;
+		/* The verifier cannot see that a remainder is below its divisor. */
+		asm volatile("" : "+r"(idx));
+		if (idx < XVS_SVC_LADDRS_MAX) {
+			nid = sl->ids[idx];
+			next = bpf_map_lookup_elem(&xvs_laddrs, &nid);
+			if (next && next->family == s->rk.family) {
+				__builtin_memcpy(s->rk.daddr, next->addr, 16);
+				s->id = nid;
+			}
+		}
+	}
+	s->rk.dport = xvs_lport_nth(s->offset, k);
+	e = bpf_map_lookup_elem(&xvs_nats, &s->rk);
+	if (e && xvs_fresh(cfg, e->last_seen, s->now, e->state))
+		return 0;
+	e = bpf_map_lookup_elem(&xvs_nat_syn, &s->rk);
+	if (e && xvs_fresh(cfg, e->last_seen, s->now, e->state))
+		return 0;
+	if (!xvs_lport_claim(&s->rk, c->n, cfg, s->now))
+		return 0;
+	s->found = 1;
+	return 1;
+}
+
+#endif
