@@ -426,7 +426,7 @@ class Explainer {
       }
       const src = isNew ? `${la.family === FAMILY.inet6 ? `[${la.addr}]` : la.addr}:PORT` : show({ addr: la.addr, port: fnat.lport });
       this.e.rewrite = isNew
-        ? { src, dst, note: 'a local address and port are allocated at the SYN: the address by the client\'s place in the service\'s pool, the port from a random start (up to 8 tries in 1024-65535)' }
+        ? { src, dst, note: 'a local address and port are allocated at the SYN: the address by the client\'s place in the service\'s pool, the port from a random start in 1024-65535, past the ports live flows hold' }
         : { src, dst };
       this.say('rewrite', `${show(this.q.client)} -> ${show(this.q.vip)} becomes ${src} -> ${dst}${cross ? ' (NAT64: the header is translated to IPv4)' : ''}${isNew ? `; ${this.e.rewrite.note}` : ''}`);
       if (this.tcp && (this.flags & TCP_FLAG.ack) !== 0 && (this.flags & (TCP_FLAG.syn | TCP_FLAG.rst)) === 0) {
