@@ -15,7 +15,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
 import { CONN_STATE } from '../src/maps/abi.js';
-import type { ConnKey, Nat } from '../src/maps/codecs.js';
+import { u32Codec, type ConnKey, type Nat } from '../src/maps/codecs.js';
+import { PerCpuMap } from '../src/maps/map.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
 import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
@@ -30,6 +31,8 @@ const PORTS = 65536 - LPORT_MIN;
 /** Held ports that are new flows' (in xvs_nat_syn) rather than confirmed ones' (xvs_nats). */
 const EMBRYONIC = 1000;
 const FLOWS = 300;
+/** XVS_LPORT_DRY_AFTER (xvs_abi.h); the test fails if the two differ (the count stops there). */
+const DRY_AFTER = 4;
 
 const replyKey = (lport: number): ConnKey => ({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 });
 /** Another flow's reply side on `lport`, seen at `lastSeen`. */
@@ -74,10 +77,16 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
     put(t.dp.nats, ports.slice(EMBRYONIC), CONN_STATE.established);
   }
 
+  /** xvs_lport_dry: the real server's refused searches in a row, on every CPU. */
+  const dry = () => new PerCpuMap(t.dp.obj.map('xvs_lport_dry'), u32Codec, u32Codec);
+  let realId = 0;
+
   function clear(): void {
     for (const m of [t.dp.nats, t.dp.natSyn, t.dp.conns, t.dp.synConns]) {
       for (const k of [...m.raw.keys()]) m.raw.delete(k);
     }
+    const d = dry();
+    d.set(realId, new Array<number>(d.cpus).fill(0));
   }
 
   before(async () => {
@@ -86,6 +95,10 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
     await t.director.addService({ ...key, scheduler: 'rr' });
     await t.addReal(key, { addr: ADDR.rsFar, port: RPORT, fwd: 'fullnat', weight: 1 });
     await t.director.addLaddr(key, LIP);
+    // The real server's id, as the dataplane keys it: the one xvs_reals slot of this address.
+    const sched = t.run(syn(ADDR.client, 43999));
+    assert.equal(sched.retval, XdpAction.REDIRECT);
+    realId = t.dp.natSyn.get(replyKey(lportOf(sched.data)))!.real_id;
   });
 
   after(() => {
@@ -128,5 +141,23 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
     assert.equal([...t.dp.natSyn.raw.keys()].length, EMBRYONIC, 'xvs_nat_syn: the held new flows, no claim left');
     for (const p of embryonic) assert.equal(t.dp.natSyn.get(replyKey(p))?.cport, p, `port ${p}: still its flow's`);
     assert.equal([...t.dp.nats.raw.keys()].length, PORTS - EMBRYONIC, 'xvs_nats: the confirmed flows');
+  });
+
+  test(`a port space that stays full: after ${DRY_AFTER} refused searches in a row the search is short (a flood costs what 8 tries did); one that finds a port restores it`, () => {
+    clear();
+    const ports = shuffledPorts(0xd1e);
+    hold(ports);
+    const before = noPort();
+    for (let i = 0; i < DRY_AFTER + 2; i++) {
+      assert.equal(t.run(syn(ADDR.client, 45000 + i)).retval, XdpAction.DROP, `flow ${i}`);
+      assert.equal(dry().sum(realId), Math.min(i + 1, DRY_AFTER), `after ${i + 1} refusals`);
+    }
+    assert.equal(noPort() - before, DRY_AFTER + 2, 'every refusal counted');
+    // Nine ports in ten freed: a short search (8 tries) misses them all with probability 1e-8.
+    const freed = ports.slice(EMBRYONIC).filter((_, i) => i % 10 !== 0);
+    for (const p of freed) t.dp.nats.raw.delete(t.dp.nats.key.encode(replyKey(p)));
+    const r = t.run(syn(ADDR.client, 45100));
+    assert.equal(r.retval, XdpAction.REDIRECT, 'a freed port found');
+    assert.equal(dry().sum(realId), 0, 'the full search is back');
   });
 });

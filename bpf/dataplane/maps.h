@@ -198,6 +198,18 @@ struct xvs_lport_search {
 	__u32 found;
 };
 
+/* FULLNAT port searches in a row that found no port, per real server and
+ * CPU (natconn.h). Past XVS_LPORT_DRY_AFTER a search tries only
+ * XVS_LPORT_DRY_TRIES ports: a flood of SYNs at a port space that is full
+ * then costs each what 8 tries did, not 64; one search that finds a port
+ * restores the full search. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_MAX_REALS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xvs_lport_dry SEC(".maps");
+
 /* One packet's working memory, per CPU (XDP runs one packet at a time on a
  * CPU), off the stack, whose 512 bytes the whole chain of subprograms
  * shares. Never pinned: nothing in it outlives the packet. */

@@ -167,6 +167,7 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	struct xvs_scratch *s = xvs_scratch_get();
 	struct xvs_lport_search *ls;
 	struct xvs_lport_ctx lc;
+	__u32 *dry;
 	struct xvs_nat *n;
 
 	if (!p || !cfg || !s)
@@ -224,15 +225,24 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	 * FULLNAT flow, never per packet. */
 	ls->offset = bpf_get_prandom_u32();
 	ls->rk.dport = xvs_lport_nth(ls->offset, 0);
+	/* An inlined per-CPU read, and a write only when a dry spell ends. */
+	dry = bpf_map_lookup_elem(&xvs_lport_dry, &p->real_id);
 	if (!xvs_lport_claim(&ls->rk, n, cfg, now)) {
+		int full = !dry || *dry < XVS_LPORT_DRY_AFTER;
+
 		lc.s = ls;
 		lc.n = n;
 		lc.cfg = cfg;
 		lc.sl = sl;
-		bpf_loop(XVS_LPORT_TRIES - 1, xvs_lport_retry, &lc, 0);
-		if (!ls->found)
+		bpf_loop(full ? XVS_LPORT_TRIES - 1 : XVS_LPORT_DRY_TRIES - 1, xvs_lport_retry, &lc, 0);
+		if (!ls->found) {
+			if (dry && full)
+				*dry += 1;
 			goto no_port;
+		}
 	}
+	if (dry && *dry)
+		*dry = 0;
 	p->laddr_id = ls->id;
 	p->lport = ls->rk.dport;
 	return 0;

@@ -37,6 +37,8 @@ enum {
 	XVS_SVC_LADDRS_MAX = 16,    /* local addresses of one service */
 	XVS_LPORT_MIN = 1024,       /* FULLNAT's local ports: 1024..65535 */
 	XVS_LPORT_TRIES = 64,       /* ports tried for one new flow before it counts as exhausted (docs/architecture.md) */
+	XVS_LPORT_DRY_AFTER = 4,    /* searches in a row that found no port for a real server (on one CPU): then ... */
+	XVS_LPORT_DRY_TRIES = 8,    /* ... each search tries this many, until one finds a port */
 	XVS_MAX_FWMARK_PREFIXES = 1024, /* destination prefixes of fwmark rules, both families */
 	XVS_FWMARK_RULES_MAX = 16,  /* rules one destination can be tried against (its prefix's and the shorter ones') */
 	XVS_NAT_REAL_SLOTS = 16384, /* xvs_nat_real_slots: NAT and FULLNAT real servers' addresses by hash */
