@@ -253,6 +253,28 @@ export class MapWriter {
     this.atomically(() => this.#put(this.dp.nexthops.raw, u32(id), C.nexthop.encode(nh)));
   }
 
+  /**
+   * xvs_if_mtus: exactly these interfaces' MTUs (ifindex -> MTU); every
+   * other entry 0 (unknown), so an interface no longer used or whose
+   * ifindex went to another leaves no stale MTU behind. One batch read of
+   * the array, a write only where an entry differs. Returns the ifindexes
+   * written.
+   */
+  writeIfMtus(want: ReadonlyMap<number, number>): number[] {
+    const map = this.dp.ifMtus.raw;
+    const off: number[] = [];
+    for (const b of map.batches(4096)) {
+      for (let j = 0; j < b.count; j++) {
+        const i = b.keys.readUInt32LE(j * 4);
+        if (b.values.readUInt32LE(j * map.valueBufSize) !== (want.get(i) ?? 0)) off.push(i);
+      }
+    }
+    this.atomically(() => {
+      for (const i of off) this.#put(map, u32(i), u32(want.get(i) ?? 0));
+    });
+    return off;
+  }
+
   writeConfig(patch: Partial<C.Config>): void {
     const cur = this.dp.config.get(0);
     if (!cur) throw new XvsError('LIBBPF', 'xvs_config has no entry 0');
