@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Director } from '../src/daemon/director.js';
+import { MapWriter } from '../src/daemon/map-writer.js';
 import { needsRefresh, NexthopRefresher } from '../src/daemon/nexthop-refresh.js';
 import { withNetns, withNetnsAsync, XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
@@ -197,6 +198,16 @@ describe('NAT replies past the client side\'s MTU (BPF_PROG_TEST_RUN)', { skip }
       nsSh(t.ns, 'ip', ['link', 'set', 'd0', 'mtu', String(CLIENT_MTU)]);
       await refresh();
     }
+    assert.equal(t.dp.ifMtus.get(t.ifindex), CLIENT_MTU);
+  });
+
+  test('a later xvsd\'s first write clears the entries an earlier one left in the pinned map', () => {
+    // As if the pins held an interface of an earlier run: ifindex 7, no longer used.
+    new MapWriter(t.dp).writeIfMtus(new Map([[7, 9000], [t.ifindex, CLIENT_MTU]]));
+    assert.equal(t.dp.ifMtus.get(7), 9000);
+    const written = new MapWriter(t.dp).writeIfMtus(new Map([[t.ifindex, CLIENT_MTU]]));
+    assert.deepEqual(written, [7]);
+    assert.equal(t.dp.ifMtus.get(7), 0);
     assert.equal(t.dp.ifMtus.get(t.ifindex), CLIENT_MTU);
   });
 
