@@ -142,6 +142,18 @@ struct {
 	__type(value, __u32);
 } xvs_nat_real_slots SEC(".maps");
 
+/* The MTU of each interface the director uses (0: unknown), by ifindex,
+ * written by the control plane from the kernel's link table and refreshed
+ * with the next hops: a NAT reply must fit the interface it leaves by, and
+ * an array index is an inlined load where asking the kernel per packet
+ * (bpf_check_mtu) would be a helper call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_IFINDEX);
+	__type(key, __u32);
+	__type(value, __u32);
+} xvs_if_mtus SEC(".maps");
+
 /* Interfaces the director forwards to with XDP_REDIRECT, by ifindex; filled
  * by xvsd at every start, never pinned (see BpfObject.pinnableMapNames). */
 struct {

@@ -15,6 +15,7 @@
 #include "rewrite.h"
 #include "tcpstate.h"
 #include "fullnat.h"
+#include "icmp.h"
 
 /* A subprogram (see XVS_SUBPROG), as the rewrite's stack would crowd the
  * packet path's. */
@@ -97,6 +98,44 @@ static __always_inline int xvs_maybe_reply(const struct xvs_pkt *p)
 }
 
 /*
+ * Whether the reply, once translated (NAT64: 20 bytes longer), fits the MTU
+ * of the interface it would leave by towards the client; XVS_CONTINUE if it
+ * does, or if that MTU is unknown (no entry: forwarded as before). A veth
+ * or a driver drops an XDP frame past its MTU and says nothing, so the
+ * director answers as a router would, before anything is written and so
+ * quoting the reply as it arrived: ICMP fragmentation-needed (IPv4 with DF;
+ * NAT64's real servers are IPv4, told the MTU less the 20 bytes) or ICMPv6
+ * packet-too-big to the real server, out of the interface the reply came
+ * in on. IPv4 without DF is dropped: XDP does not fragment, and the kernel
+ * would forward it untranslated. A reply whose TTL runs out here is left to
+ * the caller's TTL check, as a router checks the TTL first.
+ */
+static __always_inline int xvs_reply_fits(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_nat *n)
+{
+	__u32 growth = n->family != p->family ? XVS_NAT64_GROWTH : 0;
+	__u32 ifindex = n->ifindex;
+	__u32 *mtu;
+	__u32 m;
+
+	/* IPv6 runs on no link below 1,280 bytes: most replies to IPv6
+	 * clients (all of NAT64's ACKs) are settled without the lookup. */
+	if (n->family == XVS_AF_INET6 && p->ip_len + growth <= XVS_IPV6_MIN_MTU)
+		return XVS_CONTINUE;
+	mtu = bpf_map_lookup_elem(&xvs_if_mtus, &ifindex);
+	if (!mtu)
+		return XVS_CONTINUE;
+	m = *mtu;
+	if (!m || p->ip_len + growth <= m || p->ttl <= 1)
+		return XVS_CONTINUE;
+	xvs_count(XVS_CNT_REPLY_TOO_BIG);
+	if (!p->df) {
+		xvs_count(XVS_CNT_DROP_TOO_BIG);
+		return XDP_DROP;
+	}
+	return xvs_icmp_too_big(ctx, p, m > growth ? m - growth : 0);
+}
+
+/*
  * A packet from a NAT real server that belongs to a flow: rewritten back to
  * the service and sent to the client; XVS_CONTINUE for anything else (the
  * rest of the chain decides: it may be a client of a VIP, or the real
@@ -110,6 +149,7 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 	struct xvs_nat *n;
 	__u32 zero = 0, bytes;
 	__u64 now;
+	int rc;
 
 	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	if (!p || !cfg)
@@ -121,6 +161,9 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 	now = bpf_jiffies64();
 	if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
 		return XVS_CONTINUE;
+	rc = xvs_reply_fits(ctx, p, n);
+	if (rc != XVS_CONTINUE)
+		return rc;
 
 	if (p->proto == IPPROTO_TCP)
 		xvs_nat_reply_state(n, p);

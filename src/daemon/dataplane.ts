@@ -107,6 +107,8 @@ export class Dataplane {
   readonly natReals: TypedMap<C.AddrKey, number>;
   /** xvs_nat_real_slots: what the dataplane reads of natReals, by slot (nat.h). */
   readonly natRealSlots: TypedMap<number, number>;
+  /** xvs_if_mtus: the MTU of each interface the director uses, by ifindex (0: unknown). */
+  readonly ifMtus: TypedMap<number, number>;
   readonly laddrs: TypedMap<number, C.Laddr>;
   readonly svcLaddrs: TypedMap<number, C.SvcLaddrs>;
   /** Fwmark rules by destination prefix (an LPM trie: a lookup finds the longest prefix, not the key). */
@@ -137,6 +139,7 @@ export class Dataplane {
     this.natSyn = new TypedMap(obj.map('xvs_nat_syn'), C.connKey, C.nat);
     this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
     this.natRealSlots = new TypedMap(obj.map('xvs_nat_real_slots'), C.u32Codec, C.u32Codec);
+    this.ifMtus = new TypedMap(obj.map('xvs_if_mtus'), C.u32Codec, C.u32Codec);
     this.laddrs = new TypedMap(obj.map('xvs_laddrs'), C.u32Codec, C.laddr);
     this.svcLaddrs = new TypedMap(obj.map('xvs_svc_laddrs'), C.u32Codec, C.svcLaddrs);
     this.fwmarkRules = new TypedMap(obj.map('xvs_fwmark_rules'), C.fwmarkKey, C.fwmarkRules);

@@ -120,6 +120,8 @@ export class MapWriter {
   #undo: (() => void)[] | undefined;
   /** Replaced inner tables, held open so an undo can put them back. */
   #held: RawMap[] = [];
+  /** Ifindexes whose xvs_if_mtus entry may be set (writeIfMtus). */
+  #ifMtusSet: Set<number> | undefined;
 
   constructor(readonly dp: Dataplane) {}
 
@@ -251,6 +253,32 @@ export class MapWriter {
   /** How the dataplane reaches real server `id` (see nexthop.ts). */
   writeNexthop(id: number, nh: C.Nexthop): void {
     this.atomically(() => this.#put(this.dp.nexthops.raw, u32(id), C.nexthop.encode(nh)));
+  }
+
+  /**
+   * xvs_if_mtus: exactly these interfaces' MTUs (ifindex -> MTU); every
+   * other entry 0 (unknown), so an interface no longer used or whose
+   * ifindex went to another leaves no stale MTU behind. The whole array
+   * (65,536 entries) is read once, for what pins of an earlier xvsd hold;
+   * after that only the entries this writer has set are looked at, since a
+   * refresh runs at every link event. Returns the ifindexes written.
+   */
+  writeIfMtus(want: ReadonlyMap<number, number>): number[] {
+    const map = this.dp.ifMtus.raw;
+    if (!this.#ifMtusSet) {
+      const set = new Set<number>();
+      for (const b of map.batches(4096)) {
+        for (let j = 0; j < b.count; j++) if (b.values.readUInt32LE(j * map.valueBufSize) !== 0) set.add(b.keys.readUInt32LE(j * 4));
+      }
+      this.#ifMtusSet = set;
+    }
+    // Never shrinks: an undone write may have put an entry back.
+    for (const i of want.keys()) this.#ifMtusSet.add(i);
+    const off = [...this.#ifMtusSet].filter((i) => C.u32Codec.decode(map.lookup(u32(i))!) !== (want.get(i) ?? 0));
+    this.atomically(() => {
+      for (const i of off) this.#put(map, u32(i), u32(want.get(i) ?? 0));
+    });
+    return off;
   }
 
   writeConfig(patch: Partial<C.Config>): void {

@@ -1,7 +1,8 @@
 // Keeps xvs_nexthops following the kernel. `ip monitor` says when a
 // neighbour, route or link changed; an event that can change an entry (a
 // next hop's MAC appears, changes or goes; any route; an MTU, MAC or state
-// change of an interface in use) schedules one refresh of every entry, which
+// change of an interface in use, the director's own included) schedules one
+// refresh of every entry and of the interfaces' MTUs (xvs_if_mtus), which
 // the director runs as a transaction in its queue: read the kernel's tables
 // in three processes, compute every entry, write those that differ. Events
 // within DEBOUNCE_MS share one refresh; a periodic refresh is the safety net
@@ -9,6 +10,7 @@
 import { logger } from '../log.js';
 import * as C from '../maps/codecs.js';
 import type { Dataplane } from './dataplane.js';
+import { ifMtusOf } from './if-mtus.js';
 import { IpMonitor, type MonitorEvent } from './ip-monitor.js';
 import { neighbourKey, usableMac, type IpContext, type IpTables } from './ip-tables.js';
 import { realFromEntry } from './map-writer.js';
@@ -111,7 +113,10 @@ export async function refreshChange(dp: Dataplane, m: Model, o: RefreshOptions):
   const ctx = o.netns !== undefined ? { netns: o.netns } : {};
   const targets = nexthopTargets(dp, m);
   const { resolutions, tables } = await resolveNexthops([...targets.values()], o.tunnelSource, ctx);
-  o.onView(viewOf(resolutions.values(), tables));
+  const ifs = ifMtusOf(dp.ports, tables.links, dp.ifMtus.raw.maxEntries);
+  const view = viewOf(resolutions.values(), tables);
+  for (const l of ifs.watched) view.links.set(l.ifname, { ifindex: l.ifindex, mtu: l.mtu, up: l.up, ...(l.address !== undefined ? { address: l.address } : {}) });
+  o.onView(view);
   if (o.neighbours) await ensureNeighbours([...resolutions.values()].flatMap((r) => (r.hop ? [r.hop] : [])), tables, ctx);
   const entry = (id: number): C.Nexthop => resolutions.get(targets.get(id)!)!.nh;
   const changed = [...targets.keys()].filter((id) => !dp.nexthops.raw.lookup(C.u32Codec.encode(id))?.equals(C.nexthop.encode(entry(id))));
@@ -121,6 +126,8 @@ export async function refreshChange(dp: Dataplane, m: Model, o: RefreshOptions):
     writes: (w) => {
       for (const id of changed) w.writeNexthop(id, entry(id));
       if (changed.length > 0) log.debug({ ids: changed }, 'next hops rewritten');
+      const mtus = w.writeIfMtus(ifs.mtus);
+      if (mtus.length > 0) log.debug({ ifindexes: mtus }, 'interface MTUs rewritten');
     },
   };
 }

@@ -30,6 +30,8 @@ export const COUNTERS = {
   icmp_xlat: 26,
   icmp_malformed: 27,
   icmp_drop: 28,
+  reply_too_big: 29,
+  drop_too_big: 30,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;

@@ -43,4 +43,7 @@ export const COUNTER_KINDS = {
   icmp_xlat: { kind: 'event' },
   icmp_malformed: { kind: 'verdict', action: 'pass' },
   icmp_drop: { kind: 'verdict', action: 'drop' },
+  // The reply's end is counted as frag_needed (the ICMP answer) or drop_too_big.
+  reply_too_big: { kind: 'event' },
+  drop_too_big: { kind: 'verdict', action: 'drop' },
 } as const satisfies Record<CounterName, CounterKind>;
