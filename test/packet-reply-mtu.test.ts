@@ -125,35 +125,34 @@ describe('NAT replies past the client side\'s MTU (BPF_PROG_TEST_RUN)', { skip }
   });
 
   describe('two-armed NAT (the server side\'s MTU larger than the client side\'s)', () => {
-    test('IPv4: a reply over the client side\'s MTU gets ICMP fragmentation-needed from the client\'s address; one that fits goes', () => {
-      const cport = 41001;
-      const q = t.run(F.packet({ l2: fromClient, proto: 'udp', src: ADDR.client, dst: ADDR.vip, sport: cport, dport: 54, payload: Buffer.from('q') }));
-      assert.equal(q.retval, XdpAction.REDIRECT);
-      const reply = (total: number) => sized({ l2: fromReal, proto: 'udp', src: ADDR.rsFar, dst: ADDR.client, sport: 54, dport: cport, total });
-      const before = counts();
-      const over = reply(CLIENT_MTU + 1);
-      const want = F.icmpError({ l2: toReal, src: ADDR.client, dst: ADDR.rsFar, type: T4.unreach, code: T4.fragNeeded, rest: CLIENT_MTU, quote: F.quoteOf(over, 28) });
-      t.expect(over, XdpAction.TX, want, 'one byte over');
-      const fits = sized({ l2: toClient, proto: 'udp', src: ADDR.vip, dst: ADDR.client, sport: 54, dport: cport, total: CLIENT_MTU, ttl: 63 });
-      t.expect(reply(CLIENT_MTU), XdpAction.TX, fits, 'at the limit');
-      const now = counts();
-      assert.deepEqual([now.big - before.big, now.icmp - before.icmp, now.replies - before.replies], [1, 1, 1]);
-    });
-
-    test('IPv6: a reply over the client side\'s MTU gets ICMPv6 packet too big, quoting its first 128 bytes', () => {
-      const cport = 41002;
-      const q = t.run(F.packet({ l2: fromClient, proto: 'udp', src: ADDR.client6, dst: ADDR.vip6, sport: cport, dport: 54, payload: Buffer.from('q') }));
-      assert.equal(q.retval, XdpAction.REDIRECT);
-      const reply = (total: number) => sized({ l2: fromReal, proto: 'udp', src: ADDR.rs6Far, dst: ADDR.client6, sport: 54, dport: cport, total });
-      const before = counts();
-      const over = reply(CLIENT_MTU + 1);
-      const want = F.icmpError({ l2: toReal, src: ADDR.client6, dst: ADDR.rs6Far, type: T6_TOO_BIG, code: 0, rest: CLIENT_MTU, quote: F.quoteOf(over, 128), ttl: 255 });
-      t.expect(over, XdpAction.TX, want, 'one byte over');
-      const fits = sized({ l2: toClient, proto: 'udp', src: ADDR.vip6, dst: ADDR.client6, sport: 54, dport: cport, total: CLIENT_MTU, ttl: 63 });
-      t.expect(reply(CLIENT_MTU), XdpAction.TX, fits, 'at the limit');
-      const now = counts();
-      assert.deepEqual([now.big - before.big, now.icmp - before.icmp, now.replies - before.replies], [1, 1, 1]);
-    });
+    const cases = [
+      {
+        name: 'IPv4: a reply over the client side\'s MTU gets ICMP fragmentation-needed from the client\'s address; one that fits goes',
+        cport: 41001, client: ADDR.client, vip: ADDR.vip, rs: ADDR.rsFar, type: T4.unreach, code: T4.fragNeeded, quote: 28, icmpTtl: undefined,
+      },
+      {
+        name: 'IPv6: a reply over the client side\'s MTU gets ICMPv6 packet too big, quoting its first 128 bytes; one that fits goes',
+        cport: 41002, client: ADDR.client6, vip: ADDR.vip6, rs: ADDR.rs6Far, type: T6_TOO_BIG, code: 0, quote: 128, icmpTtl: 255,
+      },
+    ] as const;
+    for (const c of cases) {
+      test(c.name, () => {
+        const q = t.run(F.packet({ l2: fromClient, proto: 'udp', src: c.client, dst: c.vip, sport: c.cport, dport: 54, payload: Buffer.from('q') }));
+        assert.equal(q.retval, XdpAction.REDIRECT);
+        const reply = (total: number) => sized({ l2: fromReal, proto: 'udp', src: c.rs, dst: c.client, sport: 54, dport: c.cport, total });
+        const before = counts();
+        const over = reply(CLIENT_MTU + 1);
+        const want = F.icmpError({
+          l2: toReal, src: c.client, dst: c.rs, type: c.type, code: c.code, rest: CLIENT_MTU, quote: F.quoteOf(over, c.quote),
+          ...(c.icmpTtl === undefined ? {} : { ttl: c.icmpTtl }),
+        });
+        t.expect(over, XdpAction.TX, want, 'one byte over');
+        const fits = sized({ l2: toClient, proto: 'udp', src: c.vip, dst: c.client, sport: 54, dport: c.cport, total: CLIENT_MTU, ttl: 63 });
+        t.expect(reply(CLIENT_MTU), XdpAction.TX, fits, 'at the limit');
+        const now = counts();
+        assert.deepEqual([now.big - before.big, now.icmp - before.icmp, now.replies - before.replies], [1, 1, 1]);
+      });
+    }
   });
 
   test('FULLNAT, TCP: a segment over the client side\'s MTU gets ICMP fragmentation-needed from the local address', () => {
