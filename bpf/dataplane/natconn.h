@@ -4,7 +4,8 @@
  * flow, confirmed with it, and kept in the same TCP state, so either side's
  * timeout follows the connection as IPVS's one entry does. The key is the
  * reply's 5-tuple: real server to client (NAT) or to the flow's local
- * address and port (FULLNAT, opened by fullnat.h, which allocates them).
+ * address and port (FULLNAT: xvs_fnat_open below picks the address from
+ * the service's pool and the port with lport.h).
  */
 #ifndef XVS_NATCONN_H
 #define XVS_NATCONN_H
