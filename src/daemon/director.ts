@@ -18,6 +18,7 @@ import { restoreModel } from './restore.js';
 import { planTable, readLive, type PublisherOptions } from './table-publisher.js';
 import { needsTick, tickChange } from './tick.js';
 import { laddrView } from './laddr-view.js';
+import { laddrIdsCarried } from './laddr-carried.js';
 import { addFwmarkRule, delFwmarkRule, ruleName } from './fwmark-rules.js';
 import { laddrWarnings } from './laddr-warnings.js';
 import { RateEstimator, realRateKey, svcRateKey } from './estimator.js';
@@ -223,7 +224,7 @@ export class Director {
               timeouts = withSet(timeouts ?? readStateTimeouts(this.dp), req.timeouts);
               break;
             case 'add-laddr':
-              model = M.addLaddr(model, req.key, req.laddr, this.dp.laddrs.raw.maxEntries);
+              model = M.addLaddr(model, req.key, req.laddr, this.dp.laddrs.raw.maxEntries, () => laddrIdsCarried(this.dp));
               pools.add(M.serviceName(req.key));
               break;
             case 'del-laddr':
@@ -353,7 +354,7 @@ export class Director {
   /** ipvsadm -P (the FULLNAT forks' grammar): a local address for the service's FULLNAT flows. */
   addLaddr(k: ServiceKey, addr: string): Promise<void> {
     return this.#transact((m) => ({
-      model: M.addLaddr(m, k, addr, this.dp.laddrs.raw.maxEntries),
+      model: M.addLaddr(m, k, addr, this.dp.laddrs.raw.maxEntries, () => laddrIdsCarried(this.dp)),
       done: () => log.info({ service: M.serviceName(k), laddr: addr }, 'local address added'),
     }));
   }

@@ -67,9 +67,10 @@ export interface Model {
   /** Where the next real id search starts (next-fit). */
   readonly realCursor: number;
   /**
-   * Every local address a service has had, by its index in xvs_laddrs.
-   * Ids are never taken back: a flow carries its local address's id for as
-   * long as it lives.
+   * Every local address a service has had, by its index in xvs_laddrs. A
+   * flow carries its local address's id for as long as it lives, so an id
+   * is taken back only when every id is taken, and then only from an
+   * address no pool holds and no live flow carries (addLaddr).
    */
   readonly laddrIds?: ReadonlyMap<string, number>;
   /** Fwmark rules (fwmark-rules.ts) in the order they were added; absent: none. */
@@ -300,8 +301,14 @@ export function delReal(m: Model, k: ServiceKey, spec: { addr: string; port: num
 /** A service may have this many local addresses (XVS_SVC_LADDRS_MAX). */
 export const LADDRS_PER_SERVICE = 16;
 
-/** ipvsadm -P: a local address for the service's FULLNAT flows, of its family. */
-export function addLaddr(m: Model, k: ServiceKey, addr: string, maxIds: number): Model {
+/**
+ * ipvsadm -P: a local address for the service's FULLNAT flows, of its
+ * family. A new address takes the lowest free id of xvs_laddrs; when none
+ * is free, the id of an address that no service's pool holds any more and
+ * that no live flow carries (`carried`, asked only then: it reads the flow
+ * tables).
+ */
+export function addLaddr(m: Model, k: ServiceKey, addr: string, maxIds: number, carried: () => ReadonlySet<number> = () => new Set()): Model {
   const s = findService(m, k);
   const a = checkIp(addr, 'local address');
   // An IPv6 service's pool may hold IPv4 addresses, for its IPv4 real servers (NAT64).
@@ -316,7 +323,14 @@ export function addLaddr(m: Model, k: ServiceKey, addr: string, maxIds: number):
     const used = new Set(ids.values());
     let id = 0;
     while (used.has(id)) id++;
-    if (id >= maxIds) throw new XvsError('CAPACITY', `at most ${maxIds} local addresses in all`);
+    if (id >= maxIds) {
+      const pooled = new Set([...m.services.values()].flatMap((x) => x.laddrs ?? []));
+      const busy = carried();
+      const spare = [...ids].find(([x, i]) => !pooled.has(x) && !busy.has(i));
+      if (!spare) throw new XvsError('CAPACITY', `at most ${maxIds} local addresses in all, and each is in a pool or carried by a live flow`);
+      ids.delete(spare[0]);
+      id = spare[1];
+    }
     ids.set(a, id);
   }
   return withService({ ...m, laddrIds: ids }, { ...s, laddrs: [...list, a] });
