@@ -8,18 +8,15 @@
 // the RFCs' definitions.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { BpfObject, XdpAction, testRun } from '../src/loader/index.js';
-import { DECAP_AF, DECAP_CNT } from '../src/maps/abi.js';
+import { XdpAction } from '../src/loader/index.js';
+import { DECAP_AF } from '../src/maps/abi.js';
 import { ipToAddr16 } from '../src/maps/codec.js';
-import { u32Codec, u64Codec } from '../src/maps/codecs.js';
-import { PerCpuMap, type RawMap } from '../src/maps/map.js';
-import { bpfObject } from '../src/paths.js';
 import { setGuePort } from '../src/realserver/decap-ports.js';
+import { Decap, decapSkip } from './helpers/decap.js';
 import * as F from './helpers/frames.js';
 import { tunnelChecksumErrors, tunnelled, type TunnelSpec } from './helpers/tunnels.js';
 
-const skip = process.getuid?.() !== 0 ? 'needs root for BPF' : existsSync(bpfObject('xvs_decap')) ? undefined : 'bpf/.output/xvs_decap.o is not built';
+const skip = decapSkip;
 
 const RS_MAC = '02:00:00:00:00:0b';
 const DIR_MAC = '02:00:00:00:00:01';
@@ -28,7 +25,6 @@ const VIP6 = '2001:db8::80';
 const OUTER = { v4: { src: '192.0.2.1', dst: '192.0.2.11' }, v6: { src: '2001:db8::1', dst: '2001:db8::11' } };
 const GUE_PORT = 6080;
 
-type Counter = Exclude<keyof typeof DECAP_CNT, 'max'>;
 type Outer = 'v4' | 'v6';
 
 const KINDS: [string, TunnelSpec][] = [
@@ -82,44 +78,18 @@ function refix(o: Buffer): void {
 }
 
 describe('real-server decap: GUE and GRE (BPF_PROG_TEST_RUN)', { skip }, () => {
-  let obj: BpfObject;
-  let prog = -1;
-  let vips: RawMap;
-  let ports: RawMap;
-  let counters: PerCpuMap<number, number>;
-
-  const setVip = (addr: string, fams: number) => {
-    const v = Buffer.alloc(4);
-    v.writeUInt32LE(fams);
-    vips.update(ipToAddr16(addr).bytes, v);
-  };
-  const count = (c: Counter): number => Number(counters.sum(DECAP_CNT[c]) ?? 0);
-  const counts = (): Record<Counter, number> => ({ decapped: count('decapped'), not_vip: count('not_vip'), malformed: count('malformed') });
-
-  /** Runs one frame; checks verdict, exact output and which counter (if any) moved. */
-  const expect = (name: string, input: Buffer, output: Buffer | 'same', counter: Counter | null) => {
-    const was = counts();
-    const r = testRun(prog, { data: input });
-    assert.equal(r.retval, XdpAction.PASS, `${name}: verdict`);
-    assert.equal(r.data.toString('hex'), (output === 'same' ? input : output).toString('hex'), `${name}: output bytes`);
-    const now = counts();
-    for (const c of Object.keys(now) as Counter[]) assert.equal(now[c] - was[c], c === counter ? 1 : 0, `${name}: counter ${c}`);
-  };
+  let decap: Decap;
+  const expect = (...a: Parameters<Decap['expect']>) => decap.expect(...a);
 
   before(() => {
-    obj = BpfObject.open({ objectPath: bpfObject('xvs_decap') });
-    obj.load();
-    prog = obj.program('xdp_decap').fd;
-    vips = obj.map('xvs_decap_vips');
-    ports = obj.map('xvs_decap_ports');
-    counters = new PerCpuMap(obj.map('xvs_decap_counters'), u32Codec, u64Codec);
-    setVip(VIP4, DECAP_AF.inet);
-    setVip(VIP6, DECAP_AF.inet6);
-    setGuePort(ports, GUE_PORT, true);
+    decap = new Decap();
+    decap.setVip(VIP4, DECAP_AF.inet);
+    decap.setVip(VIP6, DECAP_AF.inet6);
+    setGuePort(decap.ports, GUE_PORT, true);
   });
 
   after(() => {
-    obj?.close();
+    decap?.close();
   });
 
   test('every tunnel, with and without its checksum, in every mix of families, stripped to the inner packet', () => {
@@ -147,10 +117,10 @@ describe('real-server decap: GUE and GRE (BPF_PROG_TEST_RUN)', { skip }, () => {
     const on = (port: number) => tunnel(inner(VIP4), { type: 'gue', port, csum: true }, 'v4');
     expect('GUE to port 6081, not set up', on(6081), 'same', null);
     for (const port of [1, 31, 32, 6081, 65535]) {
-      setGuePort(ports, port, true);
+      setGuePort(decap.ports, port, true);
       expect(`port ${port} once set up`, on(port), inner(VIP4), 'decapped');
       expect(`port ${port + 1 > 65535 ? port - 1 : port + 1} still not`, on(port + 1 > 65535 ? port - 1 : port + 1), 'same', null);
-      setGuePort(ports, port, false);
+      setGuePort(decap.ports, port, false);
       expect(`port ${port} once taken away`, on(port), 'same', null);
     }
     expect(`port ${GUE_PORT} stays`, on(GUE_PORT), inner(VIP4), 'decapped');
@@ -246,7 +216,7 @@ describe('real-server decap: GUE and GRE (BPF_PROG_TEST_RUN)', { skip }, () => {
         try { refix(f); } catch { /* not IP any more */ }
       }
       const input = rnd() % 5 === 0 ? Buffer.from(f.subarray(0, 14 + (rnd() % (f.length - 14)))) : f;
-      const r = testRun(prog, { data: input });
+      const r = decap.run(input);
       assert.equal(r.retval, XdpAction.PASS, `frame ${i}: verdict`);
       if (r.data.equals(input)) continue;
       decapped++;

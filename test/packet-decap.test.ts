@@ -6,16 +6,13 @@
 // Expected frames are built from the RFCs in helpers/frames.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { BpfObject, XdpAction, testRun } from '../src/loader/index.js';
-import { DECAP_AF, DECAP_CNT } from '../src/maps/abi.js';
+import { XdpAction } from '../src/loader/index.js';
+import { DECAP_AF } from '../src/maps/abi.js';
 import { ipToAddr16 } from '../src/maps/codec.js';
-import { u32Codec, u64Codec } from '../src/maps/codecs.js';
-import { PerCpuMap, type RawMap } from '../src/maps/map.js';
-import { bpfObject } from '../src/paths.js';
+import { Decap, decapSkip } from './helpers/decap.js';
 import * as F from './helpers/frames.js';
 
-const skip = process.getuid?.() !== 0 ? 'needs root for BPF' : existsSync(bpfObject('xvs_decap')) ? undefined : 'bpf/.output/xvs_decap.o is not built';
+const skip = decapSkip;
 
 const RS_MAC = '02:00:00:00:00:0b';
 const DIR_MAC = '02:00:00:00:00:01';
@@ -25,7 +22,6 @@ const CLIENT4 = '203.0.113.7';
 const CLIENT6 = '2001:db8:ff::7';
 const OUTER = { v4: { src: '192.0.2.1', dst: '192.0.2.11' }, v6: { src: '2001:db8::1', dst: '2001:db8::11' } };
 
-type Counter = Exclude<keyof typeof DECAP_CNT, 'max'>;
 
 /** The client's packet as the real server must see it, under the tunnel frame's MACs. */
 const inner = (dst: string, o: { sport?: number; vlans?: number[]; payload?: Buffer; proto?: 'tcp' | 'udp' } = {}): Buffer =>
@@ -57,41 +53,17 @@ const patched = (f: Buffer, at: number, bytes: number[], ipSum?: { l3: number })
 };
 
 describe('real-server decap (BPF_PROG_TEST_RUN)', { skip }, () => {
-  let obj: BpfObject;
-  let prog = -1;
-  let vips: RawMap;
-  let counters: PerCpuMap<number, number>;
-
-  const setVip = (addr: string, fams: number) => {
-    const v = Buffer.alloc(4);
-    v.writeUInt32LE(fams);
-    vips.update(ipToAddr16(addr).bytes, v);
-  };
-  const count = (c: Counter): number => Number(counters.sum(DECAP_CNT[c]) ?? 0);
-  const counts = (): Record<Counter, number> => ({ decapped: count('decapped'), not_vip: count('not_vip'), malformed: count('malformed') });
-
-  /** Runs one frame; checks verdict, exact output and which counter (if any) moved. */
-  const expect = (name: string, input: Buffer, output: Buffer | 'same', counter: Counter | null, verdict: number = XdpAction.PASS) => {
-    const was = counts();
-    const r = testRun(prog, { data: input });
-    assert.equal(r.retval, verdict, `${name}: verdict`);
-    assert.equal(r.data.toString('hex'), (output === 'same' ? input : output).toString('hex'), `${name}: output bytes`);
-    const now = counts();
-    for (const c of Object.keys(now) as Counter[]) assert.equal(now[c] - was[c], c === counter ? 1 : 0, `${name}: counter ${c}`);
-  };
+  let decap: Decap;
+  const expect = (...a: Parameters<Decap['expect']>) => decap.expect(...a);
 
   before(() => {
-    obj = BpfObject.open({ objectPath: bpfObject('xvs_decap') });
-    obj.load();
-    prog = obj.program('xdp_decap').fd;
-    vips = obj.map('xvs_decap_vips');
-    counters = new PerCpuMap(obj.map('xvs_decap_counters'), u32Codec, u64Codec);
-    setVip(VIP4, DECAP_AF.inet);
-    setVip(VIP6, DECAP_AF.inet6);
+    decap = new Decap();
+    decap.setVip(VIP4, DECAP_AF.inet);
+    decap.setVip(VIP6, DECAP_AF.inet6);
   });
 
   after(() => {
-    obj?.close();
+    decap?.close();
   });
 
   test('every mix of families is stripped to the inner packet', () => {
@@ -129,15 +101,15 @@ describe('real-server decap (BPF_PROG_TEST_RUN)', { skip }, () => {
     expect('6 in 6 to another address', tunnel(inner('2001:db8::99'), 'v6'), 'same', 'not_vip');
     expect('6 in 4 to the client', tunnel(inner(CLIENT6), 'v4'), 'same', 'not_vip');
     // 2001:db8:: and 32.1.13.184 are the same 16 key bytes (20 01 0d b8, then zeros).
-    setVip('2001:db8::', DECAP_AF.inet6);
+    decap.setVip('2001:db8::', DECAP_AF.inet6);
     expect('IPv4 32.1.13.184 where only IPv6 2001:db8:: is a VIP', tunnel(inner('32.1.13.184'), 'v6'), 'same', 'not_vip');
     expect('IPv6 2001:db8:: is one', tunnel(inner('2001:db8::'), 'v4'), inner('2001:db8::'), 'decapped');
-    setVip('32.1.13.184', DECAP_AF.inet);
+    decap.setVip('32.1.13.184', DECAP_AF.inet);
     expect('IPv6 2001:db8:: where only IPv4 32.1.13.184 is a VIP', tunnel(inner('2001:db8::'), 'v6'), 'same', 'not_vip');
-    setVip('32.1.13.184', DECAP_AF.inet | DECAP_AF.inet6);
+    decap.setVip('32.1.13.184', DECAP_AF.inet | DECAP_AF.inet6);
     expect('both, once both are VIPs: IPv4', tunnel(inner('32.1.13.184'), 'v6'), inner('32.1.13.184'), 'decapped');
     expect('both, once both are VIPs: IPv6', tunnel(inner('2001:db8::'), 'v6'), inner('2001:db8::'), 'decapped');
-    vips.delete(ipToAddr16('2001:db8::').bytes);
+    decap.vips.delete(ipToAddr16('2001:db8::').bytes);
   });
 
   test('malformed tunnels pass untouched and are counted', () => {
@@ -200,7 +172,7 @@ describe('real-server decap (BPF_PROG_TEST_RUN)', { skip }, () => {
       for (let j = 1 + (rnd() % 3); j > 0; j--) f[12 + (rnd() % (f.length - 12))] = rnd() & 0xff;
       // BPF_PROG_TEST_RUN takes no XDP frame shorter than an Ethernet header.
       const input = rnd() % 4 === 0 ? Buffer.from(f.subarray(0, 14 + (rnd() % (f.length - 14)))) : f;
-      const r = testRun(prog, { data: input });
+      const r = decap.run(input);
       assert.ok(r.retval === XdpAction.PASS, `frame ${i}: verdict ${r.retval}`);
       if (r.data.equals(input)) continue;
       // Stripped: the input less one outer header after the L2 header (MACs and
