@@ -150,11 +150,9 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
     let forwarded = 0;
     let passed = 0;
     for (const input of F.mutants(base, { seed: 5050, count: 2000 })) {
-      const out = t.run(Buffer.from(input));
-      assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(out.retval), `verdict ${out.retval}`);
+      const out = t.runMutant(input);
       if (out.retval === XdpAction.PASS) {
         passed++;
-        assert.equal(hex(out.data), hex(input), 'passed untouched');
         continue;
       }
       // A mutation can make a TCP/UDP packet of some flow (protocol byte): only ICMP errors are checked here.
@@ -247,11 +245,9 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
       let rebuilt = 0;
       let passed = 0;
       for (const input of F.mutants(base, { seed: 6464, count: 2000 })) {
-        const r = t.run(Buffer.from(input));
-        assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(r.retval), `verdict ${r.retval}`);
+        const r = t.runMutant(input);
         if (r.retval === XdpAction.PASS) {
           passed++;
-          assert.equal(r.data.toString('hex'), input.toString('hex'), 'passed untouched');
           continue;
         }
         if (r.retval !== XdpAction.TX || r.data.readUInt16BE(12) !== 0x86dd || r.data[20] !== 58) continue;
@@ -304,11 +300,9 @@ describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => 
       let rebuilt = 0;
       let passed = 0;
       for (const input of F.mutants(base, { seed: 4646, count: 2000 })) {
-        const out = t.run(Buffer.from(input));
-        assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT] as number[]).includes(out.retval), `verdict ${out.retval}`);
+        const out = t.runMutant(input);
         if (out.retval === XdpAction.PASS) {
           passed++;
-          assert.equal(out.data.toString('hex'), input.toString('hex'), 'passed untouched');
           continue;
         }
         if (out.retval !== XdpAction.REDIRECT || out.data.readUInt16BE(12) !== 0x0800 || out.data[23] !== 1) continue;

@@ -220,11 +220,9 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     let forwarded = 0;
     let passed = 0;
     for (const input of F.mutants(base, { seed: 8080, count: 3000 })) {
-      const r = t.run(Buffer.from(input));
-      assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX] as number[]).includes(r.retval), `verdict ${r.retval}`);
+      const r = t.runMutant(input, [XdpAction.PASS, XdpAction.DROP, XdpAction.TX]);
       if (r.retval === XdpAction.PASS) {
         passed++;
-        assert.equal(hex(r.data), hex(input), 'passed untouched');
         continue;
       }
       if (r.retval !== XdpAction.TX) continue;
@@ -271,11 +269,9 @@ describe('ICMP errors about NAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
     let forwarded = 0;
     let passed = 0;
     for (const input of F.mutants(base, { seed: 6060, count: 3000 })) {
-      const r = t.run(Buffer.from(input));
-      assert.ok(([XdpAction.PASS, XdpAction.DROP, XdpAction.TX] as number[]).includes(r.retval), `verdict ${r.retval}`);
+      const r = t.runMutant(input, [XdpAction.PASS, XdpAction.DROP, XdpAction.TX]);
       if (r.retval === XdpAction.PASS) {
         passed++;
-        assert.equal(hex(r.data), hex(input), 'passed untouched');
         continue;
       }
       if (r.retval !== XdpAction.TX || r.data[L3 + 6] !== 58) continue;

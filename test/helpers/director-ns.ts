@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { Dataplane } from '../../src/daemon/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
-import { ifIndex, testRun, withNetns, withNetnsAsync, xdpMd, type TestRunResult } from '../../src/loader/index.js';
+import { ifIndex, testRun, XdpAction, withNetns, withNetnsAsync, xdpMd, type TestRunResult } from '../../src/loader/index.js';
 import { nsSh, sh } from './env.js';
 
 export const ADDR = {
@@ -38,6 +38,12 @@ export interface DirectorNs {
   run(input: Buffer): TestRunResult;
   /** run(), asserting the verdict and, when given, the exact output bytes (`what` names the case). */
   expect(input: Buffer, verdict: number, want?: Buffer, what?: string): TestRunResult;
+  /**
+   * run() of a mutated frame (a copy: the program may write it), asserting
+   * what holds for any frame: a verdict of `verdicts` (never aborted), and
+   * XDP_PASS only with the frame untouched.
+   */
+  runMutant(input: Buffer, verdicts?: readonly number[]): TestRunResult;
   /** Director calls that resolve next hops run inside the namespace. */
   addReal(...a: Parameters<Director['addReal']>): ReturnType<Director['addReal']>;
   close(): void;
@@ -82,6 +88,12 @@ export function directorNs(name: string, opts: { connTableSize?: number; tunnelS
         const r = run(input);
         assert.equal(r.retval, verdict, `${what}: verdict`);
         if (want) assert.equal(r.data.toString('hex'), want.toString('hex'), `${what}: bytes`);
+        return r;
+      },
+      runMutant: (input, verdicts = [XdpAction.PASS, XdpAction.DROP, XdpAction.TX, XdpAction.REDIRECT]) => {
+        const r = run(Buffer.from(input));
+        assert.ok(verdicts.includes(r.retval), `verdict ${r.retval}`);
+        if (r.retval === XdpAction.PASS) assert.equal(r.data.toString('hex'), input.toString('hex'), 'passed untouched');
         return r;
       },
       addReal: (...a) => withNetnsAsync(ns, () => director.addReal(...a)),
