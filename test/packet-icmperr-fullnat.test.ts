@@ -51,7 +51,6 @@ const icmp6Off = (f: Buffer) => {
 
 describe('ICMP errors about FULLNAT flows (BPF_PROG_TEST_RUN)', { skip }, () => {
   let t: DirectorNs;
-  const hex = (b: Buffer) => b.toString('hex');
   const count = (name: string) => t.director.counters()[name as 'rx'] ?? 0;
   /** Opens a flow with the client's SYN; returns its local port. */
   const open = (f: Fam, sport: number, dport = 80) => {
