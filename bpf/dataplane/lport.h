@@ -26,6 +26,14 @@
  * flow are distinct ports. */
 #define XVS_LPORT_STEP 7919U
 
+/* Whether a live (unexpired) reply side in `map` holds `rk`. */
+static __always_inline int xvs_lport_held(void *map, const struct xvs_conn_key *rk, const struct xvs_config *cfg, __u64 now)
+{
+	struct xvs_nat *e = bpf_map_lookup_elem(map, rk);
+
+	return e && xvs_fresh(cfg, e->last_seen, now, e->state);
+}
+
 /* Whether a confirmed flow's reply side holds `rk` (its port is in use). An
  * expired one is removed: its port is free again. */
 static __always_inline int xvs_lport_confirmed(const struct xvs_conn_key *rk, const struct xvs_config *cfg, __u64 now)
@@ -45,11 +53,8 @@ static __always_inline int xvs_lport_confirmed(const struct xvs_conn_key *rk, co
 static __always_inline int xvs_lport_claim(const struct xvs_conn_key *rk, struct xvs_nat *n,
 					   const struct xvs_config *cfg, __u64 now)
 {
-	struct xvs_nat *e;
-
 	if (bpf_map_update_elem(&xvs_nat_syn, rk, n, BPF_NOEXIST)) {
-		e = bpf_map_lookup_elem(&xvs_nat_syn, rk);
-		if (e && xvs_fresh(cfg, e->last_seen, now, e->state))
+		if (xvs_lport_held(&xvs_nat_syn, rk, cfg, now))
 			return 0;
 		bpf_map_delete_elem(&xvs_nat_syn, rk);
 		if (bpf_map_update_elem(&xvs_nat_syn, rk, n, BPF_NOEXIST))
@@ -88,7 +93,6 @@ static long xvs_lport_retry(__u32 i, struct xvs_lport_ctx *c)
 	const struct xvs_svc_laddrs *sl = c->sl;
 	const struct xvs_config *cfg = c->cfg;
 	__u32 k = i + 1, count = sl->count, idx;
-	struct xvs_nat *e;
 
 	if (count > 1) {
 		struct xvs_laddr *next;
@@ -107,11 +111,7 @@ static long xvs_lport_retry(__u32 i, struct xvs_lport_ctx *c)
 		}
 	}
 	s->rk.dport = xvs_lport_nth(s->offset, k);
-	e = bpf_map_lookup_elem(&xvs_nats, &s->rk);
-	if (e && xvs_fresh(cfg, e->last_seen, s->now, e->state))
-		return 0;
-	e = bpf_map_lookup_elem(&xvs_nat_syn, &s->rk);
-	if (e && xvs_fresh(cfg, e->last_seen, s->now, e->state))
+	if (xvs_lport_held(&xvs_nats, &s->rk, cfg, s->now) || xvs_lport_held(&xvs_nat_syn, &s->rk, cfg, s->now))
 		return 0;
 	if (!xvs_lport_claim(&s->rk, c->n, cfg, s->now))
 		return 0;
