@@ -3,7 +3,8 @@
 // (then the shorter prefixes' rules), and goes to that mark's service;
 // exact output frames, built here. Port ranges at their ends, protocols,
 // IPv6, a mark with no service, persistence across ports and protocols,
-// NAT keeping each packet's port, flows outliving their rule, and a
+// NAT keeping each packet's port or sending all to the real server's own,
+// flows outliving their rule, and a
 // restarted control plane reading the rules back from the pinned trie.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,6 +33,7 @@ const RULES: FwmarkRule[] = [
   { mark: 5, addr: '192.0.2.128', len: 28 },
   { mark: 6, addr: '192.0.2.200', len: 32, proto: 'tcp' },
   { mark: 8, addr: '192.0.2.210', len: 32, proto: 'udp' },
+  { mark: 7, addr: '192.0.2.220', len: 32, proto: 'tcp' },
 ];
 const LIP = '192.0.2.201';
 
@@ -67,6 +69,9 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     await t.addReal(fwm(5), { addr: ADDR.rsFar, port: 0, fwd: 'dr', weight: 1 });
     await t.director.addService({ ...fwm(6), scheduler: 'rr' });
     await t.addReal(fwm(6), { addr: ADDR.rs1, port: 0, fwd: 'nat', weight: 1 });
+    // A NAT real server with a port of its own: every marked packet goes to it (IPVS: dest->port ? dest->port : vport).
+    await t.director.addService({ ...fwm(7), scheduler: 'rr' });
+    await t.addReal(fwm(7), { addr: ADDR.rs1, port: 8080, fwd: 'nat', weight: 1 });
     await t.director.addService({ ...fwm(8), scheduler: 'rr' });
     await t.director.addLaddr(fwm(8), LIP);
     await t.addReal(fwm(8), { addr: ADDR.rs1, port: 0, fwd: 'fullnat', weight: 1 });
@@ -82,7 +87,7 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
   test('the config flag is on and the trie holds one entry per prefix, shorter prefixes\' rules after the own', () => {
     assert.ok((t.dp.config.get(0)!.flags & CFG_F.fwmark) !== 0);
     const entries = new Map([...t.dp.fwmarkRules.entries()].map(([k, v]) => [`${k.addr}/${k.prefixlen - 32}`, v]));
-    assert.deepEqual([...entries.keys()].sort(), ['192.0.2.128/28', '192.0.2.200/32', '192.0.2.210/32', '192.0.2.240/28', '192.0.2.64/26', '192.0.2.80/32', '192.0.2.96/27', '2001:db8::/64']);
+    assert.deepEqual([...entries.keys()].sort(), ['192.0.2.128/28', '192.0.2.200/32', '192.0.2.210/32', '192.0.2.220/32', '192.0.2.240/28', '192.0.2.64/26', '192.0.2.80/32', '192.0.2.96/27', '2001:db8::/64']);
     const e = entries.get('192.0.2.80/32')!;
     assert.equal(e.count, 2);
     assert.equal(e.own, 1);
@@ -156,6 +161,23 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     }
   });
 
+  test('NAT in a fwmark service to a real server\'s own port: every marked port goes there, and the reply leaves from the port the client used', () => {
+    for (const port of [80, 443]) {
+      const sport = 43000 + port;
+      const input = seg('192.0.2.220', port, { sport });
+      const want = F.frame({ l2: { dst: ADDR.rs1Mac, src: ADDR.dirMac }, src: ADDR.client, dst: ADDR.rs1, sport, dport: 8080, flags: F.TCP.SYN });
+      expect(input, { verdict: XdpAction.TX, frame: want }, `192.0.2.220:${port} to ${ADDR.rs1}:8080`);
+      const synack = F.frame({ l2: { dst: ADDR.dirMac, src: ADDR.rs1Mac }, src: ADDR.rs1, dst: ADDR.client, sport: 8080, dport: sport, flags: F.TCP.SYN | F.TCP.ACK });
+      const back = F.frame({ l2: { dst: ADDR.routerMac, src: ADDR.dirMac }, src: '192.0.2.220', dst: ADDR.client, sport: port, dport: sport, flags: F.TCP.SYN | F.TCP.ACK, ip: { ttl: 63 } });
+      expect(synack, { verdict: XdpAction.TX, frame: back }, `the SYN-ACK of ${ADDR.rs1}:8080 back as 192.0.2.220:${port}`);
+    }
+  });
+
+  test('a DR real server of a fwmark service keeps each packet\'s port: a port of its own is refused, so is DR for a NAT one with a port', async () => {
+    await assert.rejects(t.addReal(fwm(1), { addr: ADDR.rsFar, port: 80, fwd: 'dr', weight: 1 }), { code: 'PORT_MAPPING' });
+    await assert.rejects(t.director.editReal(fwm(7), { addr: ADDR.rs1, port: 8080, fwd: 'dr', weight: 1 }), { code: 'PORT_MAPPING' });
+  });
+
   test('FULLNAT in a fwmark service: to the packet\'s port from a local address, and the reply back from the VIP and port the client used', () => {
     const input = seg('192.0.2.210', 5060, { sport: 42500, proto: 'udp' });
     const out = t.run(input);
@@ -185,14 +207,14 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
         }
         if (r.retval === XdpAction.DROP || r.data.length !== input.length) continue; // a drop, or an ICMP answer
         // A DR forward keeps everything past the MACs; only a mutation into a NAT or FULLNAT mark's
-        // destination (marks 6 and 8) may rewrite, and then towards their real server.
+        // destination (marks 6, 7 and 8) may rewrite, and then towards their real server.
         if (r.data.subarray(14).equals(input.subarray(14))) {
           forwarded++;
           continue;
         }
         const v4 = input.readUInt16BE(12) === 0x0800;
         const dst = (f: Buffer) => F.addrText(f.subarray(30, 34));
-        assert.ok(v4 && ['192.0.2.200', '192.0.2.210'].includes(dst(input)) && dst(r.data) === ADDR.rs1,
+        assert.ok(v4 && ['192.0.2.200', '192.0.2.210', '192.0.2.220'].includes(dst(input)) && dst(r.data) === ADDR.rs1,
           `only a NAT/FULLNAT mark rewrites: ${input.toString('hex')} -> ${r.data.toString('hex')}`);
       }
     }

@@ -17,6 +17,7 @@ const INPUT = `-A -t 192.0.2.80:80 -s wrr
 --fwmark-rule 2 -d 198.51.100.9
 -A -f 2 -s sh -p 600 -M 255.255.255.0
 -a -f 2 -r 192.0.2.12 -m
+-a -f 2 -r 192.0.2.14:8080 -m
 -a -f 2 -r 192.0.2.11 -g -w 2
 --fwmark-rule 1 -d 198.51.100.0/24 -p tcp --dport 80:90
 -A -f 1 -s rr
@@ -38,6 +39,7 @@ const SAVED = `-A -t 192.0.2.80:80 -s wrr
 -A -f 2 -s sh -p 600 -M 255.255.255.0
 -a -f 2 -r 192.0.2.11:0 -g -w 2
 -a -f 2 -r 192.0.2.12:0 -m -w 1
+-a -f 2 -r 192.0.2.14:8080 -m -w 1
 -A -f 3 -6 -s wrr -p 300 -M 64
 -a -f 3 -6 -r [2001:db8::11]:0 -g -w 1
 --fwmark-rule 1 -d 198.51.100.0/24 -p tcp --dport 80:90
@@ -59,6 +61,7 @@ FWM  1 rr
 FWM  2 sh persistent 600 mask 255.255.255.0
   -> 192.0.2.11:0                 Route   2      0          0         
   -> 192.0.2.12:0                 Masq    1      0          0         
+  -> 192.0.2.14:8080              Masq    1      0          0         
 FWM  3 IPv6 wrr persistent 300 mask 64
   -> [2001:db8::11]:0             Route   1      0          0         
 `;
@@ -80,7 +83,7 @@ const BAD: [string[], string | undefined, string | RegExp, number][] = [
   [['-D', '-f', '9'], undefined, 'No such service', 255],
   [['-L', '-n', '-f', '9'], undefined, 'No such service', 1],
   [['-a', '-f', '1', '-r', '192.0.2.13'], undefined, 'Destination already exists', 255],
-  [['-a', '-f', '2', '-r', '192.0.2.14:8080', '-m'], undefined, /^xvsadm: PORT_MAPPING: a fwmark service forwards each packet to its own port, not to 8080/, 2],
+  [['-a', '-f', '2', '-r', '192.0.2.14:8080', '-m'], undefined, 'Destination already exists', 255],
   [['-a', '-f', '1', '-r', '[2001:db8::14]:0', '-g'], undefined, 'Different address family is allowed only for tunneling servers', 2],
   // the rule commands: iptables' words where it has them, ipvsadm's for the rest
   [['--fwmark-rule', '0', ...NET], undefined, "invalid fwmark value `0' specified", 2],

@@ -247,10 +247,7 @@ export function withFwmarkRules(m: Model, rules: readonly FwmarkRule[]): Model {
 export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits, lastGen: (id: number) => number): { model: Model; real: RealModel } {
   const s = findService(m, k);
   const addr = checkIp(spec.addr, 'real server');
-  if (s.fwmark && spec.port !== 0) {
-    throw new XvsError('PORT_MAPPING', `a fwmark service forwards each packet to its own port, not to ${spec.port}`, { hint: 'leave the real server\'s port out (or 0)' });
-  }
-  const port = validateReal(spec.fwd, s.port, spec.port);
+  const port = validateReal(spec.fwd, s.port, spec.port, s.fwmark !== undefined);
   checkFamilies(s, addr, spec.fwd);
   checkOps(s, spec.fwd);
   if (s.reals.some((r) => r.addr === addr && r.port === port)) {
@@ -276,7 +273,7 @@ export function addReal(m: Model, k: ServiceKey, spec: RealSpec, limits: Limits,
 export function editReal(m: Model, k: ServiceKey, spec: RealSpec, total: (id: number) => number): Model {
   const s = findService(m, k);
   const r = findReal(s, spec);
-  validateReal(spec.fwd, s.port, r.port);
+  validateReal(spec.fwd, s.port, r.port, s.fwmark !== undefined);
   checkFamilies(s, r.addr, spec.fwd);
   checkOps(s, spec.fwd);
   const uthreshold = spec.uthreshold ?? 0;

@@ -52,10 +52,18 @@ export function modeByCode(code: number): ModeName {
 }
 
 /** Checks a real server against its service; returns the port to store. */
-export function validateReal(mode: ModeName, servicePort: number, realPort: number): number {
+export function validateReal(mode: ModeName, servicePort: number, realPort: number, fwmark = false): number {
   const m = MODES[mode];
   if (!m.implemented) {
     throw new XvsError('UNSUPPORTED', `forwarding method ${m.flag} (${mode}) is not implemented yet`, { hint: 'use -g (DR) or -i (TUN)' });
+  }
+  // A fwmark service has no port: its real servers keep each packet's (port 0), or, translating
+  // (NAT, FULLNAT), send every packet to theirs, as IPVS does (dest->port ? dest->port : vport).
+  if (fwmark) {
+    if (realPort !== 0 && !m.portMapping) {
+      throw new XvsError('PORT_MAPPING', `${mode.toUpperCase()} keeps each packet's port in a fwmark service, not ${realPort}`, { hint: 'leave the real server\'s port out (or 0)' });
+    }
+    return realPort;
   }
   // A port-zero service (every port of the VIP) keeps each packet's port, as IPVS does.
   if (servicePort === 0 && realPort !== 0) {
