@@ -147,8 +147,15 @@ static __always_inline int xvs_tun_send(struct xdp_md *ctx, const struct xvs_pkt
 		return XDP_PASS;
 	}
 
-	if (l2 > XVS_L2_MAX || xvs_push_room(ctx, l2, over))
+	/* An untagged frame's Ethernet header is written whole below (the
+	 * ethertype) and in xvs_send (the MACs): there is nothing to move, and
+	 * not moving it is 0.1x of the floor. VLAN tags must move with it. */
+	if (l2 == ETH_HLEN) {
+		if (bpf_xdp_adjust_head(ctx, -(int)over))
+			goto err;
+	} else if (l2 > XVS_L2_MAX || xvs_push_room(ctx, l2, over)) {
 		goto err;
+	}
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	/* The L2 header now announces the outer family (its last two bytes are
