@@ -92,7 +92,7 @@ int xvs_xdp(struct xdp_md *ctx)
 		 * would not fit the stack's 512 bytes. */
 		if (p->toa)
 			xvs_toa_add(ctx, p);
-		return xvs_fwd_fullnat(ctx, p);
+		return r->family == p->family ? xvs_fwd_fullnat(ctx, p) : xvs_fwd_fullnat64(ctx, p);
 	default:
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;

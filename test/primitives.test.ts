@@ -16,7 +16,7 @@ import { kernelSkipReason } from './helpers/env.js';
 const skip = kernelSkipReason();
 
 /** enum prim_op in prim_test.c. */
-const Op = { REWRITE_SRC: 1, REWRITE_DST: 2, TTL: 3, TOA: 4, OPEN_ROOM: 5, CSUM: 6 } as const;
+const Op = { REWRITE_SRC: 1, REWRITE_DST: 2, TTL: 3, TOA: 4, OPEN_ROOM: 5, CSUM: 6, TUPLE: 7 } as const;
 /** enum xvs_prim_status in csum.h, and the fixture's own "not IP". */
 const St = {
   OK: 0, EBOUNDS: -1, EPROTO: -2, ENOSPC: -3, EADJUST: -4, ETTL: -5, ENOCSUM: -6, EEXIST: -7, EARG: -8, NOT_IP: 1,
@@ -26,16 +26,18 @@ const HDRMOVE_MAX = 22 + 60 + 60;
 
 interface Ctl {
   op: number; at?: number; room?: number;
-  /** REWRITE, TOA: the address (its family goes along); CSUM: the new bytes. */
+  /** REWRITE, TOA, TUPLE (the destination): the address (its family goes along); CSUM: the new bytes. */
   addr?: string; to?: Buffer;
   port?: number;
-  /** CSUM */
+  /** CSUM; TUPLE: the source address's bytes */
   from?: Buffer; check?: number;
+  /** TUPLE: the source port, and whether the TTL goes down too */
+  sport?: number; ttl?: boolean;
 }
 
-/** struct prim_ctl (56 bytes): host-order u32s, then fields as they lie in a packet. */
+/** struct prim_ctl (60 bytes): host-order u32s, then fields as they lie in a packet. */
 function encodeCtl(c: Ctl): Buffer {
-  const b = Buffer.alloc(56);
+  const b = Buffer.alloc(60);
   b.writeUInt32LE(c.op, 0);
   b.writeUInt32LE(c.at ?? 0, 8);
   b.writeUInt32LE(c.room ?? 0, 12);
@@ -48,6 +50,8 @@ function encodeCtl(c: Ctl): Buffer {
   b.writeUInt16BE(c.port ?? 0, 48);
   if (c.to) b[51] = c.to.length;
   b.writeUInt16BE(c.check ?? 0, 52);
+  b.writeUInt16BE(c.sport ?? 0, 56);
+  b[58] = c.ttl ? 1 : 0;
   return b;
 }
 
@@ -443,6 +447,7 @@ describe('packet-rewrite primitives (BPF_PROG_TEST_RUN)', { skip }, () => {
         { op: Op.TTL },
         { op: Op.TOA, addr: CLIENT4, port: 1 },
         { op: Op.TOA, addr: CLIENT6, port: 1 },
+        { op: Op.TUPLE, from: F.ipAddr(v6 ? LADDR6 : LADDR4), sport: 5000, addr: v6 ? RS6 : RS4, port: 8080, ttl: true },
       ];
       // BPF_PROG_TEST_RUN wants at least an Ethernet header.
       for (let len = 14; len < full.length; len++) {
@@ -469,6 +474,28 @@ describe('packet-rewrite primitives (BPF_PROG_TEST_RUN)', { skip }, () => {
       const want = pkt(dir === 'src' ? { ...opts, src: addr, sport: port } : { ...opts, dst: addr, dport: port });
       const name = `seed ${seed} #${i}: ${opts.proto}${v6 ? '6' : '4'} ${dir} -> [${addr}]:${port}`;
       check({ name, ctl: { op: dir === 'src' ? Op.REWRITE_SRC : Op.REWRITE_DST, addr, port }, input, status: St.OK, output: want });
+    }
+  });
+
+  test('random one-pass rewrites of both sides (and the TTL) on random frames match a full recomputation', () => {
+    const seed = 4242;
+    const r = rng(seed);
+    for (let i = 0; i < 1500; i++) {
+      const { opts, v6 } = randomFrame(r);
+      const input = pkt(opts);
+      const src = r.int(0, 5) === 0 ? opts.src : r.addr(v6);
+      const dst = r.int(0, 5) === 0 ? opts.dst : r.addr(v6);
+      const sport = r.int(0, 65535);
+      const dport = r.int(0, 65535);
+      const ttl = r.int(0, 1) === 1;
+      const hop = v6 ? opts.ip6!.hopLimit! : opts.ip!.ttl!;
+      const moved = { ...opts, src, dst, sport, dport };
+      const want = !ttl ? moved : v6 ? { ...moved, ip6: { ...opts.ip6, hopLimit: hop - 1 } } : { ...moved, ip: { ...opts.ip, ttl: hop - 1 } };
+      const name = `seed ${seed} #${i}: ${opts.proto}${v6 ? '6' : '4'} -> [${src}]:${sport} [${dst}]:${dport}${ttl ? ` TTL ${hop}` : ''}`;
+      const ctl: Ctl = { op: Op.TUPLE, from: F.ipAddr(src), sport, addr: dst, port: dport, ttl };
+      // TTL 1 or 0: refused before anything is written.
+      if (ttl && hop <= 1) check({ name, ctl, input, status: St.ETTL });
+      else check({ name, ctl, input, status: St.OK, output: pkt(want) });
     }
   });
 

@@ -9,7 +9,6 @@
 
 static __always_inline int xvs_fwd_dr(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r)
 {
-	struct xvs_nexthop fib = {};
 	const struct xvs_nexthop *nh;
 	int verdict;
 
@@ -17,7 +16,7 @@ static __always_inline int xvs_fwd_dr(struct xdp_md *ctx, const struct xvs_pkt *
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
 	}
-	nh = xvs_nexthop(ctx, p, r, &fib, 0, &verdict);
+	nh = xvs_nexthop(ctx, p, r, 0, &verdict);
 	if (!nh)
 		return verdict;
 	return xvs_egress(ctx, nh, p);

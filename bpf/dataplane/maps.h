@@ -227,6 +227,7 @@ struct {
  * shares. Never pinned: nothing in it outlives the packet. */
 struct xvs_scratch {
 	struct xvs_pkt pkt;
+	struct xvs_nexthop nh; /* from the FIB while the cache has none (nexthop.h) */
 	struct xvs_nat nat; /* the reply side a new NAT/FULLNAT flow opens */
 	struct xvs_lport_search lport; /* off the stack: bpf_loop's callback adds a frame */
 };

@@ -21,7 +21,6 @@
  * packet path's. */
 XVS_SUBPROG int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
 {
-	struct xvs_nexthop fib = {};
 	const struct xvs_nexthop *nh;
 	struct xvs_real *r;
 	__u32 id;
@@ -37,7 +36,7 @@ XVS_SUBPROG int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
 	}
-	nh = xvs_nexthop(ctx, p, r, &fib, 0, &verdict);
+	nh = xvs_nexthop(ctx, p, r, 0, &verdict);
 	if (!nh)
 		return verdict;
 	if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, r->addr, xvs_rport(r, p->dport))) {
@@ -171,24 +170,27 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 		n->last_seen = now;
 	if ((n->flags & XVS_NAT_F_FULLNAT) && p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN))
 		xvs_mss_clamp(ctx, p, xvs_toa_len(n->family));
-	/* The reply is routed through the director, which is a router for it. */
-	if (xvs_ttl_decrement(ctx, p->l3_off, p->family)) {
-		xvs_count(XVS_CNT_TTL_EXCEEDED);
-		return XDP_DROP;
-	}
+	/* The reply is routed through the director, which is a router for it:
+	 * its TTL goes down by one, in the same pass as the rewrite. */
 	if (n->family != p->family) {
 		/* NAT64: an IPv4 real server's reply to an IPv6 client. */
+		if (xvs_ttl_decrement(ctx, p->l3_off, p->family)) {
+			xvs_count(XVS_CNT_TTL_EXCEEDED);
+			return XDP_DROP;
+		}
 		if (!(n->flags & XVS_NAT_F_FULLNAT) ||
 		    xvs_nat64_4to6(ctx, p->l3_off, (const void *)n->vaddr, (const void *)n->caddr,
 				   xvs_nat64_ports(n->vport, n->cport))) {
 			xvs_count(XVS_CNT_NAT_REFUSED);
 			return XDP_DROP;
 		}
-	} else if (xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_SRC, n->vaddr, n->vport) ||
-		   ((n->flags & XVS_NAT_F_FULLNAT) &&
-		    xvs_rewrite_addr_port(ctx, p->l3_off, p->family, XVS_REWRITE_DST, n->caddr, n->cport))) {
-		xvs_count(XVS_CNT_NAT_REFUSED);
-		return XDP_DROP;
+	} else {
+		rc = xvs_rewrite_tuple(ctx, p->l3_off, p->family, n->vaddr, n->vport,
+				       n->flags & XVS_NAT_F_FULLNAT ? n->caddr : NULL, n->cport, 1);
+		if (rc) {
+			xvs_count(rc == XVS_PRIM_ETTL ? XVS_CNT_TTL_EXCEEDED : XVS_CNT_NAT_REFUSED);
+			return XDP_DROP;
+		}
 	}
 	xvs_account_out(n->svc_id, n->real_id, bytes);
 	xvs_count(XVS_CNT_NAT_REPLY);

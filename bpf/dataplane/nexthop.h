@@ -64,17 +64,27 @@ XVS_SUBPROG int xvs_fib_nexthop(struct xdp_md *ctx, __u32 real_id, struct xvs_ne
 	return XVS_CONTINUE;
 }
 
-/* The real server's cached next hop, or one from the FIB written into
- * *fallback; NULL with *verdict set when there is none. */
+/* The real server's cached next hop, or one from the FIB written into this
+ * CPU's scratch (not the stack, where its 36 bytes would count against the
+ * forwarding stages' frames on every packet); NULL with *verdict set when
+ * there is none. */
 static __always_inline const struct xvs_nexthop *
-xvs_nexthop(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r, struct xvs_nexthop *fallback,
-	    int src, int *verdict)
+xvs_nexthop(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r, int src, int *verdict)
 {
 	__u32 id = p->real_id;
 	struct xvs_nexthop *c = bpf_map_lookup_elem(&xvs_nexthops, &id);
+	struct xvs_scratch *s;
+	struct xvs_nexthop *fallback;
 
 	if (c && c->ifindex)
 		return c;
+	s = xvs_scratch_get();
+	if (!s) {
+		*verdict = XDP_DROP;
+		return NULL;
+	}
+	fallback = &s->nh;
+	__builtin_memset(fallback, 0, sizeof(*fallback));
 	if (c)
 		__builtin_memcpy(fallback->saddr, c->saddr, 16);
 	*verdict = xvs_fib_nexthop(ctx, p->real_id, fallback, src);

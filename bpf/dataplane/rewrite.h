@@ -132,26 +132,29 @@ static __always_inline int xvs_locate_l4(struct xdp_md *ctx, __u32 l3_off, __u8 
 	return XVS_PRIM_OK;
 }
 
-/* Rewrites the source or destination (`dir`: XVS_REWRITE_SRC/DST) address
- * and port of the TCP/UDP packet whose IP header starts at l3_off. `family`
- * is the packet's and the new address's: addr[0] for IPv4, addr[0..3] for
- * IPv6, network order; `port` in network order (pass the current one to
- * keep it). The IPv4 header checksum and the TCP/UDP checksum follow
- * incrementally; a UDP/IPv4 checksum of 0 ("none") stays 0. */
-static __always_inline int xvs_rewrite_addr_port(struct xdp_md *ctx, __u32 l3_off, __u8 family, int dir,
-						 const __be32 *addr, __be16 port)
+/*
+ * Rewrites the source and/or the destination (address and port; a NULL
+ * address leaves that side as it is) of the TCP/UDP packet whose IP header
+ * starts at l3_off and, with `ttl`, takes one off its TTL or hop limit as a
+ * router does: one walk to the transport header and one update of each
+ * checksum for all of it, since a second pass over a header just written
+ * costs more than the arithmetic. `family` is the packet's and the new
+ * addresses': addr[0] for IPv4, addr[0..3] for IPv6, network order; ports
+ * in network order. The IPv4 header checksum and the TCP/UDP checksum
+ * follow incrementally; a UDP/IPv4 checksum of 0 ("none") stays 0. Nothing
+ * is written when it fails: XVS_PRIM_ETTL when the TTL would leave as 0
+ * (dropping it, or answering ICMP time exceeded, is the caller's decision).
+ */
+static __always_inline int xvs_rewrite_tuple(struct xdp_md *ctx, __u32 l3_off, __u8 family, const __be32 *saddr,
+					     __be16 sport, const __be32 *daddr, __be16 dport, int ttl)
 {
 	struct xvs_l4_at at = {};
 	void *data, *data_end;
-	__u32 a_off, p_off, c_off;
-	__be32 old[4] = {};
-	__be16 *pp, old_port;
+	__be16 *ports;
 	__sum16 *cp;
-	__wsum d;
+	__wsum d = 0;
 	int rc;
 
-	if (dir != XVS_REWRITE_SRC && dir != XVS_REWRITE_DST)
-		return XVS_PRIM_EARG;
 	rc = xvs_locate_l4(ctx, l3_off, family, &at);
 	if (rc)
 		return rc;
@@ -162,50 +165,89 @@ static __always_inline int xvs_rewrite_addr_port(struct xdp_md *ctx, __u32 l3_of
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 
-	p_off = dir == XVS_REWRITE_SRC ? offsetof(struct tcphdr, source) : offsetof(struct tcphdr, dest);
-	c_off = at.proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) : offsetof(struct udphdr, check);
-	pp = data + at.l4_off + p_off;
-	cp = data + at.l4_off + c_off;
-	if ((void *)(pp + 1) > data_end || (void *)(cp + 1) > data_end)
+	/* TCP and UDP both lead with the source port, then the destination's. */
+	ports = data + at.l4_off;
+	cp = data + at.l4_off + (at.proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) : offsetof(struct udphdr, check));
+	if ((void *)(ports + 2) > data_end || (void *)(cp + 1) > data_end)
 		return XVS_PRIM_EBOUNDS;
 	rc = xvs_l4_csum_usable(*cp, at.proto, family);
 	if (rc)
 		return rc;
-	old_port = *pp;
 
 	if (family == XVS_PRIM_INET) {
 		struct iphdr *iph = data + l3_off;
-		__be32 *ap;
+		__be16 *w = (void *)&iph->ttl, old_w;
+		__wsum dip;
 
 		if ((void *)(iph + 1) > data_end)
 			return XVS_PRIM_EBOUNDS;
-		ap = dir == XVS_REWRITE_SRC ? &iph->saddr : &iph->daddr;
-		old[0] = *ap;
-		/* The address is in the header and in the pseudo-header: one
-		 * delta for both checksums, the port added for TCP/UDP only. */
-		d = xvs_csum_diff_addr(0, family, old, addr);
-		iph->check = xvs_csum_apply(iph->check, d);
-		*ap = addr[0];
+		if (ttl && iph->ttl <= 1)
+			return XVS_PRIM_ETTL;
+		/* The addresses are in the header and in the pseudo-header: one
+		 * delta for both checksums, the ports added for TCP/UDP only. */
+		if (saddr) {
+			d = xvs_csum_diff4(d, iph->saddr, saddr[0]);
+			iph->saddr = saddr[0];
+		}
+		if (daddr) {
+			d = xvs_csum_diff4(d, iph->daddr, daddr[0]);
+			iph->daddr = daddr[0];
+		}
+		dip = d;
+		if (ttl) {
+			/* The TTL shares its 16-bit word with the protocol. */
+			old_w = *w;
+			iph->ttl--;
+			dip = xvs_csum_diff2(dip, old_w, *w);
+		}
+		iph->check = xvs_csum_apply(iph->check, dip);
 	} else {
 		struct ipv6hdr *ip6 = data + l3_off;
 		__be32 *ap;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return XVS_PRIM_EBOUNDS;
-		a_off = dir == XVS_REWRITE_SRC ? offsetof(struct ipv6hdr, saddr) : offsetof(struct ipv6hdr, daddr);
-		ap = (void *)ip6 + a_off;
+		if (ttl && ip6->hop_limit <= 1)
+			return XVS_PRIM_ETTL;
+		if (saddr) {
+			ap = (void *)ip6 + offsetof(struct ipv6hdr, saddr);
+			d = xvs_csum_diff16(d, ap, saddr);
 #pragma unroll
-		for (int i = 0; i < 4; i++)
-			old[i] = ap[i];
-		d = xvs_csum_diff_addr(0, family, old, addr);
+			for (int i = 0; i < 4; i++)
+				ap[i] = saddr[i];
+		}
+		if (daddr) {
+			ap = (void *)ip6 + offsetof(struct ipv6hdr, daddr);
+			d = xvs_csum_diff16(d, ap, daddr);
 #pragma unroll
-		for (int i = 0; i < 4; i++)
-			ap[i] = addr[i];
+			for (int i = 0; i < 4; i++)
+				ap[i] = daddr[i];
+		}
+		if (ttl)
+			ip6->hop_limit--;
 	}
-	d = xvs_csum_diff2(d, old_port, port);
+	if (saddr) {
+		d = xvs_csum_diff2(d, ports[0], sport);
+		ports[0] = sport;
+	}
+	if (daddr) {
+		d = xvs_csum_diff2(d, ports[1], dport);
+		ports[1] = dport;
+	}
 	*cp = xvs_l4_csum_apply(*cp, at.proto, d);
-	*pp = port;
 	return XVS_PRIM_OK;
+}
+
+/* One side of xvs_rewrite_tuple (`dir`: XVS_REWRITE_SRC/DST); `port` in
+ * network order (pass the current one to keep it). */
+static __always_inline int xvs_rewrite_addr_port(struct xdp_md *ctx, __u32 l3_off, __u8 family, int dir,
+						 const __be32 *addr, __be16 port)
+{
+	if (dir == XVS_REWRITE_SRC)
+		return xvs_rewrite_tuple(ctx, l3_off, family, addr, port, NULL, 0, 0);
+	if (dir == XVS_REWRITE_DST)
+		return xvs_rewrite_tuple(ctx, l3_off, family, NULL, 0, addr, port, 0);
+	return XVS_PRIM_EARG;
 }
 
 /* What a router does to a packet it forwards: IPv4 TTL or IPv6 hop limit

@@ -211,11 +211,10 @@ XVS_SUBPROG int xvs_tun_send_encap(struct xdp_md *ctx, const struct xvs_pkt *p, 
 
 static __always_inline int xvs_fwd_tun(struct xdp_md *ctx, const struct xvs_pkt *p, const struct xvs_real *r)
 {
-	struct xvs_nexthop fib = {};
 	const struct xvs_nexthop *nh;
 	int verdict;
 
-	nh = xvs_nexthop(ctx, p, r, &fib, 1, &verdict);
+	nh = xvs_nexthop(ctx, p, r, 1, &verdict);
 	if (!nh)
 		return verdict;
 	if (r->tun_type == XVS_TUN_IPIP)
