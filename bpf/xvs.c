@@ -88,8 +88,8 @@ int xvs_xdp(struct xdp_md *ctx)
 	case XVS_FWD_NAT:
 		return xvs_fwd_nat(ctx, p);
 	case XVS_FWD_FULLNAT:
-		/* Here, not inside xvs_fwd_fullnat: two nested subprograms' frames
-		 * would not fit the stack's 512 bytes. */
+		/* Here, a subprogram called from xvs_xdp itself: nested in
+		 * another's frame, its own would not fit the 512 bytes of stack. */
 		if (p->toa)
 			xvs_toa_add(ctx, p);
 		return r->family == p->family ? xvs_fwd_fullnat(ctx, p) : xvs_fwd_fullnat64(ctx, p);

@@ -60,9 +60,9 @@ static __always_inline int xvs_fullnat_way(struct xdp_md *ctx, const struct xvs_
 	return XVS_CONTINUE;
 }
 
-/* FULLNAT within one family: both rewrites in one pass. A subprogram (see
- * XVS_SUBPROG): with TOA, inlined, it would crowd the packet path's stack. */
-XVS_SUBPROG int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p)
+/* FULLNAT within one family: both rewrites in one pass. Inlined, as
+ * xvs_fwd_nat is: a subprogram's call cost it 0.14x of the floor. */
+static __always_inline int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	const struct xvs_nexthop *nh;
 	struct xvs_laddr *la;

@@ -17,9 +17,9 @@
 #include "fullnat.h"
 #include "icmp.h"
 
-/* A subprogram (see XVS_SUBPROG), as the rewrite's stack would crowd the
- * packet path's. */
-XVS_SUBPROG int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
+/* Inlined: every established NAT packet comes here, and a subprogram's call
+ * cost it 0.05x of the floor; its frame fits beside the others'. */
+static __always_inline int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	const struct xvs_nexthop *nh;
 	struct xvs_real *r;
