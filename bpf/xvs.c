@@ -92,7 +92,7 @@ int xvs_xdp(struct xdp_md *ctx)
 		 * another's frame, its own would not fit the 512 bytes of stack. */
 		if (p->toa)
 			xvs_toa_add(ctx, p);
-		return r->family == p->family ? xvs_fwd_fullnat(ctx, p) : xvs_fwd_fullnat64(ctx, p);
+		return xvs_fwd_fullnat(ctx, p);
 	default:
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;

@@ -31,12 +31,14 @@ XVS_SUBPROG int xvs_toa_add(struct xdp_md *ctx, const struct xvs_pkt *p)
 	return 0;
 }
 
-/* What both FULLNAT forwards need: the real server, the flow's local
- * address (of the real server's family: one family, or an IPv6 client of
- * IPv4 real servers, NAT64) and the next hop. XVS_CONTINUE or the verdict. */
-static __always_inline int xvs_fullnat_way(struct xdp_md *ctx, const struct xvs_pkt *p, struct xvs_real **rp,
-					   struct xvs_laddr **lap, const struct xvs_nexthop **nhp)
+/* FULLNAT: the flow's local address (of the real server's family: one
+ * family, or an IPv6 client of IPv4 real servers, NAT64) and port as the
+ * source, RIP:rport as the destination, both in one pass; NAT64 translates
+ * the header (a subprogram). Inlined, as xvs_fwd_nat is: a subprogram's
+ * call cost it 0.14x of the floor. */
+static __always_inline int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p)
 {
+	const struct xvs_nexthop *nh;
 	struct xvs_laddr *la;
 	struct xvs_real *r;
 	__u32 id = p->real_id;
@@ -52,55 +54,16 @@ static __always_inline int xvs_fullnat_way(struct xdp_md *ctx, const struct xvs_
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
 	}
-	*nhp = xvs_nexthop(ctx, p, r, 0, &verdict);
-	if (!*nhp)
+	nh = xvs_nexthop(ctx, p, r, 0, &verdict);
+	if (!nh)
 		return verdict;
-	*rp = r;
-	*lap = la;
-	return XVS_CONTINUE;
-}
-
-/* FULLNAT within one family: both rewrites in one pass. Inlined, as
- * xvs_fwd_nat is: a subprogram's call cost it 0.14x of the floor. */
-static __always_inline int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p)
-{
-	const struct xvs_nexthop *nh;
-	struct xvs_laddr *la;
-	struct xvs_real *r;
-	int rc;
-
-	if (!p)
-		return XDP_DROP;
-	rc = xvs_fullnat_way(ctx, p, &r, &la, &nh);
-	if (rc != XVS_CONTINUE)
-		return rc;
-	if (r->family != p->family ||
-	    xvs_rewrite_tuple(ctx, p->l3_off, p->family, la->addr, p->lport, r->addr, xvs_rport(r, p->dport), 0)) {
-		xvs_count(XVS_CNT_NAT_REFUSED);
-		return XDP_DROP;
-	}
-	return xvs_egress(ctx, nh, p);
-}
-
-/* FULLNAT from an IPv6 client to an IPv4 real server (NAT64). A subprogram
- * of its own, called beside xvs_fwd_fullnat rather than from it: its
- * translation is a subprogram too, and three frames deep the chain would
- * pass the 512 bytes of stack. */
-XVS_SUBPROG int xvs_fwd_fullnat64(struct xdp_md *ctx, struct xvs_pkt *p)
-{
-	const struct xvs_nexthop *nh;
-	struct xvs_laddr *la;
-	struct xvs_real *r;
-	int rc;
-
-	if (!p)
-		return XDP_DROP;
-	rc = xvs_fullnat_way(ctx, p, &r, &la, &nh);
-	if (rc != XVS_CONTINUE)
-		return rc;
-	if (r->family == p->family ||
-	    xvs_nat64_6to4(ctx, p->l3_off, (const void *)la->addr, (const void *)r->addr,
-			   xvs_nat64_ports(p->lport, xvs_rport(r, p->dport)))) {
+	if (r->family != p->family) {
+		if (xvs_nat64_6to4(ctx, p->l3_off, (const void *)la->addr, (const void *)r->addr,
+				   xvs_nat64_ports(p->lport, xvs_rport(r, p->dport)))) {
+			xvs_count(XVS_CNT_NAT_REFUSED);
+			return XDP_DROP;
+		}
+	} else if (xvs_rewrite_tuple(ctx, p->l3_off, p->family, la->addr, p->lport, r->addr, xvs_rport(r, p->dport), 0)) {
 		xvs_count(XVS_CNT_NAT_REFUSED);
 		return XDP_DROP;
 	}
