@@ -26,9 +26,10 @@
  */
 #define XVS_SUBPROG __attribute__((noinline))
 
-/* The port a NAT or FULLNAT real server is reached on: its own, or, for a
- * port-zero service (every port of the VIP), the packet's, as IPVS keeps it
- * (the control plane stores 0 for those real servers and no others). */
+/* The port a NAT or FULLNAT real server is reached on: its own, or 0 for
+ * the packet's, as IPVS's dest->port ? dest->port : vport (the control plane
+ * stores 0 only for a real server of a port-zero or fwmark service given no
+ * port). */
 static __always_inline __be16 xvs_rport(const struct xvs_real *r, __be16 vport)
 {
 	return r->port ? r->port : vport;

@@ -57,17 +57,14 @@ export function validateReal(mode: ModeName, servicePort: number, realPort: numb
   if (!m.implemented) {
     throw new XvsError('UNSUPPORTED', `forwarding method ${m.flag} (${mode}) is not implemented yet`, { hint: 'use -g (DR) or -i (TUN)' });
   }
-  // A fwmark service has no port: its real servers keep each packet's (port 0), or, translating
-  // (NAT, FULLNAT), send every packet to theirs, as IPVS does (dest->port ? dest->port : vport).
-  if (fwmark) {
+  // A fwmark or port-zero service has no one port: its real servers keep each packet's (port 0),
+  // or, translating (NAT, FULLNAT), send every packet to theirs, as IPVS does
+  // (ip_vs_schedule: dest->port ? dest->port : vport).
+  if (fwmark || servicePort === 0) {
     if (realPort !== 0 && !m.portMapping) {
-      throw new XvsError('PORT_MAPPING', `${mode.toUpperCase()} keeps each packet's port in a fwmark service, not ${realPort}`, { hint: 'leave the real server\'s port out (or 0)' });
+      throw new XvsError('PORT_MAPPING', `${mode.toUpperCase()} keeps each packet's port in a ${fwmark ? 'fwmark' : 'port-zero'} service, not ${realPort}`, { hint: 'leave the real server\'s port out (or 0)' });
     }
     return realPort;
-  }
-  // A port-zero service (every port of the VIP) keeps each packet's port, as IPVS does.
-  if (servicePort === 0 && realPort !== 0) {
-    throw new XvsError('PORT_MAPPING', `a port-zero service forwards each port to the same port, not to ${realPort}`, { hint: 'leave the real server\'s port out (or 0)' });
   }
   const port = realPort === 0 ? servicePort : realPort;
   if (!m.portMapping && port !== servicePort) {
