@@ -124,6 +124,9 @@ const views: LaddrView[] = [
   { ...K, laddrs: [{ addr: '192.0.2.201', conns: 12 }, { addr: '192.0.2.202', conns: 0 }] },
   { proto: 'udp', addr: '192.0.2.53', port: 53, laddrs: [] },
   { ...K6, laddrs: [{ addr: '2001:db8::201', conns: 1234567 }, { addr: '192.0.2.201', conns: 3 }] },
+  // A fwmark service, named as -L names it.
+  { proto: 'tcp', addr: '0.0.0.0', port: 0, fwmark: 8, laddrs: [{ addr: '192.0.2.204', conns: 5 }] },
+  { proto: 'tcp', addr: '::', port: 0, fwmark: 9, laddrs: [] },
 ];
 
 test('-G in the forks\' layout: "%-20s %-8s %-20s" and the CONNS column, service lines "%-20s %-8u \\n"', () => {
@@ -136,6 +139,9 @@ test('-G in the forks\' layout: "%-20s %-8s %-20s" and the CONNS column, service
     '[2001:db8::80]:80    2        ',
     '                              2001:db8::201        1234567   ',
     '                              192.0.2.201          3         ',
+    'FWM  8               1        ',
+    '                              192.0.2.204          5         ',
+    'FWM  9 IPv6          0        ',
     '',
   ].join('\n');
   assert.equal(formatLaddrs(views), want);

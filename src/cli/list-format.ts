@@ -84,9 +84,14 @@ function flags(svc: ServiceView): string {
   return `${sched} persistent ${svc.persistent}${mask}${ops}`;
 }
 
+/** A fwmark service as ipvsadm names it: "FWM  1", "FWM  1 IPv6" (addr: its family's unspecified address). */
+export function fwmarkName(fwmark: number, addr: string): string {
+  return `FWM  ${fwmark}${isIPv4(addr) ? '' : ' IPv6'}`;
+}
+
 /** The service column: "TCP  host:port", cut at 33 characters for IPv4 as ipvsadm's svc_name[33]; "FWM  %d" (" IPv6") for a fwmark service. */
 function serviceName(svc: ServiceView, names?: Names): string {
-  if (svc.fwmark) return `FWM  ${svc.fwmark}${isIPv4(svc.addr) ? '' : ' IPv6'}`;
+  if (svc.fwmark) return fwmarkName(svc.fwmark, svc.addr);
   const name = `${svc.proto.toUpperCase().padEnd(4)} ${hostPort(svc.addr, svc.port, svc.proto, names)}`;
   return isIPv4(svc.addr) ? name.slice(0, 33) : name;
 }
