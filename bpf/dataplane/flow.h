@@ -206,13 +206,13 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 /*
  * Everything but an established packet's one lookup and a retransmitted
  * SYN's: a new flow waiting for its confirmation, a SYN on a confirmed
- * flow, a packet of no flow, and a new flow. `syn_looked`: the caller found
- * no usable entry for this SYN in xvs_syn_conns already. Records the flow
- * in p (real server included) and returns XVS_CONTINUE, or the packet's
+ * flow, a packet of no flow, and a new flow. A SYN's look in xvs_syn_conns
+ * was xvs_flow's, so only another packet looks there. Records the flow in p
+ * (real server included) and returns XVS_CONTINUE, or the packet's
  * verdict. A subprogram (see XVS_SUBPROG): the new-flow path's temporaries
  * stay off the established path's stack.
  */
-XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p, int syn_looked)
+XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	struct xvs_conn nc;
 	struct xvs_conn *c;
@@ -229,12 +229,12 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p, int syn_loo
 	tcp = p->proto == IPPROTO_TCP;
 	syn = tcp && (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
 
-	c = syn_looked ? NULL : bpf_map_lookup_elem(&xvs_syn_conns, &p->key);
-	if (c && xvs_entry(c, cfg, now, syn, &r) == XVS_HIT) {
+	c = syn ? NULL : bpf_map_lookup_elem(&xvs_syn_conns, &p->key);
+	if (c && xvs_entry(c, cfg, now, 0, &r) == XVS_HIT) {
 		xvs_follow(c, p, r);
 		if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST))))
 			xvs_promote(c, p, r, now);
-		else if (!syn)
+		else
 			xvs_conn_state(c, p, r);
 		return XVS_CONTINUE;
 	}
@@ -304,7 +304,7 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 	} else if (xvs_confirmed(p, cfg, now, 0, rp) == XVS_HIT) {
 		return XVS_CONTINUE;
 	}
-	rc = xvs_flow_more(ctx, p, syn);
+	rc = xvs_flow_more(ctx, p);
 	if (rc != XVS_CONTINUE)
 		return rc;
 	id = p->real_id;
