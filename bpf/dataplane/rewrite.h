@@ -132,6 +132,17 @@ static __always_inline int xvs_locate_l4(struct xdp_md *ctx, __u32 l3_off, __u8 
 	return XVS_PRIM_OK;
 }
 
+/* One off an IPv4 TTL the caller has checked is above 1; returns `d` with
+ * the change of the 16-bit word the TTL shares with the protocol, for the
+ * header checksum. */
+static __always_inline __wsum xvs_ipv4_ttl_dec(struct iphdr *iph, __wsum d)
+{
+	__be16 *w = (void *)&iph->ttl, old = *w;
+
+	iph->ttl--;
+	return xvs_csum_diff2(d, old, *w);
+}
+
 /*
  * Rewrites the source and/or the destination (address and port; a NULL
  * address leaves that side as it is) of the TCP/UDP packet whose IP header
@@ -176,7 +187,6 @@ static __always_inline int xvs_rewrite_tuple(struct xdp_md *ctx, __u32 l3_off, _
 
 	if (family == XVS_PRIM_INET) {
 		struct iphdr *iph = data + l3_off;
-		__be16 *w = (void *)&iph->ttl, old_w;
 		__wsum dip;
 
 		if ((void *)(iph + 1) > data_end)
@@ -193,13 +203,7 @@ static __always_inline int xvs_rewrite_tuple(struct xdp_md *ctx, __u32 l3_off, _
 			d = xvs_csum_diff4(d, iph->daddr, daddr[0]);
 			iph->daddr = daddr[0];
 		}
-		dip = d;
-		if (ttl) {
-			/* The TTL shares its 16-bit word with the protocol. */
-			old_w = *w;
-			iph->ttl--;
-			dip = xvs_csum_diff2(dip, old_w, *w);
-		}
+		dip = ttl ? xvs_ipv4_ttl_dec(iph, d) : d;
 		iph->check = xvs_csum_apply(iph->check, dip);
 	} else {
 		struct ipv6hdr *ip6 = data + l3_off;
@@ -270,15 +274,12 @@ static __always_inline int xvs_ttl_decrement(struct xdp_md *ctx, __u32 l3_off, _
 	data_end = (void *)(long)ctx->data_end;
 	if (family == XVS_PRIM_INET) {
 		struct iphdr *iph = data + l3_off;
-		__be16 *w = (void *)&iph->ttl, old;
 
 		if ((void *)(iph + 1) > data_end)
 			return XVS_PRIM_EBOUNDS;
 		if (iph->ttl <= 1)
 			return XVS_PRIM_ETTL;
-		old = *w;
-		iph->ttl--;
-		iph->check = xvs_csum_replace2(iph->check, old, *w);
+		iph->check = xvs_csum_apply(iph->check, xvs_ipv4_ttl_dec(iph, 0));
 	} else {
 		struct ipv6hdr *ip6 = data + l3_off;
 
