@@ -23,15 +23,20 @@ export interface Codec<T> {
   decode(b: Buffer, off?: number): T;
 }
 
+/** A member's offset, for reading one field of many raw entries without decoding them. */
+export function fieldOffset(c: Codec<unknown>, name: string): number {
+  const f = c.fields.find((x) => x.name === name);
+  if (!f) throw new XvsError('BAD_ARGUMENT', `${c.name} has no member ${name}`);
+  return f.offset;
+}
+
 /**
  * Whether an array map's slot is empty: its family byte is 0 (AF_UNSPEC), as
  * the kernel zeroes unused array entries. Checked before decoding, since an
  * address of family 0 cannot be decoded.
  */
 export function emptySlot(c: Codec<unknown>, raw: Buffer): boolean {
-  const f = c.fields.find((x) => x.name === 'family');
-  if (!f) throw new XvsError('BAD_ARGUMENT', `${c.name} has no family field`);
-  return raw[f.offset] === 0;
+  return raw[fieldOffset(c, 'family')] === 0;
 }
 
 /** One member: how to read and write it. `ctx` is the struct being encoded or decoded. */

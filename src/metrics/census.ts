@@ -1,6 +1,6 @@
 import { endianness } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { emptySlot, type Codec } from '../maps/codec.js';
+import { emptySlot, fieldOffset as at } from '../maps/codec.js';
 import * as C from '../maps/codecs.js';
 import { mapFromId, type RawMap } from '../maps/map.js';
 import { CONN_STATE, NAT_F } from '../maps/abi.js';
@@ -60,13 +60,6 @@ export type CensusMaps = Pick<Dataplane, 'reals' | 'conns' | 'synConns' | 'persi
 const LE = endianness() === 'LE';
 const u32At = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) : b.readUInt32BE(o));
 const u64At = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 2 ** 32 : b.readUInt32BE(o) * 2 ** 32 + b.readUInt32BE(o + 4));
-
-/** A member's offset, from the codec test/abi.test.ts holds to the object's BTF. */
-function at(c: Codec<unknown>, name: string): number {
-  const f = c.fields.find((x) => x.name === name);
-  if (!f) throw new Error(`${c.name} has no member ${name}`);
-  return f.offset;
-}
 
 const CONN = { last: at(C.conn, 'last_seen'), real: at(C.conn, 'real_id'), gen: at(C.conn, 'real_gen'), svc: at(C.conn, 'svc_id'), state: at(C.conn, 'state') };
 const REAL = { family: at(C.real, 'family'), gen: at(C.real, 'gen') };
