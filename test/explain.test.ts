@@ -17,7 +17,7 @@ import { explain, type Explanation } from '../src/explain/explain.js';
 import { XdpAction } from '../src/loader/index.js';
 import { packageRoot } from '../src/paths.js';
 import { attachedProgram, type Attached } from './helpers/attached.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 import { kernelSkipReason, sh } from './helpers/env.js';
 import * as F from './helpers/frames.js';
 import { xvsdNs, type Exec, type XvsdNs } from './helpers/xvsd-ns.js';
@@ -351,7 +351,7 @@ describe('explain FULLNAT against the dataplane (in-process: xvsadm has no local
       const e = explain(t.dp, { proto: 'tcp', client: c, vip: { addr: ADDR.vip, port: 80 }, ingress: { ifindex: t.ifindex, name: 'd0' } });
       assert.equal(e.real?.fwd, 'fullnat');
       assert.match(e.rewrite?.note ?? '', /allocated at the SYN/);
-      const frame = F.frame({ l2: { dst: ADDR.dirMac, src: ADDR.routerMac }, src: c.addr, dst: ADDR.vip, sport: c.port, dport: 80, flags: F.TCP.SYN });
+      const frame = F.frame({ l2: HOP.fromClient, src: c.addr, dst: ADDR.vip, sport: c.port, dport: 80, flags: F.TCP.SYN });
       const r = t.run(frame);
       assert.equal(r.retval, VERDICT[e.verdict]);
       const f = F.dissect(r.data);

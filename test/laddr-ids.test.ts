@@ -11,7 +11,7 @@ import { laddrIdsCarried } from '../src/daemon/laddr-carried.js';
 import { XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const LIMITS = { services: 8, reals: 64 };
 const svc = { proto: 'tcp' as const, addr: '192.0.2.80', port: 80 };
@@ -53,7 +53,7 @@ describe('local address ids carried by flows (BPF_PROG_TEST_RUN)', { skip: kerne
   const key = { proto: 'tcp' as const, addr: ADDR.vip, port: 80 };
   const dr = { proto: 'tcp' as const, addr: ADDR.vip, port: 81 };
   const LIPS = ['198.51.100.1', '198.51.100.2'];
-  const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
+  const { fromClient } = HOP;
   const seg = (dport: number, flags: number) => F.packet({ l2: fromClient, proto: 'tcp', src: ADDR.client, dst: ADDR.vip, sport: 40000, dport, flags });
 
   before(async () => {

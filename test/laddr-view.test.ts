@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const { fromClient } = HOP;
 const RPORT = 8080;
 const LIPS = ['198.51.100.1', '198.51.100.2', '198.51.100.3'];
 const LIP6 = '2001:db8:1::1';

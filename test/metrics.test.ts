@@ -16,7 +16,7 @@ import { kernelSkipReason, sh } from './helpers/env.js';
 import * as F from './helpers/frames.js';
 import { Scrape } from './helpers/prom.js';
 import { xvsdNs, type Exec, type XvsdNs } from './helpers/xvsd-ns.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 import { Metrics } from '../src/metrics/metrics.js';
 
 const skip = kernelSkipReason();
@@ -277,7 +277,7 @@ describe('metrics of FULLNAT local ports (in-process: xvsadm has no local addres
   test('each new flow holds one local port of the address it left from, until it expires', async () => {
     const byLip = new Map<string, number>();
     for (let i = 0; i < 20; i++) {
-      const frame = F.frame({ l2: { dst: ADDR.dirMac, src: ADDR.routerMac }, src: `203.0.113.${10 + i}`, dst: ADDR.vip, sport: 51000 + i, dport: 80, flags: F.TCP.SYN });
+      const frame = F.frame({ l2: HOP.fromClient, src: `203.0.113.${10 + i}`, dst: ADDR.vip, sport: 51000 + i, dport: 80, flags: F.TCP.SYN });
       const r = t.run(frame);
       assert.equal(r.retval, XdpAction.TX);
       const lip = F.addrText(F.dissect(r.data).src);

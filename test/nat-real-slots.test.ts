@@ -11,7 +11,7 @@ import { XdpAction } from '../src/loader/index.js';
 import { natRealSlot } from '../src/schedulers/hash.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
 const RPORT = 8080;
@@ -27,11 +27,11 @@ describe('xvs_nat_real_slots', { skip }, () => {
     return n;
   };
   const inbound = (v6: boolean, sport: number, flags: number) => F.frame({
-    l2: { dst: ADDR.dirMac, src: ADDR.routerMac }, src: v6 ? ADDR.client6 : ADDR.client, dst: v6 ? ADDR.vip6 : ADDR.vip,
+    l2: HOP.fromClient, src: v6 ? ADDR.client6 : ADDR.client, dst: v6 ? ADDR.vip6 : ADDR.vip,
     sport, dport: 80, flags,
   });
   const reply = (v6: boolean, sport: number, flags: number) => F.frame({
-    l2: { dst: ADDR.dirMac, src: ADDR.rs1Mac }, src: v6 ? ADDR.rs6 : ADDR.rs1, dst: v6 ? ADDR.client6 : ADDR.client,
+    l2: HOP.fromRs1, src: v6 ? ADDR.rs6 : ADDR.rs1, dst: v6 ? ADDR.client6 : ADDR.client,
     sport: RPORT, dport: sport, flags,
   });
 

@@ -8,10 +8,10 @@ import { formatConnections } from '../src/cli/list-format.js';
 import type { ConnView } from '../src/control/protocol.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 const VIP = ADDR.vip;
 const MAC_TO_REAL: Record<string, string> = {
   [F.mac(ADDR.rs1Mac).toString('hex')]: ADDR.rs1,

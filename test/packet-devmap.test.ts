@@ -15,12 +15,12 @@ import { u32Codec, u64Codec } from '../src/maps/codecs.js';
 import { bpfObject } from '../src/paths.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason, nsSh } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
 const VIP = ADDR.vip;
 const PORT = 84;
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 const syn = (sport: number) => F.frame({ l2: inbound, src: ADDR.client, dst: VIP, sport, dport: PORT, flags: F.TCP.SYN });
 
 /** xdp_sink on a veth peer: counts (then drops) every frame sent out of the director's end. */

@@ -11,10 +11,10 @@ import { CONN_STATE } from '../src/maps/abi.js';
 import type { ConnKey } from '../src/maps/codecs.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 const RS1 = F.mac(ADDR.rs1Mac).toString('hex');
 const FAR = F.mac(ADDR.rsFarMac).toString('hex');
 const CONN_TABLE = 4096;

@@ -20,11 +20,11 @@ import { PerCpuMap } from '../src/maps/map.js';
 import { pinMainThread } from '../bench/cpu.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
-const toReal = { dst: ADDR.rsFarMac, src: ADDR.dir2Mac };
+const { fromClient } = HOP;
+const toReal = HOP.toFar;
 const RPORT = 8080;
 const LIP = ADDR.dirFar;
 const LPORT_MIN = 1024;

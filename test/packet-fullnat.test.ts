@@ -13,13 +13,12 @@ import { CONN_STATE } from '../src/maps/abi.js';
 import type { ConnKey } from '../src/maps/codecs.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
-const toReal = { dst: ADDR.rsFarMac, src: ADDR.dir2Mac };
-const fromReal = { dst: ADDR.dir2Mac, src: ADDR.rsFarMac };
-const toClient = { dst: ADDR.routerMac, src: ADDR.dirMac };
+const { fromClient, toClient } = HOP;
+const toReal = HOP.toFar;
+const fromReal = HOP.fromFar;
 const RPORT = 8080;
 const LIP = ADDR.dirFar;
 const LIP6 = ADDR.dir6Far;

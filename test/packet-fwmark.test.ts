@@ -14,10 +14,10 @@ import { XdpAction } from '../src/loader/index.js';
 import { CFG_F } from '../src/maps/abi.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 const fwm = (fwmark: number, v6 = false): ServiceKey => ({ proto: 'tcp', addr: v6 ? '::' : '0.0.0.0', port: 0, fwmark });
 
 const RULES: FwmarkRule[] = [
@@ -156,7 +156,7 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
   test('NAT in a fwmark service keeps each packet\'s port (real server port 0)', () => {
     for (const port of [22, 8443]) {
       const input = seg('192.0.2.200', port, { sport: 42000 + port });
-      const want = F.frame({ l2: { dst: ADDR.rs1Mac, src: ADDR.dirMac }, src: ADDR.client, dst: ADDR.rs1, sport: 42000 + port, dport: port, flags: F.TCP.SYN });
+      const want = F.frame({ l2: HOP.toRs1, src: ADDR.client, dst: ADDR.rs1, sport: 42000 + port, dport: port, flags: F.TCP.SYN });
       expect(input, { verdict: XdpAction.TX, frame: want }, `192.0.2.200:${port} to ${ADDR.rs1}:${port}`);
     }
   });
@@ -165,10 +165,10 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     for (const port of [80, 443]) {
       const sport = 43000 + port;
       const input = seg('192.0.2.220', port, { sport });
-      const want = F.frame({ l2: { dst: ADDR.rs1Mac, src: ADDR.dirMac }, src: ADDR.client, dst: ADDR.rs1, sport, dport: 8080, flags: F.TCP.SYN });
+      const want = F.frame({ l2: HOP.toRs1, src: ADDR.client, dst: ADDR.rs1, sport, dport: 8080, flags: F.TCP.SYN });
       expect(input, { verdict: XdpAction.TX, frame: want }, `192.0.2.220:${port} to ${ADDR.rs1}:8080`);
-      const synack = F.frame({ l2: { dst: ADDR.dirMac, src: ADDR.rs1Mac }, src: ADDR.rs1, dst: ADDR.client, sport: 8080, dport: sport, flags: F.TCP.SYN | F.TCP.ACK });
-      const back = F.frame({ l2: { dst: ADDR.routerMac, src: ADDR.dirMac }, src: '192.0.2.220', dst: ADDR.client, sport: port, dport: sport, flags: F.TCP.SYN | F.TCP.ACK, ip: { ttl: 63 } });
+      const synack = F.frame({ l2: HOP.fromRs1, src: ADDR.rs1, dst: ADDR.client, sport: 8080, dport: sport, flags: F.TCP.SYN | F.TCP.ACK });
+      const back = F.frame({ l2: HOP.toClient, src: '192.0.2.220', dst: ADDR.client, sport: port, dport: sport, flags: F.TCP.SYN | F.TCP.ACK, ip: { ttl: 63 } });
       expect(synack, { verdict: XdpAction.TX, frame: back }, `the SYN-ACK of ${ADDR.rs1}:8080 back as 192.0.2.220:${port}`);
     }
   });
@@ -186,7 +186,7 @@ describe('fwmark services in the packet path (BPF_PROG_TEST_RUN)', { skip }, () 
     assert.deepEqual([F.addrText(d.src), F.addrText(d.dst), out.data.readUInt16BE(d.l4 + 2)], [LIP, ADDR.rs1, 5060]);
     assert.deepEqual(F.checksumErrors(out.data), []);
     const lport = out.data.readUInt16BE(d.l4);
-    const reply = F.frame({ l2: { dst: ADDR.dirMac, src: ADDR.rs1Mac }, src: ADDR.rs1, dst: LIP, sport: 5060, dport: lport, proto: 'udp' });
+    const reply = F.frame({ l2: HOP.fromRs1, src: ADDR.rs1, dst: LIP, sport: 5060, dport: lport, proto: 'udp' });
     const back = t.run(reply);
     assert.equal(back.retval, XdpAction.TX);
     const b = F.dissect(back.data);

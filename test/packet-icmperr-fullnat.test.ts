@@ -12,13 +12,12 @@ import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
-const toClient = { dst: ADDR.routerMac, src: ADDR.dirMac };
-const toReal = { dst: ADDR.rsFarMac, src: ADDR.dir2Mac };
-const fromReal = { dst: ADDR.dir2Mac, src: ADDR.rsFarMac };
+const { fromClient, toClient } = HOP;
+const toReal = HOP.toFar;
+const fromReal = HOP.fromFar;
 const RPORT = 8080;
 
 interface Fam { client: string; vip: string; real: string; lip: string; cliRouter: string; srvRouter: string; v6: boolean }

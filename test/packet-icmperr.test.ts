@@ -11,13 +11,13 @@ import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClientSide = { dst: ADDR.dirMac, src: ADDR.routerMac };
-const fromServerSide = { dst: ADDR.dirMac, src: ADDR.rs1Mac };
-const toReal = { dst: ADDR.rs1Mac, src: ADDR.dirMac };
-const toClient = { dst: ADDR.routerMac, src: ADDR.dirMac };
+const fromClientSide = HOP.fromClient;
+const fromServerSide = HOP.fromRs1;
+const toReal = HOP.toRs1;
+const { toClient } = HOP;
 const RPORT = 8080;
 /** A router on the server side (IPv4, IPv6) that sends errors about what the director forwarded. */
 const SRV_ROUTER = '192.0.2.254';

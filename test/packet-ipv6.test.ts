@@ -9,10 +9,10 @@ import { XdpAction } from '../src/loader/index.js';
 import { slotOf } from '../src/schedulers/hash.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 const syn6 = (dport: number, sport = 40000, extra: Partial<F.FlowOpts> = {}) =>
   F.frame({ l2: inbound, src: ADDR.client6, dst: ADDR.vip6, sport, dport, flags: F.TCP.SYN, ...extra });
 const syn4 = (dport: number, sport = 40000, extra: Partial<F.FlowOpts> = {}) =>

@@ -11,13 +11,12 @@ import { CONN_STATE } from '../src/maps/abi.js';
 import type { ConnKey } from '../src/maps/codecs.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
-const fromReal = { dst: ADDR.dirMac, src: ADDR.rs1Mac };
-const toReal = { dst: ADDR.rs1Mac, src: ADDR.dirMac };
-const toClient = { dst: ADDR.routerMac, src: ADDR.dirMac };
+const { fromClient, toClient } = HOP;
+const fromReal = HOP.fromRs1;
+const toReal = HOP.toRs1;
 const RPORT = 8080;
 
 interface Seg { sport: number; flags: number; payload?: Buffer; seq?: number; proto?: 'tcp' | 'udp'; v6?: boolean }

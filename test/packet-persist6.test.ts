@@ -10,10 +10,10 @@ import { Director } from '../src/daemon/director.js';
 import { XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 const RS1 = F.mac(ADDR.rs1Mac).toString('hex');
 const FAR = F.mac(ADDR.rsFarMac).toString('hex');
 

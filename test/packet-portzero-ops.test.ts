@@ -8,14 +8,11 @@ import { XdpAction } from '../src/loader/index.js';
 import { CFG_F } from '../src/maps/abi.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
-const toRs1 = { dst: ADDR.rs1Mac, src: ADDR.dirMac };
-const toFar = { dst: ADDR.rsFarMac, src: ADDR.dir2Mac };
-const toClient = { dst: ADDR.routerMac, src: ADDR.dirMac };
-const fromRs6 = { dst: ADDR.dirMac, src: ADDR.rs1Mac };
+const { fromClient, toRs1, toFar, toClient } = HOP;
+const fromRs6 = HOP.fromRs1;
 
 const any = { proto: 'tcp' as const, addr: ADDR.vip, port: 0 };
 const web = { proto: 'tcp' as const, addr: ADDR.vip, port: 80 };
@@ -83,7 +80,7 @@ describe('port-zero services and one-packet scheduling (BPF_PROG_TEST_RUN)', { s
       const r = t.run(input);
       assert.equal(r.retval, XdpAction.TX, `port ${dport}`);
       assert.equal(hex(r.data), hex(want), `port ${dport} to ${ADDR.rs1}:8080`);
-      const synack = F.packet({ l2: { dst: ADDR.dirMac, src: ADDR.rs1Mac }, proto: 'tcp', src: ADDR.rs1, dst: ADDR.client, sport: 8080, dport: sport, flags: F.TCP.SYN | F.TCP.ACK });
+      const synack = F.packet({ l2: HOP.fromRs1, proto: 'tcp', src: ADDR.rs1, dst: ADDR.client, sport: 8080, dport: sport, flags: F.TCP.SYN | F.TCP.ACK });
       const back = F.packet({ l2: toClient, proto: 'tcp', src: VIP_TO_ONE, dst: ADDR.client, sport: dport, dport: sport, flags: F.TCP.SYN | F.TCP.ACK, ip: { ttl: 63 } });
       const b = t.run(synack);
       assert.equal(b.retval, XdpAction.TX, `the SYN-ACK for port ${dport}`);

@@ -16,14 +16,13 @@ import { needsRefresh, NexthopRefresher } from '../src/daemon/nexthop-refresh.js
 import { withNetns, withNetnsAsync, XdpAction } from '../src/loader/index.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason, nsSh } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const fromClient = { dst: ADDR.dirMac, src: ADDR.routerMac };
-const toClient = { dst: ADDR.routerMac, src: ADDR.dirMac };
-const fromReal = { dst: ADDR.dir2Mac, src: ADDR.rsFarMac };
+const { fromClient, toClient } = HOP;
+const fromReal = HOP.fromFar;
 /** An ICMP answer to the real server: back where its reply came from. */
-const toReal = { dst: ADDR.rsFarMac, src: ADDR.dir2Mac };
+const toReal = HOP.toFar;
 const CLIENT_MTU = 1400;
 const T4 = { unreach: 3, fragNeeded: 4 } as const;
 const T6_TOO_BIG = 2;

@@ -15,10 +15,10 @@ import { buildSh } from '../src/schedulers/sh-dh.js';
 import type { ServiceModel } from '../src/daemon/model.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 const FLAG = { fallback: 1, port: 2 } as const;
 
 describe('sh/mh scheduler flags in the packet path (BPF_PROG_TEST_RUN)', { skip }, () => {

@@ -15,10 +15,10 @@ import type { Tunnel } from '../src/modes/tunnel.js';
 import * as F from './helpers/frames.js';
 import { gueSourcePort, ipPacket, tunnelChecksumErrors, tunnelled, type TunnelSpec } from './helpers/tunnels.js';
 import { kernelSkipReason } from './helpers/env.js';
-import { ADDR, directorNs, type DirectorNs } from './helpers/director-ns.js';
+import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
 
 const skip = kernelSkipReason();
-const inbound = { dst: ADDR.dirMac, src: ADDR.routerMac };
+const inbound = HOP.fromClient;
 /** The route's MTU in the test namespace (veth's default). */
 const MTU = 1500;
 

@@ -29,6 +29,16 @@ export const ADDR = {
   dir6Far: '2001:db8:1::1',
 } as const;
 
+/** A frame's MACs on each link of the topology, each way: the client's router and the director on d0, rs1 on d0 too (one-armed), rsFar behind d1. */
+export const HOP = {
+  fromClient: { dst: ADDR.dirMac, src: ADDR.routerMac },
+  toClient: { dst: ADDR.routerMac, src: ADDR.dirMac },
+  fromRs1: { dst: ADDR.dirMac, src: ADDR.rs1Mac },
+  toRs1: { dst: ADDR.rs1Mac, src: ADDR.dirMac },
+  fromFar: { dst: ADDR.dir2Mac, src: ADDR.rsFarMac },
+  toFar: { dst: ADDR.rsFarMac, src: ADDR.dir2Mac },
+} as const;
+
 export interface DirectorNs {
   ns: string;
   dp: Dataplane;
