@@ -180,15 +180,106 @@ static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt
 	xvs_count(XVS_CNT_PROMOTED);
 }
 
+/* This CPU's slot for a tuple in xvs_flow_cache or xvs_reply_cache (an
+ * index past the slices the control plane sized finds none). */
+static __always_inline __u32 xvs_cache_index(const struct xvs_conn_key *k)
+{
+	__u32 h = (k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3]) * 2654435761U;
+
+	h ^= ((__u32)k->sport << 16 | k->dport) * 2246822519U;
+	h ^= (k->daddr[0] ^ k->daddr[3]) + k->proto;
+	h ^= h >> 15;
+	return bpf_get_smp_processor_id() * XVS_FLOW_CACHE_SLOTS + (h & (XVS_FLOW_CACHE_SLOTS - 1));
+}
+
+static __always_inline int xvs_key_eq(const struct xvs_conn_key *x, const struct xvs_conn_key *y)
+{
+	const __u64 *a = (const __u64 *)x, *b = (const __u64 *)y;
+
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4];
+}
+
+/* The copies' generation now (xvs_flow_cache_gen). */
+static __always_inline __u32 xvs_cache_gen(void)
+{
+	__u32 zero = 0, *g = bpf_map_lookup_elem(&xvs_flow_cache_gen, &zero);
+
+	return g ? *g : 0;
+}
+
+/* A packet a copy may forward: one that cannot move an established
+ * connection's state (no SYN, FIN or RST), or a datagram. */
+static __always_inline int xvs_cacheable(const struct xvs_pkt *p)
+{
+	return p->proto != IPPROTO_TCP || !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_FIN | XVS_TCP_RST));
+}
+
+/* The slot's copy, if it is this flow's, of this generation, and taken
+ * less than a second ago (so the entry needs no refresh yet): its real
+ * server, checked as the entry's would be (XVS_HIT), else XVS_MISS. */
+static __always_inline int xvs_cached(const struct xvs_flow_cached *fc, struct xvs_pkt *p, const struct xvs_config *cfg,
+				      __u64 now, __u32 gen, struct xvs_real **rp)
+{
+	if (!xvs_key_eq(&p->key, &fc->key) || fc->gen != gen || now - fc->conn.last_seen >= cfg->hz)
+		return XVS_MISS;
+	if (xvs_entry(&fc->conn, cfg, now, 0, rp) != XVS_HIT)
+		return XVS_MISS;
+	p->svc_id = fc->conn.svc_id;
+	p->real_id = fc->conn.real_id;
+	p->laddr_id = fc->conn.laddr_id;
+	p->lport = fc->conn.lport;
+	return XVS_HIT;
+}
+
+/* After the entry forwarded the packet: a copy of it while it is
+ * established (and, FULLNAT, has carried the client's address), else the
+ * slot no longer counts (a copy would miss what this packet changed). */
+static __always_inline void xvs_cache_fill(struct xvs_flow_cached *fc, const struct xvs_pkt *p,
+					   const struct xvs_conn *c, const struct xvs_real *r, __u32 gen)
+{
+	if (xvs_cacheable(p) && (c->state == XVS_CS_ESTABLISHED || c->state == XVS_CS_UDP) &&
+	    (r->fwd != XVS_FWD_FULLNAT || (c->flags & XVS_CONN_F_TOA_DONE))) {
+		fc->key = p->key;
+		fc->conn = *c;
+		fc->gen = gen;
+	} else {
+		fc->conn.last_seen = 0;
+	}
+}
+
+/* A new flow on this tuple: this CPU's copy of an older one (whose entry
+ * went without a FIN or RST passing here) must not take its packets. */
+static __always_inline void xvs_cache_forget(const struct xvs_pkt *p)
+{
+	__u32 idx = xvs_cache_index(&p->key);
+	struct xvs_flow_cached *fc = bpf_map_lookup_elem(&xvs_flow_cache, &idx);
+
+	if (fc && xvs_key_eq(&p->key, &fc->key))
+		fc->conn.last_seen = 0;
+}
+
 /* An entry of xvs_conns that this packet may follow: its flow's real server
  * (XVS_HIT), or the entry went (a new connection on its tuple) or was not
- * usable (XVS_MISS). */
+ * usable (XVS_MISS). A packet other than a SYN looks at this CPU's copy
+ * first. */
 static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_config *cfg, __u64 now, int syn,
 					 struct xvs_real **rp)
 {
-	struct xvs_conn *c = bpf_map_lookup_elem(&xvs_conns, &p->key);
+	struct xvs_flow_cached *fc = NULL;
+	struct xvs_conn *c;
+	__u32 zero = 0, gen = 0, idx, *g;
 	int rc;
 
+	if (!syn) {
+		gen = xvs_cache_gen();
+		idx = xvs_cache_index(&p->key);
+		fc = bpf_map_lookup_elem(&xvs_flow_cache, &idx);
+		if (fc && xvs_cacheable(p) && xvs_cached(fc, p, cfg, now, gen, rp) == XVS_HIT) {
+			xvs_count(XVS_CNT_FLOW_CACHED);
+			return XVS_HIT;
+		}
+	}
+	c = bpf_map_lookup_elem(&xvs_conns, &p->key);
 	if (!c)
 		return XVS_MISS;
 	rc = xvs_entry(c, cfg, now, syn, rp);
@@ -196,10 +287,16 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 		xvs_follow(c, p, *rp);
 		xvs_conn_state(c, p, *rp);
 		xvs_touch(c, p, cfg, now);
+		if (fc)
+			xvs_cache_fill(fc, p, c, *rp, gen);
 		return XVS_HIT;
 	}
-	if (rc == XVS_RESCHEDULE)
+	if (rc == XVS_RESCHEDULE) {
 		bpf_map_delete_elem(&xvs_conns, &p->key);
+		g = bpf_map_lookup_elem(&xvs_flow_cache_gen, &zero);
+		if (g)
+			__sync_fetch_and_add(g, 1);
+	}
 	return XVS_MISS;
 }
 
@@ -273,6 +370,7 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	 * afresh (a NAT reply side still opens, for the answer). */
 	if (tcp || !(svc->flags & XVS_SVC_F_OPS))
 		bpf_map_update_elem(&xvs_syn_conns, &p->key, &nc, BPF_ANY);
+	xvs_cache_forget(p);
 	p->is_new = 1;
 	return XVS_CONTINUE;
 }

@@ -76,6 +76,62 @@ struct {
 	__type(value, struct xvs_conn);
 } xvs_conns SEC(".maps");
 
+/*
+ * Each CPU's copies of the confirmed flows it forwarded last, in front of
+ * xvs_conns (flow.h, xvs_cached): a slot is one inlined array index, where
+ * the kernel's hash walks a bucket to an element, two dependent cache
+ * misses. A slice of XVS_FLOW_CACHE_SLOTS per CPU (the control plane
+ * multiplies max_entries by the possible CPUs; a plain array, so a slot's
+ * address is computed, not read from a per-CPU pointer), written only by
+ * its own CPU. A slot is a copy taken at most a second ago from an
+ * established entry, so it forwards exactly as the entry would: whatever
+ * would change the entry (a SYN, FIN or RST, a state other than
+ * ESTABLISHED, the once-a-second refresh) goes to xvs_conns. Never pinned:
+ * it refills from the tables.
+ */
+struct xvs_flow_cached {
+	struct xvs_conn_key key;
+	struct xvs_conn conn;
+	__u32 gen;            /* xvs_flow_cache_gen's value when copied */
+	__u8 pad[52];         /* 128 bytes: a slot never shares a cache line */
+};
+_Static_assert(sizeof(struct xvs_flow_cached) == 128, "xvs_flow_cached");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xvs_flow_cached);
+} xvs_flow_cache SEC(".maps");
+
+/* The same for replies to NAT and FULLNAT flows, in front of xvs_nats
+ * (nat.h, xvs_nat_reply). */
+struct xvs_reply_cached {
+	struct xvs_conn_key key;
+	struct xvs_nat nat;
+	__u32 gen;            /* xvs_flow_cache_gen's value when copied */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct xvs_reply_cached) == 128, "xvs_reply_cached");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xvs_reply_cached);
+} xvs_reply_cache SEC(".maps");
+
+/* Bumped (atomically, by any CPU) when a SYN drops a confirmed entry to
+ * schedule its tuple afresh: every CPU's copies of that flow, and of all
+ * others, stop counting at once. Rare: a reused tuple whose connection was
+ * closing, or whose real server was deleted or quiesced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} xvs_flow_cache_gen SEC(".maps");
+
 /* New flows until they confirm (IPVS's SYN_RECV, a first datagram); a flood
  * evicts only its own kind. */
 struct {

@@ -144,30 +144,54 @@ static __always_inline int xvs_reply_fits(struct xdp_md *ctx, const struct xvs_p
  */
 XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 {
+	struct xvs_reply_cached *rc_slot;
 	struct xvs_config *cfg;
 	struct xvs_nat *n;
-	__u32 zero = 0, bytes;
+	__u32 zero = 0, bytes, gen, idx;
 	__u64 now;
-	int rc;
+	int rc, cached;
 
 	cfg = bpf_map_lookup_elem(&xvs_config, &zero);
 	if (!p || !cfg)
 		return XVS_CONTINUE;
 	bytes = p->ip_len;
-	n = bpf_map_lookup_elem(&xvs_nats, &p->key);
-	if (!n)
-		n = bpf_map_lookup_elem(&xvs_nat_syn, &p->key);
 	now = bpf_jiffies64();
-	if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
-		return XVS_CONTINUE;
+	gen = xvs_cache_gen();
+	idx = xvs_cache_index(&p->key);
+	rc_slot = bpf_map_lookup_elem(&xvs_reply_cache, &idx);
+	/* This CPU's copy, if taken less than a second ago from an established
+	 * entry: the packet cannot change its state, nor is it time to refresh it. */
+	cached = rc_slot && xvs_cacheable(p) && xvs_key_eq(&p->key, &rc_slot->key) && rc_slot->gen == gen &&
+		 now - rc_slot->nat.last_seen < cfg->hz && xvs_fresh(cfg, rc_slot->nat.last_seen, now, rc_slot->nat.state);
+	if (cached) {
+		n = &rc_slot->nat;
+	} else {
+		n = bpf_map_lookup_elem(&xvs_nats, &p->key);
+		if (!n)
+			n = bpf_map_lookup_elem(&xvs_nat_syn, &p->key);
+		if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
+			return XVS_CONTINUE;
+	}
 	rc = xvs_reply_fits(ctx, p, n);
 	if (rc != XVS_CONTINUE)
 		return rc;
-
-	if (p->proto == IPPROTO_TCP)
-		xvs_nat_reply_state(n, p);
-	if (now - n->last_seen >= cfg->hz)
-		n->last_seen = now;
+	if (cached) {
+		xvs_count(XVS_CNT_FLOW_CACHED);
+	} else {
+		if (p->proto == IPPROTO_TCP)
+			xvs_nat_reply_state(n, p);
+		if (now - n->last_seen >= cfg->hz)
+			n->last_seen = now;
+		if (rc_slot) {
+			if (xvs_cacheable(p) && (n->state == XVS_CS_ESTABLISHED || n->state == XVS_CS_UDP)) {
+				rc_slot->key = p->key;
+				rc_slot->nat = *n;
+				rc_slot->gen = gen;
+			} else {
+				rc_slot->nat.last_seen = 0;
+			}
+		}
+	}
 	if ((n->flags & XVS_NAT_F_FULLNAT) && p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN))
 		xvs_mss_clamp(ctx, p, xvs_toa_len(n->family));
 	/* The reply is routed through the director, which is a router for it:

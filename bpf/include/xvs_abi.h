@@ -43,6 +43,7 @@ enum {
 	XVS_FWMARK_RULES_MAX = 16,  /* rules one destination can be tried against (its prefix's and the shorter ones') */
 	XVS_NAT_REAL_SLOTS = 16384, /* xvs_nat_real_slots: NAT and FULLNAT real servers' addresses by hash */
 	XVS_MAX_IFINDEX = 65536,    /* xvs_if_mtus: interfaces by ifindex; a larger one's MTU is unknown */
+	XVS_FLOW_CACHE_SLOTS = 4096, /* xvs_flow_cache: slots per CPU */
 };
 
 enum xvs_family : __u8 {
@@ -393,6 +394,7 @@ enum xvs_counter : __u32 {
 	XVS_CNT_ICMP_DROP = 28, /* an ICMP/ICMPv6 error about a NAT flow that could not be translated: dropped */
 	XVS_CNT_REPLY_TOO_BIG = 29, /* a NAT/FULLNAT reply longer, translated, than the client side's MTU: ICMP to the real server (frag_needed) or dropped (drop_too_big) */
 	XVS_CNT_DROP_TOO_BIG = 30, /* of those, IPv4 without DF: dropped (the director does not fragment, and the kernel would forward it untranslated) */
+	XVS_CNT_FLOW_CACHED = 31, /* a confirmed flow's packet forwarded from this CPU's copy of its entry (xvs_flow_cache), not xvs_conns */
 	XVS_CNT_MAX = 32,
 };
 

@@ -171,6 +171,7 @@ export class Dataplane {
       const obj = BpfObject.open({
         objectPath,
         mapSizes: sizes,
+        perCpuSlices: ['xvs_flow_cache', 'xvs_reply_cache'],
         ...(o.pinDir ? { pinDir: o.pinDir, ...(fresh.size > 0 ? { pinMaps: directorMaps(objectPath).filter((n) => !fresh.has(n)) } : {}) } : {}),
       });
       try {

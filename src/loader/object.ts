@@ -17,6 +17,8 @@ export interface OpenOptions {
   programs?: readonly string[];
   /** max_entries overrides, applied before load. */
   mapSizes?: Record<string, number>;
+  /** Maps whose declared max_entries is one CPU's slice: multiplied by the possible CPUs before load. */
+  perCpuSlices?: readonly string[];
   /** Bytes of verifier log kept for a rejected program (default 4 MiB). */
   verifierLogSize?: number;
   /**
@@ -62,6 +64,9 @@ export class BpfObject {
     try {
       if (opts.programs !== undefined) o.#selectPrograms(opts.programs);
       for (const [name, n] of Object.entries(opts.mapSizes ?? {})) o.#setMaxEntries(name, n);
+      for (const name of opts.perCpuSlices ?? []) {
+        o.#setMaxEntries(name, lb.bpf_map__max_entries(o.#findMap(name)) * lb.libbpf_num_possible_cpus());
+      }
       if (opts.pinDir !== undefined) o.#setPinPaths(opts.pinDir, opts.pinMaps);
     } catch (e) {
       o.close();
@@ -159,10 +164,12 @@ export class BpfObject {
    * and refuses that flag from the creator, so libbpf 1.1 (Debian 12's)
    * never finds a pinned devmap compatible; a devmap holds configuration
    * its loader writes anew. A map named *_scratch is one packet's working
-   * memory: nothing in it outlives the packet, and its layout may change.
+   * memory: nothing in it outlives the packet, and its layout may change;
+   * one named *_cache or *_cache_* holds copies the dataplane refills from
+   * the tables (sized by the CPUs of the machine that loads it).
    */
   pinnableMapNames(): string[] {
-    return this.declaredMapNames().filter((n) => !DEVMAPS.has(lb.bpf_map__type(this.#findMap(n))) && !n.endsWith('_scratch'));
+    return this.declaredMapNames().filter((n) => !DEVMAPS.has(lb.bpf_map__type(this.#findMap(n))) && !/_scratch$|_cache$|_cache_/.test(n));
   }
 
   programNames(): string[] {

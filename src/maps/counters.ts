@@ -32,6 +32,7 @@ export const COUNTERS = {
   icmp_drop: 28,
   reply_too_big: 29,
   drop_too_big: 30,
+  flow_cached: 31,
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;

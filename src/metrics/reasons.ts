@@ -46,4 +46,5 @@ export const COUNTER_KINDS = {
   // The reply's end is counted as frag_needed (the ICMP answer) or drop_too_big.
   reply_too_big: { kind: 'event' },
   drop_too_big: { kind: 'verdict', action: 'drop' },
+  flow_cached: { kind: 'event' },
 } as const satisfies Record<CounterName, CounterKind>;
