@@ -76,8 +76,8 @@ function microTable(micro: MicroRow[], connTable: number): string[] {
   return [
     '1. Per-packet cost, BPF_PROG_TEST_RUN with ingress = xb (verdict XDP_TX checked on every run)',
     table(
-      ['case', 'method', 'packets', 'ns/pkt', 'alt ns', 'floor ns', 'x floor', 'new flows'],
-      micro.map((m) => [m.name, m.method, m.packets, m.nsPerPkt.toFixed(2), m.nsAlt.toFixed(2), m.floorNs === undefined ? '-' : m.floorNs.toFixed(2), m.ratio.toFixed(2), m.newFlows ?? '-']),
+      ['case', 'method', 'packets', 'ns/pkt', 'alt ns', 'floor ns', 'x floor', 'from copy', 'new flows'],
+      micro.map((m) => [m.name, m.method, m.packets, m.nsPerPkt.toFixed(2), m.nsAlt.toFixed(2), m.floorNs === undefined ? '-' : m.floorNs.toFixed(2), m.ratio.toFixed(2), m.director?.counters.flow_cached ?? '-', m.newFlows ?? '-']),
       2,
     ),
     '   repeat=N: one frame rerun N times in the kernel; ns/pkt = median of the kernel\'s integer averages, alt = wall clock / N.',
@@ -87,6 +87,9 @@ function microTable(micro: MicroRow[], connTable: number): string[] {
     `   new flow: a fresh 5-tuple every run (source port and client address, never repeated: checked); conn table ${connTable}`,
     '   entries, new-flow table a quarter of it (at most 65536): once full, every new flow evicts the oldest new flow.',
     '   SYN of a known flow: the SYN of a flow the director has seen, again (a retransmission). IPv6 TUN is IPv6 in IPv6.',
+    '   from copy: runs this CPU\'s copy of the flow\'s entry forwarded (flow_cached), the table the rest (the first, one a',
+    '   second). One flow\'s lines stay warm between runs; 2,000 or 20,000 flows in turn cost 5-6x, copies or not',
+    '   (docs/architecture.md, "Where the time goes").',
     '   NAT, FULLNAT, NAT64 (an IPv6 VIP, FULLNAT to an IPv4 real server): on a director of their own, since one with a NAT',
     '   real server runs the reply stage on every packet (DR and TUN above do not pay it). established: a client data',
     '   segment of a flow opened first (SYN, SYN-ACK, ACK, data: FULLNAT\'s TOA went in the last two); reply: the real',
