@@ -181,8 +181,8 @@ async function kernelCheck(p: Progs, links: Links, c: LiveCase, frame: Buffer, s
 
 function check(c: LiveCase, generated: number, sunk: number, genFrames: number, d: DirSnap | null): void {
   // A reply is counted as one (nat_reply) beside rx and tx; a known flow's
-  // frame may go from its CPU's copy (flow_cached), never a SYN or a new flow's.
-  const perFrame = [...(c.dir === 'out' ? ['rx', 'tx', 'nat_reply'] : ['rx', 'tx']), ...(c.flows === 'fixed' ? ['flow_cached'] : [])];
+  // frame may go from its CPU's copy (flow_cached), never a new flow's.
+  const perFrame = [...(c.dir === 'out' ? ['rx', 'tx', 'nat_reply'] : ['rx', 'tx']), ...(c.flows === 'new' ? [] : ['flow_cached'])];
   const odd = d ? Object.keys(d.counters).filter((k) => !perFrame.includes(k)) : [];
   if (d && c.dir === 'out' && d.counters.nat_reply !== d.counters.tx) {
     throw new VerdictError(`${c.name}: ${d.counters.tx} frames sent but ${d.counters.nat_reply} replies counted`);

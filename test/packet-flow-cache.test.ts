@@ -4,7 +4,8 @@
 // FIN, RST) goes to the table and the copy stops counting; a copy is
 // refreshed from the table after a second; a SYN that schedules a reused
 // tuple afresh retires every copy, so its ACK follows the new real server;
-// a new flow on a tuple whose entry went forgets this CPU's copy; a FULLNAT
+// a new flow on a tuple whose entry went forgets this CPU's copy; a
+// handshake's copy serves its retransmitted SYNs, never its ACK; a FULLNAT
 // flow is copied only once the client's address has travelled.
 // The test runs on one CPU: the copies are that CPU's.
 import { after, before, describe, test } from 'node:test';
@@ -80,6 +81,29 @@ describe('flow caches (BPF_PROG_TEST_RUN, one CPU)', { skip }, () => {
       assert.equal(r.fromCopy, true, `packet ${i + 2} from the copy`);
     }
     assert.equal(t.dp.conns.get(key(80, 50000))?.last_seen, seen, 'the entry is not written');
+  });
+
+  test('a retransmitted SYN goes from the copy of its handshake, unless its real server takes no new connection', async () => {
+    const svc = { proto: 'tcp' as const, addr: ADDR.vip, port: 84 };
+    const sport = 50007;
+    const syn = inbound({ dport: 84, sport, flags: F.TCP.SYN });
+    const first = run(syn);
+    assert.equal(first.fromCopy, false, 'a new flow: the tables');
+    for (let i = 0; i < 2; i++) {
+      const again = run(syn);
+      assert.equal(hex(again.data), hex(first.data), 'to the same real server');
+      assert.equal(again.fromCopy, true, 'from the copy');
+    }
+    const gone = macOf(first.data) === macOf(F.mac(ADDR.rs1Mac)) ? ADDR.rs1 : ADDR.rsFar;
+    await t.director.editReal(svc, { addr: gone, port: 84, fwd: 'dr', weight: 0 });
+    const moved = run(syn);
+    assert.equal(moved.fromCopy, false, 'quiesced: the table, which schedules it afresh');
+    assert.notEqual(macOf(moved.data), macOf(first.data));
+    const ack = run(inbound({ dport: 84, sport, flags: F.TCP.ACK }));
+    assert.equal(ack.fromCopy, false, 'the ACK does not follow a handshake\'s copy: it confirms the flow');
+    assert.equal(macOf(ack.data), macOf(moved.data));
+    assert.equal(t.dp.conns.get(key(84, sport))?.state, CONN_STATE.established);
+    await t.director.editReal(svc, { addr: gone, port: 84, fwd: 'dr', weight: 1 });
   });
 
   test('a FIN goes by the table, and the copy stops counting', () => {

@@ -214,15 +214,23 @@ static __always_inline int xvs_cacheable(const struct xvs_pkt *p)
 	return p->proto != IPPROTO_TCP || !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_FIN | XVS_TCP_RST));
 }
 
-/* The slot's copy, if it is this flow's, of this generation, and taken
- * less than a second ago (so the entry needs no refresh yet): its real
- * server, checked as the entry's would be (XVS_HIT), else XVS_MISS. */
+/* The slot's copy, if it is this flow's, of this generation, taken less
+ * than a second ago, and of the table the packet would look in: a SYN's of
+ * xvs_syn_conns (SYN_RECV: a retransmission changes nothing), another's of
+ * xvs_conns (ESTABLISHED, UDP, refreshed less than a second ago, so the
+ * entry needs no refresh yet). Its real server, checked as the entry's
+ * would be (XVS_HIT), else XVS_MISS. */
 static __always_inline int xvs_cached(const struct xvs_flow_cached *fc, struct xvs_pkt *p, const struct xvs_config *cfg,
-				      __u64 now, __u32 gen, struct xvs_real **rp)
+				      __u64 now, __u32 gen, int syn, struct xvs_real **rp)
 {
-	if (!xvs_key_eq(&p->key, &fc->key) || fc->gen != gen || now - fc->conn.last_seen >= cfg->hz)
+	__u8 st = fc->conn.state;
+
+	if (!xvs_key_eq(&p->key, &fc->key) || fc->gen != gen || now - fc->copied >= cfg->hz)
 		return XVS_MISS;
-	if (xvs_entry(&fc->conn, cfg, now, 0, rp) != XVS_HIT)
+	if (syn ? st != XVS_CS_SYN_RECV
+		: (st != XVS_CS_ESTABLISHED && st != XVS_CS_UDP) || now - fc->conn.last_seen >= cfg->hz)
+		return XVS_MISS;
+	if (xvs_entry(&fc->conn, cfg, now, syn, rp) != XVS_HIT)
 		return XVS_MISS;
 	p->svc_id = fc->conn.svc_id;
 	p->real_id = fc->conn.real_id;
@@ -231,31 +239,43 @@ static __always_inline int xvs_cached(const struct xvs_flow_cached *fc, struct x
 	return XVS_HIT;
 }
 
+static __always_inline void xvs_cache_copy(struct xvs_flow_cached *fc, const struct xvs_pkt *p,
+					   const struct xvs_conn *c, __u32 gen, __u64 now)
+{
+	fc->key = p->key;
+	fc->conn = *c;
+	fc->gen = gen;
+	fc->copied = now;
+}
+
 /* After the entry forwarded the packet: a copy of it while it is
  * established (and, FULLNAT, has carried the client's address), else the
  * slot no longer counts (a copy would miss what this packet changed). */
 static __always_inline void xvs_cache_fill(struct xvs_flow_cached *fc, const struct xvs_pkt *p,
-					   const struct xvs_conn *c, const struct xvs_real *r, __u32 gen)
+					   const struct xvs_conn *c, const struct xvs_real *r, __u32 gen, __u64 now)
 {
 	if (xvs_cacheable(p) && (c->state == XVS_CS_ESTABLISHED || c->state == XVS_CS_UDP) &&
-	    (r->fwd != XVS_FWD_FULLNAT || (c->flags & XVS_CONN_F_TOA_DONE))) {
-		fc->key = p->key;
-		fc->conn = *c;
-		fc->gen = gen;
-	} else {
-		fc->conn.last_seen = 0;
-	}
+	    (r->fwd != XVS_FWD_FULLNAT || (c->flags & XVS_CONN_F_TOA_DONE)))
+		xvs_cache_copy(fc, p, c, gen, now);
+	else
+		fc->copied = 0;
 }
 
-/* A new flow on this tuple: this CPU's copy of an older one (whose entry
- * went without a FIN or RST passing here) must not take its packets. */
-static __always_inline void xvs_cache_forget(const struct xvs_pkt *p)
+/* A new flow's entry in xvs_syn_conns (nc), or none (NULL: a one-packet
+ * datagram): a TCP handshake's is this CPU's copy for its retransmitted
+ * SYNs; otherwise a copy of an older flow on the tuple (whose entry went
+ * without a FIN or RST passing here) must not take its packets. */
+static __always_inline void xvs_cache_new(const struct xvs_pkt *p, const struct xvs_conn *nc, __u64 now)
 {
 	__u32 idx = xvs_cache_index(&p->key);
 	struct xvs_flow_cached *fc = bpf_map_lookup_elem(&xvs_flow_cache, &idx);
 
-	if (fc && xvs_key_eq(&p->key, &fc->key))
-		fc->conn.last_seen = 0;
+	if (!fc)
+		return;
+	if (nc && nc->state == XVS_CS_SYN_RECV)
+		xvs_cache_copy(fc, p, nc, xvs_cache_gen(), now);
+	else if (xvs_key_eq(&p->key, &fc->key))
+		fc->copied = 0;
 }
 
 /* An entry of xvs_conns that this packet may follow: its flow's real server
@@ -274,7 +294,7 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 		gen = xvs_cache_gen();
 		idx = xvs_cache_index(&p->key);
 		fc = bpf_map_lookup_elem(&xvs_flow_cache, &idx);
-		if (fc && xvs_cacheable(p) && xvs_cached(fc, p, cfg, now, gen, rp) == XVS_HIT) {
+		if (fc && xvs_cacheable(p) && xvs_cached(fc, p, cfg, now, gen, 0, rp) == XVS_HIT) {
 			xvs_count(XVS_CNT_FLOW_CACHED);
 			return XVS_HIT;
 		}
@@ -288,7 +308,7 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 		xvs_conn_state(c, p, *rp);
 		xvs_touch(c, p, cfg, now);
 		if (fc)
-			xvs_cache_fill(fc, p, c, *rp, gen);
+			xvs_cache_fill(fc, p, c, *rp, gen, now);
 		return XVS_HIT;
 	}
 	if (rc == XVS_RESCHEDULE) {
@@ -368,9 +388,12 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	}
 	/* One-packet scheduling: no entry, so the next datagram is scheduled
 	 * afresh (a NAT reply side still opens, for the answer). */
-	if (tcp || !(svc->flags & XVS_SVC_F_OPS))
+	if (tcp || !(svc->flags & XVS_SVC_F_OPS)) {
 		bpf_map_update_elem(&xvs_syn_conns, &p->key, &nc, BPF_ANY);
-	xvs_cache_forget(p);
+		xvs_cache_new(p, &nc, now);
+	} else {
+		xvs_cache_new(p, NULL, now);
+	}
 	p->is_new = 1;
 	return XVS_CONTINUE;
 }
@@ -378,10 +401,11 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 /*
  * Finds or creates the flow and records it in p (service, real server, new
  * or not). Returns XVS_CONTINUE with *rp set, or the packet's verdict. A
- * packet other than a SYN looks in xvs_conns first: an established packet
- * costs that one lookup and no service lookup, inline. A SYN looks in
- * xvs_syn_conns first, inline too: a retransmission costs that lookup and
- * no subprogram call (a call costs 0.05-0.15x of the floor).
+ * packet other than a SYN looks at this CPU's copy, then in xvs_conns: an
+ * established packet costs one of those and no service lookup, inline. A
+ * SYN looks at its handshake's copy, then in xvs_syn_conns, inline too: a
+ * retransmission costs one of those and no subprogram call (a call costs
+ * 0.05-0.15x of the floor).
  */
 static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg,
 				    struct xvs_real **rp)
@@ -389,14 +413,25 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 	int syn = p->proto == IPPROTO_TCP &&
 		  (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
 	__u64 now = bpf_jiffies64();
+	struct xvs_flow_cached *fc;
 	struct xvs_conn *c;
-	__u32 id;
+	__u32 id, gen;
 	int rc;
 
 	if (syn) {
+		/* A retransmitted SYN: this CPU's copy of its handshake first. */
+		gen = xvs_cache_gen();
+		id = xvs_cache_index(&p->key);
+		fc = bpf_map_lookup_elem(&xvs_flow_cache, &id);
+		if (fc && xvs_cached(fc, p, cfg, now, gen, 1, rp) == XVS_HIT) {
+			xvs_count(XVS_CNT_FLOW_CACHED);
+			return XVS_CONTINUE;
+		}
 		c = bpf_map_lookup_elem(&xvs_syn_conns, &p->key);
 		if (c && xvs_entry(c, cfg, now, 1, rp) == XVS_HIT) {
 			xvs_follow(c, p, *rp);
+			if (fc && c->state == XVS_CS_SYN_RECV)
+				xvs_cache_copy(fc, p, c, gen, now);
 			return XVS_CONTINUE;
 		}
 	} else if (xvs_confirmed(p, cfg, now, 0, rp) == XVS_HIT) {

@@ -86,14 +86,17 @@ struct {
  * its own CPU. A slot is a copy taken at most a second ago from an
  * established entry, so it forwards exactly as the entry would: whatever
  * would change the entry (a SYN, FIN or RST, a state other than
- * ESTABLISHED, the once-a-second refresh) goes to xvs_conns. Never pinned:
- * it refills from the tables.
+ * ESTABLISHED, the once-a-second refresh) goes to xvs_conns. Or it is a
+ * new TCP flow's handshake (xvs_syn_conns, SYN_RECV), which only its
+ * retransmitted SYNs follow. Never pinned: it refills from the tables.
  */
 struct xvs_flow_cached {
 	struct xvs_conn_key key;
 	struct xvs_conn conn;
 	__u32 gen;            /* xvs_flow_cache_gen's value when copied */
-	__u8 pad[52];         /* 128 bytes: a slot never shares a cache line */
+	__u32 pad0;
+	__u64 copied;         /* jiffies when copied */
+	__u8 pad[40];         /* 128 bytes: a slot never shares a cache line */
 };
 _Static_assert(sizeof(struct xvs_flow_cached) == 128, "xvs_flow_cached");
 
