@@ -86,13 +86,13 @@ int xvs_xdp(struct xdp_md *ctx)
 	case XVS_FWD_TUN:
 		return xvs_fwd_tun(ctx, p, r);
 	case XVS_FWD_NAT:
-		return xvs_fwd_nat(ctx, p);
+		return xvs_fwd_nat(ctx, p, r);
 	case XVS_FWD_FULLNAT:
 		/* Here, a subprogram called from xvs_xdp itself: nested in
 		 * another's frame, its own would not fit the 512 bytes of stack. */
 		if (p->toa)
 			xvs_toa_add(ctx, p);
-		return xvs_fwd_fullnat(ctx, p);
+		return xvs_fwd_fullnat(ctx, p, r);
 	default:
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;

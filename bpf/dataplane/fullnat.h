@@ -36,17 +36,13 @@ XVS_SUBPROG int xvs_toa_add(struct xdp_md *ctx, const struct xvs_pkt *p)
  * source, RIP:rport as the destination, both in one pass; NAT64 translates
  * the header (a subprogram). Inlined, as xvs_fwd_nat is: a subprogram's
  * call cost it 0.14x of the floor. */
-static __always_inline int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p)
+static __always_inline int xvs_fwd_fullnat(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_real *r)
 {
 	const struct xvs_nexthop *nh;
 	struct xvs_laddr *la;
-	struct xvs_real *r;
-	__u32 id = p->real_id;
+	__u32 id;
 	int verdict;
 
-	r = bpf_map_lookup_elem(&xvs_reals, &id);
-	if (!r)
-		return XDP_DROP;
 	id = p->laddr_id;
 	la = bpf_map_lookup_elem(&xvs_laddrs, &id);
 	if (!la || la->family != r->family ||

@@ -19,19 +19,11 @@
 
 /* Inlined: every established NAT packet comes here, and a subprogram's call
  * cost it 0.05x of the floor; its frame fits beside the others'. */
-static __always_inline int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p)
+static __always_inline int xvs_fwd_nat(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_real *r)
 {
 	const struct xvs_nexthop *nh;
-	struct xvs_real *r;
-	__u32 id;
 	int verdict;
 
-	if (!p)
-		return XDP_DROP;
-	id = p->real_id;
-	r = bpf_map_lookup_elem(&xvs_reals, &id);
-	if (!r)
-		return XDP_DROP;
 	if (r->family != p->family) {
 		xvs_count(XVS_CNT_BAD_MODE);
 		return XDP_DROP;
