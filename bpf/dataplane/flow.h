@@ -207,6 +207,22 @@ static __always_inline __u32 xvs_cache_gen(void)
 	return g ? *g : 0;
 }
 
+/* Retires every CPU's copies at once (a SYN dropped a confirmed entry). */
+static __always_inline void xvs_cache_retire(void)
+{
+	__u32 zero = 0, *g = bpf_map_lookup_elem(&xvs_flow_cache_gen, &zero);
+
+	if (g)
+		__sync_fetch_and_add(g, 1);
+}
+
+/* A state a copy of xvs_conns or xvs_nats may hold: one in which a packet
+ * without SYN, FIN or RST changes nothing. */
+static __always_inline int xvs_copyable_state(__u8 state)
+{
+	return state == XVS_CS_ESTABLISHED || state == XVS_CS_UDP;
+}
+
 /* A packet a copy may forward: one that cannot move an established
  * connection's state (no SYN, FIN or RST), or a datagram. */
 static __always_inline int xvs_cacheable(const struct xvs_pkt *p)
@@ -228,7 +244,7 @@ static __always_inline int xvs_cached(const struct xvs_flow_cached *fc, struct x
 	if (!xvs_key_eq(&p->key, &fc->key) || fc->gen != gen || now - fc->copied >= cfg->hz)
 		return XVS_MISS;
 	if (syn ? st != XVS_CS_SYN_RECV
-		: (st != XVS_CS_ESTABLISHED && st != XVS_CS_UDP) || now - fc->conn.last_seen >= cfg->hz)
+		: !xvs_copyable_state(st) || now - fc->conn.last_seen >= cfg->hz)
 		return XVS_MISS;
 	if (xvs_entry(&fc->conn, cfg, now, syn, rp) != XVS_HIT)
 		return XVS_MISS;
@@ -254,7 +270,7 @@ static __always_inline void xvs_cache_copy(struct xvs_flow_cached *fc, const str
 static __always_inline void xvs_cache_fill(struct xvs_flow_cached *fc, const struct xvs_pkt *p,
 					   const struct xvs_conn *c, const struct xvs_real *r, __u32 gen, __u64 now)
 {
-	if (xvs_cacheable(p) && (c->state == XVS_CS_ESTABLISHED || c->state == XVS_CS_UDP) &&
+	if (xvs_cacheable(p) && xvs_copyable_state(c->state) &&
 	    (r->fwd != XVS_FWD_FULLNAT || (c->flags & XVS_CONN_F_TOA_DONE)))
 		xvs_cache_copy(fc, p, c, gen, now);
 	else
@@ -287,7 +303,7 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 {
 	struct xvs_flow_cached *fc = NULL;
 	struct xvs_conn *c;
-	__u32 zero = 0, gen = 0, idx, *g;
+	__u32 gen = 0, idx;
 	int rc;
 
 	if (!syn) {
@@ -313,9 +329,7 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 	}
 	if (rc == XVS_RESCHEDULE) {
 		bpf_map_delete_elem(&xvs_conns, &p->key);
-		g = bpf_map_lookup_elem(&xvs_flow_cache_gen, &zero);
-		if (g)
-			__sync_fetch_and_add(g, 1);
+		xvs_cache_retire();
 	}
 	return XVS_MISS;
 }

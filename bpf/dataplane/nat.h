@@ -175,7 +175,7 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 		if (now - n->last_seen >= cfg->hz)
 			n->last_seen = now;
 		if (rc_slot) {
-			if (xvs_cacheable(p) && (n->state == XVS_CS_ESTABLISHED || n->state == XVS_CS_UDP)) {
+			if (xvs_cacheable(p) && xvs_copyable_state(n->state)) {
 				rc_slot->key = p->key;
 				rc_slot->nat = *n;
 				rc_slot->gen = gen;
