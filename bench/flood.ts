@@ -34,7 +34,7 @@ export async function runFloodBench(links: Links): Promise<FloodResult> {
     inNs(() => {
       for (const sport of ports) for (const flags of [F.TCP.SYN, F.TCP.ACK]) run(flowFrame('dr', flags, sport));
     });
-    const synTable = p.dp.synConns.raw.maxEntries;
+    const synTable = p.dp.newFlows.maxEntries;
     const floodFrames = FLOOD.times * (FLOOD.connTable + synTable);
     const before = p.director.counters();
     const t0 = nowNs();

@@ -118,9 +118,10 @@ int xvs_clock(struct xdp_md *ctx)
 /* Never called: its signature names the ABI enums no struct member carries
  * (an array map's key must be a plain integer), so they reach the object's
  * BTF, where test/abi.test.ts reads them. */
-__attribute__((used)) int xvs_abi_enums(enum xvs_counter counter, enum xvs_slot slot, enum xvs_tun_sport sport)
+__attribute__((used)) int xvs_abi_enums(enum xvs_counter counter, enum xvs_slot slot, enum xvs_tun_sport sport,
+					  enum xvs_new_flow_geometry ways)
 {
-	return counter + slot + sport;
+	return counter + slot + sport + ways;
 }
 
 char LICENSE[] SEC("license") = "GPL";

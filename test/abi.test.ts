@@ -150,7 +150,7 @@ describe('ABI: the director pins every map its object declares', { skip: process
     const declared = directorMaps().sort();
     // The same list read independently: the variables of the object's .maps
     // section, but devmaps, the per-packet scratch maps and the flow caches
-    // with their generation (see BpfObject.pinnableMapNames). A map's type is the length of the array
+    // with their control map (see BpfObject.pinnableMapNames). A map's type is the length of the array
     // its `type` member points to.
     const types = btfTypes(mainObject);
     const section = byKind(types, 'DATASEC').get('.maps');
@@ -161,8 +161,8 @@ describe('ABI: the director pins every map its object declares', { skip: process
       return types.get(types.get(member?.type_id ?? 0)?.type_id ?? 0)?.nr_elems ?? -1;
     };
     const nameOf = (v: { type_id: number }): string => types.get(v.type_id)?.name ?? '?';
-    const fromBtf = (section.vars ?? []).filter((v) => ![14, 25].includes(mapType(v.type_id)) && !/_scratch$|_cache$|_cache_gen$/.test(nameOf(v)));
-    assert.equal(fromBtf.length, (section.vars ?? []).length - 6, 'one devmap, two scratch maps, two caches and their generation, left unpinned');
+    const fromBtf = (section.vars ?? []).filter((v) => ![14, 25].includes(mapType(v.type_id)) && !/_scratch$|_cache$|_cache_ctl$/.test(nameOf(v)));
+    assert.equal(fromBtf.length, (section.vars ?? []).length - 6, 'one devmap, two scratch maps, two caches and their control map, left unpinned');
     assert.deepEqual(fromBtf.map((v) => types.get(v.type_id)?.name ?? '?').sort(), declared);
     const mark = warningMark();
     const dp = Dataplane.load({ pinDir, connTableSize: 1024 });

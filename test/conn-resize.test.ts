@@ -1,15 +1,17 @@
 // A restart with another --conn-table-size: the pinned flow tables are
 // replaced by tables of the new size holding the old entries (the newest
 // when shrinking, all when growing), and the pins point at the new ones.
+// New flows (xvs_new_flows) keep their one table, and every handshake.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Dataplane } from '../src/daemon/dataplane.js';
 import * as C from '../src/maps/codecs.js';
-import { mapFromPin } from '../src/maps/map.js';
+import * as lb from '../src/loader/libbpf.js';
+import { MapType, RawMap, mapFromPin } from '../src/maps/map.js';
 import { kernelSkipReason, sh } from './helpers/env.js';
 
 const skip = kernelSkipReason();
@@ -41,12 +43,12 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
 
   /** last_seen offsets present in each table. */
   function present(dp: Dataplane): { conns: number[]; syn: number[]; persist: number[] } {
-    const offs = (m: { raw: { lookupBatch(): { values: Buffer[] } } }, dec: (b: Buffer) => number) =>
-      m.raw.lookupBatch().values.map(dec).sort((a, b) => a - b);
+    const offs = (m: { lookupBatch(): { values: Buffer[] } }, dec: (b: Buffer) => number) =>
+      m.lookupBatch().values.map(dec).sort((a, b) => a - b);
     return {
-      conns: offs(dp.conns, (b) => C.conn.decode(b).last_seen - 1_000_000),
-      syn: offs(dp.synConns, (b) => C.conn.decode(b).last_seen - 1_000_000),
-      persist: offs(dp.persist, (b) => C.persist.decode(b).last_seen - 1_000_000),
+      conns: offs(dp.conns.raw, (b) => C.conn.decode(b).last_seen - 1_000_000),
+      syn: offs(dp.newFlows, (b) => C.conn.decode(b).last_seen - 1_000_000),
+      persist: offs(dp.persist.raw, (b) => C.persist.decode(b).last_seen - 1_000_000),
     };
   }
 
@@ -54,7 +56,7 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
     const first = Dataplane.load({ pinDir, connTableSize: 8192 });
     try {
       for (let i = 0; i < N.conns; i++) first.conns.set(connKey(i), conn(i));
-      for (let i = 0; i < N.syn; i++) first.synConns.set(connKey(i + 100_000), conn(i));
+      for (let i = 0; i < N.syn; i++) first.newFlows.set(connKey(i + 100_000), conn(i));
       for (let i = 0; i < N.persist; i++) first.persist.set(persistKey(i), { last_seen: 1_000_000 + i, real_id: 1, real_gen: 1 });
       const cfg = first.config.get(0)!;
       first.config.set(0, { ...cfg, timeout: cfg.timeout.map((t, s) => (s === 1 ? 123 : t)) });
@@ -62,29 +64,31 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
       first.close();
     }
 
-    // Halved: conns 4096, syn and persist 1024.
+    // Halved: conns 4096, persist 1024; new flows as they were.
     const small = Dataplane.load({ pinDir, connTableSize: 4096 });
     let kept: ReturnType<typeof present>;
     try {
       assert.equal(small.conns.raw.maxEntries, 4096);
-      assert.equal(small.synConns.raw.maxEntries, 1024);
+      assert.equal(small.newFlows.maxEntries, 65536);
       assert.equal(small.persist.raw.maxEntries, 1024);
       assert.equal(small.config.get(0)?.timeout[1], 123, 'the other maps are the pinned ones');
       kept = present(small);
-      for (const [name, total] of Object.entries(N) as [keyof typeof N, number][]) {
+      assert.deepEqual(kept.syn, Array.from({ length: N.syn }, (_, i) => i), 'every new flow, in its own table');
+      assert.deepEqual(small.newFlows.get(connKey(100_000 + N.syn - 1)), conn(N.syn - 1), 'found by its tuple as the dataplane finds it');
+      for (const name of ['conns', 'persist'] as const) {
+        const total = N[name];
         const got = kept[name];
         const cap = name === 'conns' ? 4096 : 1024;
         assert.ok(got.length > 0 && got.length <= cap, `${name}: ${got.length} kept of ${total} into ${cap}`);
         // Exactly the newest: the last got.length offsets, none missing in between.
         assert.deepEqual(got, Array.from({ length: got.length }, (_, i) => total - got.length + i), `${name}: the newest entries`);
       }
-      // The common-LRU tables fill up; the per-CPU one (syn) holds what one CPU's share takes.
       assert.equal(kept.conns.length, 4096);
       assert.equal(kept.persist.length, 1024);
     } finally {
       small.close();
     }
-    for (const [name, size] of [['xvs_conns', 4096], ['xvs_syn_conns', 1024], ['xvs_persist', 1024]] as const) {
+    for (const [name, size] of [['xvs_conns', 4096], ['xvs_new_flows', 8192], ['xvs_persist', 1024]] as const) {
       const m = mapFromPin(join(pinDir, name));
       assert.equal(m.maxEntries, size, `${name} pin`);
       m.close();
@@ -98,6 +102,26 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
       assert.deepEqual(big.conns.get(connKey(N.conns - 1)), conn(N.conns - 1), 'entries copied byte for byte');
     } finally {
       big.close();
+    }
+  });
+
+  test('the new flows of an earlier build (an LRU hash pinned as xvs_syn_conns) move into xvs_new_flows, and that pin goes', () => {
+    const path = join(pinDir, 'xvs_syn_conns');
+    const fd = lb.bpf_map_create(MapType.LRU_HASH, 'xvs_syn_conns', C.connKey.size, C.conn.size, 1024, null);
+    assert.ok(fd >= 0, lb.strerror(fd));
+    const old = new RawMap({ name: 'xvs_syn_conns', fd, type: MapType.LRU_HASH, keySize: C.connKey.size, valueSize: C.conn.size, maxEntries: 1024 }, true);
+    try {
+      for (let i = 0; i < 10; i++) old.update(C.connKey.encode(connKey(200_000 + i)), C.conn.encode(conn(i)));
+      old.pin(path);
+    } finally {
+      old.close();
+    }
+    const dp = Dataplane.load({ pinDir, connTableSize: 8192 });
+    try {
+      for (let i = 0; i < 10; i++) assert.deepEqual(dp.newFlows.get(connKey(200_000 + i)), conn(i));
+      assert.equal(existsSync(path), false);
+    } finally {
+      dp.close();
     }
   });
 });

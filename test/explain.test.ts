@@ -167,13 +167,13 @@ describe('xvs explain against a running xvsd, each answer held to the dataplane'
     const first = await check('rr SYN', 'tcp', client(41000), vip(80), F.TCP.SYN);
     assert.equal(first.e.flows.length, 0);
     assert.equal(first.e.scheduler?.lookup, 'seq');
-    assert.equal(first.e.entry?.startsWith('a new entry in xvs_syn_conns'), true);
+    assert.equal(first.e.entry?.startsWith('a new entry in xvs_new_flows'), true);
     const second = await check('rr SYN, the next slot', 'tcp', client(41001), vip(80), F.TCP.SYN);
     assert.notEqual(second.e.real?.addr, first.e.real?.addr, 'rr takes turns');
     assert.equal(second.e.scheduler?.position, first.e.scheduler!.position! + 1);
     const ack = await check('rr ACK confirms', 'tcp', client(41000), vip(80), F.TCP.ACK);
     assert.deepEqual(ack.e.packet.flags, ['ACK'], 'an ACK by default on a live flow');
-    assert.equal(ack.e.flows.at(-1)?.table, 'xvs_syn_conns');
+    assert.equal(ack.e.flows.at(-1)?.table, 'xvs_new_flows');
     assert.ok(ack.e.counters.includes('promoted'));
     assert.equal(ack.e.real?.addr, first.e.real?.addr);
     const est = await check('rr established', 'tcp', client(41000), vip(80), F.TCP.ACK | F.TCP.PSH, ['--flags', 'ACK,PSH']);

@@ -77,7 +77,7 @@ describe('local address ids carried by flows (BPF_PROG_TEST_RUN)', { skip: kerne
     assert.equal(syn.retval, XdpAction.REDIRECT);
     const lip = [...syn.data.subarray(14 + 12, 14 + 16)].join('.');
     const id = idOf(lip);
-    assert.deepEqual(laddrIdsCarried(t.dp), new Set([id]), 'the new flow (xvs_syn_conns)');
+    assert.deepEqual(laddrIdsCarried(t.dp), new Set([id]), 'the new flow (xvs_new_flows)');
     assert.equal(t.run(seg(80, F.TCP.ACK)).retval, XdpAction.REDIRECT);
     assert.deepEqual(laddrIdsCarried(t.dp), new Set([id]), 'confirmed (xvs_conns)');
   });

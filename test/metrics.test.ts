@@ -158,7 +158,7 @@ describe('xvsd --metrics', { skip }, () => {
     // Table fill.
     assert.equal(s.value('xvs_map_entries', { map: 'xvs_conns' }), 4);
     assert.equal(s.value('xvs_map_live_entries', { map: 'xvs_conns' }), 4);
-    assert.equal(s.value('xvs_map_entries', { map: 'xvs_syn_conns' }), 5 + 1 + 2);
+    assert.equal(s.value('xvs_map_entries', { map: 'xvs_new_flows' }), 5 + 1 + 2);
     assert.equal(s.value('xvs_map_entries', { map: 'xvs_persist' }), 1);
     assert.equal(s.value('xvs_map_max_entries', { map: 'xvs_conns' }), 4096);
     assert.equal(s.value('xvs_map_entries', { map: 'xvs_services' }), 4);

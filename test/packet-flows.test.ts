@@ -1,5 +1,5 @@
 // The connection tables through BPF_PROG_TEST_RUN: new flows wait in
-// xvs_syn_conns until the client confirms them; a flood of new flows cannot
+// xvs_new_flows until the client confirms them; a flood of new flows cannot
 // evict a confirmed one; a segment of no flow is never answered by the
 // director's own stack; a new connection on the tuple of a flow whose real
 // server left is scheduled afresh; next hops come from the cache the control
@@ -30,7 +30,7 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
   const counter = (name: string) => t.director.counters()[name] ?? 0;
 
   before(async () => {
-    t = directorNs('xvs-pf', { connTableSize: CONN_TABLE, tunnelSource: '192.0.2.99' });
+    t = directorNs('xvs-pf', { connTableSize: CONN_TABLE, newFlowSets: 128, tunnelSource: '192.0.2.99' });
     const svc = async (port: number, scheduler: string, reals: [string, 'dr' | 'tun'][], proto: 'tcp' | 'udp' = 'tcp') => {
       await t.director.addService({ proto, addr: ADDR.vip, port, scheduler });
       for (const [addr, fwd] of reals) await t.addReal({ proto, addr: ADDR.vip, port }, { addr, port: 0, fwd, weight: 1 });
@@ -46,15 +46,15 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
     t?.close();
   });
 
-  test('a new flow waits in xvs_syn_conns and moves to xvs_conns on the client\'s ACK', () => {
+  test('a new flow waits in xvs_new_flows and moves to xvs_conns on the client\'s ACK', () => {
     const promoted = counter('promoted');
     assert.equal(t.run(pkt(80, 50000, F.TCP.SYN)).retval, XdpAction.TX);
-    assert.equal(t.dp.synConns.get(key(80, 50000))?.state, CONN_STATE.syn_recv, 'SYN_RECV in the new-flow table');
+    assert.equal(t.dp.newFlows.get(key(80, 50000))?.state, CONN_STATE.syn_recv, 'SYN_RECV in the new-flow table');
     assert.equal(t.dp.conns.get(key(80, 50000)), null);
     assert.equal(t.run(pkt(80, 50000, F.TCP.SYN)).retval, XdpAction.TX, 'a retransmitted SYN');
     assert.equal(t.run(pkt(80, 50000, F.TCP.ACK)).retval, XdpAction.TX);
     assert.equal(t.dp.conns.get(key(80, 50000))?.state, CONN_STATE.established, 'ESTABLISHED in the confirmed table');
-    assert.equal(t.dp.synConns.get(key(80, 50000)), null);
+    assert.equal(t.dp.newFlows.get(key(80, 50000)), null);
     assert.equal(counter('promoted') - promoted, 1);
     assert.equal(t.run(pkt(80, 50000, F.TCP.ACK | F.TCP.FIN)).retval, XdpAction.TX);
     assert.equal(t.dp.conns.get(key(80, 50000))?.state, CONN_STATE.fin_wait, 'FIN_WAIT');
@@ -63,10 +63,10 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
   test('UDP: the first datagram makes a new flow, the second confirms it', () => {
     const dgram = () => F.frame({ l2: inbound, src: ADDR.client, dst: ADDR.vip, sport: 6000, dport: 53, proto: 'udp', payload: Buffer.from('x') });
     assert.equal(t.run(dgram()).retval, XdpAction.TX);
-    assert.equal(t.dp.synConns.get(key(53, 6000, ADDR.client, 17))?.state, CONN_STATE.udp);
+    assert.equal(t.dp.newFlows.get(key(53, 6000, ADDR.client, 17))?.state, CONN_STATE.udp);
     assert.equal(t.run(dgram()).retval, XdpAction.TX);
     assert.equal(t.dp.conns.get(key(53, 6000, ADDR.client, 17))?.state, CONN_STATE.udp);
-    assert.equal(t.dp.synConns.get(key(53, 6000, ADDR.client, 17)), null);
+    assert.equal(t.dp.newFlows.get(key(53, 6000, ADDR.client, 17)), null);
   });
 
   test('a flood of new flows many times the table size evicts no confirmed flow', () => {
@@ -76,7 +76,7 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
       first.set(sport, macOf(t.run(pkt(81, sport, F.TCP.SYN))));
       assert.notEqual(t.run(pkt(81, sport, F.TCP.ACK)).retval, XdpAction.DROP);
     }
-    const synSize = t.dp.synConns.raw.maxEntries;
+    const synSize = t.dp.newFlows.maxEntries;
     const flood = 10 * (CONN_TABLE + synSize);
     let dropped = 0;
     for (let i = 0; i < flood; i++) {
@@ -102,7 +102,7 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
     assert.equal(macOf(stray), viaSyn, 'the real server sh gives this client');
     assert.equal(counter('sloppy') - sloppy, 1);
     assert.equal(t.dp.conns.get(key(82, 52002, '203.0.113.50')), null);
-    assert.equal(t.dp.synConns.get(key(82, 52002, '203.0.113.50')), null);
+    assert.equal(t.dp.newFlows.get(key(82, 52002, '203.0.113.50')), null);
   });
 
   test('a SYN on the tuple of a flow whose real server was deleted or quiesced is scheduled afresh', async () => {
@@ -127,7 +127,7 @@ describe('connection tables (BPF_PROG_TEST_RUN)', { skip }, () => {
     const misses = counter('nh_miss');
     assert.equal(macOf(t.run(pkt(80, 54000, F.TCP.SYN))), RS1);
     assert.equal(counter('nh_miss') - misses, 0, 'a cached next hop needs no FIB lookup');
-    const id = t.dp.synConns.get(key(80, 54000))!.real_id;
+    const id = t.dp.newFlows.get(key(80, 54000))!.real_id;
     const cached = t.dp.nexthops.get(id)!;
     assert.equal(cached.dmac, ADDR.rs1Mac);
     assert.equal(cached.smac, ADDR.dirMac);

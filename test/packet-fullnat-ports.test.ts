@@ -83,9 +83,10 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
   let realId = 0;
 
   function clear(): void {
-    for (const m of [t.dp.nats, t.dp.natSyn, t.dp.conns, t.dp.synConns]) {
+    for (const m of [t.dp.nats, t.dp.natSyn, t.dp.conns]) {
       for (const k of [...m.raw.keys()]) m.raw.delete(k);
     }
+    t.dp.newFlows.clear();
     const d = dry();
     d.set(realId, new Array<number>(d.cpus).fill(0));
   }
@@ -136,7 +137,7 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
     const before = noPort();
     for (let i = 0; i < 3; i++) {
       assert.equal(t.run(syn(ADDR.client, 44000 + i)).retval, XdpAction.DROP, `flow ${i}`);
-      assert.equal(t.dp.synConns.get({ saddr: ADDR.client, daddr: ADDR.vip, sport: 44000 + i, dport: 80, proto: 6, family: 2 }), null);
+      assert.equal(t.dp.newFlows.get({ saddr: ADDR.client, daddr: ADDR.vip, sport: 44000 + i, dport: 80, proto: 6, family: 2 }), null);
     }
     assert.equal(noPort() - before, 3);
     assert.equal([...t.dp.natSyn.raw.keys()].length, EMBRYONIC, 'xvs_nat_syn: the held new flows, no claim left');

@@ -83,7 +83,7 @@ describe('FULLNAT with TOA (BPF_PROG_TEST_RUN)', { skip }, () => {
       const lport = lportOf(r1.data);
       assert.ok(lport >= 1024, `local port ${lport}`);
       assert.equal(hex(r1.data), hex(outbound(f, syn, lport, false)), 'SYN: from LIP:lport to RIP:rport');
-      assert.equal(t.dp.synConns.get(fwdKey(f, sport))?.lport, lport);
+      assert.equal(t.dp.newFlows.get(fwdKey(f, sport))?.lport, lport);
 
       const synack = { sport, flags: F.TCP.SYN | F.TCP.ACK, options: F.TcpOpt.mss(1460) };
       const r2 = t.run(reply(f, synack, lport));
@@ -133,7 +133,7 @@ describe('FULLNAT with TOA (BPF_PROG_TEST_RUN)', { skip }, () => {
     const before = counter('fnat_no_laddr');
     assert.equal(t.run(F.packet({ l2: fromClient, proto: 'tcp', src: ADDR.client, dst: ADDR.vip, sport: 43000, dport: 81, flags: F.TCP.SYN })).retval, XdpAction.DROP);
     assert.equal(counter('fnat_no_laddr') - before, 1);
-    assert.equal(t.dp.synConns.get({ ...fwdKey(V4, 43000), dport: 81 }), null);
+    assert.equal(t.dp.newFlows.get({ ...fwdKey(V4, 43000), dport: 81 }), null);
   });
 });
 
@@ -172,7 +172,7 @@ describe('FULLNAT local ports: exhaustion and reuse (BPF_PROG_TEST_RUN)', { skip
     const syn = F.packet({ l2: fromClient, proto: 'tcp', src: ADDR.client, dst: ADDR.vip, sport: 44000, dport: 80, flags: F.TCP.SYN });
     assert.equal(t.run(syn).retval, XdpAction.DROP);
     assert.equal((t.director.counters().fnat_no_port ?? 0) - before, 1);
-    assert.equal(t.dp.synConns.get({ saddr: ADDR.client, daddr: ADDR.vip, sport: 44000, dport: 80, proto: 6, family: 2 }), null);
+    assert.equal(t.dp.newFlows.get({ saddr: ADDR.client, daddr: ADDR.vip, sport: 44000, dport: 80, proto: 6, family: 2 }), null);
   });
 
   test('ports whose flows expired are taken again', () => {

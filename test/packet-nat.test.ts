@@ -54,7 +54,7 @@ const revKey = (sport: number, v6 = false, proto = 6): ConnKey => ({
 describe('LVS-NAT, both directions (BPF_PROG_TEST_RUN)', { skip }, () => {
   let t: DirectorNs;
   const hex = (b: Buffer) => b.toString('hex');
-  const stateOf = (sport: number) => t.dp.conns.get(fwdKey(sport))?.state ?? t.dp.synConns.get(fwdKey(sport))?.state;
+  const stateOf = (sport: number) => t.dp.conns.get(fwdKey(sport))?.state ?? t.dp.newFlows.get(fwdKey(sport))?.state;
   const revStateOf = (sport: number) => t.dp.nats.get(revKey(sport))?.state ?? t.dp.natSyn.get(revKey(sport))?.state;
 
   before(async () => {

@@ -96,7 +96,7 @@ describe('port-zero services and one-packet scheduling (BPF_PROG_TEST_RUN)', { s
     assert.deepEqual([...to].sort(), ['far', 'far', 'rs1', 'rs1'], `rr over both for one tuple: ${to.join(' ')}`);
     assert.notEqual(to[0], to[1]);
     const key = { saddr: ADDR.client, daddr: ADDR.vip, sport: 5353, dport: 53, proto: 17, family: 2 };
-    assert.equal(t.dp.synConns.get(key), null);
+    assert.equal(t.dp.newFlows.get(key), null);
     assert.equal(t.dp.conns.get(key), null);
     assert.equal(t.director.list().services.find((s) => s.port === 53)?.stats.conns, 4, 'each datagram a connection, as IPVS counts them');
   });

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Pins flows to real servers. Confirmed flows live in xvs_conns, new ones in
- * xvs_syn_conns until the client confirms them (its ACK, a second datagram),
+ * xvs_new_flows (newflow.h) until the client confirms them (its ACK, a second datagram),
  * so a flood of new flows cannot evict a confirmed one. An established
  * packet costs one lookup and no service lookup. NAT and FULLNAT flows have
  * a reply side too (nat.h), opened, confirmed and kept in step here.
@@ -15,6 +15,7 @@
 #include "sched.h"
 #include "tcpstate.h"
 #include "natconn.h"
+#include "newflow.h"
 
 /* Called where a packet is handed to its real server, and nowhere else: an
  * answer the director makes itself (ICMP) is not traffic to the real. */
@@ -151,7 +152,7 @@ static __always_inline int xvs_stray(struct xvs_pkt *p, const struct xvs_svc *sv
 	return XDP_DROP;
 }
 
-/* A packet of a new flow: entry in xvs_syn_conns. */
+/* A packet of a new flow: its entry for xvs_new_flows. */
 static __always_inline void xvs_new_entry(struct xvs_conn *nc, const struct xvs_pkt *p, const struct xvs_svc *svc,
 					  const struct xvs_real *r, __u32 rid, __u64 now)
 {
@@ -174,7 +175,7 @@ static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt
 	nc.state = p->proto == IPPROTO_TCP ? xvs_tcp_state(c->state, p->tcp_flags, xvs_in_dir(r)) : XVS_CS_UDP;
 	nc.last_seen = now;
 	bpf_map_update_elem(&xvs_conns, &p->key, &nc, BPF_ANY);
-	bpf_map_delete_elem(&xvs_syn_conns, &p->key);
+	xvs_nf_put(&p->key, NULL, now);
 	if (xvs_in_dir(r) == XVS_DIR_IN)
 		xvs_nat_promote(p, nc.state);
 	xvs_count(XVS_CNT_PROMOTED);
@@ -184,36 +185,26 @@ static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt
  * index past the slices the control plane sized finds none). */
 static __always_inline __u32 xvs_cache_index(const struct xvs_conn_key *k)
 {
-	__u32 h = (k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3]) * 2654435761U;
-
-	h ^= ((__u32)k->sport << 16 | k->dport) * 2246822519U;
-	h ^= (k->daddr[0] ^ k->daddr[3]) + k->proto;
-	h ^= h >> 15;
-	return bpf_get_smp_processor_id() * XVS_FLOW_CACHE_SLOTS + (h & (XVS_FLOW_CACHE_SLOTS - 1));
+	return bpf_get_smp_processor_id() * XVS_FLOW_CACHE_SLOTS + (xvs_tuple_hash(k) & (XVS_FLOW_CACHE_SLOTS - 1));
 }
 
-static __always_inline int xvs_key_eq(const struct xvs_conn_key *x, const struct xvs_conn_key *y)
-{
-	const __u64 *a = (const __u64 *)x, *b = (const __u64 *)y;
-
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4];
-}
-
-/* The copies' generation now (xvs_flow_cache_gen). */
+/* The copies' generation now (xvs_flow_ctl.cache_gen). */
 static __always_inline __u32 xvs_cache_gen(void)
 {
-	__u32 zero = 0, *g = bpf_map_lookup_elem(&xvs_flow_cache_gen, &zero);
+	__u32 zero = 0;
+	struct xvs_flow_ctl *ctl = bpf_map_lookup_elem(&xvs_flow_cache_ctl, &zero);
 
-	return g ? *g : 0;
+	return ctl ? ctl->cache_gen : 0;
 }
 
 /* Retires every CPU's copies at once (a SYN dropped a confirmed entry). */
 static __always_inline void xvs_cache_retire(void)
 {
-	__u32 zero = 0, *g = bpf_map_lookup_elem(&xvs_flow_cache_gen, &zero);
+	__u32 zero = 0;
+	struct xvs_flow_ctl *ctl = bpf_map_lookup_elem(&xvs_flow_cache_ctl, &zero);
 
-	if (g)
-		__sync_fetch_and_add(g, 1);
+	if (ctl)
+		__sync_fetch_and_add(&ctl->cache_gen, 1);
 }
 
 /* A state a copy of xvs_conns or xvs_nats may hold: one in which a packet
@@ -232,7 +223,7 @@ static __always_inline int xvs_cacheable(const struct xvs_pkt *p)
 
 /* The slot's copy, if it is this flow's, of this generation, taken less
  * than a second ago, and of the table the packet would look in: a SYN's of
- * xvs_syn_conns (SYN_RECV: a retransmission changes nothing), another's of
+ * xvs_new_flows (SYN_RECV: a retransmission changes nothing), another's of
  * xvs_conns (ESTABLISHED, UDP, refreshed less than a second ago, so the
  * entry needs no refresh yet). Its real server, checked as the entry's
  * would be (XVS_HIT), else XVS_MISS. */
@@ -277,7 +268,7 @@ static __always_inline void xvs_cache_fill(struct xvs_flow_cached *fc, const str
 		fc->copied = 0;
 }
 
-/* A new flow's entry in xvs_syn_conns (nc), or none (NULL: a one-packet
+/* A new flow's entry in xvs_new_flows (nc), or none (NULL: a one-packet
  * datagram): a TCP handshake's is this CPU's copy for its retransmitted
  * SYNs; otherwise a copy of an older flow on the tuple (whose entry went
  * without a FIN or RST passing here) must not take its packets. */
@@ -337,7 +328,7 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 /*
  * Everything but an established packet's one lookup and a retransmitted
  * SYN's: a new flow waiting for its confirmation, a SYN on a confirmed
- * flow, a packet of no flow, and a new flow. A SYN's look in xvs_syn_conns
+ * flow, a packet of no flow, and a new flow. A SYN's look in xvs_new_flows
  * was xvs_flow's, so only another packet looks there. Records the flow in p
  * (real server included) and returns XVS_CONTINUE, or the packet's
  * verdict. A subprogram (see XVS_SUBPROG): the new-flow path's temporaries
@@ -346,7 +337,8 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	struct xvs_conn nc;
-	struct xvs_conn *c;
+	struct xvs_conn *c = NULL;
+	struct xvs_new_flow *w = NULL;
 	struct xvs_svc *svc;
 	struct xvs_real *r = NULL;
 	struct xvs_config *cfg;
@@ -360,13 +352,16 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	tcp = p->proto == IPPROTO_TCP;
 	syn = tcp && (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
 
-	c = syn ? NULL : bpf_map_lookup_elem(&xvs_syn_conns, &p->key);
+	if (!syn && (w = xvs_nf_find(&p->key)))
+		c = &w->conn;
 	if (c && xvs_entry(c, cfg, now, 0, &r) == XVS_HIT) {
 		xvs_follow(c, p, r);
-		if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST))))
+		if (!tcp || ((p->tcp_flags & XVS_TCP_ACK) && !(p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_RST)))) {
 			xvs_promote(c, p, r, now);
-		else
+		} else {
 			xvs_conn_state(c, p, r);
+			xvs_nf_seal(w);
+		}
 		return XVS_CONTINUE;
 	}
 
@@ -403,7 +398,7 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	/* One-packet scheduling: no entry, so the next datagram is scheduled
 	 * afresh (a NAT reply side still opens, for the answer). */
 	if (tcp || !(svc->flags & XVS_SVC_F_OPS)) {
-		bpf_map_update_elem(&xvs_syn_conns, &p->key, &nc, BPF_ANY);
+		xvs_nf_put(&p->key, &nc, now);
 		xvs_cache_new(p, &nc, now);
 	} else {
 		xvs_cache_new(p, NULL, now);
@@ -417,7 +412,7 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
  * or not). Returns XVS_CONTINUE with *rp set, or the packet's verdict. A
  * packet other than a SYN looks at this CPU's copy, then in xvs_conns: an
  * established packet costs one of those and no service lookup, inline. A
- * SYN looks at its handshake's copy, then in xvs_syn_conns, inline too: a
+ * SYN looks at its handshake's copy, then in xvs_new_flows, inline too: a
  * retransmission costs one of those and no subprogram call (a call costs
  * 0.05-0.15x of the floor).
  */
@@ -428,7 +423,7 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 		  (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
 	__u64 now = bpf_jiffies64();
 	struct xvs_flow_cached *fc;
-	struct xvs_conn *c;
+	struct xvs_new_flow *w;
 	__u32 id, gen;
 	int rc;
 
@@ -441,11 +436,11 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 			xvs_count(XVS_CNT_FLOW_CACHED);
 			return XVS_CONTINUE;
 		}
-		c = bpf_map_lookup_elem(&xvs_syn_conns, &p->key);
-		if (c && xvs_entry(c, cfg, now, 1, rp) == XVS_HIT) {
-			xvs_follow(c, p, *rp);
-			if (fc && c->state == XVS_CS_SYN_RECV)
-				xvs_cache_copy(fc, p, c, gen, now);
+		w = xvs_nf_find(&p->key);
+		if (w && xvs_entry(&w->conn, cfg, now, 1, rp) == XVS_HIT) {
+			xvs_follow(&w->conn, p, *rp);
+			if (fc && w->conn.state == XVS_CS_SYN_RECV)
+				xvs_cache_copy(fc, p, &w->conn, gen, now);
 			return XVS_CONTINUE;
 		}
 	} else if (xvs_confirmed(p, cfg, now, 0, rp) == XVS_HIT) {

@@ -17,7 +17,7 @@
  *
  * The flow is found by the quoted packet's tuple reversed: it is the reply
  * key of xvs_nats/xvs_nat_syn in the first case, the flow key of
- * xvs_conns/xvs_syn_conns in the second. The rewrite itself
+ * xvs_conns/xvs_new_flows in the second. The rewrite itself
  * (xvs_icmperr_rewrite) takes both addresses of the outer header and both
  * (address, port) pairs of the quoted packet, so FULLNAT, which changes the
  * client's side too, uses the same function with its local address.
@@ -666,14 +666,15 @@ static __always_inline int xvs_icmperr_to_real(struct xdp_md *ctx, struct xvs_pk
 {
 	const struct xvs_nexthop *nh;
 	const struct xvs_laddr *la = NULL;
+	struct xvs_new_flow *w;
 	struct xvs_conn *c;
 	struct xvs_real *r;
 	__u32 id;
 	int rc;
 
 	c = bpf_map_lookup_elem(&xvs_conns, k);
-	if (!c)
-		c = bpf_map_lookup_elem(&xvs_syn_conns, k);
+	if (!c && (w = xvs_nf_find(k)))
+		c = &w->conn;
 	if (!c || !xvs_fresh(cfg, c->last_seen, now, c->state))
 		return XVS_CONTINUE;
 	id = c->real_id;

@@ -87,13 +87,13 @@ struct {
  * established entry, so it forwards exactly as the entry would: whatever
  * would change the entry (a SYN, FIN or RST, a state other than
  * ESTABLISHED, the once-a-second refresh) goes to xvs_conns. Or it is a
- * new TCP flow's handshake (xvs_syn_conns, SYN_RECV), which only its
+ * new TCP flow's handshake (xvs_new_flows, SYN_RECV), which only its
  * retransmitted SYNs follow. Never pinned: it refills from the tables.
  */
 struct xvs_flow_cached {
 	struct xvs_conn_key key;
 	struct xvs_conn conn;
-	__u32 gen;            /* xvs_flow_cache_gen's value when copied */
+	__u32 gen;            /* xvs_flow_ctl.cache_gen when copied */
 	__u32 pad0;
 	__u64 copied;         /* jiffies when copied */
 	__u8 pad[40];         /* 128 bytes: a slot never shares a cache line */
@@ -112,7 +112,7 @@ struct {
 struct xvs_reply_cached {
 	struct xvs_conn_key key;
 	struct xvs_nat nat;
-	__u32 gen;            /* xvs_flow_cache_gen's value when copied */
+	__u32 gen;            /* xvs_flow_ctl.cache_gen when copied */
 	__u32 pad;
 };
 _Static_assert(sizeof(struct xvs_reply_cached) == 128, "xvs_reply_cached");
@@ -124,30 +124,39 @@ struct {
 	__type(value, struct xvs_reply_cached);
 } xvs_reply_cache SEC(".maps");
 
-/* Bumped (atomically, by any CPU) when a SYN drops a confirmed entry to
- * schedule its tuple afresh: every CPU's copies of that flow, and of all
- * others, stop counting at once. Rare: a reused tuple whose connection was
- * closing, or whose real server was deleted or quiesced. */
+/* The copies' generation, bumped (atomically, by any CPU) when a SYN drops
+ * a confirmed entry to schedule its tuple afresh: every CPU's copies of
+ * that flow, and of all others, stop counting at once. Rare: a reused tuple
+ * whose connection was closing, or whose real server was deleted or
+ * quiesced. And the geometry of xvs_new_flows. Never pinned: the control
+ * plane writes it at each load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} xvs_flow_cache_gen SEC(".maps");
+	__type(value, struct xvs_flow_ctl);
+} xvs_flow_cache_ctl SEC(".maps");
 
-/* New flows until they confirm (IPVS's SYN_RECV, a first datagram); a flood
- * evicts only its own kind. */
+/*
+ * New flows until they confirm (IPVS's SYN_RECV, a first datagram), apart
+ * from xvs_conns so that a flood evicts only its own kind. Sets of
+ * XVS_NEW_FLOW_WAYS by the tuple's hash, a way taken by a new flow when
+ * free, else the set's oldest: under a flood, every SYN would make a hash
+ * map with LRU eviction walk to an old element, unlink it and take its
+ * bucket's lock, five or six lines cold at flood rates, where a set costs
+ * its tag line and the way written (docs/architecture.md). Sized by the
+ * control plane (xvs_flow_ctl.new_flow_mask).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, XVS_SYN_TABLE_DEFAULT);
-	__type(key, struct xvs_conn_key);
-	__type(value, struct xvs_conn);
-} xvs_syn_conns SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_NEW_FLOW_SETS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct xvs_new_flow_set);
+} xvs_new_flows SEC(".maps");
 
 /* NAT and FULLNAT replies, by their 5-tuple as they reach the director: the
  * reply side of confirmed flows, and of new ones (kept apart for the same
- * reason as xvs_conns and xvs_syn_conns). */
+ * reason as xvs_conns and xvs_new_flows). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, XVS_CONN_TABLE_DEFAULT);

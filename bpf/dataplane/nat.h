@@ -16,6 +16,7 @@
 #include "tcpstate.h"
 #include "fullnat.h"
 #include "icmp.h"
+#include "newflow.h"
 
 /* Inlined: every established NAT packet comes here, and a subprogram's call
  * cost it 0.05x of the floor; its frame fits beside the others'. */
@@ -58,6 +59,7 @@ static __always_inline void xvs_account_out(__u32 svc_id, __u32 real_id, __u32 b
 static __always_inline void xvs_nat_reply_state(struct xvs_nat *n, const struct xvs_pkt *p)
 {
 	struct xvs_conn_key fk = {};
+	struct xvs_new_flow *w;
 	struct xvs_conn *c;
 	__u8 ns = xvs_tcp_state(n->state, p->tcp_flags, XVS_DIR_OUT);
 
@@ -71,10 +73,16 @@ static __always_inline void xvs_nat_reply_state(struct xvs_nat *n, const struct 
 	fk.proto = p->proto;
 	fk.family = n->family;
 	c = bpf_map_lookup_elem(&xvs_conns, &fk);
-	if (!c)
-		c = bpf_map_lookup_elem(&xvs_syn_conns, &fk);
-	if (c && c->real_id == n->real_id)
-		c->state = ns;
+	if (c) {
+		if (c->real_id == n->real_id)
+			c->state = ns;
+		return;
+	}
+	w = xvs_nf_find(&fk);
+	if (w && w->conn.real_id == n->real_id) {
+		w->conn.state = ns;
+		xvs_nf_seal(w);
+	}
 }
 
 /* Whether the packet's source may be a NAT or FULLNAT real server: its

@@ -46,8 +46,8 @@ export function countConns(dp: Dataplane, gens: ReadonlyMap<number, number>): Co
   const now = dp.jiffies();
   const t = readStateTimeouts(dp);
   // Confirmed flows and new ones (SYN_RECV, a first datagram): IPVS counts both.
-  for (const table of [dp.conns, dp.synConns]) {
-    const { keys, values } = table.raw.lookupBatch(4096);
+  for (const table of [dp.conns.raw, dp.newFlows]) {
+    const { keys, values } = table.lookupBatch(4096);
     values.forEach((vb, i) => {
       const c = C.conn.decode(vb);
       if (gens.get(c.real_id) !== c.real_gen) return;

@@ -1,6 +1,6 @@
 // A restart with another --conn-table-size. libbpf reuses a pinned map only
 // if its definition matches, so the flow tables whose size follows the
-// option (xvs_conns, xvs_syn_conns, xvs_persist and NAT's reply sides) are loaded fresh at the new
+// option (xvs_conns, xvs_persist and NAT's reply sides; xvs_new_flows has one size) are loaded fresh at the new
 // size instead, and the live entries are copied over from the old pins
 // before those are replaced: most recently used first when the new table is
 // smaller, every entry when it is larger.
@@ -8,11 +8,11 @@ import { existsSync, rmSync } from 'node:fs';
 import * as lb from '../loader/libbpf.js';
 import * as C from '../maps/codecs.js';
 import { BPF_NOEXIST, mapFromPin, type RawMap } from '../maps/map.js';
+import type { NewFlowTable } from '../maps/new-flows.js';
 
 /** The maps sized from --conn-table-size, each with the codec of its value (all start with last_seen). */
 export const RESIZABLE = {
   xvs_conns: C.conn,
-  xvs_syn_conns: C.conn,
   xvs_persist: C.persist,
   xvs_nats: C.nat,
   xvs_nat_syn: C.nat,
@@ -97,4 +97,24 @@ export function copyTouchedSince(name: ResizableName, from: RawMap, to: RawMap, 
 export function repin(s: StalePin, to: RawMap): void {
   rmSync(s.path, { force: true });
   to.pin(s.path);
+}
+
+/**
+ * The new-flow table of builds before xvs_new_flows, an LRU hash pinned as
+ * xvs_syn_conns: its handshakes move into xvs_new_flows before the new
+ * program is attached, so their ACKs still confirm them, and the pin goes.
+ * Returns how many moved (0: no such pin).
+ */
+export function adoptSynConns(pinDir: string, to: NewFlowTable): number {
+  const path = `${pinDir}/xvs_syn_conns`;
+  if (!existsSync(path)) return 0;
+  const old = mapFromPin(path);
+  try {
+    const { keys, values } = old.lookupBatch(CHUNK);
+    keys.forEach((k, i) => to.set(C.connKey.decode(k), C.conn.decode(values[i]!)));
+    return keys.length;
+  } finally {
+    old.close();
+    rmSync(path, { force: true });
+  }
 }

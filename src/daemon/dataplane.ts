@@ -2,6 +2,8 @@ import { rmSync } from 'node:fs';
 import { BpfObject, type XdpMode } from '../loader/index.js';
 import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
+import { NEW_FLOW } from '../maps/abi.js';
+import { NewFlowTable } from '../maps/new-flows.js';
 import { bpfObject } from '../paths.js';
 import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
@@ -9,7 +11,7 @@ import { defaultTimeouts } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
 import type { DirectorInterface } from './interfaces.js';
 import { attachPorts, detachPorts, detachStale, type Port } from './ports.js';
-import { copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
+import { adoptSynConns, copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
 
 /** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
 const ETH_ZLEN = 60;
@@ -46,12 +48,14 @@ const log = logger('dataplane');
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/xvs';
 export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
 /**
- * New flows wait here for a round trip, not for their lifetime, so the table
- * is small: at 65,536 entries a flood of 100,000 SYNs a second still leaves
- * each handshake over half a second, and a small table's buckets stay in the
- * caches, which is most of what a new flow costs.
+ * New flows wait in xvs_new_flows for a round trip, not for their lifetime,
+ * so the table is small and of one size whatever --conn-table-size says (a
+ * restart that resizes the connection tables keeps the handshakes under
+ * way): 8,192 sets of 8, 65,536 flows, 5.5 MiB. A flood of 100,000 SYNs a
+ * second then leaves a handshake's set 8 newer arrivals in 0.65 s on
+ * average.
  */
-export const DEFAULT_SYN_TABLE_SIZE = 1 << 16;
+export const DEFAULT_NEW_FLOW_SETS = 8192;
 
 /**
  * The maps the director pins: every map its object declares that can be
@@ -81,8 +85,8 @@ export interface DataplaneOptions {
   /** Omitted: no pinning (tests); maps die with the object. */
   pinDir?: string;
   connTableSize?: number;
-  /** New flows until confirmed (default: a quarter of connTableSize, at most DEFAULT_SYN_TABLE_SIZE). */
-  synTableSize?: number;
+  /** Sets of xvs_new_flows, a power of two (default DEFAULT_NEW_FLOW_SETS); tests that flood it take fewer. Not for pinned maps: a pin of another size is not reused. */
+  newFlowSets?: number;
   objectPath?: string;
 }
 
@@ -100,7 +104,9 @@ export class Dataplane {
   readonly config: TypedMap<number, C.Config>;
   readonly progFd: number;
   readonly clockFd: number;
-  readonly synConns: TypedMap<C.ConnKey, C.Conn>;
+  readonly newFlows: NewFlowTable;
+  /** xvs_flow_cache_ctl: the flow copies' generation and xvs_new_flows' mask. */
+  readonly flowCtl: TypedMap<number, C.FlowCtl>;
   readonly nexthops: TypedMap<number, C.Nexthop>;
   readonly nats: TypedMap<C.ConnKey, C.Nat>;
   readonly natSyn: TypedMap<C.ConnKey, C.Nat>;
@@ -133,7 +139,8 @@ export class Dataplane {
     this.config = new TypedMap(obj.map('xvs_config'), C.u32Codec, C.config);
     this.progFd = obj.program('xvs_xdp').fd;
     this.clockFd = obj.program('xvs_clock').fd;
-    this.synConns = new TypedMap(obj.map('xvs_syn_conns'), C.connKey, C.conn);
+    this.newFlows = new NewFlowTable(obj.map('xvs_new_flows'));
+    this.flowCtl = new TypedMap(obj.map('xvs_flow_cache_ctl'), C.u32Codec, C.flowCtl);
     this.nexthops = new TypedMap(obj.map('xvs_nexthops'), C.u32Codec, C.nexthop);
     this.nats = new TypedMap(obj.map('xvs_nats'), C.connKey, C.nat);
     this.natSyn = new TypedMap(obj.map('xvs_nat_syn'), C.connKey, C.nat);
@@ -155,14 +162,14 @@ export class Dataplane {
   static load(o: DataplaneOptions = {}): Dataplane {
     const connTableSize = o.connTableSize ?? DEFAULT_CONN_TABLE_SIZE;
     const objectPath = o.objectPath ?? bpfObject('xvs');
-    const synTableSize = o.synTableSize ?? Math.max(1024, Math.min(DEFAULT_SYN_TABLE_SIZE, connTableSize >>> 2));
+    const newFlowSets = o.newFlowSets ?? DEFAULT_NEW_FLOW_SETS;
+    if (newFlowSets < 1 || (newFlowSets & (newFlowSets - 1)) !== 0) throw new XvsError('BAD_ARGUMENT', `newFlowSets: ${newFlowSets} is not a power of two`);
     // NAT's reply sides mirror the flows they answer: one per flow.
     const sizes = {
       xvs_conns: connTableSize,
-      xvs_syn_conns: synTableSize,
       xvs_persist: Math.max(1024, connTableSize >>> 2),
       xvs_nats: connTableSize,
-      xvs_nat_syn: synTableSize,
+      xvs_nat_syn: Math.max(1024, Math.min(newFlowSets * NEW_FLOW.ways, connTableSize >>> 2)),
     };
     // Flow tables pinned at another size are loaded fresh and filled from the old pins (conn-migrate.ts).
     const stale = o.pinDir ? openResizedPins(o.pinDir, sizes) : [];
@@ -170,7 +177,7 @@ export class Dataplane {
       const fresh = new Set<string>(stale.map((s) => s.name));
       const obj = BpfObject.open({
         objectPath,
-        mapSizes: sizes,
+        mapSizes: { ...sizes, xvs_new_flows: newFlowSets },
         perCpuSlices: ['xvs_flow_cache', 'xvs_reply_cache'],
         ...(o.pinDir ? { pinDir: o.pinDir, ...(fresh.size > 0 ? { pinMaps: directorMaps(objectPath).filter((n) => !fresh.has(n)) } : {}) } : {}),
       });
@@ -182,6 +189,8 @@ export class Dataplane {
       }
       const dp = new Dataplane(obj, connTableSize);
       dp.#initConfig();
+      const adopted = o.pinDir ? adoptSynConns(o.pinDir, dp.newFlows) : 0;
+      if (adopted > 0) log.info({ flows: adopted }, 'new flows moved from xvs_syn_conns, the table of an earlier build, into xvs_new_flows');
       const since = stale.length > 0 ? dp.jiffies() : 0;
       const copied = stale.map((s) => copyNewestFirst(s.name, s.old, obj.map(s.name)));
       if (o.interfaces) {
@@ -242,6 +251,8 @@ export class Dataplane {
    * IPVS's timeouts: the dataplane knows no defaults.
    */
   #initConfig(): void {
+    // Never pinned: written at every load, before any packet.
+    this.flowCtl.set(0, { cache_gen: 0, new_flow_mask: this.newFlows.mask });
     const cur = this.config.get(0);
     if (cur && cur.hz !== 0 && cur.timeout.some((t) => t !== 0)) {
       this.hz = cur.hz;

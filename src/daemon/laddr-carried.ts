@@ -1,5 +1,5 @@
 // The ids of xvs_laddrs that live flows carry: a FULLNAT flow's entry in
-// xvs_conns or xvs_syn_conns names its local address by id (laddr_id) with
+// xvs_conns or xvs_new_flows names its local address by id (laddr_id) with
 // a local port; any other flow has port 0. Read only when every id is taken
 // and -P needs one back (model.ts, addLaddr): a walk of the flow tables.
 import { fieldOffset } from '../maps/codec.js';
@@ -10,9 +10,9 @@ export function laddrIdsCarried(dp: Dataplane): Set<number> {
   const lport = fieldOffset(C.conn, 'lport');
   const laddrId = fieldOffset(C.conn, 'laddr_id');
   const out = new Set<number>();
-  for (const m of [dp.conns, dp.synConns]) {
-    const stride = m.raw.valueBufSize;
-    for (const b of m.raw.batches(4096)) {
+  for (const m of [dp.conns.raw, dp.newFlows]) {
+    const stride = m.valueBufSize;
+    for (const b of m.batches(4096)) {
       for (let j = 0; j < b.count; j++) {
         const at = j * stride;
         // lport is network order (__be16), laddr_id host order (__u32), as the ABI has them.

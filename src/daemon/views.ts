@@ -167,8 +167,8 @@ export function connectionsView(dp: Dataplane, m: Model): ConnView[] {
   const now = dp.jiffies();
   const hz = dp.hz || 1;
   const out: ConnView[] = [];
-  for (const table of [dp.conns, dp.synConns]) {
-    const { keys, values } = table.raw.lookupBatch(4096);
+  for (const table of [dp.conns.raw, dp.newFlows]) {
+    const { keys, values } = table.lookupBatch(4096);
     values.forEach((vb, i) => {
       const c = C.conn.decode(vb);
       const o = reals.get(c.real_id);

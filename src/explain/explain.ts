@@ -20,7 +20,7 @@ import { clientHash, closing, confirms, isSyn, persistAddr, takesNew, TCP_FLAG, 
 // nexthop.h). Nothing is written: a sequence scheduler's counter is read,
 // not taken, so the answer is "the next new flow gets ...".
 
-export type ExplainMaps = Pick<Dataplane, 'services' | 'reals' | 'conns' | 'synConns' | 'persist' | 'schedTables' | 'schedPos' |
+export type ExplainMaps = Pick<Dataplane, 'services' | 'reals' | 'conns' | 'newFlows' | 'persist' | 'schedTables' | 'schedPos' |
   'nexthops' | 'laddrs' | 'svcLaddrs' | 'nats' | 'natSyn' | 'natRealSlots' | 'config' | 'jiffies' | 'fwmarkRules'>;
 
 export interface Endpoint { addr: string; port: number }
@@ -40,7 +40,7 @@ export interface ExplainQuery {
 export type Verdict = 'XDP_TX' | 'XDP_REDIRECT' | 'XDP_TX or XDP_REDIRECT' | 'XDP_PASS' | 'XDP_DROP' | 'FIB decides';
 
 export interface FlowEntryView {
-  table: 'xvs_conns' | 'xvs_syn_conns';
+  table: 'xvs_conns' | 'xvs_new_flows';
   realId: number;
   real?: string;
   state: string;
@@ -112,7 +112,7 @@ class Explainer {
     if (familyOf(q.client.addr) !== this.family) throw new XvsError('BAD_ADDRESS', `client ${q.client.addr} and VIP ${q.vip.addr} are of different families`);
     this.tcp = q.proto === 'tcp';
     this.key = { saddr: q.client.addr, daddr: q.vip.addr, sport: q.client.port, dport: q.vip.port, proto: this.tcp ? 6 : 17, family: this.family };
-    const anyLive = [dp.conns.get(this.key), dp.synConns.get(this.key)].some((c) => c && this.#live(c));
+    const anyLive = [dp.conns.get(this.key), dp.newFlows.get(this.key)].some((c) => c && this.#live(c));
     this.flags = this.tcp ? (q.flags ?? (anyLive ? TCP_FLAG.ack : TCP_FLAG.syn)) : 0;
     this.syn = isSyn(this.tcp, this.flags);
     const ipLen = (this.family === FAMILY.inet6 ? 40 : 20) + (this.tcp ? 20 : 8);
@@ -164,14 +164,14 @@ class Explainer {
       if (c.rc === 'hit') return this.follow(c.c!, 'xvs_conns', c.r!, false);
     }
     // xvs_flow_more: a new flow waiting for its confirmation.
-    const u = this.entry('xvs_syn_conns', this.dp.synConns.get(this.key));
-    if (u.rc === 'hit') return this.follow(u.c!, 'xvs_syn_conns', u.r!, confirms(this.tcp, this.flags));
+    const u = this.entry('xvs_new_flows', this.dp.newFlows.get(this.key));
+    if (u.rc === 'hit') return this.follow(u.c!, 'xvs_new_flows', u.r!, confirms(this.tcp, this.flags));
     if (this.syn) {
       const c = this.entry('xvs_conns', this.dp.conns.get(this.key));
       if (c.rc === 'hit') return this.follow(c.c!, 'xvs_conns', c.r!, false);
       if (c.rc === 'reschedule') this.say('flow', 'a SYN on that entry starts a new connection on its tuple (IPVS\'s conn_reuse_mode): the entry is deleted and the SYN scheduled afresh');
     }
-    if (this.e.flows.length === 0) this.say('flow', 'no entry for this tuple in xvs_conns or xvs_syn_conns');
+    if (this.e.flows.length === 0) this.say('flow', 'no entry for this tuple in xvs_conns or xvs_new_flows');
 
     // xvs_service (sched.h): the VIP and port, else, while a port-zero service exists, the VIP's every-port service.
     const svcKey = { addr: this.q.vip.addr, port: this.q.vip.port, proto: this.key.proto, family: this.family };
@@ -264,7 +264,7 @@ class Explainer {
   follow(c: C.Conn, table: FlowEntryView['table'], r: C.Real, promote: boolean): Explanation {
     this.e.real = this.realInfo(c.real_id, r);
     if (promote) {
-      this.e.entry = 'the new flow is confirmed: its entry moves from xvs_syn_conns to xvs_conns';
+      this.e.entry = 'the new flow is confirmed: its entry moves from xvs_new_flows to xvs_conns';
       this.e.counters.push('promoted');
     } else {
       this.e.entry = `the entry in ${table} stays (its clock refreshed at most once a second)`;
@@ -372,7 +372,7 @@ class Explainer {
     // One-packet scheduling (-o): no entry, so the next datagram is scheduled afresh.
     this.e.entry = !this.tcp && (svc.flags & SVC_F.ops) !== 0
       ? 'no entry (one-packet scheduling): the next datagram is scheduled afresh'
-      : 'a new entry in xvs_syn_conns (it moves to xvs_conns when the client confirms the flow)';
+      : 'a new entry in xvs_new_flows (it moves to xvs_conns when the client confirms the flow)';
     let lp: { laddrId: number; lport: number } | undefined;
     if (r!.fwd === FWD.fullnat) {
       const la = this.laddrFor(svc, r!);
@@ -430,7 +430,7 @@ class Explainer {
         : { src, dst };
       this.say('rewrite', `${show(this.q.client)} -> ${show(this.q.vip)} becomes ${src} -> ${dst}${cross ? ' (NAT64: the header is translated to IPv4)' : ''}${isNew ? `; ${this.e.rewrite.note}` : ''}`);
       if (this.tcp && (this.flags & TCP_FLAG.ack) !== 0 && (this.flags & (TCP_FLAG.syn | TCP_FLAG.rst)) === 0) {
-        const conn = this.dp.conns.get(this.key) ?? this.dp.synConns.get(this.key);
+        const conn = this.dp.conns.get(this.key) ?? this.dp.newFlows.get(this.key);
         if (conn && (conn.flags & CONN_F.toa_done) === 0) {
           this.say('toa', 'the client\'s address goes in TCP option 254 (TOA), until a data segment carried it');
           this.e.counters.push('toa_added');

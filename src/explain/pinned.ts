@@ -4,6 +4,7 @@ import { XvsError } from '../errors.js';
 import { BpfObject, testRun } from '../loader/index.js';
 import * as C from '../maps/codecs.js';
 import { mapFromPin, type RawMap, TypedMap } from '../maps/map.js';
+import { NewFlowTable } from '../maps/new-flows.js';
 import { bpfObject } from '../paths.js';
 import type { ExplainMaps } from './explain.js';
 
@@ -20,7 +21,7 @@ const ETH_ZLEN = 60;
 export class PinnedDirector implements ExplainMaps {
   readonly #raw: RawMap[] = [];
   #clock: BpfObject | undefined;
-  readonly services; readonly reals; readonly conns; readonly synConns; readonly persist; readonly schedTables; readonly schedPos;
+  readonly services; readonly reals; readonly conns; readonly newFlows; readonly persist; readonly schedTables; readonly schedPos;
   readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly natSyn; readonly natRealSlots; readonly config; readonly fwmarkRules;
 
   private constructor(readonly pinDir: string) {
@@ -34,7 +35,7 @@ export class PinnedDirector implements ExplainMaps {
       this.services = new TypedMap(open('xvs_services'), C.svcKey, C.svc);
       this.reals = new TypedMap(open('xvs_reals'), C.u32Codec, C.real);
       this.conns = new TypedMap(open('xvs_conns'), C.connKey, C.conn);
-      this.synConns = new TypedMap(open('xvs_syn_conns'), C.connKey, C.conn);
+      this.newFlows = new NewFlowTable(open('xvs_new_flows'));
       this.persist = new TypedMap(open('xvs_persist'), C.persistKey, C.persist);
       this.schedTables = open('xvs_sched_tables');
       this.schedPos = open('xvs_sched_pos');

@@ -165,8 +165,9 @@ export class BpfObject {
    * never finds a pinned devmap compatible; a devmap holds configuration
    * its loader writes anew. A map named *_scratch is one packet's working
    * memory: nothing in it outlives the packet, and its layout may change;
-   * one named *_cache or *_cache_* holds copies the dataplane refills from
-   * the tables (sized by the CPUs of the machine that loads it).
+   * one named *_cache holds copies the dataplane refills from the tables
+   * (sized by the CPUs of the machine that loads it), and one named
+   * *_cache_* what its loader writes at every load (xvs_flow_cache_ctl).
    */
   pinnableMapNames(): string[] {
     return this.declaredMapNames().filter((n) => !DEVMAPS.has(lb.bpf_map__type(this.#findMap(n))) && !/_scratch$|_cache$|_cache_/.test(n));

@@ -17,3 +17,14 @@ export function structs<N extends string, V>(name: N, codec: Codec<V>, n: number
     read: (b, off) => Array.from({ length: n }, (_, i) => codec.decode(b, off + codec.size * i)),
   };
 }
+
+/** `struct S NAME` as a member of another struct: S's value. */
+export function nested<N extends string, V>(name: N, codec: Codec<V>, align = 4): FieldDef<N, V> {
+  return {
+    name,
+    size: codec.size,
+    align,
+    write: (b, off, v) => codec.encodeInto(v, b, off),
+    read: (b, off) => codec.decode(b, off),
+  };
+}

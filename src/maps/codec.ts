@@ -60,7 +60,8 @@ export type StructValue<F extends readonly AnyField[]> = {
 
 export type ValueOf<C> = C extends Codec<infer T> ? T : never;
 
-const LE = endianness() === 'LE';
+/** Whether this machine stores words little-endian, as the dataplane reads them. */
+export const LE = endianness() === 'LE';
 
 function prim<N extends string>(name: N, size: 1 | 2 | 4, big: boolean): FieldDef<N, number> {
   const le = !big && LE;

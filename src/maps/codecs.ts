@@ -1,13 +1,13 @@
 // One codec per struct in bpf/include/xvs_abi.h, members in C order and named
 // as in C (test/abi.test.ts holds them to the BTF). Ports are host-order
 // numbers, addresses are strings whose family is the struct's `family`.
-import { CONN_STATE } from './abi.js';
+import { CONN_STATE, NEW_FLOW } from './abi.js';
 
 /** XVS_SVC_LADDRS_MAX: the ids array's length, checked against BTF with the struct. */
 export const SVC_LADDRS_MAX = 16;
 /** XVS_FWMARK_RULES_MAX: rules one destination is tried against, checked against BTF with xvs_fwmark_rules. */
 export const FWMARK_RULES_MAX = 16;
-import { structs } from './codec-array.js';
+import { nested, structs } from './codec-array.js';
 import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u32s, u64, type ValueOf } from './codec.js';
 
 export const svcKey = struct('xvs_svc_key', [
@@ -75,6 +75,25 @@ export const conn = struct('xvs_conn', [
   be16('lport'),
   u32('laddr_id'),
   pad('pad0', 4),
+] as const);
+
+/** A way of xvs_new_flows: check is a fold of key and conn (src/maps/new-flows.ts). */
+export const newFlow = struct('xvs_new_flow', [
+  nested('key', connKey),
+  nested('conn', conn, 8),
+  bytes('check', 8, 8),
+] as const);
+
+/** tag: the tuple's hash | 1 of each way, 0 for a free one; born: low 32 bits of jiffies when taken. */
+export const newFlowSet = struct('xvs_new_flow_set', [
+  u32s('tag', NEW_FLOW.ways),
+  u32s('born', NEW_FLOW.ways),
+  structs('way', newFlow, NEW_FLOW.ways, 8),
+] as const);
+
+export const flowCtl = struct('xvs_flow_ctl', [
+  u32('cache_gen'),
+  u32('new_flow_mask'),
 ] as const);
 
 export const nat = struct('xvs_nat', [
@@ -186,6 +205,9 @@ export type Stats = ValueOf<typeof stats>;
 export type Config = ValueOf<typeof config>;
 export type Nexthop = ValueOf<typeof nexthop>;
 export type Nat = ValueOf<typeof nat>;
+export type NewFlow = ValueOf<typeof newFlow>;
+export type NewFlowSet = ValueOf<typeof newFlowSet>;
+export type FlowCtl = ValueOf<typeof flowCtl>;
 export type AddrKey = ValueOf<typeof addrKey>;
 export type Laddr = ValueOf<typeof laddr>;
 export type SvcLaddrs = ValueOf<typeof svcLaddrs>;
@@ -197,7 +219,7 @@ export type FwmarkRule = ValueOf<typeof fwmarkRule>;
 export type FwmarkRules = ValueOf<typeof fwmarkRules>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, nat, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal, fwmarkKey, fwmarkRule, fwmarkRules } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, newFlow, newFlowSet, flowCtl, nat, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal, fwmarkKey, fwmarkRule, fwmarkRules } as const;
 
 // The real server's TOA reader (bpf/xvs_toa.c), a separate object: these
 // are checked against its BTF, not the director's.

@@ -55,7 +55,7 @@ export interface FlowCensus {
   slots: Map<number, Map<number, number>>;
 }
 
-export type CensusMaps = Pick<Dataplane, 'reals' | 'conns' | 'synConns' | 'persist' | 'nats' | 'natSyn' | 'laddrs' | 'schedTables' | 'config' | 'hz' | 'jiffies'>;
+export type CensusMaps = Pick<Dataplane, 'reals' | 'conns' | 'newFlows' | 'persist' | 'nats' | 'natSyn' | 'laddrs' | 'schedTables' | 'config' | 'hz' | 'jiffies'>;
 
 const LE = endianness() === 'LE';
 const u32At = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) : b.readUInt32BE(o));
@@ -68,7 +68,7 @@ const PKEY = { svc: at(C.persistKey, 'svc_id') };
 const NAT = { last: at(C.nat, 'last_seen'), real: at(C.nat, 'real_id'), state: at(C.nat, 'state'), flags: at(C.nat, 'flags') };
 const NKEY = { daddr: at(C.connKey, 'daddr') };
 
-async function walk(m: RawMap, each: (keys: Buffer, values: Buffer, i: number) => void): Promise<number> {
+async function walk(m: Pick<RawMap, 'batches'>, each: (keys: Buffer, values: Buffer, i: number) => void): Promise<number> {
   let n = 0;
   for (const b of m.batches(CHUNK)) {
     for (let i = 0; i < b.count; i++) each(b.keys, b.values, i);
@@ -110,10 +110,10 @@ export async function takeCensus(dp: CensusMaps, model: Model): Promise<FlowCens
     templates: new Map(), fullnatPorts: new Map(), slots: new Map(),
   };
 
-  for (const table of [dp.conns, dp.synConns]) {
-    const size = table.raw.valueBufSize;
+  for (const table of [dp.conns.raw, dp.newFlows]) {
+    const size = table.valueBufSize;
     let live = 0;
-    const entries = await walk(table.raw, (_k, v, i) => {
+    const entries = await walk(table, (_k, v, i) => {
       const o = i * size;
       const state = v[o + CONN.state]!;
       if (!fresh(now, u64At(v, o + CONN.last), timeout[state] ?? 0, hz)) return;
@@ -131,7 +131,7 @@ export async function takeCensus(dp: CensusMaps, model: Model): Promise<FlowCens
       else c.inactive++;
       out.reals.set(real, c);
     });
-    out.tables.set(table.raw.name, { entries, live, max: table.raw.maxEntries });
+    out.tables.set(table.name, { entries, live, max: table.maxEntries });
   }
 
   {

@@ -80,14 +80,14 @@ function setup(ns: string): void {
   nsSh(ns, 'sysctl', ['-qw', 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1']);
 }
 
-export function directorNs(name: string, opts: { connTableSize?: number; tunnelSource?: string } = {}): DirectorNs {
+export function directorNs(name: string, opts: { connTableSize?: number; newFlowSets?: number; tunnelSource?: string } = {}): DirectorNs {
   const ns = `${name}${process.pid % 100000}`;
   try { sh('ip', ['netns', 'del', ns]); } catch { /* not there */ }
   setup(ns);
   let dp: Dataplane | undefined;
   try {
     const ifindex = withNetns(ns, () => ifIndex('d0'));
-    dp = Dataplane.load({ connTableSize: opts.connTableSize ?? 4096 });
+    dp = Dataplane.load({ connTableSize: opts.connTableSize ?? 4096, ...(opts.newFlowSets ? { newFlowSets: opts.newFlowSets } : {}) });
     const director = new Director(dp, { neighbours: false, ...(opts.tunnelSource ? { tunnelSource: opts.tunnelSource } : {}) });
     const loaded = dp;
     const run = (input: Buffer) => withNetns(ns, () => testRun(loaded.progFd, { data: input, ctxIn: xdpMd({ dataLen: input.length, ingressIfindex: ifindex }) }));

@@ -1,0 +1,196 @@
+// xvs_new_flows (bpf/dataplane/newflow.h) as a table of new flows by tuple:
+// sets of NEW_FLOW.ways ways, a set chosen by the tuple's hash. The control
+// plane finds, lists, writes and deletes flows as the dataplane does, with
+// the same hash and the same fold in each way's check (test/new-flows.test.ts
+// holds the two sides together), and leaves out a way whose check fails: it
+// is being written, or two CPUs wrote it at once.
+import { NEW_FLOW } from './abi.js';
+import { LE } from './codec.js';
+import * as C from './codecs.js';
+import type { RawMap } from './map.js';
+
+const KEY = C.connKey.size;
+const CONN = C.conn.size;
+const WAY = C.newFlow.size;
+const TAGS = 0;
+const BORN = 4 * NEW_FLOW.ways;
+const WAYS = 8 * NEW_FLOW.ways;
+const CHECK = KEY + CONN;
+const M64 = (1n << 64n) - 1n;
+const FOLD_K = 0x9e3779b97f4a7c15n;
+
+const u32 = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) : b.readUInt32BE(o));
+const u16 = (b: Buffer, o: number): number => (LE ? b.readUInt16LE(o) : b.readUInt16BE(o));
+const u64 = (b: Buffer, o: number): bigint => (LE ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
+
+/** xvs_mix32: murmur3's finaliser. */
+function mix32(x: number): number {
+  let h = x >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** xvs_tuple_hash of an encoded xvs_conn_key, words read as the dataplane reads them. */
+export function tupleHash(key: Buffer): number {
+  let h = mix32(u32(key, 0) ^ u32(key, 4) ^ u32(key, 8) ^ u32(key, 12));
+  h = mix32(h ^ ((u16(key, 32) << 16) | u16(key, 34)));
+  return mix32(h ^ u32(key, 16) ^ u32(key, 20) ^ u32(key, 24) ^ u32(key, 28) ^ key[36]!);
+}
+
+/** xvs_nf_fold of the way at `at` (its key and conn). */
+export function wayFold(b: Buffer, at: number): bigint {
+  let f = 0n;
+  for (let i = 0; i < CHECK / 8; i++) f = ((f ^ u64(b, at + 8 * i)) * FOLD_K) & M64;
+  return f | 1n;
+}
+
+const setIndex = (h: number, mask: number): number => (((h >>> 13) | (h << 19)) >>> 0) & mask;
+
+/** A way's offset in its set. */
+const wayAt = (i: number): number => WAYS + WAY * i;
+
+export interface NewFlowBatch { keys: Buffer; values: Buffer; count: number }
+
+export class NewFlowTable {
+  /** New flows it can hold. */
+  readonly maxEntries: number;
+  readonly keySize = KEY;
+  /** Bytes of one value in lookupBatch and batches: an xvs_conn. */
+  readonly valueBufSize = CONN;
+  readonly #mask: number;
+
+  constructor(readonly raw: RawMap) {
+    this.maxEntries = raw.maxEntries * NEW_FLOW.ways;
+    this.#mask = raw.maxEntries - 1;
+  }
+
+  get name(): string {
+    return this.raw.name;
+  }
+
+  /** The mask the dataplane picks a set with (xvs_flow_ctl.new_flow_mask). */
+  get mask(): number {
+    return this.#mask;
+  }
+
+  #set(key: Buffer): { idx: number; set: Buffer; tag: number } {
+    const h = tupleHash(key);
+    const idx = setIndex(h, this.#mask);
+    return { idx, set: this.raw.lookup(C.u32Codec.encode(idx)) ?? Buffer.alloc(C.newFlowSet.size), tag: (h | 1) >>> 0 };
+  }
+
+  #valid(set: Buffer, i: number, tag?: number): boolean {
+    const t = u32(set, TAGS + 4 * i);
+    if (t === 0 || (tag !== undefined && t !== tag)) return false;
+    const at = wayAt(i);
+    return u64(set, at + CHECK) === wayFold(set, at) && (tupleHash(set.subarray(at, at + KEY)) | 1) >>> 0 === t;
+  }
+
+  #find(set: Buffer, tag: number, key: Buffer): number {
+    for (let i = 0; i < NEW_FLOW.ways; i++) {
+      if (this.#valid(set, i, tag) && set.compare(key, 0, KEY, wayAt(i), wayAt(i) + KEY) === 0) return i;
+    }
+    return -1;
+  }
+
+  get(k: C.ConnKey): C.Conn | null {
+    const key = C.connKey.encode(k);
+    const { set, tag } = this.#set(key);
+    const i = this.#find(set, tag, key);
+    return i < 0 ? null : C.conn.decode(set, wayAt(i) + KEY);
+  }
+
+  /** Takes a way as the dataplane would (its own, a free one, else the oldest), born at v.last_seen. */
+  set(k: C.ConnKey, v: C.Conn): void {
+    const key = C.connKey.encode(k);
+    const { idx, set, tag } = this.#set(key);
+    let way = this.#find(set, tag, key);
+    if (way < 0) {
+      // As xvs_nf_take: the first free way, else the oldest (the last of equals).
+      const now = v.last_seen >>> 0;
+      let oldest = 0;
+      way = 0;
+      for (let i = 0; i < NEW_FLOW.ways; i++) {
+        if (u32(set, TAGS + 4 * i) === 0) {
+          way = i;
+          break;
+        }
+        const age = (now - u32(set, BORN + 4 * i)) >>> 0;
+        if (age >= oldest) {
+          oldest = age;
+          way = i;
+        }
+      }
+    }
+    const at = wayAt(way);
+    key.copy(set, at);
+    C.conn.encodeInto(v, set, at + KEY);
+    const f = wayFold(set, at);
+    LE ? set.writeBigUInt64LE(f, at + CHECK) : set.writeBigUInt64BE(f, at + CHECK);
+    LE ? set.writeUInt32LE(tag, TAGS + 4 * way) : set.writeUInt32BE(tag, TAGS + 4 * way);
+    LE ? set.writeUInt32LE(v.last_seen >>> 0, BORN + 4 * way) : set.writeUInt32BE(v.last_seen >>> 0, BORN + 4 * way);
+    this.#write(idx, set);
+  }
+
+  delete(k: C.ConnKey): boolean {
+    const key = C.connKey.encode(k);
+    const { idx, set, tag } = this.#set(key);
+    const i = this.#find(set, tag, key);
+    if (i < 0) return false;
+    set.fill(0, TAGS + 4 * i, TAGS + 4 * i + 4);
+    this.#write(idx, set);
+    return true;
+  }
+
+  /** Frees every way. */
+  clear(): void {
+    const empty = Buffer.alloc(C.newFlowSet.size);
+    for (let i = 0; i < this.raw.maxEntries; i++) this.#write(i, empty);
+  }
+
+  #write(idx: number, set: Buffer): void {
+    this.raw.update(C.u32Codec.encode(idx), set);
+  }
+
+  /** Every new flow, `chunk` sets per syscall: keys and xvs_conn values laid end to end, as RawMap.batches. */
+  *batches(chunk = 256): Generator<NewFlowBatch> {
+    for (const b of this.raw.batches(chunk)) {
+      const keys = Buffer.alloc(b.count * NEW_FLOW.ways * KEY);
+      const values = Buffer.alloc(b.count * NEW_FLOW.ways * CONN);
+      let n = 0;
+      for (let s = 0; s < b.count; s++) {
+        const set = b.values.subarray(s * this.raw.valueBufSize, (s + 1) * this.raw.valueBufSize);
+        for (let i = 0; i < NEW_FLOW.ways; i++) {
+          if (!this.#valid(set, i)) continue;
+          set.copy(keys, n * KEY, wayAt(i), wayAt(i) + KEY);
+          set.copy(values, n * CONN, wayAt(i) + KEY, wayAt(i) + KEY + CONN);
+          n++;
+        }
+      }
+      if (n > 0) yield { keys, values, count: n };
+    }
+  }
+
+  /** Every new flow: keys and xvs_conn values, as RawMap.lookupBatch. */
+  lookupBatch(chunk = 256): { keys: Buffer[]; values: Buffer[] } {
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    for (const b of this.batches(chunk)) {
+      for (let i = 0; i < b.count; i++) {
+        keys.push(b.keys.subarray(i * KEY, (i + 1) * KEY));
+        values.push(b.values.subarray(i * CONN, (i + 1) * CONN));
+      }
+    }
+    return { keys, values };
+  }
+
+  *entries(): Generator<[C.ConnKey, C.Conn]> {
+    for (const b of this.batches()) {
+      for (let i = 0; i < b.count; i++) yield [C.connKey.decode(b.keys, i * KEY), C.conn.decode(b.values, i * CONN)];
+    }
+  }
+}
