@@ -26,6 +26,18 @@
  */
 #define XVS_SUBPROG __attribute__((noinline))
 
+/* murmur3's finaliser: every bit in reaches every bit out (the tuple hash,
+ * GUE's source port, a FULLNAT client's local address). */
+static __always_inline __u32 xvs_fmix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
 /* The port a NAT or FULLNAT real server is reached on: its own, or 0 for
  * the packet's, as IPVS's dest->port ? dest->port : vport (the control plane
  * stores 0 only for a real server of a port-zero or fwmark service given no

@@ -136,13 +136,7 @@ XVS_SUBPROG int xvs_nat_sync(const struct xvs_pkt *p, __u8 state)
  * the input's low bits, so mix first (murmur3's finaliser). */
 static __always_inline __u32 xvs_client_hash(const struct xvs_pkt *p)
 {
-	__u32 h = xvs_addr_fold(p->saddr) ^ ((__u32)p->sport << 16);
-
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	return h ^ (h >> 16);
+	return xvs_fmix32(xvs_addr_fold(p->saddr) ^ ((__u32)p->sport << 16));
 }
 
 /*

@@ -13,27 +13,16 @@
 #include "common.h"
 #include "maps.h"
 
-/* murmur3's finaliser: every bit in reaches every bit out, so tuples that
- * differ in one byte (the clients of one /24, the ports of one client)
- * spread over every slot and set. */
-static __always_inline __u32 xvs_mix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6bU;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35U;
-	h ^= h >> 16;
-	return h;
-}
-
-/* The tuple's hash, for this CPU's flow copies and the new-flow sets alike;
- * src/maps/new-flows.ts computes it too (a test holds them together). */
+/* The tuple's hash, for this CPU's flow copies and the new-flow sets alike:
+ * tuples that differ in one byte (the clients of one /24, the ports of one
+ * client) spread over every slot and set. src/maps/new-flows.ts computes it
+ * too (a test holds them together). */
 static __always_inline __u32 xvs_tuple_hash(const struct xvs_conn_key *k)
 {
-	__u32 h = xvs_mix32(k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3]);
+	__u32 h = xvs_fmix32(k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3]);
 
-	h = xvs_mix32(h ^ ((__u32)k->sport << 16 | k->dport));
-	return xvs_mix32(h ^ k->daddr[0] ^ k->daddr[1] ^ k->daddr[2] ^ k->daddr[3] ^ k->proto);
+	h = xvs_fmix32(h ^ ((__u32)k->sport << 16 | k->dport));
+	return xvs_fmix32(h ^ k->daddr[0] ^ k->daddr[1] ^ k->daddr[2] ^ k->daddr[3] ^ k->proto);
 }
 
 static __always_inline int xvs_key_eq(const struct xvs_conn_key *x, const struct xvs_conn_key *y)
@@ -107,10 +96,9 @@ static __always_inline int xvs_nf_scan(const struct xvs_new_flow_set *s, const s
 }
 
 /* Where k's flow is in xvs_new_flows, set * XVS_NEW_FLOW_WAYS + way, or
- * -1. A global function, so the verifier checks it once, on its own (eight
- * ways would multiply the states of every caller), and its temporaries
- * stay off its callers' stack. */
-__attribute__((noinline)) int xvs_nf_index(const struct xvs_conn_key *k)
+ * -1. A subprogram: eight ways inlined would multiply the verifier's states
+ * of every caller, and its temporaries stay off their stacks. */
+XVS_SUBPROG int xvs_nf_index(const struct xvs_conn_key *k)
 {
 	struct xvs_new_flow_set *s;
 	__u32 h, idx;
@@ -148,10 +136,10 @@ static __always_inline void xvs_nf_seal(struct xvs_new_flow *w)
 /*
  * A new flow takes a way of its set (c), or the flow confirmed or went and
  * its way is free (c NULL). The tag goes last: a way read while written
- * fails its check or its key, whichever CPU reads it. Global, as
- * xvs_nf_way: its temporaries stay off its callers' stack.
+ * fails its check or its key, whichever CPU reads it. A subprogram, as
+ * xvs_nf_index.
  */
-__attribute__((noinline)) int xvs_nf_put(const struct xvs_conn_key *k, const struct xvs_conn *c, __u64 now)
+XVS_SUBPROG int xvs_nf_put(const struct xvs_conn_key *k, const struct xvs_conn *c, __u64 now)
 {
 	struct xvs_new_flow_set *s;
 	struct xvs_new_flow *w;

@@ -17,16 +17,6 @@
 #include "encap.h"
 #include "pktsum.h"
 
-static __always_inline __u32 xvs_fmix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
 /*
  * GUE's UDP source port: a hash of the inner 5-tuple (murmur3's finaliser
  * over the folded addresses, the ports and the protocol), scaled into

@@ -1,7 +1,7 @@
-import { endianness } from 'node:os';
-import { ipToAddr16 } from '../maps/codec.js';
+import { LE, ipToAddr16 } from '../maps/codec.js';
 import type * as C from '../maps/codecs.js';
 import { CONN_STATE, FWD, REAL_F } from '../maps/abi.js';
+import { fmix32 } from '../schedulers/hash.js';
 
 // The dataplane's decisions that explain replays, each the TypeScript of one
 // C function (named beside it); bpf/ is the truth, test/explain.test.ts holds
@@ -42,7 +42,6 @@ export function persistAddr(client: string, mask: Buffer): Buffer {
   return b;
 }
 
-const LE = endianness() === 'LE';
 const word = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) : b.readUInt32BE(o));
 
 /**
@@ -55,10 +54,5 @@ export function clientHash(addr: string, port: number): number {
   const b = ipToAddr16(addr).bytes;
   const fold = (word(b, 0) ^ word(b, 4) ^ word(b, 8) ^ word(b, 12)) >>> 0;
   const sport = LE ? ((port & 0xff) << 8) | (port >>> 8) : port;
-  let h = (fold ^ (sport << 16)) >>> 0;
-  h = (h ^ (h >>> 16)) >>> 0;
-  h = Math.imul(h, 0x85ebca6b) >>> 0;
-  h = (h ^ (h >>> 13)) >>> 0;
-  h = Math.imul(h, 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
+  return fmix32(fold ^ (sport << 16));
 }

@@ -4,6 +4,7 @@
 // the same hash and the same fold in each way's check (test/new-flows.test.ts
 // holds the two sides together), and leaves out a way whose check fails: it
 // is being written, or two CPUs wrote it at once.
+import { fmix32 } from '../schedulers/hash.js';
 import { NEW_FLOW } from './abi.js';
 import { LE } from './codec.js';
 import * as C from './codecs.js';
@@ -23,22 +24,11 @@ const u32 = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) : b.readUI
 const u16 = (b: Buffer, o: number): number => (LE ? b.readUInt16LE(o) : b.readUInt16BE(o));
 const u64 = (b: Buffer, o: number): bigint => (LE ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
 
-/** xvs_mix32: murmur3's finaliser. */
-function mix32(x: number): number {
-  let h = x >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
 /** xvs_tuple_hash of an encoded xvs_conn_key, words read as the dataplane reads them. */
 export function tupleHash(key: Buffer): number {
-  let h = mix32(u32(key, 0) ^ u32(key, 4) ^ u32(key, 8) ^ u32(key, 12));
-  h = mix32(h ^ ((u16(key, 32) << 16) | u16(key, 34)));
-  return mix32(h ^ u32(key, 16) ^ u32(key, 20) ^ u32(key, 24) ^ u32(key, 28) ^ key[36]!);
+  let h = fmix32(u32(key, 0) ^ u32(key, 4) ^ u32(key, 8) ^ u32(key, 12));
+  h = fmix32(h ^ ((u16(key, 32) << 16) | u16(key, 34)));
+  return fmix32(h ^ u32(key, 16) ^ u32(key, 20) ^ u32(key, 24) ^ u32(key, 28) ^ key[36]!);
 }
 
 /** xvs_nf_fold of the way at `at` (its key and conn). */

@@ -55,6 +55,17 @@ export function natRealSlot(addr: string, slots: number): number {
 
 const encoder = new TextEncoder();
 
+/** murmur3's finaliser, as xvs_fmix32 (bpf/dataplane/common.h): every bit in reaches every bit out. */
+export function fmix32(x: number): number {
+  let h = x >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 /**
  * FNV-1a over the UTF-8 bytes with a seeded basis, then murmur3's fmix32.
  * FNV alone leaves keys that differ in one late byte ("10.0.0.1:80" and
@@ -64,10 +75,5 @@ const encoder = new TextEncoder();
 export function strHash32(s: string, seed: number): number {
   let h = (0x811c9dc5 ^ seed) >>> 0;
   for (const b of encoder.encode(s)) h = Math.imul(h ^ b, 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(h);
 }
