@@ -20,7 +20,7 @@ import { floodLines, runFloodBench } from './flood.js';
 import { runSchedSpeedBench } from './sched-speed.js';
 import { runTablePushBench } from './table-push.js';
 
-/** xvsd's defaults: what an operator gets (the new-flow table is a quarter, at most 65536). */
+/** xvsd's defaults: what an operator gets (the new-flow tables have one size). */
 const MICRO_CONN_TABLE = DEFAULT_CONN_TABLE_SIZE;
 const LIVE_CONN_TABLE = DEFAULT_CONN_TABLE_SIZE;
 export const RESULTS_FILE = path.join(packageRoot, 'dist', 'bench-results.json');

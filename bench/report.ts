@@ -85,7 +85,7 @@ function microTable(micro: MicroRow[], connTable: number): string[] {
     '   run pays the timer and a cold cache, so these compare with the repeat=1 baseline, not the repeat=N one. Each repeat=1',
     '   case of the director divides by its own floor: 2000 floor runs between its 50 ms batches (this shared VM\'s speed drifts).',
     `   new flow: a fresh 5-tuple every run (source port and client address, never repeated: checked); conn table ${connTable}`,
-    '   entries, new-flow table a quarter of it (at most 65536): once full, every new flow evicts the oldest new flow.',
+    '   entries, new flows (and reply sides) in 8192 sets of 8: once a set is full, a new flow takes its oldest way.',
     '   SYN of a known flow: the SYN of a flow the director has seen, again (a retransmission). IPv6 TUN is IPv6 in IPv6.',
     '   from copy: runs this CPU\'s copy of the flow\'s entry (the SYN: of its handshake\'s) forwarded (flow_cached), the',
     '   table the rest (the first, one a second). One flow\'s lines stay warm between runs; 2,000 or 20,000 flows in turn',

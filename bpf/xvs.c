@@ -119,7 +119,7 @@ int xvs_clock(struct xdp_md *ctx)
  * (an array map's key must be a plain integer), so they reach the object's
  * BTF, where test/abi.test.ts reads them. */
 __attribute__((used)) int xvs_abi_enums(enum xvs_counter counter, enum xvs_slot slot, enum xvs_tun_sport sport,
-					  enum xvs_new_flow_geometry ways)
+					  enum xvs_set_geometry ways)
 {
 	return counter + slot + sport + ways;
 }

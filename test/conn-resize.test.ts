@@ -56,7 +56,7 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
     const first = Dataplane.load({ pinDir, connTableSize: 8192 });
     try {
       for (let i = 0; i < N.conns; i++) first.conns.set(connKey(i), conn(i));
-      for (let i = 0; i < N.syn; i++) first.newFlows.set(connKey(i + 100_000), conn(i));
+      for (let i = 0; i < N.syn; i++) first.newFlows.set(connKey(i + 100_000), conn(i), conn(i).last_seen);
       for (let i = 0; i < N.persist; i++) first.persist.set(persistKey(i), { last_seen: 1_000_000 + i, real_id: 1, real_gen: 1 });
       const cfg = first.config.get(0)!;
       first.config.set(0, { ...cfg, timeout: cfg.timeout.map((t, s) => (s === 1 ? 123 : t)) });
@@ -105,21 +105,34 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
     }
   });
 
-  test('the new flows of an earlier build (an LRU hash pinned as xvs_syn_conns) move into xvs_new_flows, and that pin goes', () => {
-    const path = join(pinDir, 'xvs_syn_conns');
-    const fd = lb.bpf_map_create(MapType.LRU_HASH, 'xvs_syn_conns', C.connKey.size, C.conn.size, 1024, null);
-    assert.ok(fd >= 0, lb.strerror(fd));
-    const old = new RawMap({ name: 'xvs_syn_conns', fd, type: MapType.LRU_HASH, keySize: C.connKey.size, valueSize: C.conn.size, maxEntries: 1024 }, true);
-    try {
-      for (let i = 0; i < 10; i++) old.update(C.connKey.encode(connKey(200_000 + i)), C.conn.encode(conn(i)));
-      old.pin(path);
-    } finally {
-      old.close();
-    }
+  test('the new flows of an earlier build (LRU hashes pinned as xvs_syn_conns and xvs_nat_syn) move into the sets, and those pins go', () => {
+    const pinLru = (name: string, valueSize: number, fill: (m: RawMap) => void) => {
+      const fd = lb.bpf_map_create(MapType.LRU_HASH, name, C.connKey.size, valueSize, 1024, null);
+      assert.ok(fd >= 0, lb.strerror(fd));
+      const m = new RawMap({ name, fd, type: MapType.LRU_HASH, keySize: C.connKey.size, valueSize, maxEntries: 1024 }, true);
+      try {
+        fill(m);
+        m.pin(join(pinDir, name));
+      } finally {
+        m.close();
+      }
+    };
+    const reply = (i: number): C.Nat => ({
+      last_seen: 1_000_000 + i, vaddr: '192.0.2.80', caddr: `203.0.113.${i}`, vport: 80, cport: 1024 + i, real_id: 1, svc_id: 1,
+      ifindex: 1, cmac: '02:00:00:00:00:01', smac: '02:00:00:00:00:02', family: 2, state: 3, flags: 0,
+    });
+    const replyKey = (i: number): C.ConnKey => ({ saddr: '192.0.2.11', daddr: `203.0.113.${i}`, sport: 80, dport: 1024 + i, proto: 6, family: 2 });
+    pinLru('xvs_syn_conns', C.conn.size, (m) => {
+      for (let i = 0; i < 10; i++) m.update(C.connKey.encode(connKey(200_000 + i)), C.conn.encode(conn(i)));
+    });
+    pinLru('xvs_nat_syn', C.nat.size, (m) => {
+      for (let i = 0; i < 10; i++) m.update(C.connKey.encode(replyKey(i)), C.nat.encode(reply(i)));
+    });
     const dp = Dataplane.load({ pinDir, connTableSize: 8192 });
     try {
       for (let i = 0; i < 10; i++) assert.deepEqual(dp.newFlows.get(connKey(200_000 + i)), conn(i));
-      assert.equal(existsSync(path), false);
+      for (let i = 0; i < 10; i++) assert.deepEqual(dp.newReplies.get(replyKey(i)), reply(i));
+      for (const name of ['xvs_syn_conns', 'xvs_nat_syn']) assert.equal(existsSync(join(pinDir, name)), false, name);
     } finally {
       dp.close();
     }

@@ -287,7 +287,7 @@ describe('metrics of FULLNAT local ports (in-process: xvsadm has no local addres
     const real = { service: 'tcp/192.0.2.80:80', real: '192.0.2.11:8080' };
     for (const lip of LIPS) assert.equal(s.find('xvs_fullnat_local_ports_in_use', { ...real, laddr: lip }) ?? 0, byLip.get(lip) ?? 0, `ports of ${lip}`);
     assert.equal(s.sum('xvs_fullnat_local_ports_in_use', real), 20);
-    assert.equal(s.value('xvs_map_entries', { map: 'xvs_nat_syn' }), 20);
+    assert.equal(s.value('xvs_map_entries', { map: 'xvs_new_replies' }), 20);
     assert.equal(s.value('xvs_real_info', { ...real, forward: 'fullnat' }), 1);
   });
 });

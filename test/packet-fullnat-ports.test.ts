@@ -29,7 +29,7 @@ const RPORT = 8080;
 const LIP = ADDR.dirFar;
 const LPORT_MIN = 1024;
 const PORTS = 65536 - LPORT_MIN;
-/** Held ports that are new flows' (in xvs_nat_syn) rather than confirmed ones' (xvs_nats). */
+/** Held ports that are new flows' (in xvs_new_replies) rather than confirmed ones' (xvs_nats). */
 const EMBRYONIC = 1000;
 const FLOWS = 300;
 /** XVS_LPORT_DRY_AFTER (xvs_abi.h); the test fails if the two differ (the count stops there). */
@@ -68,14 +68,12 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
   const key = { proto: 'tcp' as const, addr: ADDR.vip, port: 80 };
   const noPort = () => t.director.counters().fnat_no_port ?? 0;
 
-  /** Holds `ports`: the first EMBRYONIC as new flows in xvs_nat_syn, the rest as confirmed ones in xvs_nats. */
+  /** Holds `ports`: the first EMBRYONIC as new flows in xvs_new_replies, the rest as confirmed ones in xvs_nats. */
   function hold(ports: readonly number[]): void {
     const now = t.dp.jiffies();
-    const put = (m: typeof t.dp.nats, list: readonly number[], state: number) => {
-      m.raw.updateBatch(list.map((p) => m.key.encode(replyKey(p))), list.map((p) => m.value.encode(holder(p, now, state))));
-    };
-    put(t.dp.natSyn, ports.slice(0, EMBRYONIC), CONN_STATE.syn_recv);
-    put(t.dp.nats, ports.slice(EMBRYONIC), CONN_STATE.established);
+    for (const p of ports.slice(0, EMBRYONIC)) t.dp.newReplies.set(replyKey(p), holder(p, now, CONN_STATE.syn_recv), now);
+    const confirmed = ports.slice(EMBRYONIC);
+    t.dp.nats.raw.updateBatch(confirmed.map((p) => t.dp.nats.key.encode(replyKey(p))), confirmed.map((p) => t.dp.nats.value.encode(holder(p, now, CONN_STATE.established))));
   }
 
   /** xvs_lport_dry: the real server's refused searches in a row, on every CPU. */
@@ -83,16 +81,17 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
   let realId = 0;
 
   function clear(): void {
-    for (const m of [t.dp.nats, t.dp.natSyn, t.dp.conns]) {
+    for (const m of [t.dp.nats, t.dp.conns]) {
       for (const k of [...m.raw.keys()]) m.raw.delete(k);
     }
     t.dp.newFlows.clear();
+    t.dp.newReplies.clear();
     const d = dry();
     d.set(realId, new Array<number>(d.cpus).fill(0));
   }
 
   before(async () => {
-    // Room for every port of the space in xvs_nats, and for the held new flows in this CPU's share of xvs_nat_syn.
+    // Room for every port of the space in xvs_nats.
     t = directorNs('xvs-pfl', { connTableSize: 131072 });
     await t.director.addService({ ...key, scheduler: 'rr' });
     await t.addReal(key, { addr: ADDR.rsFar, port: RPORT, fwd: 'fullnat', weight: 1 });
@@ -100,7 +99,7 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
     // The real server's id, as the dataplane keys it: the one xvs_reals slot of this address.
     const sched = t.run(syn(ADDR.client, 43999));
     assert.equal(sched.retval, XdpAction.REDIRECT);
-    realId = t.dp.natSyn.get(replyKey(lportOf(sched.data)))!.real_id;
+    realId = t.dp.newReplies.get(replyKey(lportOf(sched.data)))!.real_id;
   });
 
   after(() => {
@@ -124,7 +123,7 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
       assert.ok(!held.has(lport), `flow ${i}: port ${lport} is held by another flow`);
       assert.ok(!chosen.has(lport), `flow ${i}: port ${lport} handed out twice`);
       chosen.add(lport);
-      assert.equal(t.dp.natSyn.get(replyKey(lport))?.caddr, client, `flow ${i}: its reply side holds the port`);
+      assert.equal(t.dp.newReplies.get(replyKey(lport))?.caddr, client, `flow ${i}: its reply side holds the port`);
     }
     assert.equal(noPort() - before, 0, 'no flow counted as refused');
   });
@@ -140,8 +139,8 @@ describe('FULLNAT local ports under load (BPF_PROG_TEST_RUN)', { skip }, () => {
       assert.equal(t.dp.newFlows.get({ saddr: ADDR.client, daddr: ADDR.vip, sport: 44000 + i, dport: 80, proto: 6, family: 2 }), null);
     }
     assert.equal(noPort() - before, 3);
-    assert.equal([...t.dp.natSyn.raw.keys()].length, EMBRYONIC, 'xvs_nat_syn: the held new flows, no claim left');
-    for (const p of embryonic) assert.equal(t.dp.natSyn.get(replyKey(p))?.cport, p, `port ${p}: still its flow's`);
+    assert.equal([...t.dp.newReplies.entries()].length, EMBRYONIC, 'xvs_new_replies: the held new flows, no claim left');
+    for (const p of embryonic) assert.equal(t.dp.newReplies.get(replyKey(p))?.cport, p, `port ${p}: still its flow's`);
     assert.equal([...t.dp.nats.raw.keys()].length, PORTS - EMBRYONIC, 'xvs_nats: the confirmed flows');
   });
 

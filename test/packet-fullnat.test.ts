@@ -181,7 +181,7 @@ describe('FULLNAT local ports: exhaustion and reuse (BPF_PROG_TEST_RUN)', { skip
     const r = t.run(syn);
     assert.equal(r.retval, XdpAction.REDIRECT);
     const lport = lportOf(r.data);
-    const rev = t.dp.natSyn.get({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 });
+    const rev = t.dp.newReplies.get({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 });
     assert.equal(rev?.caddr, ADDR.client, 'the port now belongs to the new flow');
     assert.equal(t.dp.nats.get({ saddr: ADDR.rsFar, daddr: LIP, sport: RPORT, dport: lport, proto: 6, family: 2 }), null, 'the expired one is gone');
   });

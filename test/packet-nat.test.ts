@@ -55,7 +55,7 @@ describe('LVS-NAT, both directions (BPF_PROG_TEST_RUN)', { skip }, () => {
   let t: DirectorNs;
   const hex = (b: Buffer) => b.toString('hex');
   const stateOf = (sport: number) => t.dp.conns.get(fwdKey(sport))?.state ?? t.dp.newFlows.get(fwdKey(sport))?.state;
-  const revStateOf = (sport: number) => t.dp.nats.get(revKey(sport))?.state ?? t.dp.natSyn.get(revKey(sport))?.state;
+  const revStateOf = (sport: number) => t.dp.nats.get(revKey(sport))?.state ?? t.dp.newReplies.get(revKey(sport))?.state;
 
   before(async () => {
     t = directorNs('xvs-pn');
@@ -81,7 +81,7 @@ describe('LVS-NAT, both directions (BPF_PROG_TEST_RUN)', { skip }, () => {
     t.expect(inbound(ack), XdpAction.TX, dnatted(ack), 'client ACK');
     assert.equal(stateOf(sport), CONN_STATE.established);
     assert.ok(t.dp.conns.get(fwdKey(sport)) && t.dp.nats.get(revKey(sport)), 'both sides confirmed');
-    assert.equal(t.dp.natSyn.get(revKey(sport)), null);
+    assert.equal(t.dp.newReplies.get(revKey(sport)), null);
     const data = { sport, flags: F.TCP.ACK | F.TCP.PSH, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') };
     t.expect(inbound(data), XdpAction.TX, dnatted(data), 'request');
     const answer = { sport, flags: F.TCP.ACK | F.TCP.PSH, payload: Buffer.alloc(700, 0x41) };

@@ -1,17 +1,18 @@
-// The table of new flows (xvs_new_flows, bpf/dataplane/newflow.h) through
-// BPF_PROG_TEST_RUN: the dataplane and src/maps/new-flows.ts find a tuple
-// in the same set and way, both families; a flow the control plane writes
-// is the one the client's ACK confirms; a way whose check does not match
-// its contents (two CPUs wrote it at once) is no flow; a full set gives its
-// oldest way to a new flow and keeps the others; a confirmed flow frees its
-// way. One set of eight ways, so every tuple meets in it.
+// The tables in sets (xvs_new_flows, xvs_new_replies: bpf/dataplane/sets.h)
+// through BPF_PROG_TEST_RUN: the dataplane and src/maps/set-table.ts find a
+// tuple in the same set and way, both families; a flow the control plane
+// writes is the one the client's ACK confirms; a way whose check does not
+// match its contents (two CPUs wrote it at once) is no flow; a full set
+// gives its oldest way to a new flow and keeps the others; a confirmed flow
+// frees its way; a FULLNAT claim that meets another claim under way in its
+// set gives up. One set of eight ways per table, so every tuple meets in it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XdpAction } from '../src/loader/index.js';
-import { CONN_STATE, NEW_FLOW } from '../src/maps/abi.js';
+import { CONN_STATE, SET } from '../src/maps/abi.js';
 import { fieldOffset } from '../src/maps/codec.js';
 import * as C from '../src/maps/codecs.js';
-import { tupleHash, wayFold } from '../src/maps/new-flows.js';
+import { tupleHash, wayFold } from '../src/maps/set-table.js';
 import * as F from './helpers/frames.js';
 import { kernelSkipReason } from './helpers/env.js';
 import { ADDR, HOP, directorNs, type DirectorNs } from './helpers/director-ns.js';
@@ -46,6 +47,10 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
     for (const addr of [ADDR.rs1, ADDR.rsFar]) await t.addReal({ proto: 'tcp', addr: ADDR.vip, port: 80 }, { addr, port: 0, fwd: 'dr', weight: 1 });
     await t.director.addService({ proto: 'tcp', addr: ADDR.vip6, port: 80, scheduler: 'rr' });
     await t.addReal({ proto: 'tcp', addr: ADDR.vip6, port: 80 }, { addr: ADDR.rs6, port: 0, fwd: 'dr', weight: 1 });
+    const fnat = { proto: 'tcp' as const, addr: ADDR.vip, port: 83 };
+    await t.director.addService({ ...fnat, scheduler: 'rr' });
+    await t.addReal(fnat, { addr: ADDR.rsFar, port: 8080, fwd: 'fullnat', weight: 1 });
+    await t.director.addLaddr(fnat, ADDR.dirFar);
   });
 
   after(() => {
@@ -54,7 +59,7 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
 
   /** The one set's bytes, and its ways' tags. */
   const setBytes = () => t.dp.newFlows.raw.lookup(C.u32Codec.encode(0))!;
-  const tags = () => Array.from({ length: NEW_FLOW.ways }, (_, i) => setBytes().readUInt32LE(4 * i));
+  const tags = () => Array.from({ length: SET.ways }, (_, i) => setBytes().readUInt32LE(4 * i));
   const wayOf = (k: C.ConnKey) => tags().indexOf((tupleHash(C.connKey.encode(k)) | 1) >>> 0);
   const forwarded = (v: number) => v === XdpAction.TX || v === XdpAction.REDIRECT;
 
@@ -69,7 +74,7 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
       const raw = setBytes();
       assert.deepEqual(C.connKey.decode(raw, WAY0 + C.newFlow.size * way), key(41000, v6));
       const at = WAY0 + C.newFlow.size * way;
-      assert.equal(raw.readBigUInt64LE(at + CHECK), wayFold(raw, at), 'sealed with the fold both sides compute');
+      assert.equal(raw.readBigUInt64LE(at + CHECK), wayFold(raw, at, CHECK), 'sealed with the fold both sides compute');
       const promoted = counter('promoted');
       assert.equal(t.run(seg(41000, F.TCP.ACK, v6)).retval, XdpAction.TX);
       assert.equal(counter('promoted') - promoted, 1);
@@ -83,7 +88,7 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
     t.dp.newFlows.clear();
     const far = realOf(ADDR.rsFar);
     const now = t.dp.jiffies();
-    t.dp.newFlows.set(key(42000), entry(far, now));
+    t.dp.newFlows.set(key(42000), entry(far, now), now);
     const r = t.run(seg(42000, F.TCP.ACK));
     assert.ok(forwarded(r.retval));
     assert.equal(macOf(r.data), FAR);
@@ -112,17 +117,18 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
     const now = t.dp.jiffies();
     const reals = [realOf(ADDR.rs1), realOf(ADDR.rsFar)];
     const OLDEST = 3;
-    for (let i = 0; i < NEW_FLOW.ways; i++) {
+    for (let i = 0; i < SET.ways; i++) {
       const r = reals[i % 2]!;
       // Born a jiffy apart, in ways 0..7 in turn; the one in way OLDEST first.
-      t.dp.newFlows.set(key(44000 + i), entry(r, now - NEW_FLOW.ways + ((i + NEW_FLOW.ways - OLDEST) % NEW_FLOW.ways)));
+      const born = now - SET.ways + ((i + SET.ways - OLDEST) % SET.ways);
+      t.dp.newFlows.set(key(44000 + i), entry(r, born), born);
     }
-    assert.equal(tags().filter((x) => x !== 0).length, NEW_FLOW.ways, 'the set is full');
+    assert.equal(tags().filter((x) => x !== 0).length, SET.ways, 'the set is full');
     assert.equal(wayOf(key(44000 + OLDEST)), OLDEST);
     assert.ok(forwarded(t.run(seg(45000, F.TCP.SYN)).retval));
     assert.equal(t.dp.newFlows.get(key(44000 + OLDEST)), null, 'the oldest went');
     assert.equal(wayOf(key(45000)), OLDEST, 'the new flow took its way');
-    for (let i = 0; i < NEW_FLOW.ways; i++) {
+    for (let i = 0; i < SET.ways; i++) {
       if (i === OLDEST) continue;
       const r = t.run(seg(44000 + i, F.TCP.ACK));
       assert.ok(forwarded(r.retval), `flow ${44000 + i}`);
@@ -131,7 +137,29 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
     assert.equal(t.run(seg(44000 + OLDEST, F.TCP.ACK)).retval, XdpAction.DROP, 'the evicted flow\'s ACK is a stray');
     // Seven confirmed: their ways are free, so the next new flows take those and evict nothing.
     assert.equal(tags().filter((x) => x !== 0).length, 1);
-    for (let i = 0; i < NEW_FLOW.ways - 1; i++) assert.ok(forwarded(t.run(seg(46000 + i, F.TCP.SYN)).retval));
+    for (let i = 0; i < SET.ways - 1; i++) assert.ok(forwarded(t.run(seg(46000 + i, F.TCP.SYN)).retval));
     assert.equal(t.dp.newFlows.get(key(45000))?.state, CONN_STATE.syn_recv, 'nothing evicted while a way was free');
+  });
+
+  test('a FULLNAT claim that meets another claim under way in its set gives the port up: refused while that lasts, then claimed', () => {
+    t.dp.newFlows.clear();
+    t.dp.newReplies.clear();
+    const syn = (sport: number) => F.frame({ l2: HOP.fromClient, src: ADDR.client, dst: ADDR.vip, sport, dport: 83, flags: F.TCP.SYN });
+    const set0 = C.u32Codec.encode(0);
+    const claimed = (tag: number) => {
+      const raw = t.dp.newReplies.raw.lookup(set0)!;
+      raw.writeUInt32LE(tag, 4 * (SET.ways - 1));
+      t.dp.newReplies.raw.update(set0, raw);
+    };
+    claimed(0xfffffffe); // XVS_WAY_CLAIMED: another CPU between its compare-and-swap and its write
+    const before = counter('fnat_no_port');
+    assert.equal(t.run(syn(47000)).retval, XdpAction.DROP);
+    assert.equal(counter('fnat_no_port') - before, 1, 'every port of the search given up');
+    assert.equal([...t.dp.newReplies.entries()].length, 0, 'nothing left behind');
+    claimed(0);
+    assert.ok(forwarded(t.run(syn(47001)).retval));
+    const held = [...t.dp.newReplies.entries()];
+    assert.equal(held.length, 1);
+    assert.equal(held[0]![1].cport, 47001, 'the reply side holds its port');
   });
 });

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Pins flows to real servers. Confirmed flows live in xvs_conns, new ones in
- * xvs_new_flows (newflow.h) until the client confirms them (its ACK, a second datagram),
+ * xvs_new_flows (sets.h) until the client confirms them (its ACK, a second datagram),
  * so a flood of new flows cannot evict a confirmed one. An established
  * packet costs one lookup and no service lookup. NAT and FULLNAT flows have
  * a reply side too (nat.h), opened, confirmed and kept in step here.
@@ -15,7 +15,7 @@
 #include "sched.h"
 #include "tcpstate.h"
 #include "natconn.h"
-#include "newflow.h"
+#include "sets.h"
 
 /* Called where a packet is handed to its real server, and nowhere else: an
  * answer the director makes itself (ICMP) is not traffic to the real. */
@@ -175,7 +175,7 @@ static __always_inline void xvs_promote(struct xvs_conn *c, const struct xvs_pkt
 	nc.state = p->proto == IPPROTO_TCP ? xvs_tcp_state(c->state, p->tcp_flags, xvs_in_dir(r)) : XVS_CS_UDP;
 	nc.last_seen = now;
 	bpf_map_update_elem(&xvs_conns, &p->key, &nc, BPF_ANY);
-	xvs_nf_put(&p->key, NULL, now);
+	xvs_nf_put(&p->key, NULL);
 	if (xvs_in_dir(r) == XVS_DIR_IN)
 		xvs_nat_promote(p, nc.state);
 	xvs_count(XVS_CNT_PROMOTED);
@@ -398,7 +398,7 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	/* One-packet scheduling: no entry, so the next datagram is scheduled
 	 * afresh (a NAT reply side still opens, for the answer). */
 	if (tcp || !(svc->flags & XVS_SVC_F_OPS)) {
-		xvs_nf_put(&p->key, &nc, now);
+		xvs_nf_put(&p->key, &nc);
 		xvs_cache_new(p, &nc, now);
 	} else {
 		xvs_cache_new(p, NULL, now);

@@ -16,7 +16,7 @@
  *   rebuilt in the other family, as RFC 7915 translates ICMP errors.
  *
  * The flow is found by the quoted packet's tuple reversed: it is the reply
- * key of xvs_nats/xvs_nat_syn in the first case, the flow key of
+ * key of xvs_nats/xvs_new_replies in the first case, the flow key of
  * xvs_conns/xvs_new_flows in the second. The rewrite itself
  * (xvs_icmperr_rewrite) takes both addresses of the outer header and both
  * (address, port) pairs of the quoted packet, so FULLNAT, which changes the
@@ -628,12 +628,13 @@ static __always_inline int xvs_icmperr_to_client(struct xdp_md *ctx, const struc
 						 const struct xvs_icmperr *e, const struct xvs_conn_key *k,
 						 struct xvs_icmperr_xlat *xp, __u64 now)
 {
+	struct xvs_new_reply *w;
 	struct xvs_nat *n;
 	int rc;
 
 	n = bpf_map_lookup_elem(&xvs_nats, k);
-	if (!n)
-		n = bpf_map_lookup_elem(&xvs_nat_syn, k);
+	if (!n && (w = xvs_nr_find(k)))
+		n = &w->nat;
 	if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
 		return XVS_CONTINUE;
 	if (n->family != p->family)

@@ -2,18 +2,17 @@
 /*
  * FULLNAT's local ports. The reply tables are the allocator: a port of a
  * (local address, RIP:rport) is in use while a reply side holds the reply's
- * tuple, in xvs_nat_syn (a new flow) or xvs_nats (a confirmed one). A new
- * flow claims a tuple with a BPF_NOEXIST insert into xvs_nat_syn, which is
- * atomic across CPUs, then looks in xvs_nats once: a flow is confirmed into
- * xvs_nats before it leaves xvs_nat_syn, so no holder slips between the two.
+ * tuple, in xvs_new_replies (a new flow) or xvs_nats (a confirmed one). A
+ * new flow claims a tuple in xvs_new_replies (xvs_nr_put, which settles
+ * races across CPUs), then looks in xvs_nats once: a flow is confirmed into
+ * xvs_nats before it leaves xvs_new_replies, so no holder slips between
+ * the two.
  *
  * The first try claims at once: while ports are plentiful it succeeds, and
  * a look before it would cost every new flow a lookup. The retries (a
  * bpf_loop callback, so the verifier checks one try, not XVS_LPORT_TRIES)
- * first look for a live holder and claim only a port that looks free: a
- * look costs a lookup, a failed claim an insert (an LRU element taken, on
- * a full table by evicting, before the key is found there, then given
- * back). The looks are only a filter; the claim still settles races.
+ * first look in xvs_nats for a live holder and claim only a port that
+ * looks free there.
  */
 #ifndef XVS_LPORT_H
 #define XVS_LPORT_H
@@ -21,6 +20,7 @@
 #include "common.h"
 #include "maps.h"
 #include "sched.h"
+#include "sets.h"
 
 /* Odd and prime, so coprime with 64512 = 2^10 * 3^2 * 7: the tries of one
  * flow are distinct ports. */
@@ -53,15 +53,10 @@ static __always_inline int xvs_lport_confirmed(const struct xvs_conn_key *rk, co
 static __always_inline int xvs_lport_claim(const struct xvs_conn_key *rk, struct xvs_nat *n,
 					   const struct xvs_config *cfg, __u64 now)
 {
-	if (bpf_map_update_elem(&xvs_nat_syn, rk, n, BPF_NOEXIST)) {
-		if (xvs_lport_held(&xvs_nat_syn, rk, cfg, now))
-			return 0;
-		bpf_map_delete_elem(&xvs_nat_syn, rk);
-		if (bpf_map_update_elem(&xvs_nat_syn, rk, n, BPF_NOEXIST))
-			return 0;
-	}
+	if (!xvs_nr_put(rk, n, cfg))
+		return 0;
 	if (xvs_lport_confirmed(rk, cfg, now)) {
-		bpf_map_delete_elem(&xvs_nat_syn, rk);
+		xvs_nr_put(rk, NULL, NULL);
 		return 0;
 	}
 	return 1;
@@ -78,21 +73,25 @@ static __always_inline __be16 xvs_lport_nth(__u32 offset, __u32 k)
  * it needs. */
 struct xvs_lport_ctx {
 	struct xvs_lport_search *s;
-	struct xvs_nat *n;               /* the reply side that claims the port */
-	const struct xvs_config *cfg;
 	const struct xvs_svc_laddrs *sl; /* the service's pool */
 };
 
-/* Retry i (try i + 1): the next local address of the real server's family
- * (so that one address whose ports are taken does not refuse flows another
- * could carry) and the next port; skipped on a live holder, else claimed.
- * Returns 1 (stop) once a port is the flow's. */
+/* The next try (s->next): the next local address of the real server's
+ * family (so that one address whose ports are taken does not refuse flows
+ * another could carry) and the next port. Returns 1 (stop) at a port no
+ * live flow holds, which the opener then claims (a claim from here would
+ * put a fifth frame on a chain at the 512 bytes of stack), or once the
+ * tries are spent. */
 static long xvs_lport_retry(__u32 i, struct xvs_lport_ctx *c)
 {
 	struct xvs_lport_search *s = c->s;
 	const struct xvs_svc_laddrs *sl = c->sl;
-	const struct xvs_config *cfg = c->cfg;
-	__u32 k = i + 1, count = sl->count, idx;
+	__u32 k = s->next++, count = sl->count, idx = 0;
+	const struct xvs_config *cfg = bpf_map_lookup_elem(&xvs_config, &idx);
+	struct xvs_new_reply *w;
+
+	if (k >= s->tries || !cfg)
+		return 1;
 
 	if (count > 1) {
 		struct xvs_laddr *next;
@@ -111,9 +110,10 @@ static long xvs_lport_retry(__u32 i, struct xvs_lport_ctx *c)
 		}
 	}
 	s->rk.dport = xvs_lport_nth(s->offset, k);
-	if (xvs_lport_held(&xvs_nats, &s->rk, cfg, s->now) || xvs_lport_held(&xvs_nat_syn, &s->rk, cfg, s->now))
+	if (xvs_lport_held(&xvs_nats, &s->rk, cfg, s->now))
 		return 0;
-	if (!xvs_lport_claim(&s->rk, c->n, cfg, s->now))
+	w = xvs_nr_find(&s->rk);
+	if (w && xvs_fresh(cfg, w->nat.last_seen, s->now, w->nat.state))
 		return 0;
 	s->found = 1;
 	return 1;

@@ -140,7 +140,7 @@ struct {
 /*
  * New flows until they confirm (IPVS's SYN_RECV, a first datagram), apart
  * from xvs_conns so that a flood evicts only its own kind. Sets of
- * XVS_NEW_FLOW_WAYS by the tuple's hash, a way taken by a new flow when
+ * XVS_SET_WAYS by the tuple's hash, a way taken by a new flow when
  * free, else the set's oldest: under a flood, every SYN would make a hash
  * map with LRU eviction walk to an old element, unlink it and take its
  * bucket's lock, five or six lines cold at flood rates, where a set costs
@@ -164,13 +164,14 @@ struct {
 	__type(value, struct xvs_nat);
 } xvs_nats SEC(".maps");
 
+/* The reply sides of new flows, in sets as xvs_new_flows (sets.h): a
+ * FULLNAT flow's claims its local port there. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, XVS_SYN_TABLE_DEFAULT);
-	__type(key, struct xvs_conn_key);
-	__type(value, struct xvs_nat);
-} xvs_nat_syn SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_NEW_FLOW_SETS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct xvs_new_reply_set);
+} xvs_new_replies SEC(".maps");
 
 /* FULLNAT's local addresses, by id, and each service's set of them. */
 struct {
@@ -275,7 +276,9 @@ struct xvs_lport_search {
 	__u32 offset;                    /* the random first port's */
 	__u32 start;                     /* the client's place in the pool */
 	__u32 id;                        /* the local address tried (xvs_laddrs index) */
-	__u32 found;
+	__u32 found;                     /* a port that looked free (its claim may still lose a race) */
+	__u32 next;                      /* the next try's number (0: the first, random, port) */
+	__u32 tries;                     /* how many this search may make */
 };
 
 /* FULLNAT port searches in a row that found no port, per real server and

@@ -16,7 +16,7 @@
 #include "tcpstate.h"
 #include "fullnat.h"
 #include "icmp.h"
-#include "newflow.h"
+#include "sets.h"
 
 /* Inlined: every established NAT packet comes here, and a subprogram's call
  * cost it 0.05x of the floor; its frame fits beside the others'. */
@@ -146,6 +146,7 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 {
 	struct xvs_reply_cached *rc_slot;
 	struct xvs_config *cfg;
+	struct xvs_new_reply *w;
 	struct xvs_nat *n;
 	__u32 zero = 0, bytes, gen, idx;
 	__u64 now;
@@ -167,8 +168,8 @@ XVS_SUBPROG int xvs_nat_reply(struct xdp_md *ctx, struct xvs_pkt *p)
 		n = &rc_slot->nat;
 	} else {
 		n = bpf_map_lookup_elem(&xvs_nats, &p->key);
-		if (!n)
-			n = bpf_map_lookup_elem(&xvs_nat_syn, &p->key);
+		if (!n && (w = xvs_nr_find(&p->key)))
+			n = &w->nat;
 		if (!n || !xvs_fresh(cfg, n->last_seen, now, n->state))
 			return XVS_CONTINUE;
 	}

@@ -81,7 +81,7 @@ XVS_SUBPROG int xvs_nat_open(struct xdp_md *ctx, const struct xvs_pkt *p, __u8 s
 		return 0;
 	n = &s->nat;
 	xvs_nat_fill(n, ctx, p, eth, state, bpf_jiffies64());
-	bpf_map_update_elem(&xvs_nat_syn, &rk, n, BPF_ANY);
+	xvs_nr_put(&rk, n, NULL);
 	return 0;
 }
 
@@ -98,19 +98,20 @@ static __always_inline int xvs_flow_reply_key(struct xvs_conn_key *k, const stru
  * subprogram (see XVS_SUBPROG): once per flow. */
 XVS_SUBPROG int xvs_nat_promote(const struct xvs_pkt *p, __u8 state)
 {
+	struct xvs_new_reply *w;
 	struct xvs_conn_key rk;
-	struct xvs_nat *n, copy;
+	struct xvs_nat copy;
 
 	if (!p || xvs_flow_reply_key(&rk, p))
 		return 0;
-	n = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
-	if (!n)
+	w = xvs_nr_find(&rk);
+	if (!w)
 		return 0;
-	copy = *n;
+	copy = w->nat;
 	copy.state = state;
 	copy.last_seen = bpf_jiffies64();
 	bpf_map_update_elem(&xvs_nats, &rk, &copy, BPF_ANY);
-	bpf_map_delete_elem(&xvs_nat_syn, &rk);
+	xvs_nr_put(&rk, NULL, NULL);
 	return 0;
 }
 
@@ -118,16 +119,23 @@ XVS_SUBPROG int xvs_nat_promote(const struct xvs_pkt *p, __u8 state)
  * copy follows (a subprogram: on state changes only). */
 XVS_SUBPROG int xvs_nat_sync(const struct xvs_pkt *p, __u8 state)
 {
+	struct xvs_new_reply *w;
 	struct xvs_conn_key rk;
 	struct xvs_nat *n;
 
 	if (!p || xvs_flow_reply_key(&rk, p))
 		return 0;
 	n = bpf_map_lookup_elem(&xvs_nats, &rk);
-	if (!n)
-		n = bpf_map_lookup_elem(&xvs_nat_syn, &rk);
-	if (n && n->real_id == p->real_id)
-		n->state = state;
+	if (n) {
+		if (n->real_id == p->real_id)
+			n->state = state;
+		return 0;
+	}
+	w = xvs_nr_find(&rk);
+	if (w && w->nat.real_id == p->real_id) {
+		w->nat.state = state;
+		xvs_nr_seal(w);
+	}
 	return 0;
 }
 
@@ -223,14 +231,23 @@ XVS_SUBPROG int xvs_fnat_open(struct xdp_md *ctx, struct xvs_pkt *p, __u8 state)
 	/* An inlined per-CPU read, and a write only when a dry spell ends. */
 	dry = bpf_map_lookup_elem(&xvs_lport_dry, &p->real_id);
 	if (!xvs_lport_claim(&ls->rk, n, cfg, now)) {
-		int full = !dry || *dry < XVS_LPORT_DRY_AFTER;
+		int full = !dry || *dry < XVS_LPORT_DRY_AFTER, claimed = 0;
 
 		lc.s = ls;
-		lc.n = n;
-		lc.cfg = cfg;
 		lc.sl = sl;
-		bpf_loop(full ? XVS_LPORT_TRIES - 1 : XVS_LPORT_DRY_TRIES - 1, xvs_lport_retry, &lc, 0);
-		if (!ls->found) {
+		ls->next = 1;
+		ls->tries = full ? XVS_LPORT_TRIES : XVS_LPORT_DRY_TRIES;
+		/* A port that looked free is claimed here; a claim lost to
+		 * another CPU's goes on with the search, a bounded number of
+		 * times (each loss needs a race in the port's set). */
+		for (int round = 0; round < 3 && !claimed; round++) {
+			ls->found = 0;
+			bpf_loop(XVS_LPORT_TRIES, xvs_lport_retry, &lc, 0);
+			if (!ls->found)
+				break;
+			claimed = xvs_lport_claim(&ls->rk, n, cfg, now);
+		}
+		if (!claimed) {
 			if (dry && full)
 				*dry += 1;
 			goto no_port;

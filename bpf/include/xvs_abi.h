@@ -31,8 +31,7 @@ enum {
 	XVS_MAX_REALS = 16384,
 	XVS_CONN_TABLE_DEFAULT = 1048576,
 	XVS_PERSIST_TABLE_DEFAULT = 262144,
-	XVS_SYN_TABLE_DEFAULT = 262144, /* xvs_nat_syn */
-	XVS_NEW_FLOW_SETS_DEFAULT = 8192, /* xvs_new_flows: sets of XVS_NEW_FLOW_WAYS (a power of two) */
+	XVS_NEW_FLOW_SETS_DEFAULT = 8192, /* xvs_new_flows and xvs_new_replies: sets of XVS_SET_WAYS (a power of two) */
 	XVS_MAX_PORTS = 64,
 	XVS_MAX_LADDRS = 1024,      /* local addresses of FULLNAT services, all together */
 	XVS_SVC_LADDRS_MAX = 16,    /* local addresses of one service */
@@ -47,10 +46,10 @@ enum {
 	XVS_FLOW_CACHE_SLOTS = 4096, /* xvs_flow_cache: slots per CPU */
 };
 
-/* The ways of a set of xvs_new_flows; a constant the control plane mirrors,
- * so an enum of its own (xvs_abi_enums()). */
-enum xvs_new_flow_geometry : __u32 {
-	XVS_NEW_FLOW_WAYS = 8,
+/* The ways of a set of xvs_new_flows and xvs_new_replies; a constant the
+ * control plane mirrors, so an enum of its own (xvs_abi_enums()). */
+enum xvs_set_geometry : __u32 {
+	XVS_SET_WAYS = 8,
 };
 
 enum xvs_family : __u8 {
@@ -241,8 +240,8 @@ struct xvs_conn {
 _Static_assert(sizeof(struct xvs_conn) == 32, "xvs_conn");
 
 /* A new flow in xvs_new_flows: its tuple, the entry xvs_conns takes over
- * when the client confirms it, and a fold of both (flow.h, xvs_nf_fold) that
- * a way written by two CPUs at once, or read while written, fails. */
+ * when the client confirms it, and a fold of both (sets.h, xvs_way_fold)
+ * that a way written by two CPUs at once, or read while written, fails. */
 struct xvs_new_flow {
 	struct xvs_conn_key key;
 	struct xvs_conn conn;
@@ -252,21 +251,23 @@ _Static_assert(sizeof(struct xvs_new_flow) == 80, "xvs_new_flow");
 
 /* A set of xvs_new_flows. Each way's tag (its tuple's hash | 1; 0: free)
  * and when it was taken share the first cache line, so a flow that is not
- * there costs one line. */
+ * there costs one line (sets.h). */
 struct xvs_new_flow_set {
-	__u32 tag[XVS_NEW_FLOW_WAYS];
-	__u32 born[XVS_NEW_FLOW_WAYS]; /* low 32 bits of jiffies when taken: the oldest way goes first */
-	struct xvs_new_flow way[XVS_NEW_FLOW_WAYS];
+	__u32 tag[XVS_SET_WAYS];
+	__u32 born[XVS_SET_WAYS]; /* low 32 bits of jiffies when taken: the oldest way goes first */
+	struct xvs_new_flow way[XVS_SET_WAYS];
 };
 _Static_assert(sizeof(struct xvs_new_flow_set) == 704, "xvs_new_flow_set");
 
 /* What the dataplane's flow stage shares across CPUs, written by the
  * control plane at load (new_flow_mask) and by the dataplane (cache_gen). */
 struct xvs_flow_ctl {
-	__u32 cache_gen;     /* bumped to retire every CPU's flow copies (flow.h) */
-	__u32 new_flow_mask; /* xvs_new_flows' sets - 1 */
+	__u32 cache_gen;      /* bumped to retire every CPU's flow copies (flow.h) */
+	__u32 new_flow_mask;  /* xvs_new_flows' sets - 1 */
+	__u32 new_reply_mask; /* xvs_new_replies' sets - 1 */
+	__u32 pad0;
 };
-_Static_assert(sizeof(struct xvs_flow_ctl) == 8, "xvs_flow_ctl");
+_Static_assert(sizeof(struct xvs_flow_ctl) == 16, "xvs_flow_ctl");
 
 /*
  * NAT and FULLNAT: what turns a real server's reply back into the
@@ -290,6 +291,22 @@ struct xvs_nat {
 	__u8 pad0[5];
 };
 _Static_assert(sizeof(struct xvs_nat) == 80, "xvs_nat");
+
+/* A new NAT or FULLNAT flow's reply side in xvs_new_replies, by its
+ * reply's tuple, as xvs_new_flow holds the flow. */
+struct xvs_new_reply {
+	struct xvs_conn_key key;
+	struct xvs_nat nat;
+	__u64 check;
+};
+_Static_assert(sizeof(struct xvs_new_reply) == 128, "xvs_new_reply");
+
+struct xvs_new_reply_set {
+	__u32 tag[XVS_SET_WAYS];
+	__u32 born[XVS_SET_WAYS];
+	struct xvs_new_reply way[XVS_SET_WAYS];
+};
+_Static_assert(sizeof(struct xvs_new_reply_set) == 1088, "xvs_new_reply_set");
 
 /* A local address of FULLNAT, by id (xvs_laddrs). */
 struct xvs_laddr {

@@ -1,6 +1,6 @@
 // A restart with another --conn-table-size. libbpf reuses a pinned map only
 // if its definition matches, so the flow tables whose size follows the
-// option (xvs_conns, xvs_persist and NAT's reply sides; xvs_new_flows has one size) are loaded fresh at the new
+// option (xvs_conns, xvs_persist and xvs_nats; xvs_new_flows and xvs_new_replies have one size) are loaded fresh at the new
 // size instead, and the live entries are copied over from the old pins
 // before those are replaced: most recently used first when the new table is
 // smaller, every entry when it is larger.
@@ -8,14 +8,13 @@ import { existsSync, rmSync } from 'node:fs';
 import * as lb from '../loader/libbpf.js';
 import * as C from '../maps/codecs.js';
 import { BPF_NOEXIST, mapFromPin, type RawMap } from '../maps/map.js';
-import type { NewFlowTable } from '../maps/new-flows.js';
+import type { SetTable } from '../maps/set-table.js';
 
 /** The maps sized from --conn-table-size, each with the codec of its value (all start with last_seen). */
 export const RESIZABLE = {
   xvs_conns: C.conn,
   xvs_persist: C.persist,
   xvs_nats: C.nat,
-  xvs_nat_syn: C.nat,
 } as const;
 
 export type ResizableName = keyof typeof RESIZABLE;
@@ -100,21 +99,28 @@ export function repin(s: StalePin, to: RawMap): void {
 }
 
 /**
- * The new-flow table of builds before xvs_new_flows, an LRU hash pinned as
- * xvs_syn_conns: its handshakes move into xvs_new_flows before the new
- * program is attached, so their ACKs still confirm them, and the pin goes.
- * Returns how many moved (0: no such pin).
+ * The new-flow tables of builds before xvs_new_flows and xvs_new_replies,
+ * LRU hashes pinned as xvs_syn_conns and xvs_nat_syn: their entries move
+ * into the sets before the new program is attached, so the handshakes under
+ * way still confirm and their replies still translate, and the pins go.
+ * Returns how many moved (0: no such pins).
  */
-export function adoptSynConns(pinDir: string, to: NewFlowTable): number {
-  const path = `${pinDir}/xvs_syn_conns`;
-  if (!existsSync(path)) return 0;
-  const old = mapFromPin(path);
-  try {
-    const { keys, values } = old.lookupBatch(CHUNK);
-    keys.forEach((k, i) => to.set(C.connKey.decode(k), C.conn.decode(values[i]!)));
-    return keys.length;
-  } finally {
-    old.close();
-    rmSync(path, { force: true });
-  }
+export function adoptNewFlowPins(pinDir: string, flows: SetTable<C.Conn>, replies: SetTable<C.Nat>): number {
+  const adopt = <V extends { last_seen: number }>(name: string, to: SetTable<V>): number => {
+    const path = `${pinDir}/${name}`;
+    if (!existsSync(path)) return 0;
+    const old = mapFromPin(path);
+    try {
+      const { keys, values } = old.lookupBatch(CHUNK);
+      keys.forEach((k, i) => {
+        const v = to.value.decode(values[i]!);
+        to.set(C.connKey.decode(k), v, v.last_seen);
+      });
+      return keys.length;
+    } finally {
+      old.close();
+      rmSync(path, { force: true });
+    }
+  };
+  return adopt('xvs_syn_conns', flows) + adopt('xvs_nat_syn', replies);
 }

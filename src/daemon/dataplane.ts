@@ -2,8 +2,7 @@ import { rmSync } from 'node:fs';
 import { BpfObject, type XdpMode } from '../loader/index.js';
 import { PerCpuMap, RawMap, TypedMap } from '../maps/map.js';
 import * as C from '../maps/codecs.js';
-import { NEW_FLOW } from '../maps/abi.js';
-import { NewFlowTable } from '../maps/new-flows.js';
+import { SetTable } from '../maps/set-table.js';
 import { bpfObject } from '../paths.js';
 import { XvsError } from '../errors.js';
 import { logger } from '../log.js';
@@ -11,7 +10,7 @@ import { defaultTimeouts } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
 import type { DirectorInterface } from './interfaces.js';
 import { attachPorts, detachPorts, detachStale, type Port } from './ports.js';
-import { adoptSynConns, copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
+import { adoptNewFlowPins, copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
 
 /** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
 const ETH_ZLEN = 60;
@@ -48,12 +47,12 @@ const log = logger('dataplane');
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/xvs';
 export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
 /**
- * New flows wait in xvs_new_flows for a round trip, not for their lifetime,
- * so the table is small and of one size whatever --conn-table-size says (a
- * restart that resizes the connection tables keeps the handshakes under
- * way): 8,192 sets of 8, 65,536 flows, 5.5 MiB. A flood of 100,000 SYNs a
- * second then leaves a handshake's set 8 newer arrivals in 0.65 s on
- * average.
+ * New flows wait in xvs_new_flows (and NAT's reply sides in
+ * xvs_new_replies) for a round trip, not for their lifetime, so the tables
+ * are small and of one size whatever --conn-table-size says (a restart that
+ * resizes the connection tables keeps the handshakes under way): 8,192 sets
+ * of 8, 65,536 flows, 5.5 MiB and 8.5 MiB. A flood of 100,000 SYNs a second
+ * then leaves a handshake's set 8 newer arrivals in 0.65 s on average.
  */
 export const DEFAULT_NEW_FLOW_SETS = 8192;
 
@@ -85,7 +84,7 @@ export interface DataplaneOptions {
   /** Omitted: no pinning (tests); maps die with the object. */
   pinDir?: string;
   connTableSize?: number;
-  /** Sets of xvs_new_flows, a power of two (default DEFAULT_NEW_FLOW_SETS); tests that flood it take fewer. Not for pinned maps: a pin of another size is not reused. */
+  /** Sets of xvs_new_flows and xvs_new_replies, a power of two (default DEFAULT_NEW_FLOW_SETS); tests that flood them take fewer. Not for pinned maps: a pin of another size is not reused. */
   newFlowSets?: number;
   objectPath?: string;
 }
@@ -104,12 +103,13 @@ export class Dataplane {
   readonly config: TypedMap<number, C.Config>;
   readonly progFd: number;
   readonly clockFd: number;
-  readonly newFlows: NewFlowTable;
+  readonly newFlows: SetTable<C.Conn>;
   /** xvs_flow_cache_ctl: the flow copies' generation and xvs_new_flows' mask. */
   readonly flowCtl: TypedMap<number, C.FlowCtl>;
   readonly nexthops: TypedMap<number, C.Nexthop>;
   readonly nats: TypedMap<C.ConnKey, C.Nat>;
-  readonly natSyn: TypedMap<C.ConnKey, C.Nat>;
+  /** The reply sides of new NAT and FULLNAT flows, in sets as newFlows. */
+  readonly newReplies: SetTable<C.Nat>;
   readonly natReals: TypedMap<C.AddrKey, number>;
   /** xvs_nat_real_slots: what the dataplane reads of natReals, by slot (nat.h). */
   readonly natRealSlots: TypedMap<number, number>;
@@ -139,11 +139,11 @@ export class Dataplane {
     this.config = new TypedMap(obj.map('xvs_config'), C.u32Codec, C.config);
     this.progFd = obj.program('xvs_xdp').fd;
     this.clockFd = obj.program('xvs_clock').fd;
-    this.newFlows = new NewFlowTable(obj.map('xvs_new_flows'));
+    this.newFlows = new SetTable(obj.map('xvs_new_flows'), C.conn);
     this.flowCtl = new TypedMap(obj.map('xvs_flow_cache_ctl'), C.u32Codec, C.flowCtl);
     this.nexthops = new TypedMap(obj.map('xvs_nexthops'), C.u32Codec, C.nexthop);
     this.nats = new TypedMap(obj.map('xvs_nats'), C.connKey, C.nat);
-    this.natSyn = new TypedMap(obj.map('xvs_nat_syn'), C.connKey, C.nat);
+    this.newReplies = new SetTable(obj.map('xvs_new_replies'), C.nat);
     this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
     this.natRealSlots = new TypedMap(obj.map('xvs_nat_real_slots'), C.u32Codec, C.u32Codec);
     this.ifMtus = new TypedMap(obj.map('xvs_if_mtus'), C.u32Codec, C.u32Codec);
@@ -169,7 +169,6 @@ export class Dataplane {
       xvs_conns: connTableSize,
       xvs_persist: Math.max(1024, connTableSize >>> 2),
       xvs_nats: connTableSize,
-      xvs_nat_syn: Math.max(1024, Math.min(newFlowSets * NEW_FLOW.ways, connTableSize >>> 2)),
     };
     // Flow tables pinned at another size are loaded fresh and filled from the old pins (conn-migrate.ts).
     const stale = o.pinDir ? openResizedPins(o.pinDir, sizes) : [];
@@ -177,7 +176,7 @@ export class Dataplane {
       const fresh = new Set<string>(stale.map((s) => s.name));
       const obj = BpfObject.open({
         objectPath,
-        mapSizes: { ...sizes, xvs_new_flows: newFlowSets },
+        mapSizes: { ...sizes, xvs_new_flows: newFlowSets, xvs_new_replies: newFlowSets },
         perCpuSlices: ['xvs_flow_cache', 'xvs_reply_cache'],
         ...(o.pinDir ? { pinDir: o.pinDir, ...(fresh.size > 0 ? { pinMaps: directorMaps(objectPath).filter((n) => !fresh.has(n)) } : {}) } : {}),
       });
@@ -189,8 +188,8 @@ export class Dataplane {
       }
       const dp = new Dataplane(obj, connTableSize);
       dp.#initConfig();
-      const adopted = o.pinDir ? adoptSynConns(o.pinDir, dp.newFlows) : 0;
-      if (adopted > 0) log.info({ flows: adopted }, 'new flows moved from xvs_syn_conns, the table of an earlier build, into xvs_new_flows');
+      const adopted = o.pinDir ? adoptNewFlowPins(o.pinDir, dp.newFlows, dp.newReplies) : 0;
+      if (adopted > 0) log.info({ entries: adopted }, 'new flows moved from the LRU hashes of an earlier build (xvs_syn_conns, xvs_nat_syn) into xvs_new_flows and xvs_new_replies');
       const since = stale.length > 0 ? dp.jiffies() : 0;
       const copied = stale.map((s) => copyNewestFirst(s.name, s.old, obj.map(s.name)));
       if (o.interfaces) {
@@ -252,7 +251,7 @@ export class Dataplane {
    */
   #initConfig(): void {
     // Never pinned: written at every load, before any packet.
-    this.flowCtl.set(0, { cache_gen: 0, new_flow_mask: this.newFlows.mask });
+    this.flowCtl.set(0, { cache_gen: 0, new_flow_mask: this.newFlows.mask, new_reply_mask: this.newReplies.mask });
     const cur = this.config.get(0);
     if (cur && cur.hz !== 0 && cur.timeout.some((t) => t !== 0)) {
       this.hz = cur.hz;

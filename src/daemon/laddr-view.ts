@@ -18,8 +18,8 @@ function portsHeld(dp: Dataplane): Map<number, Map<string, number>> {
   const out = new Map<number, Map<string, number>>();
   const now = dp.jiffies();
   const t = readStateTimeouts(dp);
-  for (const table of [dp.nats, dp.natSyn]) {
-    const { keys, values } = table.raw.lookupBatch(4096);
+  for (const table of [dp.nats.raw, dp.newReplies]) {
+    const { keys, values } = table.lookupBatch(4096);
     values.forEach((vb, i) => {
       const n = C.nat.decode(vb);
       if ((n.flags & NAT_F.fullnat) === 0) return;

@@ -21,7 +21,7 @@ import { clientHash, closing, confirms, isSyn, persistAddr, takesNew, TCP_FLAG, 
 // not taken, so the answer is "the next new flow gets ...".
 
 export type ExplainMaps = Pick<Dataplane, 'services' | 'reals' | 'conns' | 'newFlows' | 'persist' | 'schedTables' | 'schedPos' |
-  'nexthops' | 'laddrs' | 'svcLaddrs' | 'nats' | 'natSyn' | 'natRealSlots' | 'config' | 'jiffies' | 'fwmarkRules'>;
+  'nexthops' | 'laddrs' | 'svcLaddrs' | 'nats' | 'newReplies' | 'natRealSlots' | 'config' | 'jiffies' | 'fwmarkRules'>;
 
 export interface Endpoint { addr: string; port: number }
 
@@ -216,7 +216,7 @@ class Explainer {
     if ((cfg.flags & CFG_F.two_way) === 0) return undefined;
     const slots = this.dp.natRealSlots;
     if (!slots.get(natRealSlot(this.q.client.addr, slots.raw.maxEntries))) return undefined;
-    const n = this.dp.nats.get(this.key) ?? this.dp.natSyn.get(this.key);
+    const n = this.dp.nats.get(this.key) ?? this.dp.newReplies.get(this.key);
     if (!n || !this.#live(n)) {
       this.say('nat-reply', 'the source may be a NAT/FULLNAT real server (its slot of xvs_nat_real_slots holds one), but no live reply entry has this tuple: on down the chain');
       return undefined;
@@ -416,7 +416,7 @@ class Explainer {
     const dst = show({ addr: r.addr, port: r.port || this.q.vip.port });
     if (r.fwd === FWD.nat) {
       this.e.rewrite = { src: show(this.q.client), dst };
-      this.say('rewrite', `destination ${show(this.q.vip)} becomes ${dst} (checksums updated); the reply side ${isNew ? 'is opened in xvs_nat_syn' : 'is in the reply tables'}`);
+      this.say('rewrite', `destination ${show(this.q.vip)} becomes ${dst} (checksums updated); the reply side ${isNew ? 'is opened in xvs_new_replies' : 'is in the reply tables'}`);
     } else if (r.fwd === FWD.fullnat && fnat) {
       const raw = this.dp.laddrs.raw.lookup(C.u32Codec.encode(fnat.laddrId));
       const la = raw && !emptySlot(C.laddr, raw) ? C.laddr.decode(raw) : null;

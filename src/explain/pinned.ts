@@ -4,7 +4,7 @@ import { XvsError } from '../errors.js';
 import { BpfObject, testRun } from '../loader/index.js';
 import * as C from '../maps/codecs.js';
 import { mapFromPin, type RawMap, TypedMap } from '../maps/map.js';
-import { NewFlowTable } from '../maps/new-flows.js';
+import { SetTable } from '../maps/set-table.js';
 import { bpfObject } from '../paths.js';
 import type { ExplainMaps } from './explain.js';
 
@@ -22,7 +22,7 @@ export class PinnedDirector implements ExplainMaps {
   readonly #raw: RawMap[] = [];
   #clock: BpfObject | undefined;
   readonly services; readonly reals; readonly conns; readonly newFlows; readonly persist; readonly schedTables; readonly schedPos;
-  readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly natSyn; readonly natRealSlots; readonly config; readonly fwmarkRules;
+  readonly nexthops; readonly laddrs; readonly svcLaddrs; readonly nats; readonly newReplies; readonly natRealSlots; readonly config; readonly fwmarkRules;
 
   private constructor(readonly pinDir: string) {
     const open = (name: string): RawMap => {
@@ -35,7 +35,7 @@ export class PinnedDirector implements ExplainMaps {
       this.services = new TypedMap(open('xvs_services'), C.svcKey, C.svc);
       this.reals = new TypedMap(open('xvs_reals'), C.u32Codec, C.real);
       this.conns = new TypedMap(open('xvs_conns'), C.connKey, C.conn);
-      this.newFlows = new NewFlowTable(open('xvs_new_flows'));
+      this.newFlows = new SetTable(open('xvs_new_flows'), C.conn);
       this.persist = new TypedMap(open('xvs_persist'), C.persistKey, C.persist);
       this.schedTables = open('xvs_sched_tables');
       this.schedPos = open('xvs_sched_pos');
@@ -43,7 +43,7 @@ export class PinnedDirector implements ExplainMaps {
       this.laddrs = new TypedMap(open('xvs_laddrs'), C.u32Codec, C.laddr);
       this.svcLaddrs = new TypedMap(open('xvs_svc_laddrs'), C.u32Codec, C.svcLaddrs);
       this.nats = new TypedMap(open('xvs_nats'), C.connKey, C.nat);
-      this.natSyn = new TypedMap(open('xvs_nat_syn'), C.connKey, C.nat);
+      this.newReplies = new SetTable(open('xvs_new_replies'), C.nat);
       this.natRealSlots = new TypedMap(open('xvs_nat_real_slots'), C.u32Codec, C.u32Codec);
       this.fwmarkRules = new TypedMap(open('xvs_fwmark_rules'), C.fwmarkKey, C.fwmarkRules);
     } catch (e) {

@@ -23,8 +23,8 @@ export const CONN_STATE = {
   close_wait: 7, last_ack: 8, listen: 9, synack: 10, udp: 11, max: 16,
 } as const;
 export const CFG_F = { two_way: 1 << 0, any_port: 1 << 1, fwmark: 1 << 2 } as const;
-/** The ways of a set of xvs_new_flows (src/maps/new-flows.ts). */
-export const NEW_FLOW = { ways: 8 } as const;
+/** The ways of a set of xvs_new_flows and xvs_new_replies (src/maps/set-table.ts). */
+export const SET = { ways: 8 } as const;
 
 /** Each mirrored enum: its BTF name, the prefix of its members in C, the TS object. */
 export const ABI_ENUMS = [
@@ -41,7 +41,7 @@ export const ABI_ENUMS = [
   { btf: 'xvs_nat_flags', prefix: 'XVS_NAT_F_', values: NAT_F },
   { btf: 'xvs_conn_state', prefix: 'XVS_CS_', values: CONN_STATE },
   { btf: 'xvs_config_flags', prefix: 'XVS_CFG_F_', values: CFG_F },
-  { btf: 'xvs_new_flow_geometry', prefix: 'XVS_NEW_FLOW_', values: NEW_FLOW },
+  { btf: 'xvs_set_geometry', prefix: 'XVS_SET_', values: SET },
   { btf: 'xvs_counter', prefix: 'XVS_CNT_', values: { ...COUNTERS, max: XVS_CNT_MAX } },
 ] as const;
 

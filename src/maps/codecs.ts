@@ -1,7 +1,7 @@
 // One codec per struct in bpf/include/xvs_abi.h, members in C order and named
 // as in C (test/abi.test.ts holds them to the BTF). Ports are host-order
 // numbers, addresses are strings whose family is the struct's `family`.
-import { CONN_STATE, NEW_FLOW } from './abi.js';
+import { CONN_STATE, SET } from './abi.js';
 
 /** XVS_SVC_LADDRS_MAX: the ids array's length, checked against BTF with the struct. */
 export const SVC_LADDRS_MAX = 16;
@@ -77,7 +77,7 @@ export const conn = struct('xvs_conn', [
   pad('pad0', 4),
 ] as const);
 
-/** A way of xvs_new_flows: check is a fold of key and conn (src/maps/new-flows.ts). */
+/** A way of xvs_new_flows: check is a fold of key and conn (src/maps/set-table.ts). */
 export const newFlow = struct('xvs_new_flow', [
   nested('key', connKey),
   nested('conn', conn, 8),
@@ -86,14 +86,16 @@ export const newFlow = struct('xvs_new_flow', [
 
 /** tag: the tuple's hash | 1 of each way, 0 for a free one; born: low 32 bits of jiffies when taken. */
 export const newFlowSet = struct('xvs_new_flow_set', [
-  u32s('tag', NEW_FLOW.ways),
-  u32s('born', NEW_FLOW.ways),
-  structs('way', newFlow, NEW_FLOW.ways, 8),
+  u32s('tag', SET.ways),
+  u32s('born', SET.ways),
+  structs('way', newFlow, SET.ways, 8),
 ] as const);
 
 export const flowCtl = struct('xvs_flow_ctl', [
   u32('cache_gen'),
   u32('new_flow_mask'),
+  u32('new_reply_mask'),
+  pad('pad0', 4),
 ] as const);
 
 export const nat = struct('xvs_nat', [
@@ -111,6 +113,19 @@ export const nat = struct('xvs_nat', [
   u8('state'),
   u8('flags'),
   pad('pad0', 5),
+] as const);
+
+/** A way of xvs_new_replies: a new flow's reply side by its reply's tuple (src/maps/set-table.ts). */
+export const newReply = struct('xvs_new_reply', [
+  nested('key', connKey),
+  nested('nat', nat, 8),
+  bytes('check', 8, 8),
+] as const);
+
+export const newReplySet = struct('xvs_new_reply_set', [
+  u32s('tag', SET.ways),
+  u32s('born', SET.ways),
+  structs('way', newReply, SET.ways, 8),
 ] as const);
 
 export const laddr = struct('xvs_laddr', [
@@ -219,7 +234,7 @@ export type FwmarkRule = ValueOf<typeof fwmarkRule>;
 export type FwmarkRules = ValueOf<typeof fwmarkRules>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, newFlow, newFlowSet, flowCtl, nat, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal, fwmarkKey, fwmarkRule, fwmarkRules } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, newFlow, newFlowSet, flowCtl, nat, newReply, newReplySet, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal, fwmarkKey, fwmarkRule, fwmarkRules } as const;
 
 // The real server's TOA reader (bpf/xvs_toa.c), a separate object: these
 // are checked against its BTF, not the director's.

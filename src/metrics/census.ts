@@ -55,7 +55,7 @@ export interface FlowCensus {
   slots: Map<number, Map<number, number>>;
 }
 
-export type CensusMaps = Pick<Dataplane, 'reals' | 'conns' | 'newFlows' | 'persist' | 'nats' | 'natSyn' | 'laddrs' | 'schedTables' | 'config' | 'hz' | 'jiffies'>;
+export type CensusMaps = Pick<Dataplane, 'reals' | 'conns' | 'newFlows' | 'persist' | 'nats' | 'newReplies' | 'laddrs' | 'schedTables' | 'config' | 'hz' | 'jiffies'>;
 
 const LE = endianness() === 'LE';
 const u32At = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) : b.readUInt32BE(o));
@@ -152,11 +152,11 @@ export async function takeCensus(dp: CensusMaps, model: Model): Promise<FlowCens
   // A FULLNAT reply entry holds its local port until it expires
   // (xvs_lport_taken in natconn.h); its key's destination is the local address.
   const laddrOf = await localAddresses(dp);
-  for (const table of [dp.nats, dp.natSyn]) {
-    const size = table.raw.valueBufSize;
-    const ksize = table.raw.keySize;
+  for (const table of [dp.nats.raw, dp.newReplies]) {
+    const size = table.valueBufSize;
+    const ksize = table.keySize;
     let live = 0;
-    const entries = await walk(table.raw, (k, v, i) => {
+    const entries = await walk(table, (k, v, i) => {
       const o = i * size;
       const state = v[o + NAT.state]!;
       if (!fresh(now, u64At(v, o + NAT.last), timeout[state] ?? 0, hz)) return;
@@ -168,7 +168,7 @@ export async function takeCensus(dp: CensusMaps, model: Model): Promise<FlowCens
       if (!byLaddr) out.fullnatPorts.set(real, (byLaddr = new Map()));
       add(byLaddr, laddr);
     });
-    out.tables.set(table.raw.name, { entries, live, max: table.raw.maxEntries });
+    out.tables.set(table.name, { entries, live, max: table.maxEntries });
   }
 
   for (const s of model.services.values()) out.slots.set(s.id, await tableSlots(dp, s.id, s.tableSize));

@@ -16,7 +16,7 @@ import { COUNTER_KINDS } from './reasons.js';
 // the xvs_ prefix, _total on counters, base units (bytes, seconds).
 
 export interface MetricsInput {
-  dp: Pick<Dataplane, 'counters' | 'svcStats' | 'realStats' | 'nexthops' | 'conns' | 'newFlows' | 'persist' | 'nats' | 'natSyn' | 'services' | 'reals'>;
+  dp: Pick<Dataplane, 'counters' | 'svcStats' | 'realStats' | 'nexthops' | 'conns' | 'newFlows' | 'persist' | 'nats' | 'newReplies' | 'services' | 'reals'>;
   model: Model;
   rates: RateEstimator;
   activity: DirectorActivity;

@@ -1,22 +1,21 @@
-// xvs_new_flows (bpf/dataplane/newflow.h) as a table of new flows by tuple:
-// sets of NEW_FLOW.ways ways, a set chosen by the tuple's hash. The control
-// plane finds, lists, writes and deletes flows as the dataplane does, with
-// the same hash and the same fold in each way's check (test/new-flows.test.ts
-// holds the two sides together), and leaves out a way whose check fails: it
-// is being written, or two CPUs wrote it at once.
+// The dataplane's tables in sets (bpf/dataplane/sets.h), xvs_new_flows and
+// xvs_new_replies, as tables by tuple: sets of SET.ways ways, a set chosen
+// by the tuple's hash. The control plane finds, lists, writes and deletes
+// entries as the dataplane does, with the same hash and the same fold in
+// each way's check (test/packet-new-flows.test.ts holds the two sides
+// together), and leaves out a way whose check fails: it is being written,
+// or two CPUs wrote it at once.
 import { fmix32 } from '../schedulers/hash.js';
-import { NEW_FLOW } from './abi.js';
+import { SET } from './abi.js';
+import type { Codec } from './codec.js';
 import { LE } from './codec.js';
 import * as C from './codecs.js';
 import type { RawMap } from './map.js';
 
 const KEY = C.connKey.size;
-const CONN = C.conn.size;
-const WAY = C.newFlow.size;
 const TAGS = 0;
-const BORN = 4 * NEW_FLOW.ways;
-const WAYS = 8 * NEW_FLOW.ways;
-const CHECK = KEY + CONN;
+const BORN = 4 * SET.ways;
+const WAYS = 8 * SET.ways;
 const M64 = (1n << 64n) - 1n;
 const FOLD_K = 0x9e3779b97f4a7c15n;
 
@@ -31,31 +30,39 @@ export function tupleHash(key: Buffer): number {
   return fmix32(h ^ u32(key, 16) ^ u32(key, 20) ^ u32(key, 24) ^ u32(key, 28) ^ key[36]!);
 }
 
-/** xvs_nf_fold of the way at `at` (its key and conn). */
-export function wayFold(b: Buffer, at: number): bigint {
+/** xvs_way_fold of the way at `at` whose key and value are `bytes` long. */
+export function wayFold(b: Buffer, at: number, bytes: number): bigint {
   let f = 0n;
-  for (let i = 0; i < CHECK / 8; i++) f = ((f ^ u64(b, at + 8 * i)) * FOLD_K) & M64;
+  for (let i = 0; i < bytes / 8; i++) f = ((f ^ u64(b, at + 8 * i)) * FOLD_K) & M64;
   return f | 1n;
 }
 
 const setIndex = (h: number, mask: number): number => (((h >>> 13) | (h << 19)) >>> 0) & mask;
 
-/** A way's offset in its set. */
-const wayAt = (i: number): number => WAYS + WAY * i;
+export interface SetBatch { keys: Buffer; values: Buffer; count: number }
 
-export interface NewFlowBatch { keys: Buffer; values: Buffer; count: number }
-
-export class NewFlowTable {
-  /** New flows it can hold. */
+/** A table in sets whose ways hold an xvs_conn_key, a value of `value`'s codec and a check. */
+export class SetTable<V> {
+  /** Entries it can hold. */
   readonly maxEntries: number;
   readonly keySize = KEY;
-  /** Bytes of one value in lookupBatch and batches: an xvs_conn. */
-  readonly valueBufSize = CONN;
+  /** Bytes of one value in lookupBatch and batches. */
+  readonly valueBufSize: number;
   readonly #mask: number;
+  readonly #way: number;
+  readonly #check: number;
 
-  constructor(readonly raw: RawMap) {
-    this.maxEntries = raw.maxEntries * NEW_FLOW.ways;
+  constructor(readonly raw: RawMap, readonly value: Codec<V>) {
+    this.maxEntries = raw.maxEntries * SET.ways;
     this.#mask = raw.maxEntries - 1;
+    this.valueBufSize = value.size;
+    this.#check = KEY + value.size;
+    this.#way = this.#check + 8;
+  }
+
+  /** A way's offset in its set. */
+  #wayAt(i: number): number {
+    return WAYS + this.#way * i;
   }
 
   get name(): string {
@@ -70,41 +77,41 @@ export class NewFlowTable {
   #set(key: Buffer): { idx: number; set: Buffer; tag: number } {
     const h = tupleHash(key);
     const idx = setIndex(h, this.#mask);
-    return { idx, set: this.raw.lookup(C.u32Codec.encode(idx)) ?? Buffer.alloc(C.newFlowSet.size), tag: (h | 1) >>> 0 };
+    return { idx, set: this.raw.lookup(C.u32Codec.encode(idx)) ?? Buffer.alloc(this.raw.valueSize), tag: (h | 1) >>> 0 };
   }
 
   #valid(set: Buffer, i: number, tag?: number): boolean {
     const t = u32(set, TAGS + 4 * i);
     if (t === 0 || (tag !== undefined && t !== tag)) return false;
-    const at = wayAt(i);
-    return u64(set, at + CHECK) === wayFold(set, at) && (tupleHash(set.subarray(at, at + KEY)) | 1) >>> 0 === t;
+    const at = this.#wayAt(i);
+    return u64(set, at + this.#check) === wayFold(set, at, this.#check) && (tupleHash(set.subarray(at, at + KEY)) | 1) >>> 0 === t;
   }
 
   #find(set: Buffer, tag: number, key: Buffer): number {
-    for (let i = 0; i < NEW_FLOW.ways; i++) {
-      if (this.#valid(set, i, tag) && set.compare(key, 0, KEY, wayAt(i), wayAt(i) + KEY) === 0) return i;
+    for (let i = 0; i < SET.ways; i++) {
+      if (this.#valid(set, i, tag) && set.compare(key, 0, KEY, this.#wayAt(i), this.#wayAt(i) + KEY) === 0) return i;
     }
     return -1;
   }
 
-  get(k: C.ConnKey): C.Conn | null {
+  get(k: C.ConnKey): V | null {
     const key = C.connKey.encode(k);
     const { set, tag } = this.#set(key);
     const i = this.#find(set, tag, key);
-    return i < 0 ? null : C.conn.decode(set, wayAt(i) + KEY);
+    return i < 0 ? null : this.value.decode(set, this.#wayAt(i) + KEY);
   }
 
-  /** Takes a way as the dataplane would (its own, a free one, else the oldest), born at v.last_seen. */
-  set(k: C.ConnKey, v: C.Conn): void {
+  /** Takes a way as the dataplane would (its own, a free one, else the oldest), born at `born` (jiffies). */
+  set(k: C.ConnKey, v: V, born: number): void {
     const key = C.connKey.encode(k);
     const { idx, set, tag } = this.#set(key);
     let way = this.#find(set, tag, key);
     if (way < 0) {
-      // As xvs_nf_take: the first free way, else the oldest (the last of equals).
-      const now = v.last_seen >>> 0;
+      // As xvs_set_scan: the first free way, else the oldest (the last of equals).
+      const now = born >>> 0;
       let oldest = 0;
       way = 0;
-      for (let i = 0; i < NEW_FLOW.ways; i++) {
+      for (let i = 0; i < SET.ways; i++) {
         if (u32(set, TAGS + 4 * i) === 0) {
           way = i;
           break;
@@ -116,13 +123,13 @@ export class NewFlowTable {
         }
       }
     }
-    const at = wayAt(way);
+    const at = this.#wayAt(way);
     key.copy(set, at);
-    C.conn.encodeInto(v, set, at + KEY);
-    const f = wayFold(set, at);
-    LE ? set.writeBigUInt64LE(f, at + CHECK) : set.writeBigUInt64BE(f, at + CHECK);
+    this.value.encodeInto(v, set, at + KEY);
+    const f = wayFold(set, at, this.#check);
+    LE ? set.writeBigUInt64LE(f, at + this.#check) : set.writeBigUInt64BE(f, at + this.#check);
     LE ? set.writeUInt32LE(tag, TAGS + 4 * way) : set.writeUInt32BE(tag, TAGS + 4 * way);
-    LE ? set.writeUInt32LE(v.last_seen >>> 0, BORN + 4 * way) : set.writeUInt32BE(v.last_seen >>> 0, BORN + 4 * way);
+    LE ? set.writeUInt32LE(born >>> 0, BORN + 4 * way) : set.writeUInt32BE(born >>> 0, BORN + 4 * way);
     this.#write(idx, set);
   }
 
@@ -138,7 +145,7 @@ export class NewFlowTable {
 
   /** Frees every way. */
   clear(): void {
-    const empty = Buffer.alloc(C.newFlowSet.size);
+    const empty = Buffer.alloc(this.raw.valueSize);
     for (let i = 0; i < this.raw.maxEntries; i++) this.#write(i, empty);
   }
 
@@ -146,18 +153,19 @@ export class NewFlowTable {
     this.raw.update(C.u32Codec.encode(idx), set);
   }
 
-  /** Every new flow, `chunk` sets per syscall: keys and xvs_conn values laid end to end, as RawMap.batches. */
-  *batches(chunk = 256): Generator<NewFlowBatch> {
+  /** Every entry, `chunk` sets per syscall: keys and values laid end to end, as RawMap.batches. */
+  *batches(chunk = 256): Generator<SetBatch> {
+    const V = this.valueBufSize;
     for (const b of this.raw.batches(chunk)) {
-      const keys = Buffer.alloc(b.count * NEW_FLOW.ways * KEY);
-      const values = Buffer.alloc(b.count * NEW_FLOW.ways * CONN);
+      const keys = Buffer.alloc(b.count * SET.ways * KEY);
+      const values = Buffer.alloc(b.count * SET.ways * V);
       let n = 0;
       for (let s = 0; s < b.count; s++) {
         const set = b.values.subarray(s * this.raw.valueBufSize, (s + 1) * this.raw.valueBufSize);
-        for (let i = 0; i < NEW_FLOW.ways; i++) {
+        for (let i = 0; i < SET.ways; i++) {
           if (!this.#valid(set, i)) continue;
-          set.copy(keys, n * KEY, wayAt(i), wayAt(i) + KEY);
-          set.copy(values, n * CONN, wayAt(i) + KEY, wayAt(i) + KEY + CONN);
+          set.copy(keys, n * KEY, this.#wayAt(i), this.#wayAt(i) + KEY);
+          set.copy(values, n * V, this.#wayAt(i) + KEY, this.#wayAt(i) + KEY + V);
           n++;
         }
       }
@@ -165,22 +173,22 @@ export class NewFlowTable {
     }
   }
 
-  /** Every new flow: keys and xvs_conn values, as RawMap.lookupBatch. */
+  /** Every entry: keys and values, as RawMap.lookupBatch. */
   lookupBatch(chunk = 256): { keys: Buffer[]; values: Buffer[] } {
     const keys: Buffer[] = [];
     const values: Buffer[] = [];
     for (const b of this.batches(chunk)) {
       for (let i = 0; i < b.count; i++) {
         keys.push(b.keys.subarray(i * KEY, (i + 1) * KEY));
-        values.push(b.values.subarray(i * CONN, (i + 1) * CONN));
+        values.push(b.values.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize));
       }
     }
     return { keys, values };
   }
 
-  *entries(): Generator<[C.ConnKey, C.Conn]> {
+  *entries(): Generator<[C.ConnKey, V]> {
     for (const b of this.batches()) {
-      for (let i = 0; i < b.count; i++) yield [C.connKey.decode(b.keys, i * KEY), C.conn.decode(b.values, i * CONN)];
+      for (let i = 0; i < b.count; i++) yield [C.connKey.decode(b.keys, i * KEY), this.value.decode(b.values, i * this.valueBufSize)];
     }
   }
 }
