@@ -360,7 +360,7 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 			xvs_promote(c, p, r, now);
 		} else {
 			xvs_conn_state(c, p, r);
-			xvs_nf_seal(w);
+			xvs_way_seal(w, sizeof(*w));
 		}
 		return XVS_CONTINUE;
 	}

@@ -81,7 +81,7 @@ static __always_inline void xvs_nat_reply_state(struct xvs_nat *n, const struct 
 	w = xvs_nf_find(&fk);
 	if (w && w->conn.real_id == n->real_id) {
 		w->conn.state = ns;
-		xvs_nf_seal(w);
+		xvs_way_seal(w, sizeof(*w));
 	}
 }
 

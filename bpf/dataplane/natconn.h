@@ -134,7 +134,7 @@ XVS_SUBPROG int xvs_nat_sync(const struct xvs_pkt *p, __u8 state)
 	w = xvs_nr_find(&rk);
 	if (w && w->nat.real_id == p->real_id) {
 		w->nat.state = state;
-		xvs_nr_seal(w);
+		xvs_way_seal(w, sizeof(*w));
 	}
 	return 0;
 }

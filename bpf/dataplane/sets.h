@@ -141,6 +141,37 @@ static __always_inline int xvs_set_index(void *map, int reply, __u32 size, const
 	return i < 0 ? -1 : (int)(idx * XVS_SET_WAYS) + i;
 }
 
+/* The way at n (set * XVS_SET_WAYS + way, as xvs_set_index gives it) of
+ * `map`, or NULL for n < 0. */
+static __always_inline void *xvs_way_at(void *map, int n, __u32 size)
+{
+	__u32 idx;
+	void *s;
+
+	if (n < 0)
+		return NULL;
+	idx = (__u32)n / XVS_SET_WAYS;
+	s = bpf_map_lookup_elem(map, &idx);
+	return s ? xvs_way(s, n, size) : NULL;
+}
+
+/* After a way's value was written in place. */
+static __always_inline void xvs_way_seal(void *w, __u32 size)
+{
+	*xvs_way_check(w, size) = xvs_way_fold(w, size);
+}
+
+/* Copies 8-byte words: a memcpy through void * would go byte by byte. */
+static __always_inline void xvs_copy64(void *dst, const void *src, __u32 bytes)
+{
+	const __u64 *s = src;
+	__u64 *d = dst;
+
+#pragma unroll
+	for (__u32 i = 0; i < bytes / 8; i++)
+		d[i] = s[i];
+}
+
 /* Writes way v of set s for k (the tag last) or, value NULL, frees it. */
 static __always_inline void xvs_way_write(void *s, __u32 size, int v, const struct xvs_conn_key *k, const void *value,
 					  __u32 tag, __u32 now)
@@ -154,8 +185,8 @@ static __always_inline void xvs_way_write(void *s, __u32 size, int v, const stru
 		return;
 	}
 	w = xvs_way(s, v, size);
-	__builtin_memcpy(w, k, sizeof(*k));
-	__builtin_memcpy(w + sizeof(*k), value, size - sizeof(*k) - 8);
+	xvs_copy64(w, k, sizeof(*k));
+	xvs_copy64(w + sizeof(*k), value, size - sizeof(*k) - 8);
 	*xvs_way_check(w, size) = xvs_way_fold(w, size);
 	born[v] = now;
 	asm volatile("" ::: "memory"); /* the tag after the way */
@@ -173,21 +204,7 @@ XVS_SUBPROG int xvs_nf_index(const struct xvs_conn_key *k)
 /* The tuple's new flow, or NULL. */
 static __always_inline struct xvs_new_flow *xvs_nf_find(const struct xvs_conn_key *k)
 {
-	struct xvs_new_flow_set *s;
-	int n = xvs_nf_index(k);
-	__u32 idx;
-
-	if (n < 0)
-		return NULL;
-	idx = (__u32)n / XVS_SET_WAYS;
-	s = bpf_map_lookup_elem(&xvs_new_flows, &idx);
-	return s ? &s->way[n & (XVS_SET_WAYS - 1)] : NULL;
-}
-
-/* After the flow's entry was written in place. */
-static __always_inline void xvs_nf_seal(struct xvs_new_flow *w)
-{
-	w->check = xvs_way_fold(w, sizeof(*w));
+	return xvs_way_at(&xvs_new_flows, xvs_nf_index(k), sizeof(struct xvs_new_flow));
 }
 
 /* A new flow takes a way of its set (c, taken at c->last_seen), or the
@@ -222,20 +239,7 @@ XVS_SUBPROG int xvs_nr_index(const struct xvs_conn_key *k)
 /* The reply side of a new flow by its reply's tuple, or NULL. */
 static __always_inline struct xvs_new_reply *xvs_nr_find(const struct xvs_conn_key *k)
 {
-	struct xvs_new_reply_set *s;
-	int n = xvs_nr_index(k);
-	__u32 idx;
-
-	if (n < 0)
-		return NULL;
-	idx = (__u32)n / XVS_SET_WAYS;
-	s = bpf_map_lookup_elem(&xvs_new_replies, &idx);
-	return s ? &s->way[n & (XVS_SET_WAYS - 1)] : NULL;
-}
-
-static __always_inline void xvs_nr_seal(struct xvs_new_reply *w)
-{
-	w->check = xvs_way_fold(w, sizeof(*w));
+	return xvs_way_at(&xvs_new_replies, xvs_nr_index(k), sizeof(struct xvs_new_reply));
 }
 
 /*

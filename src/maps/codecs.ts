@@ -8,7 +8,7 @@ export const SVC_LADDRS_MAX = 16;
 /** XVS_FWMARK_RULES_MAX: rules one destination is tried against, checked against BTF with xvs_fwmark_rules. */
 export const FWMARK_RULES_MAX = 16;
 import { nested, structs } from './codec-array.js';
-import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u32s, u64, type ValueOf } from './codec.js';
+import { addr16, be16, bytes, mac, pad, scalar, struct, u8, u16, u32, u32s, u64, type Codec, type ValueOf } from './codec.js';
 
 export const svcKey = struct('xvs_svc_key', [
   addr16('addr', 'family'),
@@ -84,12 +84,20 @@ export const newFlow = struct('xvs_new_flow', [
   bytes('check', 8, 8),
 ] as const);
 
-/** tag: the tuple's hash | 1 of each way, 0 for a free one; born: low 32 bits of jiffies when taken. */
-export const newFlowSet = struct('xvs_new_flow_set', [
-  u32s('tag', SET.ways),
-  u32s('born', SET.ways),
-  structs('way', newFlow, SET.ways, 8),
-] as const);
+/**
+ * A set of a table in sets (bpf/dataplane/sets.h) whose ways are `way`'s.
+ * tag: the tuple's hash | 1 of each way, 0 for a free one; born: low 32
+ * bits of jiffies when taken.
+ */
+function setOf<V>(name: string, way: Codec<V>) {
+  return struct(name, [
+    u32s('tag', SET.ways),
+    u32s('born', SET.ways),
+    structs('way', way, SET.ways, 8),
+  ] as const);
+}
+
+export const newFlowSet = setOf('xvs_new_flow_set', newFlow);
 
 export const flowCtl = struct('xvs_flow_ctl', [
   u32('cache_gen'),
@@ -122,11 +130,7 @@ export const newReply = struct('xvs_new_reply', [
   bytes('check', 8, 8),
 ] as const);
 
-export const newReplySet = struct('xvs_new_reply_set', [
-  u32s('tag', SET.ways),
-  u32s('born', SET.ways),
-  structs('way', newReply, SET.ways, 8),
-] as const);
+export const newReplySet = setOf('xvs_new_reply_set', newReply);
 
 export const laddr = struct('xvs_laddr', [
   addr16('addr', 'family'),
