@@ -151,7 +151,7 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
       raw.writeUInt32LE(tag, 4 * (SET.ways - 1));
       t.dp.newReplies.raw.update(set0, raw);
     };
-    claimed(0xfffffffe); // XVS_WAY_CLAIMED: another CPU between its compare-and-swap and its write
+    claimed(SET.claimed); // another CPU between its compare-and-swap and its write
     const before = counter('fnat_no_port');
     assert.equal(t.run(syn(47000)).retval, XdpAction.DROP);
     assert.equal(counter('fnat_no_port') - before, 1, 'every port of the search given up');

@@ -5,7 +5,7 @@
  * confirms them) and xvs_new_replies (their NAT and FULLNAT reply sides).
  * A table is an array of sets; a tuple's hash picks the set. A set's first
  * cache line holds each way's tag (the hash | 1; 0 a free way,
- * XVS_WAY_CLAIMED one being taken) and when it was taken, so a tuple that
+ * XVS_SET_CLAIMED one being taken) and when it was taken, so a tuple that
  * is not there costs one line; then its XVS_SET_WAYS ways, each a key, a
  * value and a fold of the two (check). The functions are generic over a
  * way's size, a constant wherever they are inlined.
@@ -24,8 +24,6 @@
 #include "common.h"
 #include "maps.h"
 
-/* A way's tag while a claim takes it: even, so no tuple's (hash | 1). */
-#define XVS_WAY_CLAIMED 0xfffffffeU
 #define XVS_SET_HEAD 64 /* the tags and the times taken */
 
 /* The tuple's hash, for this CPU's flow copies and the sets alike: tuples
@@ -92,7 +90,7 @@ static __always_inline void *xvs_set_of(void *map, int reply, const struct xvs_c
 }
 
 /* The way of set s that holds k or, with take, the way a new k takes (its
- * own, else a free one, else the oldest); -1 for none. */
+ * own, else a free one, else the oldest not being claimed); -1 for none. */
 static __always_inline int xvs_set_scan(void *s, __u32 size, const struct xvs_conn_key *k, __u32 tag, __u32 now, int take)
 {
 	__u32 *tags = s, *born = s + 4 * XVS_SET_WAYS, oldest = 0, age;
@@ -116,6 +114,8 @@ static __always_inline int xvs_set_scan(void *s, __u32 size, const struct xvs_co
 	for (int i = 0; i < XVS_SET_WAYS; i++) {
 		if (!tags[i])
 			return i;
+		if (tags[i] == XVS_SET_CLAIMED)
+			continue; /* another CPU's claim is writing it */
 		age = now - born[i];
 		if (age >= oldest) {
 			oldest = age;
@@ -274,17 +274,17 @@ XVS_SUBPROG int xvs_nr_put(const struct xvs_conn_key *k, const struct xvs_nat *n
 		w = xvs_way(s, v, size);
 		old = tags[v];
 		/* The scan gives the tuple's own way first: held while live. */
-		if (old == XVS_WAY_CLAIMED ||
+		if (old == XVS_SET_CLAIMED ||
 		    (old == (h | 1) && xvs_key_eq(&w->key, k) && xvs_fresh(cfg, w->nat.last_seen, n->last_seen, w->nat.state)))
 			return 0;
-		if (__sync_val_compare_and_swap(&tags[v], old, XVS_WAY_CLAIMED) != old)
+		if (__sync_val_compare_and_swap(&tags[v], old, XVS_SET_CLAIMED) != old)
 			return 0;
 		/* Another claim under way in the set, or another way with the
 		 * tuple's tag (the tag alone: a stranger sharing it costs a port
 		 * try, no more): give the way back. */
 #pragma nounroll
 		for (int i = 0; i < XVS_SET_WAYS; i++) {
-			if (i != v && (tags[i] == XVS_WAY_CLAIMED || tags[i] == (h | 1))) {
+			if (i != v && (tags[i] == XVS_SET_CLAIMED || tags[i] == (h | 1))) {
 				tags[v] = 0;
 				return 0;
 			}

@@ -50,6 +50,7 @@ enum {
  * control plane mirrors, so an enum of its own (xvs_abi_enums()). */
 enum xvs_set_geometry : __u32 {
 	XVS_SET_WAYS = 8,
+	XVS_SET_CLAIMED = 0xfffffffe, /* a way's tag while a claim takes it: even, so no tuple's (hash | 1) */
 };
 
 enum xvs_family : __u8 {

@@ -24,7 +24,7 @@ export const CONN_STATE = {
 } as const;
 export const CFG_F = { two_way: 1 << 0, any_port: 1 << 1, fwmark: 1 << 2 } as const;
 /** The ways of a set of xvs_new_flows and xvs_new_replies (src/maps/set-table.ts). */
-export const SET = { ways: 8 } as const;
+export const SET = { ways: 8, claimed: 0xfffffffe } as const;
 
 /** Each mirrored enum: its BTF name, the prefix of its members in C, the TS object. */
 export const ABI_ENUMS = [

@@ -112,10 +112,12 @@ export class SetTable<V> {
       let oldest = 0;
       way = 0;
       for (let i = 0; i < SET.ways; i++) {
-        if (u32(set, TAGS + 4 * i) === 0) {
+        const t = u32(set, TAGS + 4 * i);
+        if (t === 0) {
           way = i;
           break;
         }
+        if (t === SET.claimed) continue;
         const age = (now - u32(set, BORN + 4 * i)) >>> 0;
         if (age >= oldest) {
           oldest = age;
