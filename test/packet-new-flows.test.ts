@@ -68,7 +68,7 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
     for (const v6 of [false, true]) {
       assert.equal(t.run(seg(41000, F.TCP.SYN, v6)).retval, XdpAction.TX);
       const c = t.dp.newFlows.get(key(41000, v6));
-      assert.equal(c?.state, CONN_STATE.syn_recv, `${v6 ? 'IPv6' : 'IPv4'}: found by src/maps/new-flows.ts`);
+      assert.equal(c?.state, CONN_STATE.syn_recv, `${v6 ? 'IPv6' : 'IPv4'}: found by src/maps/set-table.ts`);
       const way = wayOf(key(41000, v6));
       assert.ok(way >= 0, 'tagged with the hash both sides compute');
       const raw = setBytes();
