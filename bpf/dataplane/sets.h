@@ -193,6 +193,22 @@ static __always_inline void xvs_way_write(void *s, __u32 size, int v, const stru
 	tags[v] = tag;
 }
 
+/* The way of `map` a k taken at `now` takes (take) or holds, -1 for none;
+ * its set in *s, the tuple's hash | 1 in *tag. */
+static __always_inline int xvs_set_pick(void *map, int reply, __u32 size, const struct xvs_conn_key *k, __u32 now,
+					int take, void **s, __u32 *tag)
+{
+	__u32 h, idx;
+
+	if (!k)
+		return -1;
+	*s = xvs_set_of(map, reply, k, &idx, &h);
+	if (!*s)
+		return -1;
+	*tag = h | 1;
+	return xvs_set_scan(*s, size, k, *tag, now, take);
+}
+
 /* Where k's new flow is in xvs_new_flows, set * XVS_SET_WAYS + way, or -1.
  * A subprogram: eight ways inlined would multiply the verifier's states of
  * every caller, and its temporaries stay off their stacks. */
@@ -212,20 +228,13 @@ static __always_inline struct xvs_new_flow *xvs_nf_find(const struct xvs_conn_ke
  * xvs_nf_index; few arguments, so that none is spilled across its lookups. */
 XVS_SUBPROG int xvs_nf_put(const struct xvs_conn_key *k, const struct xvs_conn *c)
 {
-	__u32 h, idx, now;
-	void *s;
-	int v;
+	__u32 tag, now = c ? c->last_seen : 0;
+	void *s = NULL;
+	int v = xvs_set_pick(&xvs_new_flows, 0, sizeof(struct xvs_new_flow), k, now, c != NULL, &s, &tag);
 
-	if (!k)
+	if (v < 0 || !s)
 		return 0;
-	s = xvs_set_of(&xvs_new_flows, 0, k, &idx, &h);
-	if (!s)
-		return 0;
-	now = c ? c->last_seen : 0;
-	v = xvs_set_scan(s, sizeof(struct xvs_new_flow), k, h | 1, now, c != NULL);
-	if (v < 0)
-		return 0;
-	xvs_way_write(s, sizeof(struct xvs_new_flow), v, k, c, h | 1, now);
+	xvs_way_write(s, sizeof(struct xvs_new_flow), v, k, c, tag, now);
 	return 1;
 }
 
@@ -244,38 +253,32 @@ static __always_inline struct xvs_new_reply *xvs_nr_find(const struct xvs_conn_k
 
 /*
  * A new flow's reply side n takes a way of its set (taken at
- * n->last_seen), 1 when it did. With
- * cfg (a FULLNAT local port's claim), only if no live reply side holds its tuple
- * and no other claim is under way in the set: the way is taken with a
- * compare-and-swap of its tag, then the set is looked at again, so of two
- * CPUs claiming one tuple at most one holds it (both may give up: each then
- * tries another port). Without (NAT, whose reply's tuple is the client's
- * own), a live holder is the same flow's: replaced. n NULL: frees k's way.
+ * n->last_seen), 1 when it did. With cfg (a FULLNAT local port's claim),
+ * only if no live reply side holds its tuple and no other claim is under
+ * way in the set: the way is taken with a compare-and-swap of its tag, then
+ * the set is looked at again, so of two CPUs claiming one tuple at most one
+ * holds it (both may give up: each then tries another port). Without (NAT,
+ * whose reply's tuple is the client's own), a live holder is the same
+ * flow's: replaced. n NULL: frees k's way.
  */
 XVS_SUBPROG int xvs_nr_put(const struct xvs_conn_key *k, const struct xvs_nat *n, const struct xvs_config *cfg)
 {
 	const __u32 size = sizeof(struct xvs_new_reply);
 	struct xvs_new_reply *w;
-	__u32 h, idx, *tags, old;
-	void *s;
-	int v;
+	__u32 tag, *tags, old;
+	void *s = NULL;
+	int v = xvs_set_pick(&xvs_new_replies, 1, size, k, n ? n->last_seen : 0, n != NULL, &s, &tag);
 
-	if (!k)
-		return 0;
-	s = xvs_set_of(&xvs_new_replies, 1, k, &idx, &h);
-	if (!s)
+	if (v < 0 || !s)
 		return 0;
 	tags = s;
-	v = xvs_set_scan(s, size, k, h | 1, n ? n->last_seen : 0, n != NULL);
-	if (v < 0)
-		return 0;
 	v &= XVS_SET_WAYS - 1;
 	if (n && cfg) {
 		w = xvs_way(s, v, size);
 		old = tags[v];
 		/* The scan gives the tuple's own way first: held while live. */
 		if (old == XVS_SET_CLAIMED ||
-		    (old == (h | 1) && xvs_key_eq(&w->key, k) && xvs_fresh(cfg, w->nat.last_seen, n->last_seen, w->nat.state)))
+		    (old == tag && xvs_key_eq(&w->key, k) && xvs_fresh(cfg, w->nat.last_seen, n->last_seen, w->nat.state)))
 			return 0;
 		if (__sync_val_compare_and_swap(&tags[v], old, XVS_SET_CLAIMED) != old)
 			return 0;
@@ -284,13 +287,13 @@ XVS_SUBPROG int xvs_nr_put(const struct xvs_conn_key *k, const struct xvs_nat *n
 		 * try, no more): give the way back. */
 #pragma nounroll
 		for (int i = 0; i < XVS_SET_WAYS; i++) {
-			if (i != v && (tags[i] == XVS_SET_CLAIMED || tags[i] == (h | 1))) {
+			if (i != v && (tags[i] == XVS_SET_CLAIMED || tags[i] == tag)) {
 				tags[v] = 0;
 				return 0;
 			}
 		}
 	}
-	xvs_way_write(s, size, v, k, n, h | 1, n ? n->last_seen : 0);
+	xvs_way_write(s, size, v, k, n, tag, n ? n->last_seen : 0);
 	return 1;
 }
 
