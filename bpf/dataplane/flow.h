@@ -188,11 +188,17 @@ static __always_inline __u32 xvs_cache_index(const struct xvs_conn_key *k)
 	return bpf_get_smp_processor_id() * XVS_FLOW_CACHE_SLOTS + (xvs_tuple_hash(k) & (XVS_FLOW_CACHE_SLOTS - 1));
 }
 
+static __always_inline struct xvs_flow_ctl *xvs_flow_ctl(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&xvs_flow_cache_ctl, &zero);
+}
+
 /* The copies' generation now (xvs_flow_ctl.cache_gen). */
 static __always_inline __u32 xvs_cache_gen(void)
 {
-	__u32 zero = 0;
-	struct xvs_flow_ctl *ctl = bpf_map_lookup_elem(&xvs_flow_cache_ctl, &zero);
+	struct xvs_flow_ctl *ctl = xvs_flow_ctl();
 
 	return ctl ? ctl->cache_gen : 0;
 }
@@ -200,8 +206,7 @@ static __always_inline __u32 xvs_cache_gen(void)
 /* Retires every CPU's copies at once (a SYN dropped a confirmed entry). */
 static __always_inline void xvs_cache_retire(void)
 {
-	__u32 zero = 0;
-	struct xvs_flow_ctl *ctl = bpf_map_lookup_elem(&xvs_flow_cache_ctl, &zero);
+	struct xvs_flow_ctl *ctl = xvs_flow_ctl();
 
 	if (ctl)
 		__sync_fetch_and_add(&ctl->cache_gen, 1);

@@ -11,8 +11,8 @@
  * The first try claims at once: while ports are plentiful it succeeds, and
  * a look before it would cost every new flow a lookup. The retries (a
  * bpf_loop callback, so the verifier checks one try, not XVS_LPORT_TRIES)
- * first look in xvs_nats for a live holder and claim only a port that
- * looks free there.
+ * look for a live holder in both tables and stop at a port that looks
+ * free, which the opener claims (xvs_fnat_open).
  */
 #ifndef XVS_LPORT_H
 #define XVS_LPORT_H
@@ -80,8 +80,8 @@ struct xvs_lport_ctx {
  * family (so that one address whose ports are taken does not refuse flows
  * another could carry) and the next port. Returns 1 (stop) at a port no
  * live flow holds, which the opener then claims (a claim from here would
- * put a fifth frame on a chain at the 512 bytes of stack), or once the
- * tries are spent. */
+ * put a fifth frame on a chain at 496 of the 512 bytes of stack), or once
+ * the tries are spent. */
 static long xvs_lport_retry(__u32 i, struct xvs_lport_ctx *c)
 {
 	struct xvs_lport_search *s = c->s;

@@ -104,7 +104,7 @@ export class Dataplane {
   readonly progFd: number;
   readonly clockFd: number;
   readonly newFlows: SetTable<C.Conn>;
-  /** xvs_flow_cache_ctl: the flow copies' generation and xvs_new_flows' mask. */
+  /** xvs_flow_cache_ctl: the flow copies' generation and the masks of xvs_new_flows and xvs_new_replies. */
   readonly flowCtl: TypedMap<number, C.FlowCtl>;
   readonly nexthops: TypedMap<number, C.Nexthop>;
   readonly nats: TypedMap<C.ConnKey, C.Nat>;
