@@ -87,7 +87,7 @@ function microTable(micro: MicroRow[], connTable: number): string[] {
     `   new flow: a fresh 5-tuple every run (source port and client address, never repeated: checked); conn table ${connTable}`,
     '   entries, new flows (and reply sides) in 8192 sets of 8: once a set is full, a new flow takes its oldest way.',
     '   SYN of a known flow: the SYN of a flow the director has seen, again (a retransmission). IPv6 TUN is IPv6 in IPv6.',
-    '   from copy: runs this CPU\'s copy of the flow\'s entry (the SYN: of its handshake\'s) forwarded (flow_cached), the',
+    '   from copy: runs this CPU\'s copy of the flow\'s established entry forwarded (flow_cached; a SYN never), the',
     '   table the rest (the first, one a second). One flow\'s lines stay warm between runs; 2,000 or 20,000 flows in turn',
     '   cost 5-6x, copies or not (docs/architecture.md, "Where the time goes").',
     '   NAT, FULLNAT, NAT64 (an IPv6 VIP, FULLNAT to an IPv4 real server): on a director of their own, since one with a NAT',

@@ -227,22 +227,17 @@ static __always_inline int xvs_cacheable(const struct xvs_pkt *p)
 }
 
 /* The slot's copy, if it is this flow's, of this generation, taken less
- * than a second ago, and of the table the packet would look in: a SYN's of
- * xvs_new_flows (SYN_RECV: a retransmission changes nothing), another's of
- * xvs_conns (ESTABLISHED, UDP, refreshed less than a second ago, so the
- * entry needs no refresh yet). Its real server, checked as the entry's
- * would be (XVS_HIT), else XVS_MISS. */
+ * than a second ago, of an entry ESTABLISHED (or UDP) and refreshed less
+ * than a second ago, so the entry needs no refresh yet. Its real server,
+ * checked as the entry's would be (XVS_HIT), else XVS_MISS. */
 static __always_inline int xvs_cached(const struct xvs_flow_cached *fc, struct xvs_pkt *p, const struct xvs_config *cfg,
-				      __u64 now, __u32 gen, int syn, struct xvs_real **rp)
+				      __u64 now, __u32 gen, struct xvs_real **rp)
 {
-	__u8 st = fc->conn.state;
-
 	if (!xvs_key_eq(&p->key, &fc->key) || fc->gen != gen || now - fc->copied >= cfg->hz)
 		return XVS_MISS;
-	if (syn ? st != XVS_CS_SYN_RECV
-		: !xvs_copyable_state(st) || now - fc->conn.last_seen >= cfg->hz)
+	if (!xvs_copyable_state(fc->conn.state) || now - fc->conn.last_seen >= cfg->hz)
 		return XVS_MISS;
-	if (xvs_entry(&fc->conn, cfg, now, syn, rp) != XVS_HIT)
+	if (xvs_entry(&fc->conn, cfg, now, 0, rp) != XVS_HIT)
 		return XVS_MISS;
 	p->svc_id = fc->conn.svc_id;
 	p->real_id = fc->conn.real_id;
@@ -273,20 +268,17 @@ static __always_inline void xvs_cache_fill(struct xvs_flow_cached *fc, const str
 		fc->copied = 0;
 }
 
-/* A new flow's entry in xvs_new_flows (nc), or none (NULL: a one-packet
- * datagram): a TCP handshake's is this CPU's copy for its retransmitted
- * SYNs; otherwise a copy of an older flow on the tuple (whose entry went
- * without a FIN or RST passing here) must not take its packets. */
-static __always_inline void xvs_cache_new(const struct xvs_pkt *p, const struct xvs_conn *nc, __u64 now)
+/* A new flow: a copy of an older flow on its tuple (whose entry went
+ * without a FIN or RST passing here) must not take its packets, so the
+ * slot stops counting, whoever's copy it holds. A store and no load: a
+ * new flow's slot is a cold line, and a load of it (to compare its key
+ * first) cost DR new flow 1.5-2x of the floor, a store next to nothing. */
+static __always_inline void xvs_cache_new(const struct xvs_pkt *p)
 {
 	__u32 idx = xvs_cache_index(&p->key);
 	struct xvs_flow_cached *fc = bpf_map_lookup_elem(&xvs_flow_cache, &idx);
 
-	if (!fc)
-		return;
-	if (nc && nc->state == XVS_CS_SYN_RECV)
-		xvs_cache_copy(fc, p, nc, xvs_cache_gen(), now);
-	else if (xvs_key_eq(&p->key, &fc->key))
+	if (fc)
 		fc->copied = 0;
 }
 
@@ -306,7 +298,7 @@ static __always_inline int xvs_confirmed(struct xvs_pkt *p, const struct xvs_con
 		gen = xvs_cache_gen();
 		idx = xvs_cache_index(&p->key);
 		fc = bpf_map_lookup_elem(&xvs_flow_cache, &idx);
-		if (fc && xvs_cacheable(p) && xvs_cached(fc, p, cfg, now, gen, 0, rp) == XVS_HIT) {
+		if (fc && xvs_cacheable(p) && xvs_cached(fc, p, cfg, now, gen, rp) == XVS_HIT) {
 			xvs_count(XVS_CNT_FLOW_CACHED);
 			return XVS_HIT;
 		}
@@ -402,12 +394,9 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
 	}
 	/* One-packet scheduling: no entry, so the next datagram is scheduled
 	 * afresh (a NAT reply side still opens, for the answer). */
-	if (tcp || !(svc->flags & XVS_SVC_F_OPS)) {
+	if (tcp || !(svc->flags & XVS_SVC_F_OPS))
 		xvs_nf_put(&p->key, &nc);
-		xvs_cache_new(p, &nc, now);
-	} else {
-		xvs_cache_new(p, NULL, now);
-	}
+	xvs_cache_new(p);
 	p->is_new = 1;
 	return XVS_CONTINUE;
 }
@@ -417,9 +406,9 @@ XVS_SUBPROG int xvs_flow_more(struct xdp_md *ctx, struct xvs_pkt *p)
  * or not). Returns XVS_CONTINUE with *rp set, or the packet's verdict. A
  * packet other than a SYN looks at this CPU's copy, then in xvs_conns: an
  * established packet costs one of those and no service lookup, inline. A
- * SYN looks at its handshake's copy, then in xvs_new_flows, inline too: a
- * retransmission costs one of those and no subprogram call (a call costs
- * 0.05-0.15x of the floor).
+ * SYN looks in xvs_new_flows, and a retransmission costs that look: not at
+ * a copy first, whose slot a new flow would pay for as a cold load (see
+ * xvs_cache_new).
  */
 static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const struct xvs_config *cfg,
 				    struct xvs_real **rp)
@@ -427,25 +416,14 @@ static __always_inline int xvs_flow(struct xdp_md *ctx, struct xvs_pkt *p, const
 	int syn = p->proto == IPPROTO_TCP &&
 		  (p->tcp_flags & (XVS_TCP_SYN | XVS_TCP_ACK | XVS_TCP_RST)) == XVS_TCP_SYN;
 	__u64 now = bpf_jiffies64();
-	struct xvs_flow_cached *fc;
 	struct xvs_new_flow *w;
-	__u32 id, gen;
+	__u32 id;
 	int rc;
 
 	if (syn) {
-		/* A retransmitted SYN: this CPU's copy of its handshake first. */
-		gen = xvs_cache_gen();
-		id = xvs_cache_index(&p->key);
-		fc = bpf_map_lookup_elem(&xvs_flow_cache, &id);
-		if (fc && xvs_cached(fc, p, cfg, now, gen, 1, rp) == XVS_HIT) {
-			xvs_count(XVS_CNT_FLOW_CACHED);
-			return XVS_CONTINUE;
-		}
 		w = xvs_nf_find(&p->key);
 		if (w && xvs_entry(&w->conn, cfg, now, 1, rp) == XVS_HIT) {
 			xvs_follow(&w->conn, p, *rp);
-			if (fc && w->conn.state == XVS_CS_SYN_RECV)
-				xvs_cache_copy(fc, p, &w->conn, gen, now);
 			return XVS_CONTINUE;
 		}
 	} else if (xvs_confirmed(p, cfg, now, 0, rp) == XVS_HIT) {

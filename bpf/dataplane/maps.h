@@ -86,9 +86,8 @@ struct {
  * its own CPU. A slot is a copy taken at most a second ago from an
  * established entry, so it forwards exactly as the entry would: whatever
  * would change the entry (a SYN, FIN or RST, a state other than
- * ESTABLISHED, the once-a-second refresh) goes to xvs_conns. Or it is a
- * new TCP flow's handshake (xvs_new_flows, SYN_RECV), which only its
- * retransmitted SYNs follow. Never pinned: it refills from the tables.
+ * ESTABLISHED, the once-a-second refresh) goes to xvs_conns. A new flow
+ * empties its tuple's slot. Never pinned: it refills from the tables.
  */
 struct xvs_flow_cached {
 	struct xvs_conn_key key;
