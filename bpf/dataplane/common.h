@@ -94,33 +94,40 @@ struct xvs_pkt {
 #define XVS_TCP_RST 0x04
 #define XVS_TCP_ACK 0x10
 
-static __always_inline void xvs_ipv4_csum(struct iphdr *iph)
+/* Two bytes as a 16-bit word holds them in memory, in either byte order. */
+static __always_inline __u16 xvs_bytes16(__u8 first, __u8 second)
 {
-	__u16 *w = (__u16 *)iph;
-	__u32 s = 0;
+	union {
+		__u8 b[2];
+		__u16 w;
+	} u = { .b = { first, second } };
 
-	iph->check = 0;
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		s += w[i];
-	iph->check = xvs_csum_finish((__wsum)s);
+	return u.w;
 }
 
-/* A fresh option-less IPv4 header, checksum included. */
+/* A fresh option-less IPv4 header, checksum included. The checksum is
+ * summed from the values, never read back from the header: the header is
+ * a fresh line (an encapsulation's, in the frame's headroom), and reading
+ * two bytes as one word where they were stored one by one waits for the
+ * line (in TUN's new flow a quarter of the program's time). Byte 0 is
+ * stored whole for the same reason: a bitfield store reads the byte first. */
 static __always_inline void xvs_ipv4_hdr(struct iphdr *iph, __u8 tos, __u16 tot_len, __be16 id, __be16 frag_off,
 					 __u8 ttl, __u8 proto, __be32 saddr, __be32 daddr)
 {
-	iph->version = 4;
-	iph->ihl = 5;
+	__be16 len = bpf_htons(tot_len);
+	__u32 s = (__u32)xvs_bytes16(0x45, tos) + len + id + frag_off + xvs_bytes16(ttl, proto) + (saddr & 0xffff) +
+		  (saddr >> 16) + (daddr & 0xffff) + (daddr >> 16);
+
+	*(__u8 *)iph = 0x45; /* version 4, 5 words */
 	iph->tos = tos;
-	iph->tot_len = bpf_htons(tot_len);
+	iph->tot_len = len;
 	iph->id = id;
 	iph->frag_off = frag_off;
 	iph->ttl = ttl;
 	iph->protocol = proto;
 	iph->saddr = saddr;
 	iph->daddr = daddr;
-	xvs_ipv4_csum(iph);
+	iph->check = xvs_csum_finish((__wsum)s);
 }
 
 /* An IPv6 header's traffic class: what IPv4 calls TOS. */
