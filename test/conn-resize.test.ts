@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { Dataplane } from '../src/daemon/dataplane.js';
 import * as C from '../src/maps/codecs.js';
 import * as lb from '../src/loader/libbpf.js';
-import { MapType, RawMap, mapFromPin } from '../src/maps/map.js';
+import { MapType, RawMap, createArrayMap, mapFromPin } from '../src/maps/map.js';
+import { tupleHash, wayFold } from '../src/maps/set-table.js';
 import { kernelSkipReason, sh } from './helpers/env.js';
 
 const skip = kernelSkipReason();
@@ -135,6 +136,62 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
       for (const name of ['xvs_syn_conns', 'xvs_nat_syn']) assert.equal(existsSync(join(pinDir, name)), false, name);
     } finally {
       dp.close();
+    }
+  });
+
+  test('the sets of an earlier build, each set\'s head inside it, move into the sets and their heads\' own maps, which take the pins', () => {
+    const SETS = 8192;
+    const HEAD = C.setHead.size;
+    /** Pins `name` as that build laid it out: per set, the tags and times taken, then the ways (key, value, check). */
+    const pinOld = (name: string, value: { size: number }, entries: [Buffer, Buffer][]) => {
+      const way = C.connKey.size + value.size + 8;
+      const sets = new Map<number, Buffer>();
+      for (const [key, v] of entries) {
+        const h = tupleHash(key);
+        const idx = (((h >>> 13) | (h << 19)) >>> 0) & (SETS - 1);
+        const set = sets.get(idx) ?? Buffer.alloc(HEAD + 8 * way);
+        sets.set(idx, set);
+        let i = 0;
+        while (set.readUInt32LE(4 * i) !== 0) i++;
+        const at = HEAD + i * way;
+        key.copy(set, at);
+        v.copy(set, at + C.connKey.size);
+        set.writeBigUInt64LE(wayFold(set, at, way - 8), at + way - 8);
+        set.writeUInt32LE(1_000_000 + i, 32 + 4 * i);
+        set.writeUInt32LE((h | 1) >>> 0, 4 * i);
+      }
+      // What the tests before pinned, this build's layout.
+      for (const n of [name, name === 'xvs_new_flows' ? 'xvs_new_flow_heads' : 'xvs_new_reply_heads']) rmSync(join(pinDir, n), { force: true });
+      const m = createArrayMap(name, HEAD + 8 * way, SETS);
+      try {
+        for (const [idx, set] of sets) m.update(C.u32Codec.encode(idx), set);
+        m.pin(join(pinDir, name));
+      } finally {
+        m.close();
+      }
+    };
+    const reply = (i: number): C.Nat => ({
+      last_seen: 1_000_000 + i, vaddr: '192.0.2.80', caddr: `203.0.113.${i}`, vport: 80, cport: 2024 + i, real_id: 1, svc_id: 1,
+      ifindex: 1, cmac: '02:00:00:00:00:01', smac: '02:00:00:00:00:02', family: 2, state: 3, flags: 0,
+    });
+    const replyKey = (i: number): C.ConnKey => ({ saddr: '192.0.2.11', daddr: `203.0.113.${i}`, sport: 80, dport: 2024 + i, proto: 6, family: 2 });
+    const n = 12;
+    pinOld('xvs_new_flows', C.conn, Array.from({ length: n }, (_, i) => [C.connKey.encode(connKey(300_000 + i)), C.conn.encode(conn(i))]));
+    pinOld('xvs_new_replies', C.nat, Array.from({ length: n }, (_, i) => [C.connKey.encode(replyKey(i)), C.nat.encode(reply(i))]));
+    for (let round = 0; round < 2; round++) {
+      const dp = Dataplane.load({ pinDir, connTableSize: 8192 });
+      try {
+        for (let i = 0; i < n; i++) assert.deepEqual(dp.newFlows.get(connKey(300_000 + i)), conn(i), `round ${round}: flow ${i}`);
+        for (let i = 0; i < n; i++) assert.deepEqual(dp.newReplies.get(replyKey(i)), reply(i), `round ${round}: reply side ${i}`);
+        assert.equal([...dp.newFlows.entries()].length, n, 'nothing else');
+      } finally {
+        dp.close();
+      }
+      for (const [name, size] of [['xvs_new_flows', C.newFlowSet.size], ['xvs_new_replies', C.newReplySet.size], ['xvs_new_flow_heads', HEAD], ['xvs_new_reply_heads', HEAD]] as const) {
+        const m = mapFromPin(join(pinDir, name));
+        assert.equal(m.valueSize, size, `${name} pinned as this build lays it out`);
+        m.close();
+      }
     }
   });
 });

@@ -57,9 +57,9 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
     t?.close();
   });
 
-  /** The one set's bytes, and its ways' tags. */
+  /** The one set's ways, and their tags (its head, in xvs_new_flow_heads). */
   const setBytes = () => t.dp.newFlows.raw.lookup(C.u32Codec.encode(0))!;
-  const tags = () => Array.from({ length: SET.ways }, (_, i) => setBytes().readUInt32LE(4 * i));
+  const tags = () => C.setHead.decode(t.dp.newFlows.heads.lookup(C.u32Codec.encode(0))!).tag;
   const wayOf = (k: C.ConnKey) => tags().indexOf((tupleHash(C.connKey.encode(k)) | 1) >>> 0);
   const forwarded = (v: number) => v === XdpAction.TX || v === XdpAction.REDIRECT;
 
@@ -147,9 +147,9 @@ describe('new flows table (BPF_PROG_TEST_RUN)', { skip }, () => {
     const syn = (sport: number) => F.frame({ l2: HOP.fromClient, src: ADDR.client, dst: ADDR.vip, sport, dport: 83, flags: F.TCP.SYN });
     const set0 = C.u32Codec.encode(0);
     const claimed = (tag: number) => {
-      const raw = t.dp.newReplies.raw.lookup(set0)!;
-      raw.writeUInt32LE(tag, 4 * (SET.ways - 1));
-      t.dp.newReplies.raw.update(set0, raw);
+      const head = t.dp.newReplies.heads.lookup(set0)!;
+      head.writeUInt32LE(tag, 4 * (SET.ways - 1));
+      t.dp.newReplies.heads.update(set0, head);
     };
     claimed(SET.claimed); // another CPU between its compare-and-swap and its write
     const before = counter('fnat_no_port');

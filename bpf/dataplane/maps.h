@@ -143,8 +143,9 @@ struct {
  * free, else the set's oldest: under a flood, every SYN would make a hash
  * map with LRU eviction walk to an old element, unlink it and take its
  * bucket's lock, five or six lines cold at flood rates, where a set costs
- * its tag line and the way written (docs/architecture.md). Sized by the
- * control plane (xvs_flow_ctl.new_flow_mask).
+ * its head's line and the way written (docs/architecture.md). Sized by
+ * the control plane (xvs_flow_ctl.new_flow_mask), the heads (in
+ * xvs_new_flow_heads, same index) as the sets.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -152,6 +153,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xvs_new_flow_set);
 } xvs_new_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_NEW_FLOW_SETS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct xvs_set_head);
+} xvs_new_flow_heads SEC(".maps");
 
 /* NAT and FULLNAT replies, by their 5-tuple as they reach the director: the
  * reply side of confirmed flows, and of new ones (kept apart for the same
@@ -171,6 +179,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xvs_new_reply_set);
 } xvs_new_replies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_NEW_FLOW_SETS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct xvs_set_head);
+} xvs_new_reply_heads SEC(".maps");
 
 /* FULLNAT's local addresses, by id, and each service's set of them. */
 struct {

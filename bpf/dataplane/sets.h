@@ -3,12 +3,14 @@
  * The flow tables of our own, in place of the kernel's LRU hash where a
  * flood makes every insert evict: xvs_new_flows (new flows until the client
  * confirms them) and xvs_new_replies (their NAT and FULLNAT reply sides).
- * A table is an array of sets; a tuple's hash picks the set. A set's first
- * cache line holds each way's tag (the hash | 1; 0 a free way,
- * XVS_SET_CLAIMED one being taken) and when it was taken, so a tuple that
- * is not there costs one line; then its XVS_SET_WAYS ways, each a key, a
- * value and a fold of the two (check). The functions are generic over a
- * way's size, a constant wherever they are inlined.
+ * A table is an array of sets and an array of their heads, by the same
+ * index; a tuple's hash picks it. A head is one cache line: each way's tag
+ * (the hash | 1; 0 a free way, XVS_SET_CLAIMED one being taken) and when
+ * it was taken, so a tuple that is not there costs that line, from an
+ * array a tenth of the sets' size. A set is its XVS_SET_WAYS ways, each a
+ * key, a value and a fold of the two (check): a new flow only stores
+ * there. The functions are generic over a way's size, a constant wherever
+ * they are inlined.
  *
  * Every CPU reads and writes the sets without a lock: a way whose check
  * fails is no flow, so two CPUs writing one way at once, or a read while
@@ -23,8 +25,6 @@
 
 #include "common.h"
 #include "maps.h"
-
-#define XVS_SET_HEAD 64 /* the tags and the times taken */
 
 /* The tuple's hash, for this CPU's flow copies and the sets alike: tuples
  * that differ in one byte (the clients of one /24, the ports of one client)
@@ -48,7 +48,7 @@ static __always_inline int xvs_key_eq(const struct xvs_conn_key *x, const struct
 /* Way i of a set whose ways are `size` bytes (its key first, its check last). */
 static __always_inline void *xvs_way(void *set, __u32 i, __u32 size)
 {
-	return set + XVS_SET_HEAD + (i & (XVS_SET_WAYS - 1)) * size;
+	return set + (i & (XVS_SET_WAYS - 1)) * size;
 }
 
 /* The fold a way's check holds: a multiply chain over its key and value,
@@ -69,12 +69,13 @@ static __always_inline __u64 *xvs_way_check(void *w, __u32 size)
 	return w + size - 8;
 }
 
-/* The set of `map` a tuple picks (NULL if the table is not set up), its
- * index in *idx, the tuple's hash in *h; `reply` picks the mask. The hash
- * is taken after the first lookup and one key variable serves both, so
- * nothing is spilled across a call: the ICMP error program has 32 bytes of
- * stack left for a callee. */
-static __always_inline void *xvs_set_of(void *map, int reply, const struct xvs_conn_key *k, __u32 *idx, __u32 *h)
+/* The head in `heads` of the set a tuple picks (NULL if the table is not
+ * set up), its index in *idx, the tuple's hash in *h; `reply` picks the
+ * mask. The hash is taken after the first lookup and one key variable
+ * serves both, so nothing is spilled across a call: the ICMP error program
+ * has 32 bytes of stack left for a callee. */
+static __always_inline struct xvs_set_head *xvs_head_of(void *heads, int reply, const struct xvs_conn_key *k,
+							 __u32 *idx, __u32 *h)
 {
 	struct xvs_flow_ctl *ctl;
 
@@ -86,14 +87,16 @@ static __always_inline void *xvs_set_of(void *map, int reply, const struct xvs_c
 	/* The hash's high bits pick the set, so a set's tags still differ in
 	 * their low bits, which also pick a CPU's copy slot. */
 	*idx = (*h >> 13 | *h << 19) & (reply ? ctl->new_reply_mask : ctl->new_flow_mask);
-	return bpf_map_lookup_elem(map, idx);
+	return bpf_map_lookup_elem(heads, idx);
 }
 
-/* The way of set s that holds k or, with take, the way a new k takes (its
- * own, else a free one, else the oldest not being claimed); -1 for none. */
-static __always_inline int xvs_set_scan(void *s, __u32 size, const struct xvs_conn_key *k, __u32 tag, __u32 now, int take)
+/* The way of the set with head hd and ways s that holds k or, with take,
+ * the way a new k takes (its own, else a free one, else the oldest not
+ * being claimed); -1 for none. Only a way whose tag is k's is read. */
+static __always_inline int xvs_set_scan(struct xvs_set_head *hd, void *s, __u32 size, const struct xvs_conn_key *k,
+					__u32 tag, __u32 now, int take)
 {
-	__u32 *tags = s, *born = s + 4 * XVS_SET_WAYS, oldest = 0, age;
+	__u32 *tags = hd->tag, *born = hd->born, oldest = 0, age;
 	int v = -1;
 
 #pragma nounroll
@@ -125,19 +128,23 @@ static __always_inline int xvs_set_scan(void *s, __u32 size, const struct xvs_co
 	return v;
 }
 
-/* Where k is in `map`, set * XVS_SET_WAYS + way, or -1. */
-static __always_inline int xvs_set_index(void *map, int reply, __u32 size, const struct xvs_conn_key *k)
+/* Where k is in `map` (heads in `heads`), set * XVS_SET_WAYS + way, or -1. */
+static __always_inline int xvs_set_index(void *map, void *heads, int reply, __u32 size, const struct xvs_conn_key *k)
 {
+	struct xvs_set_head *hd;
 	void *s;
 	__u32 h, idx;
 	int i;
 
 	if (!k)
 		return -1;
-	s = xvs_set_of(map, reply, k, &idx, &h);
+	hd = xvs_head_of(heads, reply, k, &idx, &h);
+	if (!hd)
+		return -1;
+	s = bpf_map_lookup_elem(map, &idx);
 	if (!s)
 		return -1;
-	i = xvs_set_scan(s, size, k, h | 1, 0, 0);
+	i = xvs_set_scan(hd, s, size, k, h | 1, 0, 0);
 	return i < 0 ? -1 : (int)(idx * XVS_SET_WAYS) + i;
 }
 
@@ -172,11 +179,12 @@ static __always_inline void xvs_copy64(void *dst, const void *src, __u32 bytes)
 		d[i] = s[i];
 }
 
-/* Writes way v of set s for k (the tag last) or, value NULL, frees it. */
-static __always_inline void xvs_way_write(void *s, __u32 size, int v, const struct xvs_conn_key *k, const void *value,
-					  __u32 tag, __u32 now)
+/* Writes way v of the set with head hd and ways s for k (the tag last)
+ * or, value NULL, frees it. */
+static __always_inline void xvs_way_write(struct xvs_set_head *hd, void *s, __u32 size, int v,
+					  const struct xvs_conn_key *k, const void *value, __u32 tag, __u32 now)
 {
-	__u32 *tags = s, *born = s + 4 * XVS_SET_WAYS;
+	__u32 *tags = hd->tag, *born = hd->born;
 	void *w;
 
 	v &= XVS_SET_WAYS - 1;
@@ -193,20 +201,41 @@ static __always_inline void xvs_way_write(void *s, __u32 size, int v, const stru
 	tags[v] = tag;
 }
 
-/* The way of `map` a k taken at `now` takes (take) or holds, -1 for none;
- * its set in *s, the tuple's hash | 1 in *tag. */
-static __always_inline int xvs_set_pick(void *map, int reply, __u32 size, const struct xvs_conn_key *k, __u32 now,
-					int take, void **s, __u32 *tag)
+/* The way of `map` (heads in `heads`) a k taken at `now` takes (take) or
+ * holds, set * XVS_SET_WAYS + way, -1 for none; the tuple's hash | 1 in
+ * *tag. The caller looks its set and head up again from the index: a
+ * pointer passed back would take a stack slot the FULLNAT claim's chain
+ * of frames has not got. */
+static __always_inline int xvs_set_pick(void *map, void *heads, int reply, __u32 size, const struct xvs_conn_key *k,
+					__u32 now, int take, __u32 *tag)
 {
+	struct xvs_set_head *hd;
+	void *s;
 	__u32 h, idx;
+	int i;
 
 	if (!k)
 		return -1;
-	*s = xvs_set_of(map, reply, k, &idx, &h);
-	if (!*s)
+	hd = xvs_head_of(heads, reply, k, &idx, &h);
+	if (!hd)
+		return -1;
+	s = bpf_map_lookup_elem(map, &idx);
+	if (!s)
 		return -1;
 	*tag = h | 1;
-	return xvs_set_scan(*s, size, k, *tag, now, take);
+	i = xvs_set_scan(hd, s, size, k, *tag, now, take);
+	return i < 0 ? -1 : (int)(idx * XVS_SET_WAYS) + i;
+}
+
+/* The head and the ways of the set that index n (as xvs_set_pick gives it)
+ * is in: 1, or 0 for none. */
+static __always_inline int xvs_set_at(void *map, void *heads, int n, struct xvs_set_head **hd, void **s)
+{
+	__u32 idx = (__u32)n / XVS_SET_WAYS;
+
+	*hd = bpf_map_lookup_elem(heads, &idx);
+	*s = bpf_map_lookup_elem(map, &idx);
+	return n >= 0 && *hd && *s;
 }
 
 /* Where k's new flow is in xvs_new_flows, set * XVS_SET_WAYS + way, or -1.
@@ -214,7 +243,7 @@ static __always_inline int xvs_set_pick(void *map, int reply, __u32 size, const 
  * every caller, and its temporaries stay off their stacks. */
 XVS_SUBPROG int xvs_nf_index(const struct xvs_conn_key *k)
 {
-	return xvs_set_index(&xvs_new_flows, 0, sizeof(struct xvs_new_flow), k);
+	return xvs_set_index(&xvs_new_flows, &xvs_new_flow_heads, 0, sizeof(struct xvs_new_flow), k);
 }
 
 /* The tuple's new flow, or NULL. */
@@ -229,12 +258,13 @@ static __always_inline struct xvs_new_flow *xvs_nf_find(const struct xvs_conn_ke
 XVS_SUBPROG int xvs_nf_put(const struct xvs_conn_key *k, const struct xvs_conn *c)
 {
 	__u32 tag, now = c ? c->last_seen : 0;
-	void *s = NULL;
-	int v = xvs_set_pick(&xvs_new_flows, 0, sizeof(struct xvs_new_flow), k, now, c != NULL, &s, &tag);
+	struct xvs_set_head *hd;
+	void *s;
+	int v = xvs_set_pick(&xvs_new_flows, &xvs_new_flow_heads, 0, sizeof(struct xvs_new_flow), k, now, c != NULL, &tag);
 
-	if (v < 0 || !s)
+	if (!xvs_set_at(&xvs_new_flows, &xvs_new_flow_heads, v, &hd, &s))
 		return 0;
-	xvs_way_write(s, sizeof(struct xvs_new_flow), v, k, c, tag, now);
+	xvs_way_write(hd, s, sizeof(struct xvs_new_flow), v, k, c, tag, now);
 	return 1;
 }
 
@@ -242,7 +272,7 @@ XVS_SUBPROG int xvs_nf_put(const struct xvs_conn_key *k, const struct xvs_conn *
  * set * XVS_SET_WAYS + way, or -1 (as xvs_nf_index). */
 XVS_SUBPROG int xvs_nr_index(const struct xvs_conn_key *k)
 {
-	return xvs_set_index(&xvs_new_replies, 1, sizeof(struct xvs_new_reply), k);
+	return xvs_set_index(&xvs_new_replies, &xvs_new_reply_heads, 1, sizeof(struct xvs_new_reply), k);
 }
 
 /* The reply side of a new flow by its reply's tuple, or NULL. */
@@ -264,14 +294,15 @@ static __always_inline struct xvs_new_reply *xvs_nr_find(const struct xvs_conn_k
 XVS_SUBPROG int xvs_nr_put(const struct xvs_conn_key *k, const struct xvs_nat *n, const struct xvs_config *cfg)
 {
 	const __u32 size = sizeof(struct xvs_new_reply);
+	struct xvs_set_head *hd;
 	struct xvs_new_reply *w;
 	__u32 tag, *tags, old;
-	void *s = NULL;
-	int v = xvs_set_pick(&xvs_new_replies, 1, size, k, n ? n->last_seen : 0, n != NULL, &s, &tag);
+	void *s;
+	int v = xvs_set_pick(&xvs_new_replies, &xvs_new_reply_heads, 1, size, k, n ? n->last_seen : 0, n != NULL, &tag);
 
-	if (v < 0 || !s)
+	if (!xvs_set_at(&xvs_new_replies, &xvs_new_reply_heads, v, &hd, &s))
 		return 0;
-	tags = s;
+	tags = hd->tag;
 	v &= XVS_SET_WAYS - 1;
 	if (n && cfg) {
 		w = xvs_way(s, v, size);
@@ -293,7 +324,7 @@ XVS_SUBPROG int xvs_nr_put(const struct xvs_conn_key *k, const struct xvs_nat *n
 			}
 		}
 	}
-	xvs_way_write(s, size, v, k, n, tag, n ? n->last_seen : 0);
+	xvs_way_write(hd, s, size, v, k, n, tag, n ? n->last_seen : 0);
 	return 1;
 }
 

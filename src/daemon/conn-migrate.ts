@@ -98,6 +98,55 @@ export function repin(s: StalePin, to: RawMap): void {
   to.pin(s.path);
 }
 
+/** The tables in sets, by name, and the size of a set's ways now that its head is in a map of its own. */
+export const SET_TABLES = {
+  xvs_new_flows: C.newFlowSet.size,
+  xvs_new_replies: C.newReplySet.size,
+} as const;
+
+export type SetTableName = keyof typeof SET_TABLES;
+
+export interface HeadInSetPin {
+  name: SetTableName;
+  path: string;
+  old: RawMap;
+}
+
+/**
+ * The tables in sets pinned by a build before xvs_new_flow_heads and
+ * xvs_new_reply_heads, each set's head inside it: libbpf would not reuse
+ * them (their values are larger), so the new tables are loaded fresh and
+ * take these entries (SetTable.adoptHeadInSets) and pins.
+ */
+export function openHeadInSetPins(pinDir: string): HeadInSetPin[] {
+  const out: HeadInSetPin[] = [];
+  try {
+    for (const name of Object.keys(SET_TABLES) as SetTableName[]) {
+      const path = `${pinDir}/${name}`;
+      if (!existsSync(path)) continue;
+      const old = mapFromPin(path);
+      if (old.valueSize === SET_TABLES[name]) old.close();
+      else out.push({ name, path, old });
+    }
+  } catch (e) {
+    for (const s of out) s.old.close();
+    throw e;
+  }
+  return out;
+}
+
+/** Moves each old pin's entries into its new table, which then takes the pin. Returns how many moved. */
+export function adoptHeadInSetPins(pins: HeadInSetPin[], tables: Record<SetTableName, SetTable<C.Conn> | SetTable<C.Nat>>): number {
+  let n = 0;
+  for (const p of pins) {
+    const to = tables[p.name];
+    n += to.adoptHeadInSets(p.old);
+    rmSync(p.path, { force: true });
+    to.raw.pin(p.path);
+  }
+  return n;
+}
+
 /**
  * The new-flow tables of builds before xvs_new_flows and xvs_new_replies,
  * LRU hashes pinned as xvs_syn_conns and xvs_nat_syn: their entries move

@@ -10,7 +10,7 @@ import { defaultTimeouts } from './timeouts.js';
 import { testRun } from '../loader/testrun.js';
 import type { DirectorInterface } from './interfaces.js';
 import { attachPorts, detachPorts, detachStale, type Port } from './ports.js';
-import { adoptNewFlowPins, copyNewestFirst, copyTouchedSince, openResizedPins, repin, type CopyResult, type StalePin } from './conn-migrate.js';
+import { adoptHeadInSetPins, adoptNewFlowPins, copyNewestFirst, copyTouchedSince, openHeadInSetPins, openResizedPins, repin, type CopyResult, type HeadInSetPin, type StalePin } from './conn-migrate.js';
 
 /** The shortest frame BPF_PROG_TEST_RUN takes for XDP. */
 const ETH_ZLEN = 60;
@@ -51,7 +51,8 @@ export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
  * xvs_new_replies) for a round trip, not for their lifetime, so the tables
  * are small and of one size whatever --conn-table-size says (a restart that
  * resizes the connection tables keeps the handshakes under way): 8,192 sets
- * of 8, 65,536 flows, 5.5 MiB and 8.5 MiB. A flood of 100,000 SYNs a second
+ * of 8, 65,536 flows, 5.5 MiB and 8.5 MiB (the sets' heads, 512 KiB of
+ * each, in xvs_new_flow_heads and xvs_new_reply_heads). A flood of 100,000 SYNs a second
  * then leaves a handshake's set 8 newer arrivals in 0.65 s on average.
  */
 export const DEFAULT_NEW_FLOW_SETS = 8192;
@@ -139,11 +140,11 @@ export class Dataplane {
     this.config = new TypedMap(obj.map('xvs_config'), C.u32Codec, C.config);
     this.progFd = obj.program('xvs_xdp').fd;
     this.clockFd = obj.program('xvs_clock').fd;
-    this.newFlows = new SetTable(obj.map('xvs_new_flows'), C.conn);
+    this.newFlows = new SetTable(obj.map('xvs_new_flows'), obj.map('xvs_new_flow_heads'), C.conn);
     this.flowCtl = new TypedMap(obj.map('xvs_flow_cache_ctl'), C.u32Codec, C.flowCtl);
     this.nexthops = new TypedMap(obj.map('xvs_nexthops'), C.u32Codec, C.nexthop);
     this.nats = new TypedMap(obj.map('xvs_nats'), C.connKey, C.nat);
-    this.newReplies = new SetTable(obj.map('xvs_new_replies'), C.nat);
+    this.newReplies = new SetTable(obj.map('xvs_new_replies'), obj.map('xvs_new_reply_heads'), C.nat);
     this.natReals = new TypedMap(obj.map('xvs_nat_reals'), C.addrKey, C.u32Codec);
     this.natRealSlots = new TypedMap(obj.map('xvs_nat_real_slots'), C.u32Codec, C.u32Codec);
     this.ifMtus = new TypedMap(obj.map('xvs_if_mtus'), C.u32Codec, C.u32Codec);
@@ -172,11 +173,14 @@ export class Dataplane {
     };
     // Flow tables pinned at another size are loaded fresh and filled from the old pins (conn-migrate.ts).
     const stale = o.pinDir ? openResizedPins(o.pinDir, sizes) : [];
+    // And tables in sets pinned with each set's head inside it (conn-migrate.ts).
+    let relaid: HeadInSetPin[] = [];
     try {
-      const fresh = new Set<string>(stale.map((s) => s.name));
+      relaid = o.pinDir ? openHeadInSetPins(o.pinDir) : [];
+      const fresh = new Set<string>([...stale, ...relaid].map((s) => s.name));
       const obj = BpfObject.open({
         objectPath,
-        mapSizes: { ...sizes, xvs_new_flows: newFlowSets, xvs_new_replies: newFlowSets },
+        mapSizes: { ...sizes, xvs_new_flows: newFlowSets, xvs_new_flow_heads: newFlowSets, xvs_new_replies: newFlowSets, xvs_new_reply_heads: newFlowSets },
         perCpuSlices: ['xvs_flow_cache', 'xvs_reply_cache'],
         ...(o.pinDir ? { pinDir: o.pinDir, ...(fresh.size > 0 ? { pinMaps: directorMaps(objectPath).filter((n) => !fresh.has(n)) } : {}) } : {}),
       });
@@ -190,6 +194,10 @@ export class Dataplane {
       dp.#initConfig();
       const adopted = o.pinDir ? adoptNewFlowPins(o.pinDir, dp.newFlows, dp.newReplies) : 0;
       if (adopted > 0) log.info({ entries: adopted }, 'new flows moved from the LRU hashes of an earlier build (xvs_syn_conns, xvs_nat_syn) into xvs_new_flows and xvs_new_replies');
+      if (relaid.length > 0) {
+        const moved = adoptHeadInSetPins(relaid, { xvs_new_flows: dp.newFlows, xvs_new_replies: dp.newReplies });
+        log.info({ entries: moved, maps: relaid.map((p) => p.name) }, 'new flows moved from the sets of an earlier build (each set\'s head inside it) into the sets and their heads\' own maps');
+      }
       const since = stale.length > 0 ? dp.jiffies() : 0;
       const copied = stale.map((s) => copyNewestFirst(s.name, s.old, obj.map(s.name)));
       if (o.interfaces) {
@@ -204,7 +212,7 @@ export class Dataplane {
       if (stale.length > 0) dp.#finishResize(stale, copied, since);
       return dp;
     } finally {
-      for (const s of stale) s.old.close();
+      for (const s of [...stale, ...relaid]) s.old.close();
     }
   }
 

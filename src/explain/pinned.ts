@@ -35,7 +35,7 @@ export class PinnedDirector implements ExplainMaps {
       this.services = new TypedMap(open('xvs_services'), C.svcKey, C.svc);
       this.reals = new TypedMap(open('xvs_reals'), C.u32Codec, C.real);
       this.conns = new TypedMap(open('xvs_conns'), C.connKey, C.conn);
-      this.newFlows = new SetTable(open('xvs_new_flows'), C.conn);
+      this.newFlows = new SetTable(open('xvs_new_flows'), open('xvs_new_flow_heads'), C.conn);
       this.persist = new TypedMap(open('xvs_persist'), C.persistKey, C.persist);
       this.schedTables = open('xvs_sched_tables');
       this.schedPos = open('xvs_sched_pos');
@@ -43,7 +43,7 @@ export class PinnedDirector implements ExplainMaps {
       this.laddrs = new TypedMap(open('xvs_laddrs'), C.u32Codec, C.laddr);
       this.svcLaddrs = new TypedMap(open('xvs_svc_laddrs'), C.u32Codec, C.svcLaddrs);
       this.nats = new TypedMap(open('xvs_nats'), C.connKey, C.nat);
-      this.newReplies = new SetTable(open('xvs_new_replies'), C.nat);
+      this.newReplies = new SetTable(open('xvs_new_replies'), open('xvs_new_reply_heads'), C.nat);
       this.natRealSlots = new TypedMap(open('xvs_nat_real_slots'), C.u32Codec, C.u32Codec);
       this.fwmarkRules = new TypedMap(open('xvs_fwmark_rules'), C.fwmarkKey, C.fwmarkRules);
     } catch (e) {

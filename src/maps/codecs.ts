@@ -85,16 +85,18 @@ export const newFlow = struct('xvs_new_flow', [
 ] as const);
 
 /**
- * A set of a table in sets (bpf/dataplane/sets.h) whose ways are `way`'s.
- * tag: the tuple's hash | 1 of each way, 0 for a free one; born: low 32
- * bits of jiffies when taken.
+ * The head of a set of a table in sets (bpf/dataplane/sets.h), in an array
+ * of its own: tag, the tuple's hash | 1 of each way, 0 for a free one;
+ * born, low 32 bits of jiffies when taken.
  */
+export const setHead = struct('xvs_set_head', [
+  u32s('tag', SET.ways),
+  u32s('born', SET.ways),
+] as const);
+
+/** The ways of a set of a table in sets whose ways are `way`'s (its head: setHead). */
 function setOf<V>(name: string, way: Codec<V>) {
-  return struct(name, [
-    u32s('tag', SET.ways),
-    u32s('born', SET.ways),
-    structs('way', way, SET.ways, 8),
-  ] as const);
+  return struct(name, [structs('way', way, SET.ways, 8)] as const);
 }
 
 export const newFlowSet = setOf('xvs_new_flow_set', newFlow);
@@ -238,7 +240,7 @@ export type FwmarkRule = ValueOf<typeof fwmarkRule>;
 export type FwmarkRules = ValueOf<typeof fwmarkRules>;
 
 /** The codecs checked against BTF, by C struct name. */
-export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, newFlow, newFlowSet, flowCtl, nat, newReply, newReplySet, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal, fwmarkKey, fwmarkRule, fwmarkRules } as const;
+export const abiCodecs = { svcKey, svc, real, nexthop, connKey, conn, newFlow, setHead, newFlowSet, flowCtl, nat, newReply, newReplySet, addrKey, laddr, svcLaddrs, stats, config, persistKey, persist, devmapVal, fwmarkKey, fwmarkRule, fwmarkRules } as const;
 
 // The real server's TOA reader (bpf/xvs_toa.c), a separate object: these
 // are checked against its BTF, not the director's.

@@ -1,6 +1,8 @@
 // The dataplane's tables in sets (bpf/dataplane/sets.h), xvs_new_flows and
 // xvs_new_replies, as tables by tuple: sets of SET.ways ways, a set chosen
-// by the tuple's hash. The control plane finds, lists, writes and deletes
+// by the tuple's hash, its head (tags, times taken) in a map of its own
+// (xvs_new_flow_heads, xvs_new_reply_heads), read here as the first bytes
+// of one buffer with its ways. The control plane finds, lists, writes and deletes
 // entries as the dataplane does, with the same hash and the same fold in
 // each way's check (test/packet-new-flows.test.ts holds the two sides
 // together), and leaves out a way whose check fails: it is being written,
@@ -15,6 +17,7 @@ import type { RawMap } from './map.js';
 const KEY = C.connKey.size;
 const TAGS = 0;
 const BORN = 4 * SET.ways;
+/** Where the ways start in the buffer of a set's head and ways (the head's size). */
 const WAYS = 8 * SET.ways;
 const M64 = (1n << 64n) - 1n;
 const FOLD_K = 0x9e3779b97f4a7c15n;
@@ -41,7 +44,7 @@ const setIndex = (h: number, mask: number): number => (((h >>> 13) | (h << 19)) 
 
 export interface SetBatch { keys: Buffer; values: Buffer; count: number }
 
-/** A table in sets whose ways hold an xvs_conn_key, a value of `value`'s codec and a check. */
+/** A table in sets whose ways hold an xvs_conn_key, a value of `value`'s codec and a check; `raw` holds the ways, `heads` the heads. */
 export class SetTable<V> {
   /** Entries it can hold. */
   readonly maxEntries: number;
@@ -52,7 +55,10 @@ export class SetTable<V> {
   readonly #way: number;
   readonly #check: number;
 
-  constructor(readonly raw: RawMap, readonly value: Codec<V>) {
+  constructor(readonly raw: RawMap, readonly heads: RawMap, readonly value: Codec<V>) {
+    if (heads.maxEntries !== raw.maxEntries || heads.valueSize !== WAYS) {
+      throw new Error(`${heads.name}: ${heads.maxEntries} heads of ${heads.valueSize} bytes for ${raw.maxEntries} sets of ${raw.name}`);
+    }
     this.maxEntries = raw.maxEntries * SET.ways;
     this.#mask = raw.maxEntries - 1;
     this.valueBufSize = value.size;
@@ -77,7 +83,9 @@ export class SetTable<V> {
   #set(key: Buffer): { idx: number; set: Buffer; tag: number } {
     const h = tupleHash(key);
     const idx = setIndex(h, this.#mask);
-    return { idx, set: this.raw.lookup(C.u32Codec.encode(idx)) ?? Buffer.alloc(this.raw.valueSize), tag: (h | 1) >>> 0 };
+    const k = C.u32Codec.encode(idx);
+    const head = this.heads.lookup(k) ?? Buffer.alloc(WAYS);
+    return { idx, set: Buffer.concat([head, this.raw.lookup(k) ?? Buffer.alloc(this.raw.valueSize)]), tag: (h | 1) >>> 0 };
   }
 
   /**
@@ -150,29 +158,64 @@ export class SetTable<V> {
     const i = this.#find(set, tag, key);
     if (i < 0) return false;
     set.fill(0, TAGS + 4 * i, TAGS + 4 * i + 4);
-    this.#write(idx, set);
+    this.heads.update(C.u32Codec.encode(idx), set.subarray(0, WAYS));
     return true;
   }
 
   /** Frees every way. */
   clear(): void {
-    const empty = Buffer.alloc(this.raw.valueSize);
+    const empty = Buffer.alloc(WAYS + this.raw.valueSize);
     for (let i = 0; i < this.raw.maxEntries; i++) this.#write(i, empty);
   }
 
+  /** The ways, then the head: a tag only ever names a way already written, as the dataplane writes them. */
   #write(idx: number, set: Buffer): void {
-    this.raw.update(C.u32Codec.encode(idx), set);
+    const k = C.u32Codec.encode(idx);
+    this.raw.update(k, set.subarray(WAYS));
+    this.heads.update(k, set.subarray(0, WAYS));
+  }
+
+  /**
+   * Moves in the entries of `old`, this table as builds before the heads'
+   * own map pinned it (each set's head first in its value: the layout this
+   * class reads a set in), each taken when it was. Returns how many.
+   */
+  adoptHeadInSets(old: RawMap): number {
+    if (old.valueSize !== WAYS + this.raw.valueSize) {
+      throw new Error(`${old.name}: sets of ${old.valueSize} bytes, not ${WAYS} of head and ${this.raw.valueSize} of ways`);
+    }
+    let n = 0;
+    for (const b of old.batches(256, false)) {
+      for (let s = 0; s < b.count; s++) {
+        const set = b.values.subarray(s * old.valueBufSize, s * old.valueBufSize + old.valueSize);
+        for (let i = 0; i < SET.ways; i++) {
+          if (!this.#valid(set, i)) continue;
+          const at = this.#wayAt(i);
+          this.set(C.connKey.decode(set, at), this.value.decode(set, at + KEY), u32(set, BORN + 4 * i));
+          n++;
+        }
+      }
+    }
+    return n;
   }
 
   /** Every entry, `chunk` sets per syscall: keys and values laid end to end, as RawMap.batches. */
   *batches(chunk = 256): Generator<SetBatch> {
     const V = this.valueBufSize;
+    // Every head first (64 bytes a set), then the ways of the sets a tag names.
+    const heads = Buffer.alloc(this.heads.maxEntries * WAYS);
+    for (const b of this.heads.batches(chunk)) {
+      for (let s = 0; s < b.count; s++) b.values.copy(heads, u32(b.keys, 4 * s) * WAYS, s * WAYS, (s + 1) * WAYS);
+    }
+    const set = Buffer.alloc(WAYS + this.raw.valueSize);
     for (const b of this.raw.batches(chunk)) {
       const keys = Buffer.alloc(b.count * SET.ways * KEY);
       const values = Buffer.alloc(b.count * SET.ways * V);
       let n = 0;
       for (let s = 0; s < b.count; s++) {
-        const set = b.values.subarray(s * this.raw.valueBufSize, (s + 1) * this.raw.valueBufSize);
+        const idx = u32(b.keys, 4 * s);
+        heads.copy(set, 0, idx * WAYS, (idx + 1) * WAYS);
+        b.values.copy(set, WAYS, s * this.raw.valueBufSize, s * this.raw.valueBufSize + this.raw.valueSize);
         for (let i = 0; i < SET.ways; i++) {
           if (!this.#valid(set, i, undefined, false)) continue;
           set.copy(keys, n * KEY, this.#wayAt(i), this.#wayAt(i) + KEY);
