@@ -40,6 +40,16 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Fills m, pins it under its name, as an earlier build would have left it, and lets it go. */
+  const pinFilled = (m: RawMap, fill: (m: RawMap) => void) => {
+    try {
+      fill(m);
+      m.pin(join(pinDir, m.name));
+    } finally {
+      m.close();
+    }
+  };
+
   const N = { conns: 6000, syn: 1500, persist: 1500 };
 
   /** last_seen offsets present in each table. */
@@ -110,13 +120,7 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
     const pinLru = (name: string, valueSize: number, fill: (m: RawMap) => void) => {
       const fd = lb.bpf_map_create(MapType.LRU_HASH, name, C.connKey.size, valueSize, 1024, null);
       assert.ok(fd >= 0, lb.strerror(fd));
-      const m = new RawMap({ name, fd, type: MapType.LRU_HASH, keySize: C.connKey.size, valueSize, maxEntries: 1024 }, true);
-      try {
-        fill(m);
-        m.pin(join(pinDir, name));
-      } finally {
-        m.close();
-      }
+      pinFilled(new RawMap({ name, fd, type: MapType.LRU_HASH, keySize: C.connKey.size, valueSize, maxEntries: 1024 }, true), fill);
     };
     const reply = (i: number): C.Nat => ({
       last_seen: 1_000_000 + i, vaddr: '192.0.2.80', caddr: `203.0.113.${i}`, vport: 80, cport: 1024 + i, real_id: 1, svc_id: 1,
@@ -162,13 +166,9 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
       }
       // What the tests before pinned, this build's layout.
       for (const n of [name, name === 'xvs_new_flows' ? 'xvs_new_flow_heads' : 'xvs_new_reply_heads']) rmSync(join(pinDir, n), { force: true });
-      const m = createArrayMap(name, HEAD + 8 * way, SETS);
-      try {
+      pinFilled(createArrayMap(name, HEAD + 8 * way, SETS), (m) => {
         for (const [idx, set] of sets) m.update(C.u32Codec.encode(idx), set);
-        m.pin(join(pinDir, name));
-      } finally {
-        m.close();
-      }
+      });
     };
     const reply = (i: number): C.Nat => ({
       last_seen: 1_000_000 + i, vaddr: '192.0.2.80', caddr: `203.0.113.${i}`, vport: 80, cport: 2024 + i, real_id: 1, svc_id: 1,

@@ -26,22 +26,28 @@ export interface StalePin {
   want: number;
 }
 
-/** The pinned flow tables whose size differs from `sizes`, opened so they can be copied from. */
-export function openResizedPins(pinDir: string, sizes: Record<ResizableName, number>): StalePin[] {
-  const out: StalePin[] = [];
+/** The pins among `names` that `stale` says the new object cannot reuse, opened so they can be read. */
+function openStalePins<N extends string>(pinDir: string, names: readonly N[], stale: (name: N, old: RawMap) => boolean): { name: N; path: string; old: RawMap }[] {
+  const out: { name: N; path: string; old: RawMap }[] = [];
   try {
-    for (const name of Object.keys(RESIZABLE) as ResizableName[]) {
+    for (const name of names) {
       const path = `${pinDir}/${name}`;
       if (!existsSync(path)) continue;
       const old = mapFromPin(path);
-      if (old.maxEntries === sizes[name]) old.close();
-      else out.push({ name, path, old, want: sizes[name] });
+      if (stale(name, old)) out.push({ name, path, old });
+      else old.close();
     }
   } catch (e) {
     for (const s of out) s.old.close();
     throw e;
   }
   return out;
+}
+
+/** The pinned flow tables whose size differs from `sizes`, opened so they can be copied from. */
+export function openResizedPins(pinDir: string, sizes: Record<ResizableName, number>): StalePin[] {
+  return openStalePins(pinDir, Object.keys(RESIZABLE) as ResizableName[], (name, old) => old.maxEntries !== sizes[name])
+    .map((p) => ({ ...p, want: sizes[p.name] }));
 }
 
 const lastSeen = (name: ResizableName, v: Buffer): number => RESIZABLE[name].decode(v).last_seen;
@@ -119,20 +125,7 @@ export interface HeadInSetPin {
  * take these entries (SetTable.adoptHeadInSets) and pins.
  */
 export function openHeadInSetPins(pinDir: string): HeadInSetPin[] {
-  const out: HeadInSetPin[] = [];
-  try {
-    for (const name of Object.keys(SET_TABLES) as SetTableName[]) {
-      const path = `${pinDir}/${name}`;
-      if (!existsSync(path)) continue;
-      const old = mapFromPin(path);
-      if (old.valueSize === SET_TABLES[name]) old.close();
-      else out.push({ name, path, old });
-    }
-  } catch (e) {
-    for (const s of out) s.old.close();
-    throw e;
-  }
-  return out;
+  return openStalePins(pinDir, Object.keys(SET_TABLES) as SetTableName[], (name, old) => old.valueSize !== SET_TABLES[name]);
 }
 
 /** Moves each old pin's entries into its new table, which then takes the pin. Returns how many moved. */
