@@ -52,8 +52,9 @@ export const DEFAULT_CONN_TABLE_SIZE = 1 << 20;
  * are small and of one size whatever --conn-table-size says (a restart that
  * resizes the connection tables keeps the handshakes under way): 8,192 sets
  * of 8, 65,536 flows, 5.5 MiB and 8.5 MiB (the sets' heads, 512 KiB of
- * each, in xvs_new_flow_heads and xvs_new_reply_heads). A flood of 100,000 SYNs a second
- * then leaves a handshake's set 8 newer arrivals in 0.65 s on average.
+ * each, in xvs_new_flow_heads and xvs_new_reply_heads). A flood of 100,000
+ * SYNs a second then leaves a handshake's set 8 newer arrivals in 0.65 s on
+ * average.
  */
 export const DEFAULT_NEW_FLOW_SETS = 8192;
 
