@@ -26,10 +26,10 @@
 #include "common.h"
 #include "maps.h"
 
-/* The tuple's hash, for this CPU's flow copies and the sets alike: tuples
- * that differ in one byte (the clients of one /24, the ports of one client)
- * spread over every slot and set. src/maps/set-table.ts computes it too (a
- * test holds them together). */
+/* The tuple's hash, for the sets: tuples that differ in one byte (the
+ * clients of one /24, the ports of one client) spread over every set, and
+ * the tags of one set differ in their low bits. src/maps/set-table.ts
+ * computes it too (a test holds them together). */
 static __always_inline __u32 xvs_tuple_hash(const struct xvs_conn_key *k)
 {
 	__u32 h = xvs_fmix32(k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3]);
@@ -85,7 +85,7 @@ static __always_inline struct xvs_set_head *xvs_head_of(void *heads, int reply, 
 		return NULL;
 	*h = xvs_tuple_hash(k);
 	/* The hash's high bits pick the set, so a set's tags still differ in
-	 * their low bits, which also pick a CPU's copy slot. */
+	 * their low bits. */
 	*idx = (*h >> 13 | *h << 19) & (reply ? ctl->new_reply_mask : ctl->new_flow_mask);
 	return bpf_map_lookup_elem(heads, idx);
 }
