@@ -128,26 +128,6 @@ static __always_inline int xvs_set_scan(struct xvs_set_head *hd, void *s, __u32 
 	return v;
 }
 
-/* Where k is in `map` (heads in `heads`), set * XVS_SET_WAYS + way, or -1. */
-static __always_inline int xvs_set_index(void *map, void *heads, int reply, __u32 size, const struct xvs_conn_key *k)
-{
-	struct xvs_set_head *hd;
-	void *s;
-	__u32 h, idx;
-	int i;
-
-	if (!k)
-		return -1;
-	hd = xvs_head_of(heads, reply, k, &idx, &h);
-	if (!hd)
-		return -1;
-	s = bpf_map_lookup_elem(map, &idx);
-	if (!s)
-		return -1;
-	i = xvs_set_scan(hd, s, size, k, h | 1, 0, 0);
-	return i < 0 ? -1 : (int)(idx * XVS_SET_WAYS) + i;
-}
-
 /* The way at n (set * XVS_SET_WAYS + way, as xvs_set_index gives it) of
  * `map`, or NULL for n < 0. */
 static __always_inline void *xvs_way_at(void *map, int n, __u32 size)
@@ -225,6 +205,14 @@ static __always_inline int xvs_set_pick(void *map, void *heads, int reply, __u32
 	*tag = h | 1;
 	i = xvs_set_scan(hd, s, size, k, *tag, now, take);
 	return i < 0 ? -1 : (int)(idx * XVS_SET_WAYS) + i;
+}
+
+/* Where k is in `map` (heads in `heads`), set * XVS_SET_WAYS + way, or -1. */
+static __always_inline int xvs_set_index(void *map, void *heads, int reply, __u32 size, const struct xvs_conn_key *k)
+{
+	__u32 tag;
+
+	return xvs_set_pick(map, heads, reply, size, k, 0, 0, &tag);
 }
 
 /* The head and the ways of the set that index n (as xvs_set_pick gives it)
