@@ -12,7 +12,7 @@ import { Dataplane } from '../src/daemon/dataplane.js';
 import * as C from '../src/maps/codecs.js';
 import * as lb from '../src/loader/libbpf.js';
 import { MapType, RawMap, createArrayMap, mapFromPin } from '../src/maps/map.js';
-import { tupleHash, wayFold } from '../src/maps/set-table.js';
+import { setIndex, tupleHash, wayFold } from '../src/maps/set-table.js';
 import { kernelSkipReason, sh } from './helpers/env.js';
 
 const skip = kernelSkipReason();
@@ -152,7 +152,7 @@ describe('flow tables across a change of --conn-table-size', { skip }, () => {
       const sets = new Map<number, Buffer>();
       for (const [key, v] of entries) {
         const h = tupleHash(key);
-        const idx = (((h >>> 13) | (h << 19)) >>> 0) & (SETS - 1);
+        const idx = setIndex(h, SETS - 1);
         const set = sets.get(idx) ?? Buffer.alloc(HEAD + 8 * way);
         sets.set(idx, set);
         let i = 0;

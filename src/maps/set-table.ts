@@ -40,7 +40,8 @@ export function wayFold(b: Buffer, at: number, bytes: number): bigint {
   return f | 1n;
 }
 
-const setIndex = (h: number, mask: number): number => (((h >>> 13) | (h << 19)) >>> 0) & mask;
+/** The set a tuple's hash picks under `mask`, as xvs_head_of does: its high bits, so a set's tags differ in their low ones. */
+export const setIndex = (h: number, mask: number): number => (((h >>> 13) | (h << 19)) >>> 0) & mask;
 
 export interface SetBatch { keys: Buffer; values: Buffer; count: number }
 
@@ -202,7 +203,7 @@ export class SetTable<V> {
   /** Every entry, `chunk` sets per syscall: keys and values laid end to end, as RawMap.batches. */
   *batches(chunk = 256): Generator<SetBatch> {
     const V = this.valueBufSize;
-    // Every head first (64 bytes a set), then the ways of the sets a tag names.
+    // Every head first (64 bytes a set), then each set's ways, read beside its head.
     const heads = Buffer.alloc(this.heads.maxEntries * WAYS);
     for (const b of this.heads.batches(chunk)) {
       for (let s = 0; s < b.count; s++) b.values.copy(heads, u32(b.keys, 4 * s) * WAYS, s * WAYS, (s + 1) * WAYS);
